@@ -1,0 +1,6 @@
+"""inference.py: not yet implemented; see the open issues."""
+
+import sys
+
+if __name__ == "__main__":
+    sys.exit("inference.py is not implemented yet.")
