@@ -1,0 +1,103 @@
+"""Recurrent reading of frames: inside each chunk, or over a whole video."""
+
+import keras
+import tensorflow as tf
+
+RNN_TYPES = ("gru", "lstm", "bigru", "bilstm")
+
+
+def make_rnn(rnn_type, units, unroll=False, name="rnn"):
+    """A masked GRU/LSTM (optionally bidirectional) returning its last output.
+
+    The output size is `units`, or 2 * `units` for the bidirectional kinds.
+    """
+    if rnn_type not in RNN_TYPES:
+        raise ValueError(f"rnn_type must be one of {RNN_TYPES}, got {rnn_type!r}")
+    cell = keras.layers.LSTM if rnn_type.endswith("lstm") else keras.layers.GRU
+    if rnn_type.startswith("bi"):
+        return keras.layers.Bidirectional(
+            cell(units, unroll=unroll), merge_mode="concat", name=name)
+    return cell(units, unroll=unroll, name=name)
+
+
+def rnn_output_size(rnn_type, units):
+    return 2 * units if rnn_type.startswith("bi") else units
+
+
+@keras.saving.register_keras_serializable(package="yt8m_xmodal")
+class ChunkRecurrentEncoder(keras.layers.Layer):
+    """Summarizes every chunk with one recurrent pass over its frames.
+
+    All chunks of all videos run in parallel as one batch [B*C, L, D], so the
+    recurrence is only L steps deep instead of T: that is where chunking gets
+    its speed over a full-sequence LSTM. Padded frames are masked (the state
+    carries over them), and chunks with no valid frame come out as zeros.
+
+    Args:
+      units: recurrent width.
+      rnn_type: "gru", "lstm", "bigru" or "bilstm"; bidirectional kinds output
+        2 * units (forward and backward final states, concatenated).
+      unroll: unroll the L-step loop (L is static and short, so this trades
+        a bigger graph for no while-loop overhead; fastest on CPU).
+
+    Call arguments:
+      inputs: float tensor [B, C, L, D] from `ChunkSplit`.
+      mask: bool tensor [B, C, L] of valid frames (None: all valid).
+
+    Returns:
+      Float tensor [B, C, H] of chunk summaries.
+
+    Example:
+    >>> encoder = ChunkRecurrentEncoder(16, rnn_type="bigru")
+    >>> encoder(tf.ones([2, 3, 30, 8])).shape
+    TensorShape([2, 3, 32])
+    """
+
+    def __init__(self, units=128, rnn_type="gru", unroll=True, **kwargs):
+        super().__init__(**kwargs)
+        # Masks are explicit call arguments (see compute_mask).
+        self.supports_masking = True
+        self.units = int(units)
+        self.rnn_type = rnn_type
+        self.unroll = bool(unroll)
+        self.rnn = make_rnn(rnn_type, self.units, unroll=self.unroll)
+
+    @property
+    def output_size(self):
+        return rnn_output_size(self.rnn_type, self.units)
+
+    def build(self, input_shape):
+        chunk_size, feature_size = input_shape[-2], input_shape[-1]
+        self.rnn.build((None, chunk_size, feature_size))
+        self.built = True
+
+    def compute_mask(self, inputs, previous_mask=None):
+        # The mask is an explicit call argument and is consumed here; no
+        # implicit Keras mask is attached to the outputs.
+        return None
+
+    def call(self, inputs, mask=None, training=None):
+        inputs = tf.convert_to_tensor(inputs)
+        shape = tf.shape(inputs)
+        batch_size, num_chunks = shape[0], shape[1]
+        chunk_size, feature_size = inputs.shape[2], inputs.shape[3]
+        frames = tf.reshape(inputs, [-1, chunk_size, feature_size])
+        if mask is None:
+            mask = tf.ones(shape[:3], tf.bool)
+        mask = tf.cast(mask, tf.bool)
+        frame_mask = tf.reshape(mask, [-1, chunk_size])
+        summaries = self.rnn(frames, mask=frame_mask, training=training)
+        summaries = tf.reshape(
+            summaries, [batch_size, num_chunks, self.output_size])
+        chunk_mask = tf.reduce_any(mask, axis=-1)
+        return tf.where(chunk_mask[..., tf.newaxis], summaries,
+                        tf.zeros_like(summaries))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1], self.output_size)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"units": self.units, "rnn_type": self.rnn_type,
+                       "unroll": self.unroll})
+        return config
