@@ -1,0 +1,317 @@
+"""One-modality towers: a frame sequence (or a video-level vector) -> [B, E].
+
+Each tower is a `keras.Model` built from the layers in `yt8m_xmodal.layers`;
+the two-tower models in `models.py` hold one tower per modality.
+
+  ChunkAttentionTower  chunks -> recurrent encoder -> chunk positions
+                       -> attention over chunks (or mean, the ablation) -> head
+  FrameLstmTower       one recurrent pass over all T frames -> head
+  MeanPoolTower        masked mean over frames -> head
+  VideoLevelMlpTower   a video-level vector (mean_rgb / mean_audio) -> head
+"""
+
+import keras
+import tensorflow as tf
+
+from yt8m_xmodal.features import MAX_FRAMES
+from yt8m_xmodal.layers import (ATTENTION_KINDS, ChunkAttentionPooling,
+                                ChunkPositionEncoding, ChunkRecurrentEncoder,
+                                ChunkSplit, FrameNormalization,
+                                MaskedMeanPooling, ProjectionHead, make_rnn,
+                                masked_mean_weights)
+
+# "mean" replaces attention by a masked mean over chunks (ChunkMeanModel).
+CHUNK_POOLINGS = ATTENTION_KINDS + ("mean",)
+
+
+def _check_input_size(tower, input_shape):
+    size = input_shape[-1]
+    if size is not None and int(size) != tower.input_size:
+        raise ValueError(
+            f"{tower.name} expects features of size {tower.input_size} but got "
+            f"inputs of shape {tuple(input_shape)}")
+
+
+class _Tower(keras.Model):
+    """Shared plumbing: explicit masks, projection head, config round trip."""
+
+    has_attention = False
+
+    def __init__(self, input_size, embedding_dim=64, hidden_units=256,
+                 num_hidden_layers=1, dropout=0.0, input_norm="l2", **kwargs):
+        super().__init__(**kwargs)
+        # Masks are explicit call arguments; nothing implicit is attached.
+        self.supports_masking = True
+        self.input_size = int(input_size)
+        self.embedding_dim = int(embedding_dim)
+        self.hidden_units = int(hidden_units)
+        self.num_hidden_layers = int(num_hidden_layers)
+        self.dropout = float(dropout)
+        self.input_norm = input_norm
+        self.normalization = FrameNormalization(input_norm,
+                                                name="normalization")
+        self.head = ProjectionHead(
+            self.embedding_dim,
+            hidden_units=(self.hidden_units,) * self.num_hidden_layers,
+            dropout=self.dropout, name="projection_head")
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return None
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable,
+                "input_size": self.input_size,
+                "embedding_dim": self.embedding_dim,
+                "hidden_units": self.hidden_units,
+                "num_hidden_layers": self.num_hidden_layers,
+                "dropout": self.dropout, "input_norm": self.input_norm}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="yt8m_xmodal")
+class ChunkAttentionTower(_Tower):
+    """Chunked recurrent reading of frames, pooled by attention over chunks.
+
+    Frames are L2-normalized (YT8M practice), cut into chunks of `chunk_size`
+    frames, each chunk is summarized by a GRU/LSTM running over all chunks in
+    parallel, a chunk-position encoding is added, and attention over the
+    valid chunks pools them into one vector for the projection head.
+
+    Args:
+      input_size: D, feature size of each frame (1024 rgb, 128 audio).
+      embedding_dim: E, output size.
+      chunk_size: frames per chunk (default 30 -> 10 chunks for 300 frames).
+      rnn_type: "gru", "lstm", "bigru" or "bilstm".
+      rnn_units: recurrent width (per direction).
+      attention: "additive", "multihead", or "mean" (masked mean over chunks,
+        no attention weights learned: the ChunkMeanModel ablation).
+      attention_units: hidden size of the attention scorer / key size.
+      num_heads: heads of multihead attention.
+      position_encoding: "learned", "sinusoidal" or "none".
+      max_frames: longest input, sizes the learned position table.
+      hidden_units, num_hidden_layers: hidden MLP of the projection head.
+      dropout: on chunk summaries and in the projection head.
+      input_norm: "l2", "layer" or "none" (see FrameNormalization).
+      unroll: unroll the chunk_size-step recurrence (see ChunkRecurrentEncoder).
+
+    Call arguments:
+      inputs: float tensor [B, T, D].
+      mask: bool tensor [B, T] of valid frames (None: all valid).
+      training: enables dropout.
+      return_attention: also return the chunk weights [B, C].
+
+    Example:
+    >>> tower = ChunkAttentionTower(128, embedding_dim=16, rnn_units=8)
+    >>> tower(tf.ones([2, 75, 128]), mask=tf.sequence_mask([75, 40], 75)).shape
+    TensorShape([2, 16])
+    """
+
+    has_attention = True
+
+    def __init__(self, input_size, embedding_dim=64, chunk_size=30,
+                 rnn_type="gru", rnn_units=128, attention="additive",
+                 attention_units=128, num_heads=4, position_encoding="learned",
+                 max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
+                 dropout=0.0, input_norm="l2", unroll=True, **kwargs):
+        super().__init__(input_size, embedding_dim=embedding_dim,
+                         hidden_units=hidden_units,
+                         num_hidden_layers=num_hidden_layers, dropout=dropout,
+                         input_norm=input_norm, **kwargs)
+        if attention not in CHUNK_POOLINGS:
+            raise ValueError(f"attention must be one of {CHUNK_POOLINGS}, "
+                             f"got {attention!r}")
+        self.chunk_size = int(chunk_size)
+        self.rnn_type = rnn_type
+        self.rnn_units = int(rnn_units)
+        self.attention = attention
+        self.attention_units = int(attention_units)
+        self.num_heads = int(num_heads)
+        self.position_encoding = position_encoding
+        self.max_frames = int(max_frames)
+        self.unroll = bool(unroll)
+        self.split = ChunkSplit(self.chunk_size, name="chunk_split")
+        self.encoder = ChunkRecurrentEncoder(
+            self.rnn_units, rnn_type=rnn_type, unroll=self.unroll,
+            name="chunk_encoder")
+        self.position = ChunkPositionEncoding(
+            position_encoding, max_chunks=self.split.num_chunks(self.max_frames),
+            name="chunk_position")
+        self.chunk_dropout = keras.layers.Dropout(self.dropout,
+                                                  name="chunk_dropout")
+        if attention == "mean":
+            self.pooling = MaskedMeanPooling(name="chunk_pooling")
+        else:
+            self.pooling = ChunkAttentionPooling(
+                attention, units=self.attention_units, num_heads=self.num_heads,
+                name="chunk_pooling")
+
+    def build(self, input_shape):
+        _check_input_size(self, input_shape)
+        self.normalization.build(input_shape)
+        self.encoder.build((None, None, self.chunk_size, self.input_size))
+        summary_shape = (None, None, self.encoder.output_size)
+        self.position.build(summary_shape)
+        self.pooling.build(summary_shape)
+        self.head.build((None, self.encoder.output_size))
+        self.built = True
+
+    def call(self, inputs, mask=None, training=None, return_attention=False):
+        frames = self.normalization(inputs, mask=mask)
+        chunks, frame_mask, chunk_mask = self.split(frames, mask=mask)
+        summaries = self.encoder(chunks, mask=frame_mask, training=training)
+        summaries = self.position(summaries)
+        summaries = self.chunk_dropout(summaries, training=training)
+        if self.attention == "mean":
+            pooled = self.pooling(summaries, mask=chunk_mask)
+            weights = masked_mean_weights(chunk_mask, pooled.dtype)
+        else:
+            pooled, weights = self.pooling(summaries, mask=chunk_mask,
+                                           return_attention=True)
+        embedding = self.head(pooled, training=training)
+        if return_attention:
+            return embedding, weights
+        return embedding
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "chunk_size": self.chunk_size, "rnn_type": self.rnn_type,
+            "rnn_units": self.rnn_units, "attention": self.attention,
+            "attention_units": self.attention_units,
+            "num_heads": self.num_heads,
+            "position_encoding": self.position_encoding,
+            "max_frames": self.max_frames, "unroll": self.unroll})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="yt8m_xmodal")
+class FrameLstmTower(_Tower):
+    """One recurrent pass over the whole frame sequence (YT8M's LstmModel).
+
+    The recurrence is T steps deep (300 for full videos); padded frames are
+    masked, so the final state is the one after the last real frame.
+
+    Args:
+      input_size: D, feature size of each frame.
+      embedding_dim: E, output size.
+      rnn_type: "lstm" (default), "gru", "bilstm" or "bigru".
+      rnn_units: recurrent width (per direction).
+      hidden_units, num_hidden_layers, dropout, input_norm: as in
+        ChunkAttentionTower.
+
+    Call arguments:
+      inputs: float tensor [B, T, D].
+      mask: bool tensor [B, T] of valid frames (None: all valid).
+      training: enables dropout.
+
+    Example:
+    >>> tower = FrameLstmTower(128, embedding_dim=16, rnn_units=8)
+    >>> tower(tf.ones([2, 40, 128])).shape
+    TensorShape([2, 16])
+    """
+
+    def __init__(self, input_size, embedding_dim=64, rnn_type="lstm",
+                 rnn_units=128, hidden_units=256, num_hidden_layers=1,
+                 dropout=0.0, input_norm="l2", **kwargs):
+        super().__init__(input_size, embedding_dim=embedding_dim,
+                         hidden_units=hidden_units,
+                         num_hidden_layers=num_hidden_layers, dropout=dropout,
+                         input_norm=input_norm, **kwargs)
+        self.rnn_type = rnn_type
+        self.rnn_units = int(rnn_units)
+        self.rnn = make_rnn(rnn_type, self.rnn_units, name="frame_rnn")
+        self.rnn_dropout = keras.layers.Dropout(self.dropout,
+                                                name="rnn_dropout")
+
+    def build(self, input_shape):
+        _check_input_size(self, input_shape)
+        self.normalization.build(input_shape)
+        self.rnn.build((None, None, self.input_size))
+        self.head.build((None, 2 * self.rnn_units if self.rnn_type.startswith(
+            "bi") else self.rnn_units))
+        self.built = True
+
+    def call(self, inputs, mask=None, training=None):
+        frames = self.normalization(inputs, mask=mask)
+        if mask is not None:
+            mask = tf.cast(mask, tf.bool)
+        summary = self.rnn(frames, mask=mask, training=training)
+        summary = self.rnn_dropout(summary, training=training)
+        return self.head(summary, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"rnn_type": self.rnn_type, "rnn_units": self.rnn_units})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="yt8m_xmodal")
+class MeanPoolTower(_Tower):
+    """Masked mean over L2-normalized frames, then the projection MLP.
+
+    Order-free by construction: the baseline that shows what temporal
+    modelling adds.
+
+    Args:
+      input_size: D, feature size of each frame.
+      embedding_dim, hidden_units, num_hidden_layers, dropout, input_norm: as
+        in ChunkAttentionTower.
+
+    Call arguments:
+      inputs: float tensor [B, T, D].
+      mask: bool tensor [B, T] of valid frames (None: all valid).
+      training: enables dropout.
+
+    Example:
+    >>> MeanPoolTower(128, embedding_dim=16)(tf.ones([2, 40, 128])).shape
+    TensorShape([2, 16])
+    """
+
+    def __init__(self, input_size, embedding_dim=64, hidden_units=256,
+                 num_hidden_layers=1, dropout=0.0, input_norm="l2", **kwargs):
+        super().__init__(input_size, embedding_dim=embedding_dim,
+                         hidden_units=hidden_units,
+                         num_hidden_layers=num_hidden_layers, dropout=dropout,
+                         input_norm=input_norm, **kwargs)
+        self.pooling = MaskedMeanPooling(name="frame_pooling")
+
+    def build(self, input_shape):
+        _check_input_size(self, input_shape)
+        self.normalization.build(input_shape)
+        self.head.build((None, self.input_size))
+        self.built = True
+
+    def call(self, inputs, mask=None, training=None):
+        frames = self.normalization(inputs, mask=mask)
+        return self.head(self.pooling(frames, mask=mask), training=training)
+
+
+@keras.saving.register_keras_serializable(package="yt8m_xmodal")
+class VideoLevelMlpTower(_Tower):
+    """A video-level vector (mean_rgb / mean_audio), L2-normalized, then MLP.
+
+    Args:
+      input_size: D, size of the video-level vector.
+      embedding_dim, hidden_units, num_hidden_layers, dropout, input_norm: as
+        in ChunkAttentionTower.
+
+    Call arguments:
+      inputs: float tensor [B, D].
+      training: enables dropout.
+
+    Example:
+    >>> VideoLevelMlpTower(128, embedding_dim=16)(tf.ones([2, 128])).shape
+    TensorShape([2, 16])
+    """
+
+    def build(self, input_shape):
+        _check_input_size(self, input_shape)
+        self.normalization.build(input_shape)
+        self.head.build((None, self.input_size))
+        self.built = True
+
+    def call(self, inputs, mask=None, training=None):
+        return self.head(self.normalization(inputs), training=training)
