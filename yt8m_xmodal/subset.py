@@ -1,0 +1,896 @@
+r"""Cuts a reproducible music subset out of YouTube-8M shards.
+
+    python -m yt8m_xmodal.subset \
+        --input_data_pattern=/data/yt8m/video/train*.tfrecord \
+        --output_dir=/data/yt8m_music --vocabulary_file=/data/yt8m/vocabulary.csv
+
+writes `train-00000-of-00008.tfrecord` ... `test-00007-of-00008.tfrecord` in
+the input's own YT8M format (each kept record's original bytes, unchanged) and
+a `manifest.json` that says what was kept, what was dropped and why.
+
+Rules, applied to every record in this order; a record dropped by one rule is
+counted under that reason only (`manifest.json`, "dropped"):
+
+1. `not_selected`: the record carries none of the selected labels. By default
+   the 17 music labels of `vocabulary.MUSIC_LABELS`; `--label_indices`,
+   `--label_names` and `--verticals` replace them by the union of what they
+   name (`--verticals` matches Vertical1, Vertical2 or Vertical3).
+2. Frame level only:
+   `too_short`: fewer than `--min_frames` frames in the video view.
+   `no_audio_signal`: the audio view has no frames, or every audio frame is
+   byte-identical to the first one (YT8M stores one constant vector per second
+   for a silent or missing track; a 1-frame video counts as constant).
+   `frame_count_mismatch`: the audio and video views have different numbers of
+   frames (the starter code's reader asserts they are equal).
+   NaN or out-of-range values cannot occur: frames are uint8 codes. A frame
+   with the wrong number of bytes contradicts `--feature_sizes` and is an error.
+3. Video level only:
+   `bad_values`: a NaN or infinite value, or a value outside the range the
+   8-bit codes can dequantize to, [FEATURE_MIN, FEATURE_MAX] widened by
+   RANGE_TOLERANCE, in either view.
+   `no_audio_signal`: the exact audio vector (its float32 bytes) is shared by
+   at least `--repeated_audio_min_videos` distinct ids over all readable
+   input files (counted in the first pass, before selection). Real audio
+   never averages to the same 128 floats twice; the features of a silent or
+   missing track do (435 of the 28,792 videos of the 100 validate shards in
+   ../shared/yt8m share one vector).
+4. `duplicate_id`: of the records left with the same id, the one whose
+   serialized bytes have the smallest SHA-256 is kept (so the choice does not
+   depend on file names or order); the others are counted here.
+
+Splits: key(id) = the first 8 bytes of SHA-256(id bytes) as a big-endian
+unsigned integer, u = key / 2**64. With fractions (f_train, f_validate,
+f_test) from `--split_fractions`, taken exactly as decimals, a video goes to
+train if key < floor(f_train * 2**64), else to validate if
+key < floor((f_train + f_validate) * 2**64), else to test. Within a split,
+records are ordered by (key, id) and dealt round-robin to `--num_shards`
+shards by `writers.ShardedRecordWriter`. So the output depends only on the set
+of input records, not on their files, file order, machine or Python's hash
+seed; two runs give byte-identical shards and manifest.
+
+Two passes over the input. The first streams every file with tf.data, parses
+records with the parse specs of `features.py` and keeps, per record that
+passes rules 1-3, only (id, key, digest, labels, file, byte offset), plus one
+(audio hash, id hash) pair per record at video level: memory is O(number of
+videos) small hashes, never features. The second pass reads each kept record
+back by its byte offset (the TFRecord framing is 8 bytes length, 4 bytes CRC,
+data, 4 bytes CRC), checks its digest and writes it. Inputs must therefore be
+uncompressed TFRecords, as YT8M is.
+
+A file that cannot be read or parsed is a DataError naming it; with
+`--skip_corrupt` it is skipped as a whole (also records read from it before
+the error), and listed with the error in the manifest's "skipped_files".
+`manifest.json` is written last: its presence marks a finished run.
+"""
+
+import array
+import collections
+import dataclasses
+import fractions
+import glob as pyglob
+import hashlib
+import json
+import os
+import re
+import struct
+import sys
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from yt8m_xmodal import features
+from yt8m_xmodal import vocabulary
+from yt8m_xmodal import writers
+from yt8m_xmodal.errors import DataError, FlagError
+
+SPLITS = ("train", "validate", "test")
+DEFAULT_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+DEFAULT_NUM_SHARDS = 8
+# YT8M videos are 120-500 s long (YouTube-8M paper, Abu-El-Haija et al.
+# 2016, section 3); fewer than 10 one-second frames means a broken record and
+# too little time for any audio-video correlation over time.
+DEFAULT_MIN_FRAMES = 10
+# Two different videos with bit-identical mean audio are re-uploads at most;
+# three or more sharing one vector is the silent/missing-track vector.
+DEFAULT_REPEATED_AUDIO_MIN_VIDEOS = 3
+
+# Range of dequantized 8-bit codes (features.py): byte 0 and byte 255.
+FEATURE_MIN = features.DEQUANTIZE_BIAS
+FEATURE_MAX = 255 * features.DEQUANTIZE_SCALAR + features.DEQUANTIZE_BIAS
+# Means over frames are computed in float32 and may round past the ends.
+RANGE_TOLERANCE = 1e-3
+
+FRAME_DROP_REASONS = ("not_selected", "too_short", "no_audio_signal",
+                      "frame_count_mismatch", "duplicate_id")
+VIDEO_DROP_REASONS = ("not_selected", "bad_values", "no_audio_signal",
+                      "duplicate_id")
+
+# TFRecord framing: uint64 length, uint32 masked CRC of the length, data,
+# uint32 masked CRC of the data (tensorflow/core/lib/io/record_writer.h).
+_RECORD_HEADER_BYTES = 12
+_RECORD_OVERHEAD_BYTES = 16
+_HASH_BYTES = 8
+_BATCH_SIZE = 256
+_MAX_OPEN_FILES = 32
+MANIFEST_NAME = "manifest.json"
+
+_DUPLICATE_RULE = (
+    "records with the same id that pass every other rule: the one whose "
+    "serialized bytes have the smallest SHA-256 is kept, the others are "
+    "dropped as duplicate_id")
+
+
+def _split_rule(split_fractions):
+    return (
+        "key(id) = first 8 bytes of SHA-256(id bytes), big-endian unsigned; "
+        f"train if key < floor({split_fractions[0]} * 2**64), validate if "
+        f"key < floor(({split_fractions[0]} + {split_fractions[1]}) * 2**64), "
+        "else test; within a split records are ordered by (key, id) and "
+        "dealt round-robin to the shards")
+
+
+# ----------------------------------------------------------------------------
+# Selection
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSelection:
+    """Which labels make a video selected.
+
+    Attributes:
+      indices: sorted tuple of class indices; a video is selected if it
+        carries at least one of them.
+      names: dict index -> name (empty without a vocabulary).
+      rule: the exact rule in words, written to the manifest.
+    """
+    indices: tuple
+    names: dict
+    rule: str
+
+
+def _split_names(text, known_names):
+    """Splits a comma list of label names that may themselves hold commas.
+
+    Some vocabulary names contain commas ("Nike, Inc."), so at each position
+    the longest run of comma-separated pieces that is a known name wins.
+    """
+    pieces = text.split(",")
+    names, i = [], 0
+    while i < len(pieces):
+        if not pieces[i].strip():
+            i += 1
+            continue
+        for j in range(len(pieces), i, -1):
+            candidate = ",".join(pieces[i:j]).strip()
+            if candidate in known_names:
+                names.append(candidate)
+                i = j
+                break
+        else:
+            names.append(pieces[i].strip())
+            i += 1
+    return names
+
+
+def _as_list(value):
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+def build_selection(label_names=None, label_indices=None, verticals=None,
+                    vocabulary_file=None):
+    """Builds the label selection from the flags.
+
+    Args:
+      label_names: comma string or list of vocabulary names.
+      label_indices: comma string or list of class indices.
+      verticals: comma string or list of verticals (Vertical1-3).
+      vocabulary_file: path of the official vocabulary.csv; needed for
+        `label_names` and `verticals`, optional otherwise (adds names).
+
+    Returns:
+      A `LabelSelection`: the union of what the three arguments name, or the
+      built-in `vocabulary.MUSIC_LABELS` when all three are empty.
+
+    Raises:
+      FlagError: naming the flag, for an unknown name, vertical or index, or
+        a missing `--vocabulary_file`.
+      DataError: naming the file, for a vocabulary with the wrong columns, or
+        one that disagrees with the built-in music labels.
+    """
+    labels = vocabulary.read_vocabulary(vocabulary_file) if vocabulary_file else None
+    by_index = {l.index: l for l in labels} if labels else {}
+    by_name = {l.name: l for l in labels if l.name} if labels else {}
+
+    if isinstance(label_names, str):
+        label_names = _split_names(label_names, by_name)
+    else:
+        label_names = _as_list(label_names)
+    verticals = _as_list(verticals)
+    index_texts = _as_list(label_indices)
+
+    if (label_names or verticals) and labels is None:
+        flag = "--label_names" if label_names else "--verticals"
+        raise FlagError(f"{flag} needs --vocabulary_file (the official "
+                        "YouTube-8M vocabulary.csv) to look the names up")
+
+    if not (label_names or verticals or index_texts):
+        if labels is not None:
+            for index, name in vocabulary.MUSIC_LABELS:
+                if by_index.get(index) is None or by_index[index].name != name:
+                    found = by_index[index].name if index in by_index else None
+                    raise DataError(
+                        f"vocabulary file {vocabulary_file} names index {index} "
+                        f"{found!r}, but the built-in music label {index} is "
+                        f"{name!r} (2018 vocabulary); select labels explicitly "
+                        "with --label_indices or --label_names")
+        names = dict(vocabulary.MUSIC_LABELS)
+        rule = ("a video is kept if its labels include at least one of the 17 "
+                "built-in music labels (vocabulary.MUSIC_LABELS, 2018 "
+                "vocabulary): " + ", ".join(
+                    f"{i} {n}" for i, n in vocabulary.MUSIC_LABELS))
+        return LabelSelection(vocabulary.MUSIC_LABEL_INDICES, names, rule)
+
+    selected, parts = set(), []
+    if index_texts:
+        indices = []
+        for text in index_texts:
+            try:
+                index = int(text)
+            except ValueError:
+                raise FlagError(f"--label_indices: {text!r} is not an integer "
+                                "class index") from None
+            if index < 0 or (labels is not None and index not in by_index):
+                raise FlagError(
+                    f"--label_indices: {index} is not a class index"
+                    + (f" of {vocabulary_file}" if labels is not None else ""))
+            indices.append(index)
+        selected.update(indices)
+        parts.append("--label_indices=" + ",".join(str(i) for i in indices))
+    if label_names:
+        for name in label_names:
+            if name not in by_name:
+                lowered = {n.lower(): n for n in by_name}
+                hint = lowered.get(name.lower())
+                raise FlagError(
+                    f"--label_names: {name!r} is not a label name in "
+                    f"{vocabulary_file}"
+                    + (f"; did you mean {hint!r}?" if hint else ""))
+            selected.add(by_name[name].index)
+        parts.append("--label_names=" + ",".join(label_names))
+    if verticals:
+        for vertical in verticals:
+            matched = [l.index for l in labels if vertical in l.verticals]
+            if not matched:
+                known = sorted({v for l in labels for v in l.verticals})
+                raise FlagError(
+                    f"--verticals: {vertical!r} is not a vertical in "
+                    f"{vocabulary_file} (Vertical1-3); known: {known}")
+            selected.update(matched)
+        parts.append("--verticals=" + ",".join(verticals) +
+                     " (labels whose Vertical1, Vertical2 or Vertical3 matches)")
+    indices = tuple(sorted(selected))
+    names = {i: by_index[i].name for i in indices if i in by_index}
+    rule = (f"a video is kept if its labels include at least one of the "
+            f"{len(indices)} labels named by " + "; ".join(parts) +
+            " (their union)")
+    return LabelSelection(indices, names, rule)
+
+
+def parse_split_fractions(text):
+    """Parses `--split_fractions` into three exact `fractions.Fraction`s.
+
+    Raises:
+      FlagError: unless there are three non-negative numbers summing to 1.
+    """
+    parts = _as_list(text) if isinstance(text, str) else [str(t) for t in text]
+    try:
+        values = tuple(fractions.Fraction(p) for p in parts)
+    except (ValueError, ZeroDivisionError):
+        raise FlagError(f"--split_fractions={text!r} must be three numbers "
+                        "for train,validate,test, e.g. 0.8,0.1,0.1") from None
+    if len(values) != 3 or any(v < 0 for v in values):
+        raise FlagError(f"--split_fractions={text!r} must be three "
+                        "non-negative numbers for train,validate,test")
+    if abs(sum(values) - 1) > fractions.Fraction(1, 10**6):
+        raise FlagError(f"--split_fractions={text!r} must sum to 1, "
+                        f"not {float(sum(values))}")
+    return values
+
+
+def id_key(video_id):
+    """The split and order key of an id: SHA-256 prefix as an integer."""
+    if isinstance(video_id, str):
+        video_id = video_id.encode()
+    return int.from_bytes(hashlib.sha256(video_id).digest()[:_HASH_BYTES], "big")
+
+
+def _split_thresholds(split_fractions):
+    total = 2 ** (8 * _HASH_BYTES)
+    first = split_fractions[0]
+    return (int(first * total), int((first + split_fractions[1]) * total))
+
+
+def split_of(video_id, split_fractions=DEFAULT_SPLIT_FRACTIONS):
+    """The split ("train", "validate" or "test") an id goes to."""
+    if not all(isinstance(f, fractions.Fraction) for f in split_fractions):
+        split_fractions = parse_split_fractions([str(f) for f in split_fractions])
+    key = id_key(video_id)
+    train_end, validate_end = _split_thresholds(split_fractions)
+    if key < train_end:
+        return "train"
+    return "validate" if key < validate_end else "test"
+
+
+# ----------------------------------------------------------------------------
+# Files
+
+
+def resolve_files(data_pattern, flag="--input_data_pattern"):
+    """Sorted, de-duplicated files of comma-separated glob patterns.
+
+    Raises:
+      DataError: naming the pattern, when it matches no file.
+    """
+    patterns = [p.strip() for p in str(data_pattern).split(",") if p.strip()]
+    found = set()
+    for pattern in patterns:
+        if "://" in pattern:
+            found.update(tf.io.gfile.glob(pattern))
+        else:
+            found.update(os.path.abspath(p) for p in pyglob.glob(pattern)
+                         if os.path.isfile(p))
+    if not found:
+        raise DataError(f"{flag}={data_pattern!r} matches no files")
+    return sorted(found)
+
+
+def _tf_error_text(error):
+    """The useful line of a tf.errors.OpError raised from inside tf.data."""
+    text = getattr(error, "message", str(error)).strip().splitlines()[0]
+    text = re.sub(r"\{\{[^}]*\}\}\s*", "", text)
+    text = re.sub(r"Error in user-defined function passed to \S+ "
+                  r"transformation with iterator: \S+:\s*", "", text)
+    return text
+
+
+def _file_sha256(path):
+    digest = hashlib.sha256()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        while True:
+            block = f.read(1 << 20)
+            if not block:
+                return digest.hexdigest()
+            digest.update(block)
+
+
+class _RecordFetcher:
+    """Reads single records back by byte offset, keeping a few files open."""
+
+    def __init__(self, paths):
+        self._paths = paths
+        self._open = collections.OrderedDict()
+
+    def read(self, file_index, offset, length, digest):
+        path = self._paths[file_index]
+        f = self._open.pop(file_index, None)
+        if f is None:
+            f = tf.io.gfile.GFile(path, "rb")
+            if len(self._open) >= _MAX_OPEN_FILES:
+                self._open.popitem(last=False)[1].close()
+        self._open[file_index] = f
+        f.seek(offset)
+        header = f.read(_RECORD_HEADER_BYTES)
+        data = f.read(length)
+        if (len(header) != _RECORD_HEADER_BYTES
+                or struct.unpack("<Q", header[:8])[0] != length
+                or len(data) != length
+                or hashlib.sha256(data).digest()[:_HASH_BYTES] != digest):
+            raise DataError(
+                f"{path}: the record at byte {offset} is not the one read in "
+                "the first pass; the file changed during the run or is not an "
+                "uncompressed TFRecord file")
+        return data
+
+    def close(self):
+        for f in self._open.values():
+            f.close()
+        self._open.clear()
+
+
+# ----------------------------------------------------------------------------
+# First pass: per-record summaries, computed in tf.data
+
+
+def _frame_summary_fn(feature_names, feature_sizes):
+    video_name, audio_name = feature_names
+    video_size, audio_size = feature_sizes
+    sequence_spec = features.frame_sequence_features(feature_names)
+
+    def summarize(serialized):
+        context, lists = tf.io.parse_single_sequence_example(
+            serialized, context_features=features.context_features(),
+            sequence_features=sequence_spec)
+        video, audio = lists[video_name], lists[audio_name]
+        return {
+            "serialized": serialized,
+            "id": context["id"],
+            "labels": context["labels"].values,
+            "video_frames": tf.size(video),
+            "audio_frames": tf.size(audio),
+            "sizes_ok": tf.logical_and(
+                tf.reduce_all(tf.strings.length(video) == video_size),
+                tf.reduce_all(tf.strings.length(audio) == audio_size)),
+            # Comparing the raw frame bytes avoids decoding; identical bytes
+            # are identical dequantized vectors.
+            "audio_constant": tf.reduce_all(tf.equal(audio, audio[:1])),
+        }
+    return summarize
+
+
+def _video_summary_fn(feature_names, feature_sizes):
+    video_name, audio_name = feature_names
+    spec = features.video_level_features(feature_names, feature_sizes)
+
+    def in_range(x):
+        return tf.reduce_all(tf.logical_and(
+            tf.math.is_finite(x),
+            tf.logical_and(x >= FEATURE_MIN - RANGE_TOLERANCE,
+                           x <= FEATURE_MAX + RANGE_TOLERANCE)))
+
+    def summarize(serialized):
+        parsed = tf.io.parse_single_example(serialized, spec)
+        video, audio = parsed[video_name], parsed[audio_name]
+        return {
+            "serialized": serialized,
+            "id": parsed["id"],
+            "labels": parsed["labels"].values,
+            "values_ok": tf.logical_and(in_range(video), in_range(audio)),
+            "audio": audio,
+        }
+    return summarize
+
+
+def _row_lists(tensor):
+    if isinstance(tensor, tf.RaggedTensor):
+        return tensor.to_list()
+    return tensor.numpy().tolist()
+
+
+class _Scan:
+    """What the first pass remembers: compact per-record hashes, no features."""
+
+    def __init__(self):
+        self.ids = []
+        self.keys = array.array("Q")
+        self.digests = array.array("Q")
+        self.audio_hashes = array.array("Q")
+        self.files = array.array("I")
+        self.offsets = array.array("Q")
+        self.lengths = array.array("Q")
+        self.labels = []
+        self._label_tuples = {}
+        # Video level: one (audio hash, id key) pair per readable record.
+        self.audio_pairs = array.array("Q")
+        self.dropped = collections.Counter()
+        self.records_read = 0
+
+    def add_candidate(self, video_id, key, digest, audio_hash, file_index,
+                      offset, length, labels):
+        self.ids.append(video_id)
+        self.keys.append(key)
+        self.digests.append(digest)
+        self.audio_hashes.append(audio_hash)
+        self.files.append(file_index)
+        self.offsets.append(offset)
+        self.lengths.append(length)
+        # Most videos share a few label combinations; store each tuple once.
+        labels = tuple(labels)
+        self.labels.append(self._label_tuples.setdefault(labels, labels))
+
+    def extend(self, other):
+        self.ids.extend(other.ids)
+        for name in ("keys", "digests", "audio_hashes", "files", "offsets",
+                     "lengths", "audio_pairs"):
+            getattr(self, name).extend(getattr(other, name))
+        for labels in other.labels:
+            self.labels.append(self._label_tuples.setdefault(labels, labels))
+        self.dropped.update(other.dropped)
+        self.records_read += other.records_read
+
+    def __len__(self):
+        return len(self.ids)
+
+
+def _hash64(data):
+    return int.from_bytes(hashlib.sha256(data).digest()[:_HASH_BYTES], "big")
+
+
+def _scan_file(path, file_index, frame_features, summarize, selected,
+               min_frames, feature_flags):
+    """Scans one file; returns a `_Scan` for it. Raises tf.errors.OpError."""
+    scan = _Scan()
+    dataset = tf.data.TFRecordDataset(path)
+    dataset = dataset.map(summarize, num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True)
+    dataset = dataset.ragged_batch(_BATCH_SIZE).prefetch(1)
+    offset = 0
+    for batch in dataset:
+        serialized = batch["serialized"].numpy()
+        video_ids = batch["id"].numpy()
+        labels = _row_lists(batch["labels"])
+        if frame_features:
+            video_frames = batch["video_frames"].numpy()
+            audio_frames = batch["audio_frames"].numpy()
+            sizes_ok = batch["sizes_ok"].numpy()
+            audio_constant = batch["audio_constant"].numpy()
+        else:
+            values_ok = batch["values_ok"].numpy()
+            audio = batch["audio"].numpy()
+        for i, record in enumerate(serialized):
+            record_offset = offset
+            offset += len(record) + _RECORD_OVERHEAD_BYTES
+            scan.records_read += 1
+            video_id = video_ids[i]
+            key = _hash64(video_id)
+            if frame_features:
+                if not sizes_ok[i]:
+                    raise DataError(
+                        f"{path}: record id {video_id.decode(errors='replace')!r} "
+                        f"has frames whose byte length is not {feature_flags}")
+                audio_hash = 0
+            else:
+                audio_hash = _hash64(audio[i].tobytes())
+                scan.audio_pairs.append(audio_hash)
+                scan.audio_pairs.append(key)
+            chosen = sorted(selected.intersection(labels[i]))
+            if not chosen:
+                reason = "not_selected"
+            elif frame_features:
+                if video_frames[i] < min_frames:
+                    reason = "too_short"
+                elif audio_frames[i] == 0 or audio_constant[i]:
+                    reason = "no_audio_signal"
+                elif audio_frames[i] != video_frames[i]:
+                    reason = "frame_count_mismatch"
+                else:
+                    reason = None
+            else:
+                reason = None if values_ok[i] else "bad_values"
+            if reason:
+                scan.dropped[reason] += 1
+                continue
+            scan.add_candidate(video_id, key, _hash64(record), audio_hash,
+                               file_index, record_offset, len(record), chosen)
+    return scan
+
+
+# ----------------------------------------------------------------------------
+# The tool
+
+
+def _progress(stream, text):
+    if stream is not None:
+        print(f"subset: {text}", file=stream, flush=True)
+
+
+def _clear_output(output_dir, overwrite):
+    existing = sorted(
+        name for name in (os.listdir(output_dir) if os.path.isdir(output_dir) else [])
+        if name == MANIFEST_NAME or re.fullmatch(
+            r"(train|validate|test)-\d{5}-of-\d{5}\.tfrecord", name))
+    if existing and not overwrite:
+        raise FlagError(
+            f"--output_dir={output_dir} already holds a subset ({existing[0]} "
+            "...); pass --overwrite to replace it")
+    for name in existing:
+        os.remove(os.path.join(output_dir, name))
+
+
+def extract_subset(input_data_pattern, output_dir, frame_features=False,
+                   feature_names=None, feature_sizes=None, selection=None,
+                   min_frames=DEFAULT_MIN_FRAMES,
+                   repeated_audio_min_videos=DEFAULT_REPEATED_AUDIO_MIN_VIDEOS,
+                   split_fractions=DEFAULT_SPLIT_FRACTIONS,
+                   num_shards=DEFAULT_NUM_SHARDS, skip_corrupt=False,
+                   overwrite=False, progress=sys.stderr):
+    """Writes the subset shards and `manifest.json`; returns the manifest.
+
+    Args:
+      input_data_pattern: comma-separated globs of YT8M TFRecord files.
+      output_dir: where `train-*`, `validate-*`, `test-*` and the manifest go.
+      frame_features: frame-level (SequenceExample) input, else video level.
+      feature_names, feature_sizes: the (video, audio) features, as for the
+        readers; None means the level's YT8M defaults.
+      selection: a `LabelSelection`; None means the 17 music labels.
+      min_frames: frame level: fewer video frames are dropped as too_short.
+      repeated_audio_min_videos: video level: an audio vector shared by this
+        many distinct ids is dropped as no_audio_signal.
+      split_fractions: train, validate, test fractions (numbers or string).
+      num_shards: shards per split.
+      skip_corrupt: skip (and list) unreadable files instead of failing.
+      overwrite: replace an existing subset in `output_dir`.
+      progress: stream for progress lines (None for quiet).
+
+    Raises:
+      FlagError, DataError: naming the flag or the file.
+    """
+    started = time.monotonic()
+    if feature_names is None:
+        feature_names = features.default_feature_names(frame_features)
+    if feature_sizes is None:
+        feature_sizes = features.FEATURE_SIZES
+    feature_names, feature_sizes = features.parse_feature_flags(
+        feature_names, feature_sizes)
+    if selection is None:
+        selection = build_selection()
+    if isinstance(split_fractions, str):
+        split_fractions = parse_split_fractions(split_fractions)
+    else:
+        split_fractions = parse_split_fractions([str(f) for f in split_fractions])
+    if num_shards < 1:
+        raise FlagError(f"--num_shards={num_shards} must be at least 1")
+    if frame_features and min_frames < 1:
+        raise FlagError(f"--min_frames={min_frames} must be at least 1")
+    if repeated_audio_min_videos < 2:
+        raise FlagError(f"--repeated_audio_min_videos={repeated_audio_min_videos} "
+                        "must be at least 2 (one video always shares its "
+                        "audio with itself)")
+    paths = resolve_files(input_data_pattern)
+    _clear_output(output_dir, overwrite)
+    feature_flags = (f"--feature_sizes={','.join(map(str, feature_sizes))} "
+                     f"for --feature_names={','.join(feature_names)}")
+    level = "frame" if frame_features else "video"
+    summarize = (_frame_summary_fn if frame_features else _video_summary_fn)(
+        feature_names, feature_sizes)
+    selected = frozenset(selection.indices)
+
+    # Pass 1.
+    scan, skipped = _Scan(), []
+    for file_index, path in enumerate(paths):
+        try:
+            file_scan = _scan_file(path, file_index, frame_features, summarize,
+                                   selected, min_frames, feature_flags)
+        except (tf.errors.OpError, DataError) as e:
+            text = (_tf_error_text(e) if isinstance(e, tf.errors.OpError)
+                    else str(e))
+            if not skip_corrupt:
+                raise DataError(
+                    f"cannot read {path} as {level}-level YouTube-8M records "
+                    f"({feature_flags}): {text}. Pass --skip_corrupt to skip "
+                    "unreadable files") from None
+            skipped.append({"file": path, "error": text})
+            _progress(progress, f"skipped unreadable file {path}: {text}")
+            continue
+        scan.extend(file_scan)
+        _progress(progress, (
+            f"scanned {file_index + 1}/{len(paths)} files: "
+            f"{scan.records_read} records, {len(scan)} pass the selection and "
+            f"per-record checks, {sum(scan.dropped.values())} dropped"))
+    if len(skipped) == len(paths):
+        raise DataError(f"no input file of --input_data_pattern="
+                        f"{input_data_pattern!r} could be read; first error: "
+                        f"{skipped[0]['file']}: {skipped[0]['error']}")
+
+    # Video level: audio vectors shared by many distinct ids carry no signal.
+    repeated_audio = {}
+    if not frame_features and len(scan.audio_pairs):
+        pairs = np.unique(np.frombuffer(scan.audio_pairs, dtype=np.uint64)
+                          .reshape(-1, 2), axis=0)
+        hashes, counts = np.unique(pairs[:, 0], return_counts=True)
+        repeated_audio = {int(h): int(c) for h, c in zip(hashes, counts)
+                          if c >= repeated_audio_min_videos}
+
+    # Order by (key, id, digest); drop repeated audio, then duplicate ids.
+    dropped = collections.Counter(scan.dropped)
+    order = sorted(range(len(scan)),
+                   key=lambda i: (scan.keys[i], scan.ids[i], scan.digests[i]))
+    kept, previous = [], None
+    for i in order:
+        if scan.audio_hashes[i] in repeated_audio:
+            dropped["no_audio_signal"] += 1
+            continue
+        if scan.ids[i] == previous:
+            dropped["duplicate_id"] += 1
+            continue
+        previous = scan.ids[i]
+        kept.append(i)
+
+    # Pass 2: write each split in key order.
+    train_end, validate_end = _split_thresholds(split_fractions)
+    split_members = {split: [] for split in SPLITS}
+    for i in kept:
+        key = scan.keys[i]
+        split = ("train" if key < train_end
+                 else "validate" if key < validate_end else "test")
+        split_members[split].append(i)
+    label_counts = {index: collections.Counter() for index in selection.indices}
+    shards = {}
+    fetcher = _RecordFetcher(paths)
+    try:
+        for split in SPLITS:
+            with writers.ShardedRecordWriter(output_dir, split, num_shards) as w:
+                for i in split_members[split]:
+                    w.write(fetcher.read(scan.files[i], scan.offsets[i],
+                                         scan.lengths[i],
+                                         scan.digests[i].to_bytes(_HASH_BYTES, "big")))
+                    for index in scan.labels[i]:
+                        label_counts[index][split] += 1
+                paths_written = w.paths
+            counts = [len(split_members[split][s::num_shards])
+                      for s in range(num_shards)]
+            shards[split] = [
+                {"file": os.path.basename(p), "records": n,
+                 "sha256": _file_sha256(p)}
+                for p, n in zip(paths_written, counts)]
+            _progress(progress, f"wrote {split}: {len(split_members[split])} "
+                      f"videos in {num_shards} shards")
+    finally:
+        fetcher.close()
+
+    reasons = FRAME_DROP_REASONS if frame_features else VIDEO_DROP_REASONS
+    kept_counts = {split: len(split_members[split]) for split in SPLITS}
+    kept_counts["total"] = len(kept)
+    manifest = {
+        "tool": "python -m yt8m_xmodal.subset",
+        "level": level,
+        "feature_names": list(feature_names),
+        "feature_sizes": list(feature_sizes),
+        "selection": {
+            "rule": selection.rule,
+            "labels": [{"index": i, "name": selection.names.get(i)}
+                       for i in selection.indices],
+        },
+        "quality_rules": _quality_rules(frame_features, min_frames,
+                                        repeated_audio_min_videos),
+        "duplicate_rule": _DUPLICATE_RULE,
+        "split_fractions": [str(f) for f in split_fractions],
+        "split_rule": _split_rule([str(f) for f in split_fractions]),
+        "num_shards": num_shards,
+        "input_files": paths,
+        "skipped_files": skipped,
+        "records_read": scan.records_read,
+        "kept": kept_counts,
+        "dropped": {reason: dropped.get(reason, 0) for reason in reasons},
+        "labels": [
+            {"index": i, "name": selection.names.get(i),
+             "videos": {**{s: label_counts[i][s] for s in SPLITS},
+                        "total": sum(label_counts[i].values())}}
+            for i in selection.indices],
+        "shards": shards,
+    }
+    if not frame_features:
+        manifest["repeated_audio_vectors"] = [
+            {"sha256_prefix": f"{h:016x}", "videos": c}
+            for h, c in sorted(repeated_audio.items(), key=lambda x: (-x[1], x[0]))]
+    with open(os.path.join(output_dir, MANIFEST_NAME), "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    _progress(progress, (
+        f"done in {time.monotonic() - started:.1f} s: kept "
+        + ", ".join(f"{s} {kept_counts[s]}" for s in SPLITS)
+        + "; dropped " + ", ".join(f"{r} {manifest['dropped'][r]}" for r in reasons)
+        + (f"; skipped {len(skipped)} unreadable files" if skipped else "")))
+    return manifest
+
+
+def _quality_rules(frame_features, min_frames, repeated_audio_min_videos):
+    if frame_features:
+        return {
+            "too_short": f"fewer than --min_frames={min_frames} frames in the "
+                         "video view",
+            "no_audio_signal": "the audio view has no frames, or every audio "
+                               "frame is byte-identical to the first",
+            "frame_count_mismatch": "audio and video views have different "
+                                    "numbers of frames",
+        }
+    return {
+        "bad_values": (f"a NaN or infinite value, or one outside "
+                       f"[{FEATURE_MIN}, {FEATURE_MAX}] +- {RANGE_TOLERANCE}, "
+                       "in either view"),
+        "no_audio_signal": (
+            "the exact audio vector (float32 bytes) is shared by at least "
+            f"--repeated_audio_min_videos={repeated_audio_min_videos} distinct "
+            "ids over all readable input records"),
+    }
+
+
+# ----------------------------------------------------------------------------
+# Command line
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the tool's flags on `flag_values` (tests pass a fresh one)."""
+    flags.DEFINE_string("input_data_pattern", None,
+                        "Comma-separated globs of YT8M TFRecord files.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("output_dir", None, "Where shards and manifest.json go.",
+                        flag_values=flag_values)
+    flags.DEFINE_bool("frame_features", False,
+                      "Frame-level input (SequenceExample), else video level.",
+                      flag_values=flag_values)
+    flags.DEFINE_string("feature_names", None,
+                        "Video then audio feature name; default rgb,audio at "
+                        "frame level, mean_rgb,mean_audio at video level.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("feature_sizes", "1024,128",
+                        "Sizes of the features in --feature_names.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("label_names", None,
+                        "Comma list of vocabulary names to select (needs "
+                        "--vocabulary_file). Default: the 17 music labels.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("label_indices", None,
+                        "Comma list of class indices to select.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("verticals", None,
+                        "Comma list of verticals, e.g. 'Arts & Entertainment', "
+                        "matched against Vertical1-3 (needs --vocabulary_file).",
+                        flag_values=flag_values)
+    flags.DEFINE_string("vocabulary_file", None,
+                        "The official YouTube-8M vocabulary.csv.",
+                        flag_values=flag_values)
+    flags.DEFINE_integer("min_frames", DEFAULT_MIN_FRAMES,
+                         "Frame level: drop videos with fewer frames.",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("repeated_audio_min_videos",
+                         DEFAULT_REPEATED_AUDIO_MIN_VIDEOS,
+                         "Video level: drop videos whose exact audio vector is "
+                         "shared by at least this many distinct ids.",
+                         flag_values=flag_values)
+    flags.DEFINE_string("split_fractions", "0.8,0.1,0.1",
+                        "Train,validate,test fractions of the id hash range.",
+                        flag_values=flag_values)
+    flags.DEFINE_integer("num_shards", DEFAULT_NUM_SHARDS,
+                         "Output shards per split.", flag_values=flag_values)
+    flags.DEFINE_bool("skip_corrupt", False,
+                      "Skip unreadable input files (listed in the manifest) "
+                      "instead of stopping.", flag_values=flag_values)
+    flags.DEFINE_bool("overwrite", False,
+                      "Replace an existing subset in --output_dir.",
+                      flag_values=flag_values)
+
+
+def run_from_flags(flag_values=flags.FLAGS, progress=sys.stderr):
+    """Runs `extract_subset` with parsed flags; returns the manifest."""
+    for name in ("input_data_pattern", "output_dir"):
+        if not flag_values[name].value:
+            raise FlagError(f"--{name} is required")
+    selection = build_selection(
+        label_names=flag_values.label_names,
+        label_indices=flag_values.label_indices,
+        verticals=flag_values.verticals,
+        vocabulary_file=flag_values.vocabulary_file)
+    return extract_subset(
+        flag_values.input_data_pattern, flag_values.output_dir,
+        frame_features=flag_values.frame_features,
+        feature_names=flag_values.feature_names,
+        feature_sizes=flag_values.feature_sizes,
+        selection=selection,
+        min_frames=flag_values.min_frames,
+        repeated_audio_min_videos=flag_values.repeated_audio_min_videos,
+        split_fractions=flag_values.split_fractions,
+        num_shards=flag_values.num_shards,
+        skip_corrupt=flag_values.skip_corrupt,
+        overwrite=flag_values.overwrite,
+        progress=progress)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        run_from_flags()
+    except (FlagError, DataError) as e:
+        sys.exit(f"subset: error: {e}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
