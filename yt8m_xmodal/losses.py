@@ -1,0 +1,605 @@
+"""Cross-modal objectives: the deep CCA family and contrastive alternatives.
+
+All losses share one interface, picked by the trainer's `--loss` flag:
+
+    loss = get_loss("dcca", top_k=64)
+    value = loss(video, audio, labels=None)            # scalar
+    out = loss.compute(video, audio, labels=None)
+    # {"loss": scalar, "total_correlation": scalar, "correlations": [k]}
+
+`video` [B, o1] and `audio` [B, o2] are the two towers' embeddings, `labels`
+the batch dict's multi-hot [B, C] (only `cluster_cca` needs it). The losses
+are Keras layers so that a learnable temperature is tracked, checkpointed and
+serialized like any weight; `loss.get_config()` is what the trainer records
+in model_flags.json.
+
+Global batch under tf.distribute
+--------------------------------
+CCA is not a sum over examples, so inside `strategy.run` every loss sums its
+sufficient statistics (or gathers the embeddings, for the contrastive losses)
+over replicas: each replica computes the *global-batch* loss value L. The
+gradient of an all-reduce SUM is an all-reduce SUM of the upstream gradients,
+so replica r's gradient of L with respect to the mirrored weights is
+R · ∂L_r, where ∂L_r is the part of the global gradient flowing through
+replica r's rows and R = num_replicas_in_sync. The exact recipe is therefore
+the usual Keras one:
+
+    def step(batch):
+        with tf.GradientTape() as tape:
+            out = model(batch, training=True)
+            value = loss(out["video"], out["audio"], batch["labels"])
+            scaled = losses.scale_loss_for_replicas(value)   # value / R
+        variables = model.trainable_variables + loss.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        optimizer.apply_gradients(zip(grads, variables))  # sums over replicas
+        return value
+    values = strategy.run(step, args=(batch,))
+    value = strategy.reduce("MEAN", values, axis=None)  # all replicas agree
+
+Σ_r ∂L_r is the one-device gradient of L on the global batch, so the applied
+gradient equals the single-device one (tests/test_distributed_loss.py). Do
+not divide by the global batch size: L is already a mean. Create the loss
+inside `strategy.scope()` (InfoNCE's temperature is a variable). Every replica
+must call the loss (the all-reduce is collective), also with an empty shard.
+"""
+
+import keras
+import tensorflow as tf
+
+from yt8m_xmodal import linalg
+from yt8m_xmodal.errors import FlagError
+
+# Andrew et al. 2013 regularize each covariance with a ridge r·I; 1e-4 of the
+# mean variance is the usual setting in public DCCA code.
+DEFAULT_RIDGE = 1e-4
+# Floor for the eigenvalues of the scale-normalized (mean eigenvalue 1)
+# covariances; only active when the ridge is 0 or the view is degenerate.
+DEFAULT_EPS = 1e-9
+# CLIP (Radford et al. 2021): initial temperature 0.07, logit scale clipped
+# at 100.
+CLIP_INITIAL_TEMPERATURE = 0.07
+CLIP_MAX_LOGIT_SCALE = 100.0
+# VSE++ (Faghri et al. 2018): margin 0.2 with the hardest in-batch negative.
+VSE_MARGIN = 0.2
+# Stand-in for -inf when masking the positive out of the negatives.
+_MASKED_SIMILARITY = -1e9
+
+
+def scale_loss_for_replicas(value):
+    """value / num_replicas_in_sync: what to differentiate under tf.distribute.
+
+    See the module docstring: every replica computes the global-batch loss,
+    and the optimizer sums the replicas' gradients.
+    """
+    replicas = linalg.num_replicas_in_sync()
+    if replicas == 1:
+        return value
+    return value * tf.cast(1.0 / replicas, value.dtype)
+
+
+def min_batch_size(dim1, dim2):
+    """Smallest global batch m with m - 1 >= o1 + o2 (full-rank joint covariance).
+
+    Below it the sample covariance of [H1 H2] is singular and the
+    unregularized canonical correlations are trivially 1.
+    """
+    return int(dim1) + int(dim2) + 1
+
+
+def _check_batch(video, audio, loss_name):
+    """Raises FlagError when static shapes show a batch too small for CCA."""
+    batch = video.shape[0]
+    dim1 = video.shape[-1]
+    dim2 = audio.shape[-1]
+    if batch is None or dim1 is None or dim2 is None:
+        return
+    global_batch = batch * linalg.num_replicas_in_sync()
+    needed = min_batch_size(dim1, dim2)
+    if global_batch < needed:
+        raise FlagError(
+            f"{loss_name}: a global batch of {global_batch} examples is too "
+            f"small for embeddings of size o1={dim1} and o2={dim2}: CCA needs "
+            f"m - 1 >= o1 + o2, i.e. --batch_size >= {needed}.")
+
+
+def _check_rank(video, audio):
+    if video.shape.rank != 2 or audio.shape.rank != 2:
+        raise ValueError(
+            f"losses expect [batch, dim] embeddings, got video {video.shape} "
+            f"and audio {audio.shape}")
+
+
+class _CrossModalLoss(keras.layers.Layer):
+    """Shared plumbing: dtype handling, CCA monitoring, config."""
+
+    def __init__(self, monitor_ridge=DEFAULT_RIDGE, monitor_eps=DEFAULT_EPS,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.monitor_ridge = monitor_ridge
+        self.monitor_eps = monitor_eps
+        # Embeddings may be float64 (tests) or float32; the losses cast
+        # themselves, so Keras must not autocast the inputs.
+        self._convert_input_args = False
+
+    def call(self, video, audio, labels=None):
+        return self.compute(video, audio, labels)["loss"]
+
+    def compute(self, video, audio, labels=None):
+        raise NotImplementedError
+
+    def _monitor(self, video, audio, statistics=None):
+        """Batch CCA under stop_gradient, for logging non-CCA objectives."""
+        video = tf.stop_gradient(video)
+        audio = tf.stop_gradient(audio)
+        if statistics is None:
+            statistics = linalg.global_statistics(video, audio)
+        statistics = tf.nest.map_structure(
+            lambda x: None if x is None else tf.stop_gradient(x), statistics)
+        _, _, t = linalg.whitening(
+            statistics.cov11, statistics.cov22, statistics.cov12,
+            statistics.mean_square1, statistics.mean_square2,
+            self.monitor_ridge, self.monitor_ridge, self.monitor_eps)
+        correlations = linalg.canonical_correlations(t)
+        return tf.reduce_sum(correlations), correlations
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(monitor_ridge=self.monitor_ridge,
+                      monitor_eps=self.monitor_eps)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="yt8m_xmodal")
+class DeepCCALoss(_CrossModalLoss):
+    """Deep CCA (Andrew et al., ICML 2013): minus the trace norm of T.
+
+    T = Σ11^{-1/2} Σ12 Σ22^{-1/2} with Σ11 = Σ̂11 + r1 · (trace(Σ̂11)/o1) · I
+    (ridge relative to the mean variance, so the loss is scale-free),
+    Σ22 likewise. The total correlation is the sum of the singular values of
+    T (all of them, or the `top_k` largest); loss = -total correlation.
+    Computed in float64 whatever the input dtype; the result has the input's
+    dtype (at least float32).
+
+    Small batches: with m - 1 < o1 + o2 the covariances are rank-deficient.
+    If the static shapes show it the call raises FlagError naming the sizes
+    (`min_batch_size(o1, o2)` gives the bound for start-up checks). With
+    dynamic shapes no check is possible; the ridge (or, with r = 0, the
+    eigenvalue floor `eps`) keeps the result well defined and finite, but it
+    then mostly measures the regularization.
+
+    Degenerate batches (constant columns, identical rows, duplicated or
+    whitened columns) give finite losses and gradients: see
+    `linalg.inverse_sqrt_psd` and `linalg.canonical_correlations`.
+
+    Args:
+      top_k: number of largest canonical correlations summed; None = all
+        min(o1, o2).
+      r1: ridge of the video covariance, relative to its mean variance.
+      r2: ridge of the audio covariance, relative to its mean variance.
+      eps: floor of the eigenvalues of the scale-normalized covariances.
+      check_batch_size: raise FlagError for statically too-small batches.
+      **kwargs: keras.layers.Layer arguments (name, ...).
+
+    Call arguments:
+      video: [B, o1] embeddings.
+      audio: [B, o2] embeddings.
+      labels: ignored.
+
+    Example:
+      >>> loss = DeepCCALoss(top_k=2)
+      >>> value = loss(tf.random.normal([64, 4]), tf.random.normal([64, 3]))
+    """
+
+    def __init__(self, top_k=None, r1=DEFAULT_RIDGE, r2=DEFAULT_RIDGE,
+                 eps=DEFAULT_EPS, check_batch_size=True, **kwargs):
+        super().__init__(**kwargs)
+        if top_k is not None and int(top_k) < 1:
+            raise ValueError(f"DeepCCALoss: top_k must be >= 1, got {top_k}")
+        if r1 < 0 or r2 < 0 or eps <= 0:
+            raise ValueError(
+                f"DeepCCALoss: need r1, r2 >= 0 and eps > 0, got r1={r1}, "
+                f"r2={r2}, eps={eps}")
+        self.top_k = None if top_k is None else int(top_k)
+        self.r1 = float(r1)
+        self.r2 = float(r2)
+        self.eps = float(eps)
+        self.check_batch_size = bool(check_batch_size)
+
+    def _cross_covariance(self, statistics):
+        return statistics.cov12
+
+    def _needs_labels(self):
+        return False
+
+    def compute(self, video, audio, labels=None):
+        video = tf.convert_to_tensor(video)
+        audio = tf.convert_to_tensor(audio)
+        _check_rank(video, audio)
+        name = type(self).__name__
+        if self.check_batch_size:
+            _check_batch(video, audio, name)
+        smaller = min(d for d in (video.shape[-1], audio.shape[-1], 10**9)
+                      if d is not None)
+        if self.top_k is not None and self.top_k > smaller:
+            raise ValueError(
+                f"{name}: top_k={self.top_k} exceeds min(o1, o2)={smaller}")
+        out_dtype = linalg.compute_dtype_for(video.dtype)
+        statistics = linalg.global_statistics(
+            video, audio, labels if self._needs_labels() else None)
+        _, _, t = linalg.whitening(
+            statistics.cov11, statistics.cov22,
+            self._cross_covariance(statistics),
+            statistics.mean_square1, statistics.mean_square2,
+            self.r1, self.r2, self.eps)
+        correlations = linalg.canonical_correlations(t)
+        if self.top_k is not None:
+            correlations = correlations[:self.top_k]
+        total = tf.reduce_sum(correlations)
+        return {"loss": tf.cast(-total, out_dtype),
+                "total_correlation": tf.cast(total, out_dtype),
+                "correlations": tf.cast(correlations, out_dtype)}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(top_k=self.top_k, r1=self.r1, r2=self.r2, eps=self.eps,
+                      check_batch_size=self.check_batch_size)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="yt8m_xmodal")
+class ClusterCCALoss(DeepCCALoss):
+    """Cluster-CCA (Rasiwasia et al. 2014) blended with deep CCA.
+
+    Cluster-CCA pairs every video with every audio of the same class. Here
+    the cross-covariance blends the paired and the class estimates,
+
+        Σ12 = β · Σ12_paired + (1 - β) · Σ12_class,
+        Σ12_class = m / (M (m - 1)) · Σ_c s1_c s2_cᵀ,
+
+    where s_c are the sums of the globally centred embeddings of the videos
+    labelled c (computed as Lᵀ H, O(B·C·d + C·d1·d2) instead of a double sum
+    over pairs), M = Σ_c n_c² is the number of counted pairs, and the factor
+    m / (M (m - 1)) makes Σ12_class equal Σ12_paired when every video is its
+    own class. Σ11, Σ22 are the usual paired covariances. β = 1 is exactly
+    DCCA.
+
+    Multi-label videos: a video counts once in every class it carries, so a
+    pair (i, j) is weighted by the number of labels it shares, (L Lᵀ)_ij, and
+    a pair (i, i) with k labels counts k times. Videos without a label only
+    enter the paired term. Labels may also be non-negative soft weights.
+
+    Args:
+      beta: weight of the paired cross-covariance, in [0, 1].
+      num_classes: size of the label vocabulary (recorded in the config).
+      top_k, r1, r2, eps, check_batch_size: as DeepCCALoss.
+      **kwargs: keras.layers.Layer arguments.
+
+    Call arguments:
+      video: [B, o1] embeddings.
+      audio: [B, o2] embeddings.
+      labels: [B, C] multi-hot labels from the batch dict (required).
+
+    Example:
+      >>> loss = ClusterCCALoss(beta=0.5)
+      >>> labels = tf.one_hot(tf.range(64) % 5, 5)
+      >>> value = loss(tf.random.normal([64, 4]), tf.random.normal([64, 4]),
+      ...              labels)
+    """
+
+    def __init__(self, beta=0.5, num_classes=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= beta <= 1.0:
+            raise ValueError(f"ClusterCCALoss: beta must be in [0, 1], "
+                             f"got {beta}")
+        self.beta = float(beta)
+        self.num_classes = None if num_classes is None else int(num_classes)
+
+    def _needs_labels(self):
+        return True
+
+    def _cross_covariance(self, statistics):
+        dof = tf.maximum(statistics.count - 1.0, 1.0)
+        pairs = tf.maximum(statistics.class_pairs, 1.0)
+        class_cov = statistics.class_cross * (statistics.count / (pairs * dof))
+        return self.beta * statistics.cov12 + (1.0 - self.beta) * class_cov
+
+    def compute(self, video, audio, labels=None):
+        if labels is None:
+            raise ValueError("ClusterCCALoss needs the batch's multi-hot "
+                             "labels [B, C]: call loss(video, audio, labels)")
+        labels = tf.convert_to_tensor(labels)
+        if (self.num_classes is not None and labels.shape[-1] is not None
+                and labels.shape[-1] != self.num_classes):
+            raise ValueError(
+                f"ClusterCCALoss: labels have {labels.shape[-1]} classes, "
+                f"expected num_classes={self.num_classes}")
+        return super().compute(video, audio, labels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(beta=self.beta, num_classes=self.num_classes)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="yt8m_xmodal")
+class SoftCCALoss(_CrossModalLoss):
+    """Soft CCA (Chang et al., CVPR 2018): distance plus soft decorrelation.
+
+    Both views are standardized per feature with the global-batch mean and
+    variance (batch normalization without affine terms, variance + bn_eps
+    with bn_eps relative to the view's mean variance), then
+
+        loss = mean_i ||z1_i - z2_i||² + λ · (SDL(z1) + SDL(z2)),
+        SDL(z) = Σ_{i≠j} |R_ij| / o,
+
+    R being the correlation matrix of the batch. No eigendecomposition. The
+    paper's SDL uses a running average of the covariance over minibatches;
+    here the global-batch covariance is used instead (stateless, and exact
+    under tf.distribute). Needs o1 == o2. Everything is computed from the
+    same sufficient statistics as DCCA, in float64.
+
+    Args:
+      decorrelation_weight: λ (our default, not the paper's).
+      bn_eps: variance epsilon, relative to the mean variance of each view.
+      monitor_ridge, monitor_eps: regularization of the monitored CCA.
+      **kwargs: keras.layers.Layer arguments.
+
+    Call arguments:
+      video: [B, o] embeddings.
+      audio: [B, o] embeddings.
+      labels: ignored.
+
+    Example:
+      >>> loss = SoftCCALoss(decorrelation_weight=0.5)
+      >>> value = loss(tf.random.normal([32, 4]), tf.random.normal([32, 4]))
+    """
+
+    def __init__(self, decorrelation_weight=1.0, bn_eps=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.decorrelation_weight = float(decorrelation_weight)
+        self.bn_eps = float(bn_eps)
+
+    def _loss_from_statistics(self, statistics):
+        def standardized(cov, mean_square):
+            variance = tf.linalg.diag_part(cov)
+            floor = linalg._view_scale(cov, mean_square)  # pylint: disable=protected-access
+            return variance + self.bn_eps * floor
+
+        var1 = standardized(statistics.cov11, statistics.mean_square1)
+        var2 = standardized(statistics.cov22, statistics.mean_square2)
+        count = tf.maximum(statistics.count, 1.0)
+        dof = tf.maximum(statistics.count - 1.0, 1.0)
+        # mean_i ||z1 - z2||² from the (m-1)-normalized covariances.
+        distance = (dof / count) * tf.reduce_sum(
+            tf.linalg.diag_part(statistics.cov11) / var1
+            + tf.linalg.diag_part(statistics.cov22) / var2
+            - 2.0 * tf.linalg.diag_part(statistics.cov12)
+            * tf.math.rsqrt(var1) * tf.math.rsqrt(var2))
+
+        def decorrelation(cov, variance):
+            inv = tf.math.rsqrt(variance)
+            corr = cov * inv[:, tf.newaxis] * inv[tf.newaxis, :]
+            off = tf.reduce_sum(tf.abs(corr)) - tf.reduce_sum(
+                tf.abs(tf.linalg.diag_part(corr)))
+            return off / tf.cast(tf.shape(cov)[0], cov.dtype)
+
+        penalty = (decorrelation(statistics.cov11, var1)
+                   + decorrelation(statistics.cov22, var2))
+        return distance + self.decorrelation_weight * penalty
+
+    def compute(self, video, audio, labels=None):
+        video = tf.convert_to_tensor(video)
+        audio = tf.convert_to_tensor(audio)
+        _check_rank(video, audio)
+        if (video.shape[-1] is not None and audio.shape[-1] is not None
+                and video.shape[-1] != audio.shape[-1]):
+            raise ValueError(
+                f"SoftCCALoss needs equal embedding sizes, got video "
+                f"{video.shape[-1]} and audio {audio.shape[-1]}")
+        out_dtype = linalg.compute_dtype_for(video.dtype)
+        statistics = linalg.global_statistics(video, audio)
+        value = self._loss_from_statistics(statistics)
+        total, correlations = self._monitor(video, audio, statistics)
+        return {"loss": tf.cast(value, out_dtype),
+                "total_correlation": tf.cast(total, out_dtype),
+                "correlations": tf.cast(correlations, out_dtype)}
+
+    def call(self, video, audio, labels=None):
+        video = tf.convert_to_tensor(video)
+        statistics = linalg.global_statistics(video, audio)
+        return tf.cast(self._loss_from_statistics(statistics),
+                       linalg.compute_dtype_for(video.dtype))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(decorrelation_weight=self.decorrelation_weight,
+                      bn_eps=self.bn_eps)
+        return config
+
+
+def _gather_global(local_a, local_b):
+    """All-gathers two [m_r, d] tensors; returns (all_a, all_b, offset).
+
+    offset is the index of this replica's first row in the global batch.
+    Outside tf.distribute the inputs come back unchanged with offset 0. The
+    gradient of all_gather sums the replicas' upstream gradients of each
+    slice, consistent with `replica_sum`.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return local_a, local_b, tf.constant(0, tf.int32)
+    all_a, all_b = context.all_gather([local_a, local_b], axis=0)
+    sizes = context.all_gather(tf.shape(local_a)[:1], axis=0)
+    replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+    offset = tf.reduce_sum(sizes[:replica])
+    return all_a, all_b, offset
+
+
+class _ContrastiveLoss(_CrossModalLoss):
+    """Plumbing for losses over the in-batch similarity matrix."""
+
+    def _row_losses(self, similarity, positive_index):
+        raise NotImplementedError
+
+    def _similarity_scale(self, dtype):
+        return tf.constant(1.0, dtype)
+
+    def _loss(self, video, audio):
+        video = tf.convert_to_tensor(video)
+        audio = tf.convert_to_tensor(audio)
+        _check_rank(video, audio)
+        dtype = linalg.compute_dtype_for(video.dtype)
+        video = tf.math.l2_normalize(tf.cast(video, dtype), axis=-1)
+        audio = tf.math.l2_normalize(tf.cast(audio, dtype), axis=-1)
+        all_video, all_audio, offset = _gather_global(video, audio)
+        positive = offset + tf.range(tf.shape(video)[0])
+        scale = self._similarity_scale(dtype)
+        video_to_audio = self._row_losses(
+            scale * tf.matmul(video, all_audio, transpose_b=True), positive)
+        audio_to_video = self._row_losses(
+            scale * tf.matmul(audio, all_video, transpose_b=True), positive)
+        sums = linalg.replica_sum({
+            "loss": tf.reduce_sum(video_to_audio + audio_to_video),
+            "count": tf.cast(tf.shape(video)[0], dtype)})
+        return 0.5 * sums["loss"] / tf.maximum(sums["count"], 1.0)
+
+    def call(self, video, audio, labels=None):
+        return self._loss(video, audio)
+
+    def compute(self, video, audio, labels=None):
+        value = self._loss(video, audio)
+        total, correlations = self._monitor(video, audio)
+        return {"loss": value,
+                "total_correlation": tf.cast(total, value.dtype),
+                "correlations": tf.cast(correlations, value.dtype)}
+
+
+@keras.saving.register_keras_serializable(package="yt8m_xmodal")
+class InfoNCELoss(_ContrastiveLoss):
+    """Symmetric InfoNCE (CLIP, Radford et al. 2021) over the global batch.
+
+    Cosine similarities scaled by 1/τ; cross-entropy of each video against
+    all audios of the global batch and vice versa, averaged. With
+    `learn_temperature` the logit scale log(1/τ) is a trainable weight
+    (clipped at log 100 as in CLIP): create the loss in `strategy.scope()`
+    and add `loss.trainable_variables` to the optimizer's variables and to
+    the checkpoint. Under tf.distribute the negatives come from all replicas
+    (all_gather).
+
+    Args:
+      temperature: initial (or fixed) τ.
+      learn_temperature: whether τ is trained.
+      monitor_ridge, monitor_eps: regularization of the monitored CCA.
+      **kwargs: keras.layers.Layer arguments.
+
+    Call arguments:
+      video: [B, d] embeddings.
+      audio: [B, d] embeddings.
+      labels: ignored.
+
+    Example:
+      >>> loss = InfoNCELoss(temperature=0.1, learn_temperature=False)
+      >>> value = loss(tf.random.normal([8, 4]), tf.random.normal([8, 4]))
+    """
+
+    def __init__(self, temperature=CLIP_INITIAL_TEMPERATURE,
+                 learn_temperature=True, **kwargs):
+        super().__init__(**kwargs)
+        if temperature <= 0:
+            raise ValueError(f"InfoNCELoss: temperature must be > 0, "
+                             f"got {temperature}")
+        self.temperature = float(temperature)
+        self.learn_temperature = bool(learn_temperature)
+        # The weight does not depend on input shapes; creating it now lets
+        # the trainer build the loss in strategy.scope() and list its
+        # variables before the first (replica-context) call.
+        self.build()
+
+    def build(self, input_shape=None):
+        self.logit_scale = self.add_weight(
+            name="logit_scale", shape=(),
+            initializer=keras.initializers.Constant(
+                float(tf.math.log(1.0 / self.temperature))),
+            trainable=self.learn_temperature, dtype="float32")
+
+    def _similarity_scale(self, dtype):
+        log_scale = tf.minimum(tf.cast(self.logit_scale, dtype),
+                               tf.math.log(tf.cast(CLIP_MAX_LOGIT_SCALE, dtype)))
+        return tf.exp(log_scale)
+
+    def _row_losses(self, similarity, positive_index):
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=positive_index, logits=similarity)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(temperature=self.temperature,
+                      learn_temperature=self.learn_temperature)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="yt8m_xmodal")
+class TripletLoss(_ContrastiveLoss):
+    """Bidirectional triplet loss with the hardest in-batch negative (VSE++).
+
+    For each video i with cosine similarities s_ij to every audio of the
+    global batch, loss_i = max(0, margin - s_ii + max_{j≠i} s_ij), and the
+    same from audio to video; the loss is the mean over the global batch of
+    the average of both directions (Faghri et al. 2018, "max of hinges").
+
+    Args:
+      margin: hinge margin.
+      monitor_ridge, monitor_eps: regularization of the monitored CCA.
+      **kwargs: keras.layers.Layer arguments.
+
+    Call arguments:
+      video: [B, d] embeddings.
+      audio: [B, d] embeddings.
+      labels: ignored.
+
+    Example:
+      >>> loss = TripletLoss(margin=0.2)
+      >>> value = loss(tf.random.normal([8, 4]), tf.random.normal([8, 4]))
+    """
+
+    def __init__(self, margin=VSE_MARGIN, **kwargs):
+        super().__init__(**kwargs)
+        self.margin = float(margin)
+
+    def _row_losses(self, similarity, positive_index):
+        rows = tf.range(tf.shape(similarity)[0])
+        index = tf.stack([rows, positive_index], axis=1)
+        positive = tf.gather_nd(similarity, index)
+        is_positive = tf.one_hot(positive_index, tf.shape(similarity)[1],
+                                 on_value=True, off_value=False)
+        negatives = tf.where(is_positive,
+                             tf.cast(_MASKED_SIMILARITY, similarity.dtype),
+                             similarity)
+        hardest = tf.reduce_max(negatives, axis=1)
+        return tf.nn.relu(self.margin - positive + hardest)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(margin=self.margin)
+        return config
+
+
+LOSSES = {
+    "dcca": DeepCCALoss,
+    "cluster_cca": ClusterCCALoss,
+    "soft_cca": SoftCCALoss,
+    "infonce": InfoNCELoss,
+    "triplet": TripletLoss,
+}
+
+
+def get_loss(name, **kwargs):
+    """Builds the loss named by `--loss` (dcca, cluster_cca, soft_cca,
+    infonce, triplet) with keyword arguments of its class."""
+    if name not in LOSSES:
+        raise FlagError(f"--loss={name!r} is not one of {sorted(LOSSES)}")
+    try:
+        return LOSSES[name](**kwargs)
+    except TypeError as error:
+        raise FlagError(f"--loss={name}: bad loss options {kwargs}: "
+                        f"{error}") from error
