@@ -171,7 +171,7 @@ class ChunkAttentionModel(_NamedModel):
       max_frames (300): longest video, sizes the learned position table.
       hidden_units (256), num_hidden_layers (1): projection head MLP.
       dropout (0.0), input_norm ("l2"): see ChunkAttentionTower.
-      unroll (True): unroll the chunk_size-step recurrence.
+      unroll (False): unroll the chunk_size-step recurrence.
     """
 
     def __init__(self, video_size=VIDEO_SIZE, audio_size=AUDIO_SIZE,
@@ -179,7 +179,7 @@ class ChunkAttentionModel(_NamedModel):
                  rnn_units=128, attention="additive", attention_units=128,
                  num_heads=4, position_encoding="learned",
                  max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
-                 dropout=0.0, input_norm="l2", unroll=True, **kwargs):
+                 dropout=0.0, input_norm="l2", unroll=False, **kwargs):
         self._init_towers(
             ChunkAttentionTower, video_size, audio_size, kwargs,
             embedding_dim=embedding_dim, chunk_size=chunk_size,
@@ -202,7 +202,7 @@ class ChunkMeanModel(_NamedModel):
                  embedding_dim=64, chunk_size=30, rnn_type="gru",
                  rnn_units=128, position_encoding="learned",
                  max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
-                 dropout=0.0, input_norm="l2", unroll=True, **kwargs):
+                 dropout=0.0, input_norm="l2", unroll=False, **kwargs):
         self._init_towers(
             ChunkAttentionTower, video_size, audio_size, kwargs,
             embedding_dim=embedding_dim, chunk_size=chunk_size,

@@ -115,7 +115,7 @@ class ChunkAttentionTower(_Tower):
                  rnn_type="gru", rnn_units=128, attention="additive",
                  attention_units=128, num_heads=4, position_encoding="learned",
                  max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
-                 dropout=0.0, input_norm="l2", unroll=True, **kwargs):
+                 dropout=0.0, input_norm="l2", unroll=False, **kwargs):
         super().__init__(input_size, embedding_dim=embedding_dim,
                          hidden_units=hidden_units,
                          num_hidden_layers=num_hidden_layers, dropout=dropout,
