@@ -39,3 +39,29 @@ def shared_vocabulary():
     if not path.exists():
         pytest.skip(f"YT8M vocabulary not found at {path}")
     return path
+
+
+def _tiny_dataset(root, frame_features):
+    from yt8m_xmodal import synthetic
+    synthetic.generate_dataset(
+        str(root), num_videos=160, seed=7, num_shards=2,
+        frame_features=frame_features, min_frames=10, max_frames=40,
+        feature_sizes=TINY_FEATURE_SIZES, num_classes=4)
+    return root
+
+
+# Small feature sizes keep end-to-end tests fast; the reader and models take
+# sizes from the same flags as for real data.
+TINY_FEATURE_SIZES = (16, 8)
+
+
+@pytest.fixture(scope="session")
+def tiny_frame_data(tmp_path_factory):
+    """A 160-video synthetic frame-level set (16-d video, 8-d audio)."""
+    return _tiny_dataset(tmp_path_factory.mktemp("tiny_frame"), True)
+
+
+@pytest.fixture(scope="session")
+def tiny_video_data(tmp_path_factory):
+    """The same set at video level (mean_rgb / mean_audio)."""
+    return _tiny_dataset(tmp_path_factory.mktemp("tiny_video"), False)
