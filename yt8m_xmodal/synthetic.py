@@ -1,0 +1,652 @@
+r"""Built-in demo data: a music-like audio-video dataset in the YT8M format.
+
+    python -m yt8m_xmodal.synthetic --output_dir=/tmp/demo --num_videos=2000
+
+writes `train-*`, `validate-*` and `test-*` shards (80/10/10) of frame-level
+`tf.train.SequenceExample`s (`rgb`, `audio`, 8-bit quantized exactly like the
+real YT8M release), or video-level `mean_rgb`/`mean_audio` Examples with
+`--noframe_features`, plus `dataset.json` describing them.
+
+The generative model (one hidden latent per video, two modalities)
+------------------------------------------------------------------
+Each video has
+  * a *style* s ~ N(0, I_8): constant over the video, it lives in the mean;
+    the genre labels are a function of it (argmax of a random projection,
+    plus a second label when the runner-up genre is close);
+  * a *song structure*: sections of SECTION_FRAMES frames starting at frame 0
+    (songs start on a phrase), each with a content vector u_j ~ N(0, I_8).
+    Independent sections average out, so the mean over frames keeps only
+    about 1/sqrt(#sections) of it: this part is in *time*;
+  * a length T ~ U{min_frames..max_frames}, the same for both streams.
+
+Each modality m (audio, video) sees its own noisy view of the shared latent,
+    s^m = s + STYLE_VIEW_NOISE * e,   u^m_j = u_j + SECTION_VIEW_NOISE * e_j,
+and adds things the other modality does not know: a private style q^m, and
+*interludes* (each section is, independently per modality with probability
+INTERLUDE_PROB, replaced by private content r^m_j - b-roll and credits in the
+video, spoken intros in the audio - with an in-modality marker, so a model can
+learn to ignore those chunks). The video stream lags the audio by 0..2 frames.
+Per frame, the latent [s^m, content_t + jitter, marker_t, q^m] goes through a
+random two-layer tanh network that differs per modality, then strong white
+modality-specific noise is added; values stay mostly inside the quantizer's
+[-2, 2].
+
+So a mean-pooled model sees the style and a shrunken average of the sections,
+while a model that reads chunks of ~SECTION_FRAMES frames (in order, or as a
+set, and better if it learns to skip interludes) can recover each section.
+
+The oracle (dataset.json "oracle")
+----------------------------------
+The ceiling of what any model can get from the *content* both streams carry.
+The oracle is given, for every audio and every video, exactly the latent views
+that stream carries - s^m, and u^m_j for each section j the stream shows
+(frame < T and not an interlude) - with no quantization, no frame noise and no
+nonlinear map to invert, and the true generative parameters. It scores a
+(audio a, video v) pair by the exact log Bayes factor
+
+    log p(latents_a, latents_v | same video) - log p(latents_a) p(latents_v),
+
+a sum of per-dimension bivariate-Gaussian terms over the style and over the
+sections shown in both streams. With one true match among independent
+candidates, ranking by this score is the Bayes-optimal retrieval, so no model
+can do better in expectation. Reported per split (the gallery is the whole
+split) in both directions: Recall@1/5/10/20, median rank, MRR.
+
+The oracle ignores the frame count: both streams of a video always have the
+same number of frames (as in real YT8M), a side channel a model could exploit
+by counting frames. dataset.json reports it separately: "frame_count_only"
+(expected retrieval when ranking only by equal length, ties in random order)
+and "oracle_with_frame_count" (the oracle ranking among equal-length
+candidates), the ceiling for a model that also counts frames.
+
+dataset.json also reports "mean_linear_cca": linear CCA fitted on the train
+split's mean features (dequantized, as a reader sees them), ridge chosen on
+validate, retrieval on each split: the classic mean-pooled baseline.
+
+The default demo set (`ensure_demo_data`) is 2,000 videos (1,600 / 200 / 200)
+of 60-300 frames at the real 1024/128 feature sizes: about 0.4 GB, enough for
+a CPU training run of a few minutes to separate the models, small enough to
+generate in well under a minute.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from yt8m_xmodal import features
+from yt8m_xmodal import writers
+from yt8m_xmodal.errors import FlagError
+
+# Bump when the generative model changes: the demo cache is keyed on it.
+GENERATOR_VERSION = 1
+
+SPLITS = ("train", "validate", "test")
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+
+DEFAULT_NUM_VIDEOS = 2000
+DEFAULT_MIN_FRAMES = 60
+DEFAULT_MAX_FRAMES = features.MAX_FRAMES
+DEFAULT_NUM_CLASSES = 8
+DEFAULT_NUM_SHARDS = 4
+
+GENRE_NAMES = ("rock", "pop", "electronic", "hip_hop", "jazz", "classical",
+               "folk", "metal", "country", "reggae", "blues", "latin")
+
+# Latent sizes.
+STYLE_DIM = 8
+SECTION_DIM = 8
+PRIVATE_DIM = 8
+HIDDEN_UNITS = 96
+# A phrase of 20 frames (20 s at YT8M's 1 frame per second).
+SECTION_FRAMES = 20
+# Video lags audio by 0..MAX_VIDEO_LAG frames.
+MAX_VIDEO_LAG = 2
+
+# Noise of each modality's view of the shared latent (the oracle's limit).
+STYLE_VIEW_NOISE = 1.2
+SECTION_VIEW_NOISE = 1.2
+INTERLUDE_PROB = 0.25
+# Within-section frame-to-frame variation of the content, per modality.
+FRAME_JITTER = 0.35
+# Gain of the first layer (how nonlinear the map is) and feature-level noise.
+MAP_GAIN = 1.5
+SIGNAL_STD = 0.45
+FEATURE_NOISE = {"video": 0.5, "audio": 0.4}
+# A second genre label when the runner-up score is within this margin.
+SECOND_LABEL_MARGIN = 0.3
+
+RECALL_KS = (1, 5, 10, 20)
+# Videos rendered per matrix product; part of the random stream, so fixed.
+RENDER_BATCH = 32
+
+_LATENT_DIM = STYLE_DIM + SECTION_DIM + 1 + PRIVATE_DIM
+
+
+def split_sizes(num_videos):
+    """Train / validate / test counts for `num_videos` (80/10/10)."""
+    num_validate = int(round(num_videos * SPLIT_FRACTIONS[1]))
+    num_test = int(round(num_videos * SPLIT_FRACTIONS[2]))
+    return {"train": num_videos - num_validate - num_test,
+            "validate": num_validate, "test": num_test}
+
+
+def label_names(num_classes):
+    return [GENRE_NAMES[k] if k < len(GENRE_NAMES) else f"genre_{k}"
+            for k in range(num_classes)]
+
+
+class _RandomMaps:
+    """The fixed random world: one nonlinear map per modality, genre axes."""
+
+    def __init__(self, rng, feature_sizes, num_classes):
+        self.maps = {}
+        for modality, size in zip(("video", "audio"), feature_sizes):
+            w1 = rng.standard_normal((_LATENT_DIM, HIDDEN_UNITS))
+            w1 *= MAP_GAIN / np.sqrt(_LATENT_DIM)
+            b1 = rng.uniform(-0.5, 0.5, HIDDEN_UNITS)
+            w2 = rng.standard_normal((HIDDEN_UNITS, size))
+            # tanh units have variance ~0.5 at this gain.
+            w2 *= SIGNAL_STD / np.sqrt(0.5 * HIDDEN_UNITS)
+            b2 = rng.uniform(-0.3, 0.3, size)
+            self.maps[modality] = tuple(
+                a.astype(np.float32) for a in (w1, b1, w2, b2))
+        self.genre_axes = rng.standard_normal((STYLE_DIM, num_classes))
+
+
+def _sample_latents(rng, maps, num, min_frames, max_frames):
+    """Latents of `num` videos, vectorized. Arrays indexed [video, ...]."""
+    max_sections = -(-max_frames // SECTION_FRAMES)
+    num_frames = rng.integers(min_frames, max_frames + 1, num)
+    lag = rng.integers(0, MAX_VIDEO_LAG + 1, num)
+    style = rng.standard_normal((num, STYLE_DIM))
+    sections = rng.standard_normal((num, max_sections, SECTION_DIM))
+    latents = {"num_frames": num_frames, "lag": lag}
+    for modality in ("audio", "video"):
+        latents[modality] = {
+            "style": style + STYLE_VIEW_NOISE * rng.standard_normal(style.shape),
+            "sections": sections + SECTION_VIEW_NOISE
+            * rng.standard_normal(sections.shape),
+            "interlude": rng.random((num, max_sections)) < INTERLUDE_PROB,
+            "private_style": rng.standard_normal((num, PRIVATE_DIM)),
+            "private_sections": rng.standard_normal(sections.shape),
+        }
+    genre_scores = style @ maps.genre_axes
+    order = np.argsort(-genre_scores, axis=1)
+    top = np.take_along_axis(genre_scores, order[:, :2], axis=1)
+    second = (top[:, 0] - top[:, 1]) < SECOND_LABEL_MARGIN
+    latents["labels"] = [sorted(order[i, :2]) if second[i] else [order[i, 0]]
+                         for i in range(num)]
+    return latents
+
+
+def _section_index(num_frames, lag):
+    return np.maximum(np.arange(num_frames) - lag, 0) // SECTION_FRAMES
+
+
+def _shown_sections(num_frames, lag, interlude):
+    """[S] bool: sections whose content the stream shows (not interludes)."""
+    shown = np.zeros(interlude.shape, bool)
+    shown[np.unique(_section_index(num_frames, lag))] = True
+    return shown & ~interlude
+
+
+def _render(rng, maps, latents, videos, modality):
+    """Frames of `videos` (indices) in one modality: a list of [T, D] float32.
+
+    The videos are rendered in one matrix product, which keeps BLAS efficient.
+    """
+    view = latents[modality]
+    parts = []
+    for i in videos:
+        num_frames = int(latents["num_frames"][i])
+        lag = int(latents["lag"][i]) if modality == "video" else 0
+        section = _section_index(num_frames, lag)
+        interlude = view["interlude"][i][section]
+        content = np.where(interlude[:, None],
+                           view["private_sections"][i][section],
+                           view["sections"][i][section])
+        parts.append(np.concatenate([
+            np.broadcast_to(view["style"][i], (num_frames, STYLE_DIM)),
+            content,
+            # The in-modality interlude marker.
+            (2.0 * interlude - 1.0)[:, None],
+            np.broadcast_to(view["private_style"][i],
+                            (num_frames, PRIVATE_DIM)),
+        ], axis=1))
+    latent = np.concatenate(parts).astype(np.float32)
+    content = slice(STYLE_DIM, STYLE_DIM + SECTION_DIM)
+    latent[:, content] += FRAME_JITTER * rng.standard_normal(
+        (len(latent), SECTION_DIM), dtype=np.float32)
+    w1, b1, w2, b2 = maps.maps[modality]
+    frames = np.tanh(latent @ w1 + b1) @ w2 + b2
+    frames += FEATURE_NOISE[modality] * rng.standard_normal(
+        frames.shape, dtype=np.float32)
+    ends = np.cumsum([len(p) for p in parts])
+    return np.split(frames, ends[:-1])
+
+
+def _gaussian_pair_scores(x, y, noise, x_mask=None, y_mask=None):
+    """Log Bayes factors of all pairs of two noisy views of N(0, I) latents.
+
+    x: [N, ..., d] views in one stream, y: [M, ..., d] in the other, with view
+    noise `noise`; masks [N, ...] / [M, ...] say which views exist. Returns
+    [N, M]: sum over views shown in both of
+    log N2(x, y; corr rho) - log N(x) - log N(y), per dimension.
+    """
+    var = 1.0 + noise ** 2
+    rho = 1.0 / var
+    x = x / np.sqrt(var)
+    y = y / np.sqrt(var)
+    d = x.shape[-1]
+    if x_mask is None:
+        x_mask = np.ones(x.shape[:-1])
+        y_mask = np.ones(y.shape[:-1])
+    x_mask = x_mask.astype(np.float64).reshape(len(x), -1)
+    y_mask = y_mask.astype(np.float64).reshape(len(y), -1)
+    x = x.reshape(len(x), -1, d)
+    y = y.reshape(len(y), -1, d)
+    c = rho / (1.0 - rho ** 2)
+    # -1/2 log(1 - rho^2) - rho c (x^2 + y^2) / 2 + c x.y, per dimension.
+    x_sq = np.sum(x ** 2, -1) * x_mask
+    y_sq = np.sum(y ** 2, -1) * y_mask
+    both = x_mask @ y_mask.T
+    cross = np.einsum("isd,jsd->ij", x * x_mask[..., None],
+                      y * y_mask[..., None])
+    return (-0.5 * d * np.log(1.0 - rho ** 2) * both
+            - 0.5 * rho * c * (x_sq @ y_mask.T + x_mask @ y_sq.T)
+            + c * cross)
+
+
+def oracle_scores(oracle_latents):
+    """[N, N] oracle log Bayes factors, audio rows, video columns."""
+    a, v = oracle_latents["audio"], oracle_latents["video"]
+    return (_gaussian_pair_scores(a["style"], v["style"], STYLE_VIEW_NOISE)
+            + _gaussian_pair_scores(a["sections"], v["sections"],
+                                    SECTION_VIEW_NOISE, a["shown"], v["shown"]))
+
+
+def retrieval_metrics(scores):
+    """Recall@K, median rank and MRR of the diagonal of a [N, N] score matrix.
+
+    Rows are queries; a tie with the true match counts against it.
+    """
+    true = np.diag(scores)[:, None]
+    ranks = np.sum(scores >= true, axis=1)
+    result = {f"recall@{k}": float(np.mean(ranks <= k)) for k in RECALL_KS}
+    result["median_rank"] = float(np.median(ranks))
+    result["mrr"] = float(np.mean(1.0 / ranks))
+    return result
+
+
+def both_directions(scores):
+    return {"audio_to_video": retrieval_metrics(scores),
+            "video_to_audio": retrieval_metrics(scores.T),
+            "gallery_size": int(len(scores))}
+
+
+def frame_count_metrics(num_frames, oracle=None):
+    """Retrieval from the shared frame count alone, or the oracle within it.
+
+    With `oracle` None: candidates of equal length, in random order (the
+    expectation is exact). With `oracle` scores: the oracle's ranking among
+    candidates of equal length.
+    """
+    same = num_frames[:, None] == num_frames[None, :]
+    if oracle is None:
+        ties = same.sum(axis=1)
+        result = {f"recall@{k}": float(np.mean(np.minimum(k, ties) / ties))
+                  for k in RECALL_KS}
+        result["median_rank"] = float(np.median((ties + 1) / 2.0))
+        result["mrr"] = float(np.mean(
+            [np.mean(1.0 / np.arange(1, n + 1)) for n in ties]))
+        return {"audio_to_video": result, "video_to_audio": dict(result),
+                "gallery_size": int(len(num_frames))}
+    return both_directions(np.where(same, oracle, -np.inf))
+
+
+def _whiteners(cov, ridges):
+    """(C + ridge * mean variance * I)^(-1/2) for each ridge, one eigh."""
+    vals, vecs = np.linalg.eigh(cov)
+    scale = np.trace(cov) / len(cov)
+    return [(vecs / np.sqrt(np.maximum(vals + r * scale, 1e-12))) @ vecs.T
+            for r in ridges]
+
+
+def fit_linear_cca(x, y, ridges):
+    """Regularized linear CCA (float64), one model per ridge.
+
+    Returns a list of (means, projections, canonical correlations).
+    """
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    mx, my = x.mean(0), y.mean(0)
+    x, y = x - mx, y - my
+    n = len(x) - 1
+    cross = x.T @ y / n
+    models = []
+    for wx, wy in zip(_whiteners(x.T @ x / n, ridges),
+                      _whiteners(y.T @ y / n, ridges)):
+        u, corrs, vt = np.linalg.svd(wx @ cross @ wy, full_matrices=False)
+        models.append(((mx, my), (wx @ u, wy @ vt.T), corrs))
+    return models
+
+
+def linear_cca_scores(model, x, y, num_components):
+    """[N, N] cosine similarities in the top canonical components."""
+    (mx, my), (px, py), _ = model
+    a = (np.asarray(x, np.float64) - mx) @ px[:, :num_components]
+    b = (np.asarray(y, np.float64) - my) @ py[:, :num_components]
+    a /= np.linalg.norm(a, axis=1, keepdims=True) + 1e-12
+    b /= np.linalg.norm(b, axis=1, keepdims=True) + 1e-12
+    return a @ b.T
+
+
+def mean_linear_cca(means, ridges=(1e-3, 1e-2, 1e-1, 1.0),
+                    components=(8, 16, 32, 64)):
+    """Linear CCA on mean features: fit on train, choose on validate.
+
+    means: {split: (audio [N, Da], video [N, Dv])}. Returns dataset.json's
+    "mean_linear_cca" entry (scores are audio rows, video columns).
+    """
+    train_audio, train_video = means["train"]
+    best = None
+    for ridge, model in zip(ridges, fit_linear_cca(train_audio, train_video,
+                                                   ridges)):
+        for k in components:
+            k = min(k, len(model[2]))
+            r10 = retrieval_metrics(linear_cca_scores(
+                model, *means["validate"], k))["recall@10"]
+            if best is None or r10 > best[0]:
+                best = (r10, ridge, k, model)
+    _, ridge, k, model = best
+    result = {"ridge": ridge, "num_components": k,
+              "chosen_on": "validate recall@10 (audio to video)"}
+    for split, (audio, video) in means.items():
+        result[split] = both_directions(linear_cca_scores(model, audio, video, k))
+    return result
+
+
+def _check_options(num_videos, num_shards, min_frames, max_frames,
+                   feature_sizes, num_classes):
+    if num_videos < 30:
+        raise FlagError(f"--num_videos={num_videos} must be at least 30 so "
+                        "every split gets videos")
+    if num_shards < 1:
+        raise FlagError(f"--num_shards={num_shards} must be >= 1")
+    if not 1 <= min_frames <= max_frames:
+        raise FlagError(f"--min_frames={min_frames} and --max_frames="
+                        f"{max_frames} need 1 <= min_frames <= max_frames")
+    if len(feature_sizes) != 2 or min(feature_sizes) < 1:
+        raise FlagError(f"--feature_sizes={feature_sizes} must be two positive "
+                        "sizes: video, audio")
+    if num_classes < 2:
+        raise FlagError(f"--num_classes={num_classes} must be >= 2")
+
+
+def _quantize(frames):
+    """`features.quantize` in float32, in place: 3x faster on big arrays.
+
+    Float32 only moves values lying within ~1e-5 of a rounding midpoint.
+    """
+    np.clip(frames, features.QUANTIZE_MIN, features.QUANTIZE_MAX, out=frames)
+    frames -= features.QUANTIZE_MIN
+    frames *= 255.0 / (features.QUANTIZE_MAX - features.QUANTIZE_MIN)
+    return np.rint(frames, out=frames).astype(np.uint8)
+
+
+def _dequantized_mean(codes):
+    return (codes.mean(axis=0, dtype=np.float64) * features.DEQUANTIZE_SCALAR
+            + features.DEQUANTIZE_BIAS)
+
+
+def generate_dataset(output_dir, num_videos=DEFAULT_NUM_VIDEOS, seed=0,
+                     num_shards=DEFAULT_NUM_SHARDS, frame_features=True,
+                     min_frames=DEFAULT_MIN_FRAMES,
+                     max_frames=DEFAULT_MAX_FRAMES,
+                     feature_sizes=features.FEATURE_SIZES,
+                     num_classes=DEFAULT_NUM_CLASSES, feature_names=None,
+                     log=None):
+    """Writes the synthetic dataset and returns its dataset.json content.
+
+    Args:
+      output_dir: directory for `{train,validate,test}-*-of-*.tfrecord` and
+        `dataset.json` (created if missing).
+      num_videos: total videos, split 80/10/10.
+      seed: everything (the random maps and every video) follows from it;
+        the same arguments give byte-identical files.
+      num_shards: shards of the train split; validate and test get
+        ceil(num_shards / 4) each.
+      frame_features: frame-level SequenceExamples, else video-level means.
+      min_frames, max_frames: the range of video lengths (uniform).
+      feature_sizes: (video, audio) feature sizes.
+      num_classes: number of genre labels (label ids 0..num_classes-1).
+      feature_names: (video, audio) names; the YT8M defaults for the level.
+      log: optional callable(str) for progress.
+
+    Returns:
+      The dict written to dataset.json.
+    """
+    feature_sizes = tuple(int(s) for s in feature_sizes)
+    _check_options(num_videos, num_shards, min_frames, max_frames,
+                   feature_sizes, num_classes)
+    feature_names = tuple(feature_names
+                          or features.default_feature_names(frame_features))
+    log = log or (lambda message: None)
+    start = time.time()
+    os.makedirs(output_dir, exist_ok=True)
+    seeds = np.random.SeedSequence(seed).spawn(1 + 2 * len(SPLITS))
+    maps = _RandomMaps(np.random.default_rng(seeds[0]), feature_sizes,
+                       num_classes)
+    sizes = split_sizes(num_videos)
+    shards = {"train": num_shards, "validate": -(-num_shards // 4),
+              "test": -(-num_shards // 4)}
+    info = {
+        "generator": "yt8m_xmodal.synthetic",
+        "generator_version": GENERATOR_VERSION,
+        "seed": int(seed),
+        "frame_features": bool(frame_features),
+        "feature_names": list(feature_names),
+        "feature_sizes": list(feature_sizes),
+        "min_frames": int(min_frames),
+        "max_frames": int(max_frames),
+        "num_classes": int(num_classes),
+        "label_names": label_names(num_classes),
+        "section_frames": SECTION_FRAMES,
+        "num_videos": sizes,
+        "files": {},
+        "num_frames": {},
+        "oracle": {},
+        "oracle_with_frame_count": {},
+        "frame_count_only": {},
+    }
+    means = {}
+    for index, split in enumerate(SPLITS):
+        latent_rng = np.random.default_rng(seeds[1 + 2 * index])
+        render_rng = np.random.default_rng(seeds[2 + 2 * index])
+        latents = _sample_latents(latent_rng, maps, sizes[split], min_frames,
+                                  max_frames)
+        num = sizes[split]
+        split_means = {"audio": np.zeros((num, feature_sizes[1])),
+                       "video": np.zeros((num, feature_sizes[0]))}
+        shown = {"audio": np.zeros(latents["audio"]["interlude"].shape, bool),
+                 "video": np.zeros(latents["video"]["interlude"].shape, bool)}
+        with writers.ShardedRecordWriter(output_dir, split,
+                                         shards[split]) as writer:
+            for first in range(0, num, RENDER_BATCH):
+                batch = range(first, min(first + RENDER_BATCH, num))
+                frames = {m: _render(render_rng, maps, latents, batch, m)
+                          for m in ("video", "audio")}
+                for b, i in enumerate(batch):
+                    codes = {}
+                    for modality in ("video", "audio"):
+                        lag = latents["lag"][i] if modality == "video" else 0
+                        shown[modality][i] = _shown_sections(
+                            latents["num_frames"][i], lag,
+                            latents[modality]["interlude"][i])
+                        codes[modality] = _quantize(frames[modality][b])
+                        split_means[modality][i] = _dequantized_mean(
+                            codes[modality])
+                    video_id = f"syn-{split}-{i:06d}"
+                    labels = latents["labels"][i]
+                    if frame_features:
+                        record = writers.make_frame_example(
+                            video_id, labels, codes["video"], codes["audio"],
+                            feature_names)
+                    else:
+                        record = writers.make_video_example(
+                            video_id, labels, split_means["video"][i],
+                            split_means["audio"][i], feature_names)
+                    writer.write(record)
+        means[split] = (split_means["audio"], split_means["video"])
+        oracle_latents = {
+            modality: {"style": latents[modality]["style"],
+                       "sections": latents[modality]["sections"],
+                       "shown": shown[modality]}
+            for modality in ("audio", "video")}
+        scores = oracle_scores(oracle_latents)
+        lengths = latents["num_frames"]
+        info["files"][split] = [os.path.basename(p) for p in writer.paths]
+        info["num_frames"][split] = {
+            "min": int(lengths.min()), "max": int(lengths.max()),
+            "mean": float(lengths.mean()), "total": int(lengths.sum())}
+        info["oracle"][split] = both_directions(scores)
+        info["oracle_with_frame_count"][split] = frame_count_metrics(
+            lengths, scores)
+        info["frame_count_only"][split] = frame_count_metrics(lengths)
+        log(f"{split}: {num} videos, {lengths.sum()} frames, "
+            f"{time.time() - start:.1f} s")
+    info["mean_linear_cca"] = mean_linear_cca(means)
+    info["generation_seconds"] = round(time.time() - start, 2)
+    with open(os.path.join(output_dir, "dataset.json"), "w") as f:
+        json.dump(info, f, indent=1, sort_keys=True)
+    return info
+
+
+# The demo set the README's main job and the examples use by default.
+DEMO_NAME = f"demo-v{GENERATOR_VERSION}"
+DEMO_OPTIONS = {"num_videos": DEFAULT_NUM_VIDEOS, "seed": 0,
+                "num_shards": DEFAULT_NUM_SHARDS}
+CACHE_ENV = "YT8M_XMODAL_CACHE"
+
+
+def default_cache_dir():
+    """`$YT8M_XMODAL_CACHE`, else `${XDG_CACHE_HOME:-~/.cache}/yt8m_xmodal`."""
+    if os.environ.get(CACHE_ENV):
+        return os.environ[CACHE_ENV]
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "yt8m_xmodal")
+
+
+def ensure_demo_data(cache_dir=None, log=None):
+    """Generates the default demo set once; returns its directory.
+
+    The set is written into a temporary directory beside the cache entry and
+    renamed into place when complete, so an interrupted run never leaves a
+    half-written set behind, and two processes racing both end up with one
+    complete copy.
+
+    Args:
+      cache_dir: where cached sets live; `default_cache_dir()` if None.
+      log: optional callable(str) for progress.
+
+    Returns:
+      `cache_dir/demo-v{GENERATOR_VERSION}`, holding the shards and
+      dataset.json.
+    """
+    cache_dir = cache_dir or default_cache_dir()
+    path = os.path.join(cache_dir, DEMO_NAME)
+    if os.path.exists(os.path.join(path, "dataset.json")):
+        return path
+    os.makedirs(cache_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{DEMO_NAME}-", dir=cache_dir)
+    try:
+        if log:
+            log(f"generating the demo set into {path} (once)")
+        generate_dataset(staging, log=log, **DEMO_OPTIONS)
+        if os.path.isdir(path):
+            # Not complete (no dataset.json): a leftover from a crash.
+            shutil.rmtree(path)
+        os.rename(staging, path)
+    except OSError:
+        # Another process finished first: keep its copy.
+        if not os.path.exists(os.path.join(path, "dataset.json")):
+            raise
+    finally:
+        if os.path.isdir(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def summary(info):
+    """A few human-readable lines about a dataset.json dict."""
+    lines = [f"{info['num_videos']} videos, {info['num_frames']['train']['min']}"
+             f"-{info['max_frames']} frames, feature sizes "
+             f"{info['feature_sizes']}, {info['num_classes']} genres"]
+    for name in ("oracle", "mean_linear_cca"):
+        test = info[name]["test"]["audio_to_video"]
+        lines.append(
+            f"test audio->video {name}: R@1 {test['recall@1']:.3f} "
+            f"R@10 {test['recall@10']:.3f} median rank "
+            f"{test['median_rank']:g}")
+    return "\n".join(lines)
+
+
+def _define_flags():
+    from absl import flags
+    flags.DEFINE_string("output_dir", None,
+                        "Where to write the shards and dataset.json.")
+    flags.DEFINE_integer("num_videos", DEFAULT_NUM_VIDEOS,
+                         "Total videos, split 80/10/10 train/validate/test.")
+    flags.DEFINE_integer("seed", 0, "Seed of everything generated.")
+    flags.DEFINE_integer("num_shards", DEFAULT_NUM_SHARDS,
+                         "Train shards; validate and test get a quarter.")
+    flags.DEFINE_bool("frame_features", True,
+                      "Frame-level SequenceExamples (rgb, audio); else "
+                      "video-level mean_rgb, mean_audio Examples.")
+    flags.DEFINE_integer("min_frames", DEFAULT_MIN_FRAMES,
+                         "Shortest video, in frames.")
+    flags.DEFINE_integer("max_frames", DEFAULT_MAX_FRAMES,
+                         "Longest video, in frames.")
+    flags.DEFINE_string("feature_sizes", "1024,128",
+                        "Video and audio feature sizes.")
+    flags.DEFINE_string("feature_names", None,
+                        "Video and audio feature names; default rgb,audio "
+                        "(frame level) or mean_rgb,mean_audio.")
+    flags.DEFINE_integer("num_classes", DEFAULT_NUM_CLASSES,
+                         "Number of genre labels.")
+    flags.mark_flag_as_required("output_dir")
+    return flags.FLAGS
+
+
+def main(argv):
+    from absl import logging
+    del argv
+    flag_values = _FLAGS
+    names = flag_values.feature_names or ",".join(
+        features.default_feature_names(flag_values.frame_features))
+    names, sizes = features.parse_feature_flags(names, flag_values.feature_sizes)
+    info = generate_dataset(
+        flag_values.output_dir, num_videos=flag_values.num_videos,
+        seed=flag_values.seed, num_shards=flag_values.num_shards,
+        frame_features=flag_values.frame_features,
+        min_frames=flag_values.min_frames, max_frames=flag_values.max_frames,
+        feature_sizes=sizes, num_classes=flag_values.num_classes,
+        feature_names=names, log=logging.info)
+    print(f"wrote {flag_values.output_dir} in "
+          f"{info['generation_seconds']:.1f} s")
+    print(summary(info))
+
+
+if __name__ == "__main__":
+    from absl import app
+    _FLAGS = _define_flags()
+    try:
+        app.run(main)
+    except FlagError as error:
+        sys.exit(f"error: {error}")
