@@ -67,7 +67,6 @@ import array
 import collections
 import dataclasses
 import fractions
-import glob as pyglob
 import hashlib
 import json
 import os
@@ -76,11 +75,11 @@ import struct
 import sys
 import time
 
-from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from yt8m_xmodal import cli
 from yt8m_xmodal import features
 from yt8m_xmodal import vocabulary
 from yt8m_xmodal import writers
@@ -113,7 +112,10 @@ VIDEO_DROP_REASONS = ("not_selected", "bad_values", "no_audio_signal",
 _RECORD_HEADER_BYTES = 12
 _RECORD_OVERHEAD_BYTES = 16
 _HASH_BYTES = 8
-_BATCH_SIZE = 256
+# Records per tf.data batch: a frame-level record is ~400 KB, a video-level
+# one ~5 KB, so a batch stays within a few tens of MB at either level.
+_FRAME_BATCH_SIZE = 32
+_VIDEO_BATCH_SIZE = 256
 _MAX_OPEN_FILES = 32
 MANIFEST_NAME = "manifest.json"
 
@@ -335,19 +337,23 @@ def split_of(video_id, split_fractions=DEFAULT_SPLIT_FRACTIONS):
 def resolve_files(data_pattern, flag="--input_data_pattern"):
     """Sorted, de-duplicated files of comma-separated glob patterns.
 
+    The same contract as `readers.resolve_files` (a glob that matches nothing
+    is an error, it is most likely a typo), but sorted over all globs so the
+    file list does not depend on the order of the globs.
+
     Raises:
-      DataError: naming the pattern, when it matches no file.
+      DataError: naming the flag and the glob that matches no file.
     """
-    patterns = [p.strip() for p in str(data_pattern).split(",") if p.strip()]
+    patterns = [p.strip() for p in str(data_pattern or "").split(",") if p.strip()]
+    if not patterns:
+        raise DataError(f"{flag} is empty")
     found = set()
     for pattern in patterns:
-        if "://" in pattern:
-            found.update(tf.io.gfile.glob(pattern))
-        else:
-            found.update(os.path.abspath(p) for p in pyglob.glob(pattern)
-                         if os.path.isfile(p))
-    if not found:
-        raise DataError(f"{flag}={data_pattern!r} matches no files")
+        matches = [m for m in tf.io.gfile.glob(pattern)
+                   if not tf.io.gfile.isdir(m)]
+        if not matches:
+            raise DataError(f"{flag}: {pattern!r} matches no files")
+        found.update(matches)
     return sorted(found)
 
 
@@ -357,7 +363,8 @@ def _tf_error_text(error):
     text = re.sub(r"\{\{[^}]*\}\}\s*", "", text)
     text = re.sub(r"Error in user-defined function passed to \S+ "
                   r"transformation with iterator: \S+:\s*", "", text)
-    return text
+    text = re.sub(r"\s*\[Op:\w+\].*$", "", text)
+    return text.rstrip(". ")
 
 
 def _file_sha256(path):
@@ -519,7 +526,8 @@ def _scan_file(path, file_index, frame_features, summarize, selected,
     dataset = tf.data.TFRecordDataset(path)
     dataset = dataset.map(summarize, num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=True)
-    dataset = dataset.ragged_batch(_BATCH_SIZE).prefetch(1)
+    dataset = dataset.ragged_batch(
+        _FRAME_BATCH_SIZE if frame_features else _VIDEO_BATCH_SIZE).prefetch(1)
     offset = 0
     for batch in dataset:
         serialized = batch["serialized"].numpy()
@@ -622,9 +630,9 @@ def extract_subset(input_data_pattern, output_dir, frame_features=False,
       FlagError, DataError: naming the flag or the file.
     """
     started = time.monotonic()
-    if feature_names is None:
+    if not feature_names:
         feature_names = features.default_feature_names(frame_features)
-    if feature_sizes is None:
+    if not feature_sizes:
         feature_sizes = features.FEATURE_SIZES
     feature_names, feature_sizes = features.parse_feature_flags(
         feature_names, feature_sizes)
@@ -750,7 +758,7 @@ def extract_subset(input_data_pattern, output_dir, frame_features=False,
         "quality_rules": _quality_rules(frame_features, min_frames,
                                         repeated_audio_min_videos),
         "duplicate_rule": _DUPLICATE_RULE,
-        "split_fractions": [str(f) for f in split_fractions],
+        "split_fractions": [float(f) for f in split_fractions],
         "split_rule": _split_rule([str(f) for f in split_fractions]),
         "num_shards": num_shards,
         "input_files": paths,
@@ -884,13 +892,10 @@ def run_from_flags(flag_values=flags.FLAGS, progress=sys.stderr):
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        run_from_flags()
-    except (FlagError, DataError) as e:
-        sys.exit(f"subset: error: {e}")
+        raise FlagError(f"unexpected arguments: {argv[1:]}")
+    run_from_flags()
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)
