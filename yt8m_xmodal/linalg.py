@@ -37,8 +37,8 @@ import tensorflow as tf
 # precision, so variance below (1e-7)**2 of the squared magnitude is noise.
 RELATIVE_VARIANCE_FLOOR = 1e-14
 # Absolute floor on the mean variance of a view (all-zero batches), chosen so
-# that its reciprocal and square stay far inside the float64 range.
-ABSOLUTE_VARIANCE_FLOOR = 1e-100
+# that its powers down to -2 stay far inside the float64 range.
+ABSOLUTE_VARIANCE_FLOOR = 1e-60
 
 CCAStatistics = collections.namedtuple(
     "CCAStatistics",
@@ -213,13 +213,25 @@ def inverse_sqrt_psd(matrix, floor):
     return _inverse_sqrt(_symmetrize(matrix))
 
 
-def _view_scale(cov, mean_square):
-    """Mean variance t = trace(Σ̂)/o, floored so constant views stay finite."""
+def view_scale(cov, mean_square):
+    """Mean variance t = trace(Σ̂)/o of a view, and whether the view varies.
+
+    A view whose mean variance is at most max(RELATIVE_VARIANCE_FLOOR ·
+    mean_square, ABSOLUTE_VARIANCE_FLOOR) is constant up to rounding. Its
+    correlation with anything is undefined (0/0), and the true gradient is
+    unbounded (any perturbation is perfectly correlated with something), so
+    the losses treat it as constant: correlation 0 and no gradient through
+    it. `varying` is that test as a 0/1 float (a constant for autodiff).
+
+    Returns:
+      (scale, varying): the floored mean variance, and 1.0 or 0.0.
+    """
     dim = tf.cast(tf.shape(cov)[-1], cov.dtype)
     mean_variance = tf.linalg.trace(cov) / dim
-    return tf.maximum(
-        tf.maximum(mean_variance, RELATIVE_VARIANCE_FLOOR * mean_square),
-        ABSOLUTE_VARIANCE_FLOOR)
+    floor = tf.maximum(RELATIVE_VARIANCE_FLOOR * mean_square,
+                       ABSOLUTE_VARIANCE_FLOOR)
+    varying = tf.cast(mean_variance > floor, cov.dtype)
+    return tf.maximum(mean_variance, floor), tf.stop_gradient(varying)
 
 
 def whitening(cov11, cov22, cov12, mean_square1, mean_square2, r1, r2, eps):
@@ -237,13 +249,17 @@ def whitening(cov11, cov22, cov12, mean_square1, mean_square2, r1, r2, eps):
       (w1, w2, t): w1 = Σ11^{-1/2} [o1,o1], w2 = Σ22^{-1/2} [o2,o2] in the
       units of the inputs, and T = w1 Σ12 w2 [o1,o2].
     """
-    scale1 = _view_scale(cov11, mean_square1)
-    scale2 = _view_scale(cov22, mean_square2)
+    scale1, varying1 = view_scale(cov11, mean_square1)
+    scale2, varying2 = view_scale(cov22, mean_square2)
     o1 = tf.shape(cov11)[-1]
     o2 = tf.shape(cov22)[-1]
-    normalized11 = cov11 / scale1 + r1 * tf.eye(o1, dtype=cov11.dtype)
-    normalized22 = cov22 / scale2 + r2 * tf.eye(o2, dtype=cov22.dtype)
-    normalized12 = cov12 * (tf.math.rsqrt(scale1) * tf.math.rsqrt(scale2))
+    # A constant view is replaced by exact zeros (T = 0, zero gradient).
+    normalized11 = (varying1 * cov11 / scale1
+                    + r1 * tf.eye(o1, dtype=cov11.dtype))
+    normalized22 = (varying2 * cov22 / scale2
+                    + r2 * tf.eye(o2, dtype=cov22.dtype))
+    normalized12 = (varying1 * varying2) * cov12 * (
+        tf.math.rsqrt(scale1) * tf.math.rsqrt(scale2))
     white1 = inverse_sqrt_psd(normalized11, eps)
     white2 = inverse_sqrt_psd(normalized22, eps)
     t = tf.matmul(white1, tf.matmul(normalized12, white2))

@@ -121,6 +121,14 @@ class _CrossModalLoss(keras.layers.Layer):
         # themselves, so Keras must not autocast the inputs.
         self._convert_input_args = False
 
+    def __call__(self, video, audio, labels=None, **kwargs):
+        # Keras only accepts tensors as positional arguments; accept arrays.
+        video = tf.convert_to_tensor(video)
+        audio = tf.convert_to_tensor(audio)
+        if labels is not None:
+            labels = tf.convert_to_tensor(labels)
+        return super().__call__(video, audio, labels=labels, **kwargs)
+
     def call(self, video, audio, labels=None):
         return self.compute(video, audio, labels)["loss"]
 
@@ -360,20 +368,24 @@ class SoftCCALoss(_CrossModalLoss):
         self.bn_eps = float(bn_eps)
 
     def _loss_from_statistics(self, statistics):
-        def standardized(cov, mean_square):
-            variance = tf.linalg.diag_part(cov)
-            floor = linalg._view_scale(cov, mean_square)  # pylint: disable=protected-access
-            return variance + self.bn_eps * floor
-
-        var1 = standardized(statistics.cov11, statistics.mean_square1)
-        var2 = standardized(statistics.cov22, statistics.mean_square2)
+        scale1, varying1 = linalg.view_scale(statistics.cov11,
+                                             statistics.mean_square1)
+        scale2, varying2 = linalg.view_scale(statistics.cov22,
+                                             statistics.mean_square2)
+        # A view constant up to rounding standardizes to exact zeros (see
+        # linalg.view_scale), with no gradient through it.
+        cov11 = varying1 * statistics.cov11
+        cov22 = varying2 * statistics.cov22
+        cov12 = varying1 * varying2 * statistics.cov12
+        var1 = tf.linalg.diag_part(cov11) + self.bn_eps * scale1
+        var2 = tf.linalg.diag_part(cov22) + self.bn_eps * scale2
         count = tf.maximum(statistics.count, 1.0)
         dof = tf.maximum(statistics.count - 1.0, 1.0)
         # mean_i ||z1 - z2||² from the (m-1)-normalized covariances.
         distance = (dof / count) * tf.reduce_sum(
-            tf.linalg.diag_part(statistics.cov11) / var1
-            + tf.linalg.diag_part(statistics.cov22) / var2
-            - 2.0 * tf.linalg.diag_part(statistics.cov12)
+            tf.linalg.diag_part(cov11) / var1
+            + tf.linalg.diag_part(cov22) / var2
+            - 2.0 * tf.linalg.diag_part(cov12)
             * tf.math.rsqrt(var1) * tf.math.rsqrt(var2))
 
         def decorrelation(cov, variance):
@@ -383,8 +395,7 @@ class SoftCCALoss(_CrossModalLoss):
                 tf.abs(tf.linalg.diag_part(corr)))
             return off / tf.cast(tf.shape(cov)[0], cov.dtype)
 
-        penalty = (decorrelation(statistics.cov11, var1)
-                   + decorrelation(statistics.cov22, var2))
+        penalty = decorrelation(cov11, var1) + decorrelation(cov22, var2)
         return distance + self.decorrelation_weight * penalty
 
     def compute(self, video, audio, labels=None):
@@ -600,6 +611,6 @@ def get_loss(name, **kwargs):
         raise FlagError(f"--loss={name!r} is not one of {sorted(LOSSES)}")
     try:
         return LOSSES[name](**kwargs)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise FlagError(f"--loss={name}: bad loss options {kwargs}: "
                         f"{error}") from error
