@@ -35,8 +35,9 @@ counted under that reason only (`manifest.json`, "dropped"):
    missing track do (435 of the 28,792 videos of the 100 validate shards in
    ../shared/yt8m share one vector).
 4. `duplicate_id`: of the records left with the same id, the one whose
-   serialized bytes have the smallest SHA-256 is kept (so the choice does not
-   depend on file names or order); the others are counted here.
+   serialized bytes have the smallest SHA-256 (compared on its first 8 bytes)
+   is kept, so the choice does not depend on file names or order; the others
+   are counted here. Records dropped by rules 1-3 never displace a good copy.
 
 Splits: key(id) = the first 8 bytes of SHA-256(id bytes) as a big-endian
 unsigned integer, u = key / 2**64. With fractions (f_train, f_validate,
@@ -46,7 +47,8 @@ key < floor((f_train + f_validate) * 2**64), else to test. Within a split,
 records are ordered by (key, id) and dealt round-robin to `--num_shards`
 shards by `writers.ShardedRecordWriter`. So the output depends only on the set
 of input records, not on their files, file order, machine or Python's hash
-seed; two runs give byte-identical shards and manifest.
+seed; two runs give byte-identical shards (and manifest, for the same input
+paths).
 
 Two passes over the input. The first streams every file with tf.data, parses
 records with the parse specs of `features.py` and keeps, per record that
@@ -121,8 +123,8 @@ MANIFEST_NAME = "manifest.json"
 
 _DUPLICATE_RULE = (
     "records with the same id that pass every other rule: the one whose "
-    "serialized bytes have the smallest SHA-256 is kept, the others are "
-    "dropped as duplicate_id")
+    "serialized bytes have the smallest SHA-256 (first 8 bytes, big-endian) "
+    "is kept, the others are dropped as duplicate_id")
 
 
 def _split_rule(split_fractions):
