@@ -80,7 +80,9 @@ class CrossModalModel(keras.Model):
             if key not in input_shape:
                 raise ValueError(f"the batch has no {key!r} feature")
             self._check_feature_size(key, tower, input_shape[key])
-            tower.build(tuple(input_shape[key]))
+            # Towers deserialized from a .keras file arrive already built.
+            if not tower.built:
+                tower.build(tuple(input_shape[key]))
         self.built = True
 
     def _check_feature_size(self, key, tower, shape):
