@@ -1,0 +1,119 @@
+"""Forward + backward time of each --loss at batch 1024, 128-d embeddings.
+
+Side by side in one run, float32 inputs, on whatever device TensorFlow
+picks (CPU here). The baseline row is a naive deep CCA as often found in
+public code: float32 throughout, stock `tf.linalg.eigh` gradient, no
+global-batch all-reduce. Prints a markdown table.
+
+    python bench/bench_losses.py [--batch_size=1024 --dim=128 --repeats=20]
+"""
+
+import os
+import platform
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from yt8m_xmodal import losses  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("batch_size", 1024, "Examples per batch.")
+flags.DEFINE_integer("dim", 128, "Embedding size of each view.")
+flags.DEFINE_integer("num_classes", 3862, "Label vocabulary (cluster_cca).")
+flags.DEFINE_integer("repeats", 20, "Timed forward+backward runs per loss.")
+flags.DEFINE_boolean("xla", False, "Also time DCCA with jit_compile=True (slow on CPU).")
+
+
+def naive_dcca_float32(video, audio, ridge=losses.DEFAULT_RIDGE):
+    """Baseline: textbook DCCA in float32 with the stock eigh gradient."""
+    m = tf.cast(tf.shape(video)[0], tf.float32)
+    video = video - tf.reduce_mean(video, axis=0)
+    audio = audio - tf.reduce_mean(audio, axis=0)
+
+    def inverse_sqrt(cov):
+        eigenvalues, eigenvectors = tf.linalg.eigh(cov)
+        return tf.matmul(eigenvectors * tf.math.rsqrt(
+            tf.maximum(eigenvalues, 1e-9)), eigenvectors, transpose_b=True)
+
+    dim = tf.shape(video)[1]
+    s11 = tf.matmul(video, video, transpose_a=True) / (m - 1)
+    s22 = tf.matmul(audio, audio, transpose_a=True) / (m - 1)
+    s12 = tf.matmul(video, audio, transpose_a=True) / (m - 1)
+    s11 += ridge * tf.linalg.trace(s11) / tf.cast(dim, tf.float32) * tf.eye(dim)
+    s22 += ridge * tf.linalg.trace(s22) / tf.cast(dim, tf.float32) * tf.eye(dim)
+    t = tf.matmul(inverse_sqrt(s11), tf.matmul(s12, inverse_sqrt(s22)))
+    return -tf.reduce_sum(tf.linalg.svd(t, compute_uv=False))
+
+
+def _timed(fn, args, repeats):
+    """Median and min wall time (ms) of fn(*args), after a warm-up call."""
+    result = fn(*args)
+    tf.nest.map_structure(lambda t: t.numpy(), result)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn(*args)
+        tf.nest.map_structure(lambda t: t.numpy(), result)
+        times.append(1e3 * (time.perf_counter() - start))
+    finite = all(np.all(np.isfinite(t.numpy()))
+                 for t in tf.nest.flatten(result))
+    return float(np.median(times)), float(np.min(times)), finite
+
+
+def _forward_backward(loss_fn, jit_compile=False):
+    @tf.function(jit_compile=jit_compile)
+    def step(video, audio, labels):
+        with tf.GradientTape() as tape:
+            tape.watch([video, audio])
+            value = loss_fn(video, audio, labels)
+        return value, tape.gradient(value, [video, audio])
+    return step
+
+
+def main(argv):
+    del argv
+    batch, dim = FLAGS.batch_size, FLAGS.dim
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(batch, dim // 2))
+    video = tf.constant(
+        (latent @ rng.normal(size=(dim // 2, dim))
+         + rng.normal(size=(batch, dim))).astype(np.float32))
+    audio = tf.constant(
+        (latent @ rng.normal(size=(dim // 2, dim))
+         + rng.normal(size=(batch, dim))).astype(np.float32))
+    labels = tf.constant(
+        (rng.random((batch, FLAGS.num_classes)) < 3.0 / FLAGS.num_classes)
+        .astype(np.float32))
+
+    rows = [("baseline: naive float32 DCCA (stock eigh grad)",
+             _forward_backward(lambda v, a, l: naive_dcca_float32(v, a)))]
+    for name in losses.LOSSES:
+        loss = losses.get_loss(name)
+        rows.append((name, _forward_backward(
+            lambda v, a, l, loss=loss: loss(v, a, l))))
+    if FLAGS.xla:
+        dcca = losses.get_loss("dcca")
+        rows.append(("dcca, jit_compile=True", _forward_backward(
+            lambda v, a, l: dcca(v, a, l), jit_compile=True)))
+
+    device = tf.config.list_logical_devices()[0].name
+    print(f"\nforward+backward, batch {batch}, {dim}-d float32 embeddings, "
+          f"{FLAGS.repeats} runs, device {device}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, TF {tf.__version__}\n")
+    print("| loss | median ms | min ms | vs baseline | finite |")
+    print("|---|---:|---:|---:|---|")
+    baseline = None
+    for name, step in rows:
+        median, fastest, finite = _timed(step, (video, audio, labels),
+                                         FLAGS.repeats)
+        baseline = baseline or median
+        print(f"| {name} | {median:.1f} | {fastest:.1f} | "
+              f"{median / baseline:.2f}x | {finite} |")
+
+
+if __name__ == "__main__":
+    app.run(main)
