@@ -82,6 +82,10 @@ def _frame_records():
         np.repeat(_frames(rng, 1, 8), 12, axis=0), "no_audio_signal")
     add("q002", [MUSIC_VIDEO], _frames(rng, 12, 16), np.zeros((0, 8)),
         "no_audio_signal")
+    # Constant except for the last frame: real (if odd) audio, kept.
+    nearly = np.repeat(_frames(rng, 1, 8), 12, axis=0)
+    nearly[-1] = _frames(rng, 1, 8)[0]
+    add("q003", [CONCERT], _frames(rng, 12, 16), nearly, "kept")
     add("c001", [CONCERT], _frames(rng, 12, 16), _frames(rng, 11, 8),
         "frame_count_mismatch")
     # Two good copies of d001: the one with the smaller SHA-256 is kept.
@@ -106,7 +110,7 @@ def _write_frame_shards(directory, records, num_files, prefix="in"):
 
 def _run_frame(pattern, output_dir, **kwargs):
     args = dict(frame_features=True, feature_names=FRAME_NAMES,
-                feature_sizes=SIZES, min_frames=10, split_fractions="0.6,0.2,0.2",
+                feature_sizes=SIZES, min_frames=10, split_fractions="0.5,0.3,0.2",
                 num_shards=3, progress=None)
     args.update(kwargs)
     return subset.extract_subset(pattern, str(output_dir), **args)
@@ -126,14 +130,14 @@ def test_frame_level_selection_drops_and_splits_exactly(tmp_path):
         "not_selected": 2, "too_short": 3, "no_audio_signal": 2,
         "frame_count_mismatch": 1, "duplicate_id": 1}
     assert {r: fates[r] for r in manifest["dropped"]} == manifest["dropped"]
-    assert manifest["records_read"] == len(records) == 51
+    assert manifest["records_read"] == len(records) == 52
 
     kept = [(i, rec) for i, rec, fate in records if fate == "kept"]
-    assert len(kept) == 42
+    assert len(kept) == 43
     for split in subset.SPLITS:
         # Expected: the original bytes of this split's videos, sorted by key
         # and dealt round-robin to the 3 shards.
-        expected = sorted((r for r in kept if _expected_split(r[0], (6, 2, 2)) == split),
+        expected = sorted((r for r in kept if _expected_split(r[0], (5, 3, 2)) == split),
                           key=lambda r: (_key(r[0]), r[0]))
         assert manifest["kept"][split] == len(expected)
         for s in range(3):
@@ -144,14 +148,15 @@ def test_frame_level_selection_drops_and_splits_exactly(tmp_path):
             assert entry["records"] == len(expected[s::3])
             assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert all(manifest["kept"][s] > 0 for s in subset.SPLITS)
-    assert manifest["kept"]["total"] == 42
+    assert manifest["kept"]["total"] == 43
 
-    # Per-label counts over kept videos (20 Concert + d001 + d002, 20 Music video).
+    # Per-label counts over kept videos (20 Concert + q003, d001, d002; 20
+    # Music video).
     by_index = {l["index"]: l for l in manifest["labels"]}
-    assert by_index[CONCERT]["videos"]["total"] == 22
+    assert by_index[CONCERT]["videos"]["total"] == 23
     assert by_index[CONCERT]["name"] == "Concert"
     assert by_index[MUSIC_VIDEO]["videos"]["total"] == 20
-    assert sum(by_index[CONCERT]["videos"][s] for s in subset.SPLITS) == 22
+    assert sum(by_index[CONCERT]["videos"][s] for s in subset.SPLITS) == 23
     assert by_index[4]["videos"]["total"] == 0  # Musician: none carries it
     assert len(manifest["input_files"]) == 3
     assert json.loads((tmp_path / "out" / "manifest.json").read_text()) == manifest
@@ -160,8 +165,8 @@ def test_frame_level_selection_drops_and_splits_exactly(tmp_path):
 def test_split_of_matches_the_documented_rule():
     for i in range(200):
         video_id = f"v{i:04d}".encode()
-        assert subset.split_of(video_id, (0.6, 0.2, 0.2)) == \
-            _expected_split(video_id, (6, 2, 2))
+        assert subset.split_of(video_id, (0.5, 0.3, 0.2)) == \
+            _expected_split(video_id, (5, 3, 2))
     # The split fractions are honoured over many ids (binomial, 20k draws).
     splits = collections.Counter(subset.split_of(f"{i}") for i in range(20000))
     assert abs(splits["train"] / 20000 - 0.8) < 0.015
@@ -208,6 +213,9 @@ def test_video_level_quality_rules(tmp_path):
         rec("n001", [CONCERT], video=nan_video),
         rec("r001", [CONCERT], audio=np.full(8, 2.5)),
         rec("r002", [CONCERT], video=np.full(16, -np.inf)),
+        # The ends of the dequantized range are valid values.
+        rec("b001", [CONCERT], video=np.full(16, -1.9921875),
+            audio=np.full(8, 2.0078125)),
         # One silent vector over 3 distinct ids (one not selected).
         rec("z001", [CONCERT], audio=silent),
         rec("z002", [MUSIC_VIDEO], audio=silent),
@@ -234,14 +242,14 @@ def test_video_level_quality_rules(tmp_path):
                       for f in glob.glob(str(tmp_path / "out" / "*.tfrecord"))
                       for r in _read(f))
     assert kept_ids == sorted([f"g{i:02d}".encode() for i in range(10)]
-                              + [b"y001", b"y002", b"w001", b"w002"])
+                              + [b"b001", b"y001", b"y002", b"w001", b"w002"])
 
     # With a threshold of 4 the silent vector (3 ids) is no longer dropped.
     manifest = subset.extract_subset(str(tmp_path / "v*.tfrecord"),
                                      str(tmp_path / "out4"),
                                      repeated_audio_min_videos=4, **kwargs)
     assert manifest["dropped"]["no_audio_signal"] == 0
-    assert manifest["kept"]["total"] == 16
+    assert manifest["kept"]["total"] == 17
 
 
 def _write_vocabulary(path, columns=vocabulary.REQUIRED_COLUMNS):
@@ -366,10 +374,10 @@ def test_flags_run_the_tool(tmp_path):
                  f"--output_dir={tmp_path / 'out'}", "--frame_features",
                  "--feature_names=rgb,audio", "--feature_sizes=16,8",
                  "--label_indices=3", "--min_frames=10", "--num_shards=2",
-                 "--split_fractions=0.6,0.2,0.2"])
+                 "--split_fractions=0.5,0.3,0.2"])
     manifest = subset.run_from_flags(flag_values, progress=None)
-    # Concert: 20 m-videos, d001, d002.
-    assert manifest["kept"]["total"] == 22
+    # Concert: 20 m-videos, q003, d001, d002.
+    assert manifest["kept"]["total"] == 23
     assert manifest["num_shards"] == 2
     assert len(glob.glob(str(tmp_path / "out" / "*.tfrecord"))) == 6
 
