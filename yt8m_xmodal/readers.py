@@ -1,0 +1,608 @@
+"""Reads YouTube-8M TFRecords into batches of model input, at both levels.
+
+`YT8MFrameFeatureReader` reads frame-level `tf.train.SequenceExample`s (uint8
+frames, one per second) and `YT8MAggregatedFeatureReader` video-level
+`tf.train.Example`s (float means), named as in the YT8M starter code. Both turn
+a file pattern into a `tf.data.Dataset` of batch dictionaries (see
+/work/CONTRACTS.md):
+
+    frame level: id [B] string, video [B,T,Dv], audio [B,T,Da] float32,
+                 num_frames [B] int32, mask [B,T] bool, labels
+    video level: id [B] string, video [B,Dv], audio [B,Da] float32, labels
+
+`labels` is a float32 multi-hot [B, num_classes] or, with `ragged_labels=True`,
+an int64 `tf.RaggedTensor` [B, None] of class indices.
+
+The pipeline, and why it is shaped this way:
+
+    file names (shuffled per epoch when training)
+      -> parallel interleave of one TFRecordDataset per shard, each record
+         tagged with its (file, record index) so errors can name it
+      -> record shuffle (seeded) -> batch of serialized records
+      -> one vectorized parse per batch (`tf.io.parse_sequence_example` /
+         `tf.io.parse_example`, then a single `decode_raw` over all frames)
+      -> prefetch
+
+Parsing a whole batch in one op instead of one record at a time is what makes
+the reader fast (see bench/bench_reader.py). Evaluation order is deterministic;
+training order is deterministic too when a seed is given.
+
+Bad input and how it surfaces
+-----------------------------
+The batch parse uses lenient specs (missing lists parse as empty, float
+vectors as ragged), so one bad record cannot make the parse op fail for the
+whole batch. Each record is then checked in the graph and given a reason:
+
+    corrupt_shard          a shard is truncated or fails its CRC: the bytes its
+                           readable records cover fall short of the file size
+    zero_frames            a frame-level record with no frames in either view
+    missing_feature_list   one view has no frames although the other has some
+                           (the list is absent or empty; both leave the view
+                           without data)
+    bad_frame_size         a frame's byte length is not the feature size
+    bad_feature_size       a video-level vector has the wrong number of floats
+                           (or is missing)
+    non_finite             NaN or inf in a video-level vector
+    bad_label              a label outside [0, num_classes)
+
+With `skip_corrupt=False` (the default) the first bad record raises a
+`DataError` naming the file, the record index in it and the video id. With
+`skip_corrupt=True` bad records are dropped (a bad shard keeps the records
+before the damage), the batch is refilled to `batch_size`, and every skip is
+counted in `reader.skip_counts` (a dict reason -> count; `reader.skipped`
+keeps the first descriptions, and each skip is logged). The checks run on every
+record; only a batch that has a bad record calls back into Python.
+
+Errors raised inside tf.data reach Python as `tf.errors.OpError` from the
+iterator. `iterate(dataset)` (and `reader.batches(...)`) wraps any iterable of
+batches (a plain dataset or a `strategy.experimental_distribute_dataset`) and
+re-raises those as `DataError` with the file and record named, without the
+tf.data stack trace. A record whose protobuf cannot be parsed at all (not a
+format TFRecord CRCs let through in practice) fails its batch's parse; the
+resulting `DataError` names the record TF reports, in either mode.
+
+Example:
+
+>>> reader = YT8MFrameFeatureReader(max_frames=300)
+>>> for batch in reader.batches("/data/train*.tfrecord", batch_size=64):
+...     step(batch)
+"""
+
+import collections
+import os
+import re
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from yt8m_xmodal import features
+from yt8m_xmodal.errors import DataError, FlagError
+
+# Every TFRecord is framed as: uint64 length, uint32 CRC of the length, the
+# data, uint32 CRC of the data (tensorflow/core/lib/io/record_writer.cc).
+TFRECORD_FRAMING_BYTES = 16
+
+SKIP_REASONS = (
+    "corrupt_shard",
+    "zero_frames",
+    "missing_feature_list",
+    "bad_frame_size",
+    "bad_feature_size",
+    "non_finite",
+    "bad_label",
+)
+_REASON_CODE = {reason: code for code, reason in enumerate(SKIP_REASONS, 1)}
+
+# How many skipped-record descriptions a reader keeps for its report.
+MAX_SKIPPED_DESCRIPTIONS = 20
+# Records each training shuffle buffer holds: 512 frame-level records are
+# about 180 MB of serialized bytes.
+DEFAULT_SHUFFLE_BUFFER = 512
+# A frame-level record of 300 frames is about 350 KB; reading a few of them per
+# call keeps the file reads large.
+_READ_BUFFER_BYTES = 4 << 20
+
+_ERROR_MARKER = "[yt8m_xmodal.DataError] "
+_MARKED_ERROR = re.compile(re.escape(_ERROR_MARKER) + r"([^\n]*)")
+# How TF's parse ops name the record they failed on (we pass file:index as
+# the example name).
+_TF_RECORD_NAME = re.compile(r"(?:example id|Name): ([^,\s]+)")
+
+
+def resolve_files(data_pattern):
+    """Expands a YT8M `--*_data_pattern`: comma-separated globs.
+
+    Returns:
+      The matching file paths: each glob's matches sorted, in the order the
+      globs are given, without duplicates.
+
+    Raises:
+      DataError: naming the glob, when any glob matches no file.
+    """
+    if not isinstance(data_pattern, str) or not data_pattern.strip():
+        raise DataError(f"data pattern {data_pattern!r} is empty")
+    files = []
+    for glob in data_pattern.split(","):
+        glob = glob.strip()
+        if not glob:
+            continue
+        matches = sorted(tf.io.gfile.glob(glob))
+        if not matches:
+            raise DataError(
+                f"data pattern {glob!r} (from {data_pattern!r}) matches no files")
+        files.extend(m for m in matches if m not in files)
+    return files
+
+
+def iterate(batches):
+    """Yields from `batches`, turning input-pipeline failures into DataError.
+
+    Args:
+      batches: any iterable of batches: a `tf.data.Dataset`, a distributed
+        dataset, or an iterator over either.
+
+    Raises:
+      DataError: naming the file and record, for any `tf.errors.OpError` the
+        pipeline raises (a bad record in strict mode, an unparseable record).
+    """
+    iterator = iter(batches)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.OpError as error:
+            raise as_data_error(error) from None
+        yield batch
+
+
+def as_data_error(error):
+    """The `DataError` for a `tf.errors.OpError` from a reader's pipeline."""
+    message = error.message or str(error)
+    marked = _MARKED_ERROR.search(message)
+    if marked:
+        return DataError(marked.group(1))
+    # Drop TF's "{{function_node ...}}" prefix and the op trailer.
+    detail = message.split("}}")[-1].split(" [Op:")[0].split("\n")[0].strip()
+    named = _TF_RECORD_NAME.search(message)
+    if named:
+        return DataError(f"record {named.group(1)} cannot be read: {detail}")
+    return DataError(f"the input pipeline failed: {detail}")
+
+
+class _BaseReader:
+    """The file handling, batching and bad-record bookkeeping of both levels.
+
+    Subclasses set `feature_names` / `feature_sizes` and implement
+    `_parse_batch(names, ids_fallback, serialized) -> (batch, evidence)`.
+    """
+
+    def __init__(self, feature_names, feature_sizes, num_classes,
+                 ragged_labels, skip_corrupt):
+        (self.feature_names, self.feature_sizes) = features.parse_feature_flags(
+            feature_names, feature_sizes)
+        if int(num_classes) <= 0:
+            raise FlagError(f"--num_classes={num_classes} must be positive")
+        self.num_classes = int(num_classes)
+        self.ragged_labels = bool(ragged_labels)
+        self.skip_corrupt = bool(skip_corrupt)
+        self.skip_counts = {reason: 0 for reason in SKIP_REASONS}
+        self.skipped = []
+
+    # --- the dataset -----------------------------------------------------
+
+    def dataset(self, data_pattern, batch_size, shuffle=False, seed=None,
+                num_epochs=1, drop_remainder=False, shuffle_buffer_size=None,
+                num_parallel_reads=None):
+        """A `tf.data.Dataset` of batch dictionaries read from `data_pattern`.
+
+        Args:
+          data_pattern: comma-separated globs of TFRecord files.
+          batch_size: records per batch.
+          shuffle: shuffle shards each epoch and records in a buffer
+            (training). Without it the order is deterministic (evaluation).
+          seed: the shuffle seed; with it the training order is reproducible.
+          num_epochs: passes over the data; None repeats forever.
+          drop_remainder: drop a last batch smaller than `batch_size`.
+          shuffle_buffer_size: records in the shuffle buffer (default 512).
+          num_parallel_reads: shards read at once (default: tf.data tunes).
+
+        Raises:
+          DataError: when a glob matches no file (at once); bad records raise
+            while iterating, see the module docstring and `iterate`.
+        """
+        if int(batch_size) <= 0:
+            raise FlagError(f"--batch_size={batch_size} must be positive")
+        batch_size = int(batch_size)
+        files = resolve_files(data_pattern)
+        sizes = [tf.io.gfile.stat(f).length for f in files]
+        deterministic = not shuffle or seed is not None
+
+        shards = tf.data.Dataset.from_tensor_slices(
+            (tf.constant(files), tf.constant(sizes, tf.int64)))
+        if shuffle:
+            shards = shards.shuffle(len(files), seed=seed,
+                                    reshuffle_each_iteration=True)
+        shards = shards.repeat(num_epochs)
+        records = shards.interleave(
+            self._shard_records,
+            cycle_length=min(len(files), num_parallel_reads or 8),
+            block_length=1,
+            num_parallel_calls=num_parallel_reads or tf.data.AUTOTUNE,
+            deterministic=deterministic)
+        if shuffle:
+            records = records.shuffle(
+                shuffle_buffer_size or DEFAULT_SHUFFLE_BUFFER, seed=seed,
+                reshuffle_each_iteration=True)
+        # Skipping can shrink a batch, so it is refilled after the parse.
+        batches = records.batch(batch_size,
+                                drop_remainder=drop_remainder and not self.skip_corrupt)
+        batches = batches.map(self._parse_and_check,
+                              num_parallel_calls=tf.data.AUTOTUNE,
+                              deterministic=deterministic)
+        if self.skip_corrupt:
+            batches = batches.rebatch(batch_size, drop_remainder=drop_remainder)
+        return batches.prefetch(tf.data.AUTOTUNE)
+
+    def batches(self, data_pattern, batch_size, **kwargs):
+        """`iterate(self.dataset(...))`: batches, with errors as DataError."""
+        return iterate(self.dataset(data_pattern, batch_size, **kwargs))
+
+    def _shard_records(self, path, size):
+        """(path, record index, serialized record) of one shard, checked whole.
+
+        `ignore_errors` ends the shard at the first unreadable record; the sum
+        of the framed sizes of the records read, compared with the file size
+        at an end marker, tells whether anything was lost.
+        """
+        size = tf.cast(size, tf.int64)
+        records = tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER_BYTES)
+        records = records.enumerate().ignore_errors()
+        end_marker = tf.data.Dataset.from_tensors(
+            (tf.constant(-1, tf.int64), tf.constant("")))
+        records = records.concatenate(end_marker)
+
+        def count_bytes(bytes_read, element):
+            index, record = element
+            is_end = index < 0
+            bytes_read += tf.where(
+                is_end, tf.constant(0, tf.int64),
+                tf.cast(tf.strings.length(record), tf.int64)
+                + TFRECORD_FRAMING_BYTES)
+            tf.cond(is_end & tf.not_equal(bytes_read, size),
+                    lambda: self._report_shard(path, index, bytes_read, size),
+                    lambda: None)
+            return bytes_read, (path, index, record)
+
+        records = records.scan(tf.constant(0, tf.int64), count_bytes)
+        return records.filter(lambda path, index, record: index >= 0)
+
+    def _parse_and_check(self, paths, indices, serialized):
+        names = tf.strings.join([paths, tf.strings.as_string(indices)], ":")
+        batch, reasons, evidence = self._parse_batch(names, serialized)
+        labels, label_reason = self._labels(batch.pop("_labels"))
+        reasons = tf.where(reasons == 0, label_reason, reasons)
+        batch["labels"] = labels
+        is_bad = reasons > 0
+        tf.cond(tf.reduce_any(is_bad),
+                lambda: self._report_records(reasons, names, batch["id"],
+                                             *evidence),
+                lambda: None)
+        if self.skip_corrupt:
+            keep = tf.logical_not(is_bad)
+            batch = {k: (tf.ragged.boolean_mask(v, keep)
+                         if isinstance(v, tf.RaggedTensor)
+                         else tf.boolean_mask(v, keep))
+                     for k, v in batch.items()}
+        return batch
+
+    def _labels(self, labels):
+        """Multi-hot or ragged labels, and `bad_label` for out-of-range ones."""
+        in_range = (labels.values >= 0) & (labels.values < self.num_classes)
+        out_of_range = labels.with_values(tf.cast(~in_range, tf.int32))
+        bad = tf.reduce_sum(out_of_range, axis=1) > 0
+        reason = tf.where(bad, _REASON_CODE["bad_label"], 0)
+        if self.ragged_labels:
+            return labels, reason
+        rows = tf.cast(labels.value_rowids(), tf.int64)
+        indices = tf.stack([rows, labels.values], axis=1)
+        indices = tf.boolean_mask(indices, in_range)
+        batch_size = tf.cast(labels.nrows(), tf.int64)
+        multi_hot = tf.scatter_nd(
+            indices, tf.ones(tf.shape(indices)[:1], tf.float32),
+            tf.stack([batch_size, tf.constant(self.num_classes, tf.int64)]))
+        # Duplicated labels in a record add up in scatter_nd.
+        return tf.minimum(multi_hot, 1.0), reason
+
+    # --- bad-record bookkeeping (runs in Python, only on bad batches) -----
+
+    def _report_shard(self, path, index, bytes_read, size):
+        def report(path, index, bytes_read, size):
+            path = path.numpy().decode()
+            description = (
+                f"shard {path} is truncated or corrupt: its readable records "
+                f"cover {int(bytes_read)} of its {int(size)} bytes")
+            self._fail_or_count("corrupt_shard", description)
+            return []
+        tf.py_function(report, [path, index, bytes_read, size], [])
+
+    def _report_records(self, reasons, names, ids, *evidence):
+        def report(reasons, names, ids, *evidence):
+            evidence = [e.numpy() for e in evidence]
+            for row in np.flatnonzero(reasons.numpy()):
+                reason = SKIP_REASONS[int(reasons[row]) - 1]
+                video_id = ids[row].numpy().decode(errors="replace")
+                detail = self._describe(reason, [e[row] for e in evidence])
+                self._fail_or_count(
+                    reason, f"record {names[row].numpy().decode()} "
+                    f"(id {video_id!r}): {detail}")
+            return []
+        tf.py_function(report, [reasons, names, ids, *evidence], [])
+
+    def _fail_or_count(self, reason, description):
+        if not self.skip_corrupt:
+            # The marker lets `iterate` recover this message from TF's error.
+            raise DataError(_ERROR_MARKER + description
+                            + " (pass skip_corrupt=True to skip and count such"
+                            " records)")
+        self.skip_counts[reason] += 1
+        if len(self.skipped) < MAX_SKIPPED_DESCRIPTIONS:
+            self.skipped.append(f"{reason}: {description}")
+            logging.warning("skipping %s: %s", reason, description)
+
+    def parse_serialized(self, serialized):
+        """Parses a [B] batch of serialized records, with no Python callback.
+
+        For serving signatures (a SavedModel cannot hold the Python callback
+        that names bad records): a bad record fails the call with an
+        InvalidArgumentError that states the reason code (see SKIP_REASONS).
+        """
+        names = tf.strings.as_string(tf.range(tf.shape(serialized)[0]))
+        batch, reasons, _ = self._parse_batch(names, serialized)
+        labels, label_reason = self._labels(batch.pop("_labels"))
+        reasons = tf.where(reasons == 0, label_reason, reasons)
+        tf.debugging.assert_equal(
+            reasons, tf.zeros_like(reasons),
+            message=f"bad records (reason codes: 1-based index into "
+                    f"{SKIP_REASONS})")
+        batch["labels"] = labels
+        return batch
+
+    def skip_summary(self):
+        """One line with the non-zero skip counts, e.g. for a training log."""
+        counts = {r: c for r, c in self.skip_counts.items() if c}
+        if not counts:
+            return "no records skipped"
+        return "skipped " + ", ".join(f"{c} {r}" for r, c in counts.items())
+
+
+class YT8MFrameFeatureReader(_BaseReader):
+    """Reads frame-level YT8M `tf.train.SequenceExample`s.
+
+    Frames are dequantized exactly as YT8M does, truncated to `max_frames` or
+    zero-padded at the end; the frame count is the shorter of the two views.
+
+    Args:
+      feature_names: the (video, audio) feature-list names, or YT8M's
+        comma-separated `--feature_names` string.
+      feature_sizes: bytes per frame of each view, or `--feature_sizes`.
+      max_frames: frames kept per video (T of the batch).
+      num_classes: width of the multi-hot labels.
+      ragged_labels: give labels as a ragged int64 [B, None] of indices.
+      skip_corrupt: skip and count bad records instead of raising DataError.
+
+    Example:
+
+    >>> reader = YT8MFrameFeatureReader(max_frames=300)
+    >>> ds = reader.dataset("train*.tfrecord", 32, shuffle=True, seed=1)
+    >>> for batch in iterate(ds): ...
+    """
+
+    def __init__(self, feature_names=features.FRAME_FEATURE_NAMES,
+                 feature_sizes=features.FEATURE_SIZES,
+                 max_frames=features.MAX_FRAMES,
+                 num_classes=features.NUM_CLASSES, ragged_labels=False,
+                 skip_corrupt=False):
+        super().__init__(feature_names, feature_sizes, num_classes,
+                         ragged_labels, skip_corrupt)
+        if int(max_frames) <= 0:
+            raise FlagError(f"--max_frames={max_frames} must be positive")
+        self.max_frames = int(max_frames)
+
+    def _parse_batch(self, names, serialized):
+        video_name, audio_name = self.feature_names
+        context, lists, lengths = tf.io.parse_sequence_example(
+            serialized,
+            context_features=_lenient_context_features(),
+            # Missing lists parse as empty so one record cannot fail the batch.
+            sequence_features={
+                name: tf.io.FixedLenSequenceFeature([], tf.string,
+                                                    allow_missing=True)
+                for name in self.feature_names},
+            example_names=names)
+        stream_frames = [lengths[video_name], lengths[audio_name]]
+        num_frames = tf.minimum(tf.minimum(*stream_frames), self.max_frames)
+        mask = tf.range(self.max_frames, dtype=tf.int64) < num_frames[:, None]
+
+        batch = {"id": context["id"], "_labels": context["labels"]}
+        bad_frame_size = []
+        first_bad_frame = []
+        bad_frame_bytes = []
+        for key, name, size, count in zip(("video", "audio"), self.feature_names,
+                                          self.feature_sizes, stream_frames):
+            frames = lists[name]
+            # Check every frame of the stream, kept or not: a wrong length
+            # means the record was written with another feature layout.
+            in_stream = (tf.range(tf.shape(frames, tf.int64)[1])
+                         < count[:, None])
+            frame_bytes = tf.strings.length(frames)
+            wrong = in_stream & tf.not_equal(frame_bytes, size)
+            bad_frame_size.append(tf.reduce_any(wrong, axis=1))
+            first = tf.argmax(tf.cast(wrong, tf.int32), axis=1,
+                              output_type=tf.int32)
+            first_bad_frame.append(first)
+            bad_frame_bytes.append(tf.gather(frame_bytes, first, batch_dims=1))
+
+            # fixed_length keeps a bad-size frame from failing the batch (the
+            # record is reported above) and is faster than a plain decode.
+            codes = tf.io.decode_raw(frames[:, :self.max_frames], tf.uint8,
+                                     fixed_length=size)
+            missing = self.max_frames - tf.shape(codes)[1]
+            codes = tf.cond(
+                missing > 0,
+                lambda: tf.pad(codes, [[0, 0], [0, missing], [0, 0]]),
+                lambda: codes)
+            codes = tf.ensure_shape(codes, [None, self.max_frames, size])
+            batch[key] = _dequantize_frames(codes, mask)
+
+        batch["num_frames"] = tf.cast(num_frames, tf.int32)
+        batch["mask"] = mask
+        batch["id"] = tf.ensure_shape(batch["id"], [None])
+
+        has_video, has_audio = (c > 0 for c in stream_frames)
+        reasons = tf.zeros_like(num_frames, tf.int32)
+        reasons = tf.where(bad_frame_size[0] | bad_frame_size[1],
+                           _REASON_CODE["bad_frame_size"], reasons)
+        reasons = tf.where(has_video != has_audio,
+                           _REASON_CODE["missing_feature_list"], reasons)
+        reasons = tf.where(~has_video & ~has_audio,
+                           _REASON_CODE["zero_frames"], reasons)
+        evidence = (stream_frames[0], stream_frames[1],
+                    first_bad_frame[0], bad_frame_bytes[0],
+                    first_bad_frame[1], bad_frame_bytes[1])
+        return batch, reasons, evidence
+
+    def _describe(self, reason, evidence):
+        video_frames, audio_frames, v_frame, v_bytes, a_frame, a_bytes = evidence
+        (video_name, audio_name), (video_size, audio_size) = (
+            self.feature_names, self.feature_sizes)
+        if reason == "zero_frames":
+            return (f"has no frames in {video_name!r} or {audio_name!r}")
+        if reason == "missing_feature_list":
+            missing, present, count = (
+                (audio_name, video_name, video_frames) if video_frames
+                else (video_name, audio_name, audio_frames))
+            return (f"feature list {missing!r} is missing or empty while "
+                    f"{present!r} has {int(count)} frames")
+        if reason == "bad_frame_size":
+            if v_bytes != video_size and v_frame < video_frames:
+                return (f"{video_name!r} frame {int(v_frame)} has {int(v_bytes)}"
+                        f" bytes, expected {video_size} (--feature_sizes)")
+            return (f"{audio_name!r} frame {int(a_frame)} has {int(a_bytes)} "
+                    f"bytes, expected {audio_size} (--feature_sizes)")
+        return f"has a label outside [0, {self.num_classes})"
+
+
+class YT8MAggregatedFeatureReader(_BaseReader):
+    """Reads video-level YT8M `tf.train.Example`s (mean features).
+
+    Args:
+      feature_names: the (video, audio) feature names, or `--feature_names`.
+      feature_sizes: floats in each vector, or `--feature_sizes`.
+      num_classes: width of the multi-hot labels.
+      ragged_labels: give labels as a ragged int64 [B, None] of indices.
+      skip_corrupt: skip and count bad records instead of raising DataError.
+
+    Example:
+
+    >>> reader = YT8MAggregatedFeatureReader()
+    >>> for batch in reader.batches("validate*.tfrecord", 1024): ...
+    """
+
+    def __init__(self, feature_names=features.VIDEO_FEATURE_NAMES,
+                 feature_sizes=features.FEATURE_SIZES,
+                 num_classes=features.NUM_CLASSES, ragged_labels=False,
+                 skip_corrupt=False):
+        super().__init__(feature_names, feature_sizes, num_classes,
+                         ragged_labels, skip_corrupt)
+
+    def _parse_batch(self, names, serialized):
+        spec = _lenient_context_features()
+        for name in self.feature_names:
+            # Ragged, so a vector of the wrong size is reported, not fatal.
+            spec[name] = tf.io.RaggedFeature(tf.float32)
+        parsed = tf.io.parse_example(serialized, spec, example_names=names)
+        batch = {"id": parsed["id"], "_labels": parsed["labels"]}
+        reasons = tf.zeros(tf.shape(serialized), tf.int32)
+        lengths = []
+        for key, name, size in zip(("video", "audio"), self.feature_names,
+                                   self.feature_sizes):
+            vectors = parsed[name]
+            length = vectors.row_lengths()
+            lengths.append(length)
+            values = vectors.to_tensor(shape=[None, size])
+            finite = tf.reduce_all(tf.math.is_finite(values), axis=1)
+            reasons = tf.where((reasons == 0) & ~finite,
+                               _REASON_CODE["non_finite"], reasons)
+            batch[key] = values
+        wrong_size = ((lengths[0] != self.feature_sizes[0])
+                      | (lengths[1] != self.feature_sizes[1]))
+        reasons = tf.where(wrong_size, _REASON_CODE["bad_feature_size"], reasons)
+        return batch, reasons, tuple(lengths)
+
+    def _describe(self, reason, evidence):
+        if reason == "bad_feature_size":
+            return "; ".join(
+                f"{name!r} has {int(n)} floats, expected {size} (--feature_sizes)"
+                for name, size, n in zip(self.feature_names, self.feature_sizes,
+                                         evidence) if n != size)
+        if reason == "non_finite":
+            return (f"{self.feature_names[0]!r} or {self.feature_names[1]!r} "
+                    "holds NaN or inf")
+        return f"has a label outside [0, {self.num_classes})"
+
+
+@tf.function(jit_compile=True)
+def _dequantize_frames(codes, mask):
+    """YT8M dequantization of uint8 frames [B,T,D], zero where `mask` is off.
+
+    XLA fuses the cast, scale, shift and select into one pass over the batch;
+    as separate ops they are four passes over a tensor too big for the cache,
+    which made this the slowest step of the reader (bench/bench_reader.py).
+    """
+    return tf.where(mask[:, :, None], features.dequantize(codes), 0.0)
+
+
+def _lenient_context_features():
+    """`features.context_features()` that never fails a batch parse.
+
+    A missing id parses as "" (the error names the file and record index
+    instead), labels parse ragged.
+    """
+    spec = features.context_features()
+    spec["id"] = tf.io.FixedLenFeature([], tf.string, default_value="")
+    spec["labels"] = tf.io.RaggedFeature(tf.int64)
+    return spec
+
+
+def get_reader(frame_features, feature_names=None, feature_sizes=None,
+               max_frames=features.MAX_FRAMES, num_classes=features.NUM_CLASSES,
+               ragged_labels=False, skip_corrupt=False):
+    """The reader the YT8M flags ask for (as in the starter code's train.py).
+
+    Args:
+      frame_features: True for frame-level records (`--frame_features`).
+      feature_names: `--feature_names`, a comma-separated string or a
+        sequence; None gives the level's default (rgb,audio / mean_rgb,
+        mean_audio).
+      feature_sizes: `--feature_sizes`, e.g. "1024,128"; None gives 1024,128.
+      max_frames: `--max_frames`, frame level only.
+      num_classes: label vocabulary size.
+      ragged_labels, skip_corrupt: see the reader classes.
+
+    Raises:
+      FlagError: naming the flag, for malformed names, sizes or counts.
+    """
+    if feature_names is None or feature_names == "":
+        feature_names = features.default_feature_names(frame_features)
+    if feature_sizes is None or feature_sizes == "":
+        feature_sizes = features.FEATURE_SIZES
+    if frame_features:
+        return YT8MFrameFeatureReader(
+            feature_names, feature_sizes, max_frames=max_frames,
+            num_classes=num_classes, ragged_labels=ragged_labels,
+            skip_corrupt=skip_corrupt)
+    return YT8MAggregatedFeatureReader(
+        feature_names, feature_sizes, num_classes=num_classes,
+        ragged_labels=ragged_labels, skip_corrupt=skip_corrupt)
