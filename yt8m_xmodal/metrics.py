@@ -1,0 +1,575 @@
+"""Exact cross-modal retrieval metrics, computed in query chunks.
+
+Queries are embeddings of one modality and the gallery those of the other,
+with rows aligned by video id: the true match of query ``i`` is gallery item
+``i``. Similarities are computed on TensorFlow ops (a GPU when present) one
+block of queries at a time, so the full ``N x N`` similarity matrix never
+exists; 100,000 x 100,000 at 128-d runs in well under 1 GB.
+
+Conventions (the same in every function here):
+
+* Similarity is cosine (rows are L2-normalized first) or, with
+  ``cosine=False``, the raw dot product.
+* **Rank** of the true pair = 1 + the number of gallery items scoring strictly
+  higher + the number of *other* gallery items scoring exactly equal. Ties
+  count in the query's disfavour, so a model that maps everything to one point
+  gets rank N, not 1. Equivalently, rank = number of gallery items whose score
+  is >= the true pair's score (the true pair included).
+* **Median rank** follows numpy's ``np.median``: for an even number of queries
+  it is the mean of the two middle ranks (so it can end in .5). It is computed
+  with ``tfp.stats.percentile(..., 50, interpolation="midpoint")``.
+* **Recall@K** = fraction of queries with rank <= K. **MRR** = mean of 1/rank.
+* **mAP** (label based): gallery item j is relevant to query i when they share
+  at least one label (the true pair is relevant whenever it has a label). AP
+  of a query is taken over its whole ranked gallery,
+  ``AP = (1/R) * sum over relevant items of (relevant items up to it) / (its
+  position)``. Ties are broken against the query here too: among items with
+  equal score, irrelevant ones are placed first, which gives the smallest AP
+  over all orders of the ties. mAP is the mean over queries with at least one
+  relevant item; ``map_num_queries`` says how many that was (``map`` is NaN
+  when there are none).
+"""
+
+import numbers
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from yt8m_xmodal.errors import DataError, FlagError
+
+# The cut-offs the lead's eval reports by default (YT8M-style --top_k flag).
+DEFAULT_TOP_K = (1, 5, 10, 20)
+
+# Scores held at once for one query chunk, [chunk_rows, gallery_rows]:
+# 2**23 float32 = 32 MiB per block. Big enough for the matmul to run at full
+# speed, small enough that 100k x 100k stays far below 1 GB peak RSS.
+SCORE_BLOCK_ELEMENTS = 2 ** 23
+# mAP sorts int64 keys and sums float64 precisions for every score (about
+# 50 bytes each with the temporaries), so its blocks are 4x smaller.
+MAP_BLOCK_ELEMENTS = 2 ** 21
+
+_SIGN_FLIP = 0x7FFFFFFF
+
+
+def parse_top_k(value, flag_name="top_k"):
+    """Parses ``"1,5,10,20"`` (or a list such as absl's list flags give).
+
+    Returns a sorted tuple of distinct positive ints. Raises FlagError naming
+    ``--top_k`` for empty input, text, zero or negative values.
+    """
+    def fail(why):
+        raise FlagError(
+            f"--{flag_name} must be a comma-separated list of positive "
+            f"integers such as 1,5,10,20; {why} (got {value!r})")
+
+    if isinstance(value, str):
+        parts = value.split(",")
+    elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        parts = [value]
+    else:
+        try:
+            parts = list(value)
+        except TypeError:
+            fail("it is not a list")
+    if not parts or all(str(p).strip() == "" for p in parts):
+        fail("it is empty")
+    cutoffs = set()
+    for part in parts:
+        if isinstance(part, bool):
+            fail(f"{part!r} is not an integer")
+        if isinstance(part, numbers.Integral):
+            k = int(part)
+        else:
+            text = str(part).strip()
+            if not text.lstrip("+-").isdigit():
+                fail(f"{text!r} is not an integer")
+            k = int(text)
+        if k < 1:
+            fail(f"{k} is not positive")
+        cutoffs.add(k)
+    return tuple(sorted(cutoffs))
+
+
+def _normalize_rows(x):
+    """L2-normalizes rows. The one place this is done, so query chunks and
+    gallery rows get bit-identical normalization."""
+    return x / tf.norm(x, axis=1, keepdims=True)
+
+
+def _prepare_embeddings(x, name, cosine, allow_empty=False):
+    """Checks an [N, d] embedding matrix and returns it as a float32 tensor.
+
+    Not normalized here: queries are normalized one chunk at a time inside
+    the compiled block functions, which saves a full copy of them.
+    """
+    if not isinstance(x, (tf.Tensor, tf.Variable)):
+        x = np.asarray(x)
+        if x.dtype == object or not (np.issubdtype(x.dtype, np.number)
+                                     or x.dtype == bool):
+            raise DataError(f"{name} must be a numeric [N, d] array, got "
+                            f"dtype {x.dtype}")
+    x = tf.cast(tf.convert_to_tensor(x), tf.float32)
+    if x.shape.rank != 2:
+        raise DataError(f"{name} must be a 2-D [N, d] array, got shape "
+                        f"{tuple(x.shape)}")
+    if x.shape[1] == 0:
+        raise DataError(f"{name} has embedding dimension 0")
+    if x.shape[0] == 0:
+        if allow_empty:
+            return x
+        raise DataError(f"{name} is empty (0 rows): nothing to retrieve")
+    finite = tf.reduce_all(tf.math.is_finite(x), axis=1)
+    if not bool(tf.reduce_all(finite)):
+        bad = np.flatnonzero(~finite.numpy())
+        raise DataError(f"{name} has NaN or infinite values in {bad.size} "
+                        f"row(s), first at row {bad[0]}")
+    if cosine:
+        nonzero = tf.reduce_any(tf.not_equal(x, 0.0), axis=1)
+        if not bool(tf.reduce_all(nonzero)):
+            bad = np.flatnonzero(~nonzero.numpy())
+            raise DataError(
+                f"{name} has {bad.size} all-zero row(s), first at row "
+                f"{bad[0]}: cosine similarity is undefined for them "
+                "(use cosine=False for raw dot products)")
+    return x
+
+
+def _prepare_pair(queries, gallery, cosine, names=("queries", "gallery")):
+    """Checked float32 queries (raw) and gallery (normalized when cosine)."""
+    q = _prepare_embeddings(queries, names[0], cosine)
+    g = _prepare_embeddings(gallery, names[1], cosine)
+    if q.shape[0] != g.shape[0]:
+        raise DataError(
+            f"{names[0]} has {q.shape[0]} rows but {names[1]} has "
+            f"{g.shape[0]}: rows must be aligned by video id, one true pair "
+            "per row")
+    if q.shape[1] != g.shape[1]:
+        raise DataError(f"{names[0]} are {q.shape[1]}-d but {names[1]} are "
+                        f"{g.shape[1]}-d")
+    if cosine:
+        g = _normalize_rows(g)
+    return q, g
+
+
+def _chunk_rows(chunk_size, gallery_rows, block_elements):
+    """Query rows per chunk: given, or as many as fit the score budget."""
+    if chunk_size is None:
+        return max(1, block_elements // max(1, gallery_rows))
+    if (isinstance(chunk_size, bool)
+            or not isinstance(chunk_size, numbers.Integral)
+            or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer, got "
+                         f"{chunk_size!r}")
+    return int(chunk_size)
+
+
+def _true_pair_ranks_of_block(scores, start):
+    """Ranks of the true pairs (columns start + i) in a [b, M] score block."""
+    rows = tf.shape(scores)[0]
+    true_scores = tf.gather(scores, start + tf.range(rows), axis=1,
+                            batch_dims=1)
+    # Counting ">=" includes the true pair itself and every tie: 1 + higher +
+    # other equal. The true score comes from this same matmul, so it is
+    # bit-identical to its column and never ties with itself by accident.
+    return tf.reduce_sum(
+        tf.cast(scores >= true_scores[:, None], tf.int32), axis=1)
+
+
+def _block_scores(query_chunk, gallery, cosine):
+    if cosine:
+        query_chunk = _normalize_rows(query_chunk)
+    return tf.matmul(query_chunk, gallery, transpose_b=True)
+
+
+# XLA fuses the comparison and the count into one pass over the score block
+# (plain TF writes a bool and an int32 copy of it first); on CPU this made
+# ranking cost about as much as the matmul alone (see bench/bench_eval.py).
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _chunk_ranks(query_chunk, gallery, start, cosine):
+    return _true_pair_ranks_of_block(
+        _block_scores(query_chunk, gallery, cosine), start)
+
+
+def _order_preserving_int(scores):
+    """Maps float32 scores to int32 with the same order (and equal iff equal)."""
+    # -0.0 == 0.0 but their bits differ; make them one key.
+    scores = tf.where(tf.equal(scores, 0.0), tf.zeros_like(scores), scores)
+    bits = tf.bitcast(scores, tf.int32)
+    # Negative floats order backwards as sign-magnitude ints: flip magnitude.
+    return tf.where(bits < 0,
+                    tf.bitwise.bitwise_xor(bits, tf.constant(_SIGN_FLIP,
+                                                             tf.int32)),
+                    bits)
+
+
+def _average_precision_of_block(scores, relevant):
+    """Exact AP per row of a [b, M] block, ties broken against the query.
+
+    Returns (ap [b] float64, num_relevant [b] int32); ap is 0 where a row has
+    no relevant item.
+    """
+    # One int64 sort key per item: the score in the high bits, then 1 for
+    # irrelevant / 0 for relevant, so a descending sort puts irrelevant items
+    # first among equal scores (the pessimistic order).
+    keys = (tf.cast(_order_preserving_int(scores), tf.int64) * 2
+            + tf.cast(tf.logical_not(relevant), tf.int64))
+    keys = tf.sort(keys, axis=1, direction="DESCENDING")
+    relevant_sorted = tf.equal(tf.bitwise.bitwise_and(keys, 1), 0)
+    hits = tf.cumsum(tf.cast(relevant_sorted, tf.int32), axis=1)
+    positions = tf.range(1, tf.shape(scores)[1] + 1, dtype=tf.float64)
+    precision = tf.cast(hits, tf.float64) / positions[None, :]
+    precision_sum = tf.reduce_sum(
+        tf.where(relevant_sorted, precision, tf.zeros_like(precision)), axis=1)
+    num_relevant = hits[:, -1]
+    ap = precision_sum / tf.cast(tf.maximum(num_relevant, 1), tf.float64)
+    return ap, num_relevant
+
+
+@tf.function(reduce_retracing=True)
+def _chunk_ranks_and_ap(query_chunk, gallery, start, cosine, query_labels,
+                        gallery_labels):
+    scores = _block_scores(query_chunk, gallery, cosine)
+    ranks = _true_pair_ranks_of_block(scores, start)
+    # [M, C] sparse x [C, b] dense: shared-label counts without ever holding
+    # the gallery's dense [M, C] multi-hot matrix.
+    shared = tf.sparse.sparse_dense_matmul(gallery_labels, query_labels,
+                                           adjoint_b=True)
+    relevant = tf.transpose(shared) > 0
+    ap, num_relevant = _average_precision_of_block(scores, relevant)
+    return ranks, ap, num_relevant
+
+
+def _label_indices(labels, num_rows, name):
+    """Label sets as ([nnz, 2] int64 (row, class) indices, num_classes or None).
+
+    Accepts a multi-hot [N, C] array/tensor (nonzero = label, C fixed), a
+    tf.SparseTensor [N, C], a tf.RaggedTensor of label ids, or a sequence of
+    label-id sequences (C then comes from the largest id).
+    """
+    if isinstance(labels, tf.SparseTensor):
+        if labels.shape.rank != 2:
+            raise DataError(f"{name} must be [N, C], got shape {labels.shape}")
+        rows, num_classes = labels.dense_shape.numpy()
+        values = labels.values.numpy()
+        indices = labels.indices.numpy()[values != 0]
+    elif isinstance(labels, tf.RaggedTensor):
+        rows = int(labels.nrows())
+        ids = labels.flat_values.numpy()
+        row_ids = labels.value_rowids().numpy()
+        indices = np.stack([row_ids, ids], axis=1) if ids.size else (
+            np.zeros((0, 2), np.int64))
+        num_classes = None
+    elif isinstance(labels, (np.ndarray, tf.Tensor, tf.Variable)):
+        dense = np.asarray(labels)
+        if dense.ndim != 2:
+            raise DataError(f"{name} must be a multi-hot [N, C] array or a "
+                            f"list of label-id lists, got shape {dense.shape}")
+        rows, num_classes = dense.shape
+        indices = np.argwhere(dense != 0)
+    else:
+        label_lists = list(labels)
+        rows = len(label_lists)
+        row_ids, ids = [], []
+        for row, row_labels in enumerate(label_lists):
+            row_labels = np.asarray(row_labels).reshape(-1)
+            if row_labels.size and not np.issubdtype(row_labels.dtype,
+                                                     np.integer):
+                raise DataError(f"{name} row {row} has non-integer label ids "
+                                f"{row_labels[:5].tolist()}")
+            row_ids.append(np.full(row_labels.size, row, np.int64))
+            ids.append(row_labels.astype(np.int64))
+        indices = (np.stack([np.concatenate(row_ids), np.concatenate(ids)],
+                            axis=1) if rows else np.zeros((0, 2), np.int64))
+        num_classes = None
+    if rows != num_rows:
+        raise DataError(f"{name} has {rows} rows but the embeddings have "
+                        f"{num_rows}: rows must be aligned by video id")
+    indices = np.asarray(indices, np.int64).reshape(-1, 2)
+    if indices.size and indices[:, 1].min() < 0:
+        row = indices[indices[:, 1].argmin(), 0]
+        raise DataError(f"{name} row {row} has a negative label id")
+    return indices, (None if num_classes is None else int(num_classes))
+
+
+def _label_tensors(query_labels, gallery_labels, num_queries, num_gallery):
+    """Sparse [N, C] 0/1 indicators for query and gallery labels."""
+    q_idx, q_classes = _label_indices(query_labels, num_queries,
+                                      "query labels")
+    g_idx, g_classes = _label_indices(gallery_labels, num_gallery,
+                                      "gallery labels")
+    if (q_classes is not None and g_classes is not None
+            and q_classes != g_classes):
+        raise DataError(f"query labels have {q_classes} classes but gallery "
+                        f"labels have {g_classes}")
+    largest = max([i[:, 1].max() + 1 for i in (q_idx, g_idx) if i.size] or [1])
+    num_classes = max(largest, q_classes or 0, g_classes or 0)
+
+    def indicator(indices, rows):
+        # Repeated ids in one row would count twice in the shared-label dot
+        # product; only "> 0" is used, but dedupe to keep it a 0/1 matrix.
+        indices = np.unique(indices, axis=0) if indices.size else indices
+        return tf.sparse.reorder(tf.SparseTensor(
+            indices, tf.ones([indices.shape[0]], tf.float32),
+            [rows, num_classes]))
+
+    return indicator(q_idx, num_queries), indicator(g_idx, num_gallery)
+
+
+def _ranks_and_average_precision(queries, gallery, chunk_rows, cosine,
+                                 query_labels=None, gallery_labels=None):
+    """Runs the chunked loop; returns numpy ranks [N] (and ap, num_relevant)."""
+    n = queries.shape[0]
+    ranks, aps, num_relevant = [], [], []
+    for start in range(0, n, chunk_rows):
+        stop = min(n, start + chunk_rows)
+        chunk = queries[start:stop]
+        start_t = tf.constant(start, tf.int32)
+        if query_labels is None:
+            ranks.append(_chunk_ranks(chunk, gallery, start_t, cosine).numpy())
+            continue
+        chunk_labels = tf.sparse.to_dense(tf.sparse.slice(
+            query_labels, [start, 0], [stop - start, query_labels.shape[1]]))
+        r, ap, rel = _chunk_ranks_and_ap(chunk, gallery, start_t, cosine,
+                                         chunk_labels, gallery_labels)
+        ranks.append(r.numpy())
+        aps.append(ap.numpy())
+        num_relevant.append(rel.numpy())
+    ranks = np.concatenate(ranks).astype(np.int64)
+    if query_labels is None:
+        return ranks, None, None
+    return ranks, np.concatenate(aps), np.concatenate(num_relevant)
+
+
+def true_pair_ranks(queries, gallery, chunk_size=None, cosine=True):
+    """Rank of each query's true match (gallery row i for query row i).
+
+    Args:
+      queries: [N, d] embeddings of one modality.
+      gallery: [N, d] embeddings of the other modality, rows aligned by id.
+      chunk_size: query rows per block; default fills SCORE_BLOCK_ELEMENTS.
+      cosine: cosine similarity (default) or raw dot product.
+
+    Returns:
+      int64 numpy array [N] of ranks in 1..N, ties against the query (see the
+      module docstring).
+
+    Example:
+      >>> true_pair_ranks([[1., 0.], [0., 1.]], [[1., 0.], [1., 1.]]).tolist()
+      [1, 1]
+    """
+    q, g = _prepare_pair(queries, gallery, cosine)
+    rows = _chunk_rows(chunk_size, g.shape[0], SCORE_BLOCK_ELEMENTS)
+    return _ranks_and_average_precision(q, g, rows, cosine)[0]
+
+
+def rank_metrics(ranks, top_k=DEFAULT_TOP_K):
+    """Recall@K, median rank, mean rank and MRR from true-pair ranks.
+
+    Returns a dict with "recall@K" for each K, "median_rank" (numpy's median
+    convention: mean of the two middle ranks for an even count), "mean_rank",
+    "mrr" and "num_queries".
+    """
+    top_k = parse_top_k(top_k)
+    ranks = np.asarray(ranks)
+    if ranks.ndim != 1 or ranks.size == 0:
+        raise DataError(f"ranks must be a non-empty 1-D array, got shape "
+                        f"{ranks.shape}")
+    if ranks.min() < 1:
+        raise DataError(f"ranks start at 1, got {ranks.min()}")
+    r = tf.constant(ranks, tf.float64)
+    result = {f"recall@{k}": float(tf.reduce_mean(tf.cast(r <= k, tf.float64)))
+              for k in top_k}
+    result["median_rank"] = float(
+        tfp.stats.percentile(r, 50.0, interpolation="midpoint"))
+    result["mean_rank"] = float(tf.reduce_mean(r))
+    result["mrr"] = float(tf.reduce_mean(1.0 / r))
+    result["num_queries"] = int(ranks.size)
+    return result
+
+
+def retrieval_metrics(queries, gallery, top_k=DEFAULT_TOP_K,
+                      query_labels=None, gallery_labels=None, chunk_size=None,
+                      cosine=True):
+    """Exact retrieval metrics of queries against an aligned gallery.
+
+    Args:
+      queries: [N, d] embeddings of the query modality.
+      gallery: [N, d] embeddings of the other modality; row i is the true
+        match of query i.
+      top_k: cut-offs for Recall@K: ints or a "1,5,10,20" string.
+      query_labels, gallery_labels: optional label sets for mAP, both or
+        neither: multi-hot [N, C] arrays, tf.SparseTensor, tf.RaggedTensor or
+        lists of label-id lists. Prefer the sparse forms for large N (a dense
+        100k x 3862 gallery label matrix alone is 1.5 GB).
+      chunk_size: query rows per block; default fits SCORE_BLOCK_ELEMENTS
+        scores (MAP_BLOCK_ELEMENTS with labels).
+      cosine: cosine similarity (default) or raw dot product.
+
+    Returns:
+      {"recall@K": float for each K, "median_rank", "mean_rank", "mrr",
+       "num_queries": N} plus "map" and "map_num_queries" (queries with at
+      least one relevant item) when labels are given. Conventions for ties,
+      median and mAP are in the module docstring.
+
+    Example:
+      >>> m = retrieval_metrics([[1., 0.], [0., 1.]], [[1., .1], [.1, 1.]],
+      ...                       top_k=(1,))
+      >>> m["recall@1"], m["median_rank"], m["num_queries"]
+      (1.0, 1.0, 2)
+    """
+    top_k = parse_top_k(top_k)
+    q, g = _prepare_pair(queries, gallery, cosine)
+    if (query_labels is None) != (gallery_labels is None):
+        raise ValueError("give both query_labels and gallery_labels for mAP, "
+                         "or neither")
+    if query_labels is None:
+        rows = _chunk_rows(chunk_size, g.shape[0], SCORE_BLOCK_ELEMENTS)
+        ranks, _, _ = _ranks_and_average_precision(q, g, rows, cosine)
+        return rank_metrics(ranks, top_k)
+    q_labels, g_labels = _label_tensors(query_labels, gallery_labels,
+                                        q.shape[0], g.shape[0])
+    rows = _chunk_rows(chunk_size, g.shape[0], MAP_BLOCK_ELEMENTS)
+    ranks, ap, num_relevant = _ranks_and_average_precision(
+        q, g, rows, cosine, q_labels, g_labels)
+    result = rank_metrics(ranks, top_k)
+    has_relevant = num_relevant > 0
+    result["map"] = (float(np.mean(ap[has_relevant])) if has_relevant.any()
+                     else float("nan"))
+    result["map_num_queries"] = int(has_relevant.sum())
+    return result
+
+
+def cross_modal_metrics(audio, video, labels=None, top_k=DEFAULT_TOP_K,
+                        chunk_size=None, cosine=True):
+    """Retrieval metrics in both directions for aligned audio/video embeddings.
+
+    Args:
+      audio, video: [N, d] embeddings, row i of each from the same video.
+      labels: optional label sets of the N videos (any form
+        `retrieval_metrics` takes), used for mAP in both directions.
+      top_k, chunk_size, cosine: as in `retrieval_metrics`.
+
+    Returns:
+      {"num_queries": N, "audio_to_video": {...}, "video_to_audio": {...}},
+      each direction as returned by `retrieval_metrics`.
+    """
+    names = ("audio embeddings", "video embeddings")
+    audio = _prepare_embeddings(audio, names[0], cosine)
+    video = _prepare_embeddings(video, names[1], cosine)
+    _prepare_pair(audio, video, cosine=False, names=names)  # shapes only
+    kwargs = dict(top_k=top_k, chunk_size=chunk_size, cosine=cosine)
+    if labels is not None:
+        kwargs.update(query_labels=labels, gallery_labels=labels)
+    return {
+        "num_queries": int(audio.shape[0]),
+        "audio_to_video": retrieval_metrics(audio, video, **kwargs),
+        "video_to_audio": retrieval_metrics(video, audio, **kwargs),
+    }
+
+
+@tf.function(reduce_retracing=True)
+def _merge_top_k(query_chunk, gallery_chunk, offset, best_scores,
+                 best_indices, k, cosine):
+    scores = _block_scores(query_chunk, gallery_chunk, cosine)
+    indices = offset + tf.range(tf.shape(gallery_chunk)[0], dtype=tf.int64)
+    indices = tf.broadcast_to(indices[None, :], tf.shape(scores))
+    # Earlier (lower-index) candidates come first, and top_k keeps the first
+    # of equal scores, so ties always resolve to the lower gallery index.
+    scores = tf.concat([best_scores, scores], axis=1)
+    indices = tf.concat([best_indices, indices], axis=1)
+    k = tf.minimum(k, tf.shape(scores)[1])
+    best_scores, positions = tf.math.top_k(scores, k=k, sorted=True)
+    return best_scores, tf.gather(indices, positions, axis=1, batch_dims=1)
+
+
+class StreamingTopK:
+    """Best-k gallery matches per query, fed one gallery chunk at a time.
+
+    Holds only the queries and the running [N, k] best scores/indices, so the
+    gallery can be larger than memory. Gallery indices count rows across all
+    chunks in the order they were fed. Equal scores resolve to the lower
+    gallery index (so a true pair's position in the list is <= its rank).
+
+    Args:
+      queries: [N, d] query embeddings.
+      k: matches to keep per query.
+      chunk_size: query rows per block; default fills SCORE_BLOCK_ELEMENTS
+        for each gallery chunk.
+      cosine: cosine similarity (default) or raw dot product.
+
+    Example:
+      >>> top = StreamingTopK([[1., 0.]], k=2)
+      >>> top.update([[0., 1.]]); top.update([[1., 0.], [1., 1.]])
+      >>> top.result()[0].tolist()
+      [[1, 2]]
+    """
+
+    def __init__(self, queries, k, chunk_size=None, cosine=True):
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        self.k = int(k)
+        self.cosine = cosine
+        self.chunk_size = chunk_size
+        self._queries = _prepare_embeddings(queries, "queries", cosine)
+        n = self._queries.shape[0]
+        self._scores = tf.zeros([n, 0], tf.float32)
+        self._indices = tf.zeros([n, 0], tf.int64)
+        self.num_gallery = 0
+
+    def update(self, gallery_chunk):
+        """Merges one [M_j, d] gallery chunk into the running top k."""
+        name = f"gallery chunk starting at row {self.num_gallery}"
+        g = _prepare_embeddings(gallery_chunk, name, self.cosine,
+                                allow_empty=True)
+        if g.shape[1] != self._queries.shape[1]:
+            raise DataError(f"{name} is {g.shape[1]}-d but the queries are "
+                            f"{self._queries.shape[1]}-d")
+        if g.shape[0] == 0:
+            return
+        if self.cosine:
+            g = _normalize_rows(g)
+        n = self._queries.shape[0]
+        rows = _chunk_rows(self.chunk_size, g.shape[0], SCORE_BLOCK_ELEMENTS)
+        offset = tf.constant(self.num_gallery, tf.int64)
+        k = tf.constant(self.k, tf.int32)
+        scores, indices = [], []
+        for start in range(0, n, rows):
+            stop = min(n, start + rows)
+            s, i = _merge_top_k(self._queries[start:stop], g, offset,
+                                self._scores[start:stop],
+                                self._indices[start:stop], k, self.cosine)
+            scores.append(s)
+            indices.append(i)
+        self._scores = tf.concat(scores, axis=0)
+        self._indices = tf.concat(indices, axis=0)
+        self.num_gallery += int(g.shape[0])
+
+    def result(self):
+        """(indices int64 [N, min(k, gallery size)], scores float32), best first."""
+        if self.num_gallery == 0:
+            raise DataError("the gallery is empty: no gallery chunk had rows")
+        return self._indices.numpy(), self._scores.numpy()
+
+
+def top_k_matches(queries, gallery, k, chunk_size=None, cosine=True):
+    """Top-k gallery matches for every query, streaming over the gallery.
+
+    Args:
+      queries: [N, d] query embeddings.
+      gallery: a [M, d] array/tensor, or any other iterable of [M_j, d]
+        chunks (a generator, a tf.data.Dataset), consumed once, so a gallery
+        larger than memory works.
+      k: matches per query (fewer when the gallery is smaller).
+      chunk_size, cosine: as in `StreamingTopK`.
+
+    Returns:
+      (indices int64 [N, k] into the gallery rows in order, scores float32
+      [N, k]), best first; equal scores resolve to the lower index.
+    """
+    top = StreamingTopK(queries, k, chunk_size=chunk_size, cosine=cosine)
+    if isinstance(gallery, (np.ndarray, tf.Tensor, tf.Variable)):
+        gallery = [gallery]
+    for chunk in gallery:
+        top.update(chunk)
+    return top.result()
