@@ -557,9 +557,9 @@ def top_k_matches(queries, gallery, k, chunk_size=None, cosine=True):
 
     Args:
       queries: [N, d] query embeddings.
-      gallery: a [M, d] array/tensor, or any other iterable of [M_j, d]
-        chunks (a generator, a tf.data.Dataset), consumed once, so a gallery
-        larger than memory works.
+      gallery: a [M, d] array/tensor (or list of rows), or an iterable of
+        [M_j, d] chunks (a list of arrays, a generator, a tf.data.Dataset),
+        consumed once, so a gallery larger than memory works.
       k: matches per query (fewer when the gallery is smaller).
       chunk_size, cosine: as in `StreamingTopK`.
 
@@ -568,7 +568,10 @@ def top_k_matches(queries, gallery, k, chunk_size=None, cosine=True):
       [N, k]), best first; equal scores resolve to the lower index.
     """
     top = StreamingTopK(queries, k, chunk_size=chunk_size, cosine=cosine)
-    if isinstance(gallery, (np.ndarray, tf.Tensor, tf.Variable)):
+    one_matrix = isinstance(gallery, (np.ndarray, tf.Tensor, tf.Variable)) or (
+        isinstance(gallery, (list, tuple)) and len(gallery) > 0
+        and np.ndim(gallery[0]) == 1)  # a list of rows, not of chunks
+    if one_matrix:
         gallery = [gallery]
     for chunk in gallery:
         top.update(chunk)
