@@ -49,19 +49,20 @@ def naive_dcca_float32(video, audio, ridge=losses.DEFAULT_RIDGE):
     return -tf.reduce_sum(tf.linalg.svd(t, compute_uv=False))
 
 
-def _timed(fn, args, repeats):
-    """Median and min wall time (ms) of fn(*args), after a warm-up call."""
-    result = fn(*args)
-    tf.nest.map_structure(lambda t: t.numpy(), result)
-    times = []
+def _time_side_by_side(steps, args, repeats):
+    """Median and min wall time (ms) per step, runs interleaved round-robin
+    so that load from other processes hits every row alike."""
+    results = [step(*args) for step in steps]  # warm-up: trace and compile
+    finite = [all(np.all(np.isfinite(t.numpy()))
+                  for t in tf.nest.flatten(result)) for result in results]
+    times = [[] for _ in steps]
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn(*args)
-        tf.nest.map_structure(lambda t: t.numpy(), result)
-        times.append(1e3 * (time.perf_counter() - start))
-    finite = all(np.all(np.isfinite(t.numpy()))
-                 for t in tf.nest.flatten(result))
-    return float(np.median(times)), float(np.min(times)), finite
+        for i, step in enumerate(steps):
+            start = time.perf_counter()
+            tf.nest.map_structure(lambda t: t.numpy(), step(*args))
+            times[i].append(1e3 * (time.perf_counter() - start))
+    return [(float(np.median(t)), float(np.min(t)), f)
+            for t, f in zip(times, finite)]
 
 
 def _forward_backward(loss_fn, jit_compile=False):
@@ -106,11 +107,10 @@ def main(argv):
           f"{os.cpu_count()} CPUs, TF {tf.__version__}\n")
     print("| loss | median ms | min ms | vs baseline | finite |")
     print("|---|---:|---:|---:|---|")
-    baseline = None
-    for name, step in rows:
-        median, fastest, finite = _timed(step, (video, audio, labels),
-                                         FLAGS.repeats)
-        baseline = baseline or median
+    timings = _time_side_by_side([step for _, step in rows],
+                                 (video, audio, labels), FLAGS.repeats)
+    baseline = timings[0][0]
+    for (name, _), (median, fastest, finite) in zip(rows, timings):
         print(f"| {name} | {median:.1f} | {fastest:.1f} | "
               f"{median / baseline:.2f}x | {finite} |")
 

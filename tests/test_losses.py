@@ -486,3 +486,9 @@ def test_get_loss_rejects_unknown_names_and_options():
 def test_top_k_larger_than_the_views_is_an_error():
     with pytest.raises(ValueError, match="top_k=4"):
         losses.DeepCCALoss(top_k=4)(np.zeros((20, 3)), np.zeros((20, 5)))
+
+
+@pytest.mark.parametrize("name", ["soft_cca", "infonce", "triplet"])
+def test_shared_space_losses_need_equal_sizes(name):
+    with pytest.raises(ValueError, match="video 3 and audio 5"):
+        losses.get_loss(name)(np.ones((20, 3)), np.ones((20, 5)))

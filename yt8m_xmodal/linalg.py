@@ -130,9 +130,8 @@ def global_statistics(h1, h2, labels=None):
     }
     if labels is not None:
         labels = tf.cast(labels, tf.float64)
-        # Per-class sums of the centred rows: [C, o1] and [C, o2].
-        second["class_sum1"] = tf.matmul(labels, centred1, transpose_a=True)
-        second["class_sum2"] = tf.matmul(labels, centred2, transpose_a=True)
+        second["class_sum1"] = class_sums(labels, centred1)
+        second["class_sum2"] = class_sums(labels, centred2)
         second["class_count"] = tf.reduce_sum(labels, axis=0)
     second = replica_sum(second)
     dof = tf.maximum(count - 1.0, 1.0)
@@ -147,6 +146,19 @@ def global_statistics(h1, h2, labels=None):
         cov12=second["c12"] / dof,
         mean_square1=mean_square1, mean_square2=mean_square2,
         class_cross=class_cross, class_pairs=class_pairs)
+
+
+def class_sums(labels, rows):
+    """Lᵀ H: per-class sums of the rows, [C, d], for multi-hot labels [m, C].
+
+    YT8M videos carry ~3 of 3,862 labels, so summing over the non-zero
+    (video, class) entries costs O(nnz·d) instead of the dense O(m·C·d).
+    """
+    entries = tf.where(tf.not_equal(labels, 0.0))
+    weights = tf.gather_nd(labels, entries)
+    weighted = weights[:, tf.newaxis] * tf.gather(rows, entries[:, 0])
+    return tf.math.unsorted_segment_sum(weighted, entries[:, 1],
+                                        num_segments=tf.shape(labels)[1])
 
 
 def _symmetrize(matrix):
@@ -177,11 +189,20 @@ def inverse_sqrt_psd(matrix, floor):
 
     @tf.custom_gradient
     def _inverse_sqrt(sym):
-        eigenvalues, eigenvectors = tf.linalg.eigh(sym)
+        # eigh raises (rather than returning NaN) on inf/NaN input, which
+        # would turn a diverged training step into a crash; such input gets
+        # a NaN result instead, so the trainer can withhold the step.
+        finite = tf.reduce_all(tf.math.is_finite(sym))
+        identity = tf.eye(tf.shape(sym)[-1], dtype=sym.dtype)
+        eigenvalues, eigenvectors = tf.linalg.eigh(
+            tf.where(finite, sym, tf.zeros_like(sym) + identity))
         clamped = tf.maximum(eigenvalues, floor)
         root = tf.sqrt(clamped)
         result = tf.matmul(eigenvectors / root[..., tf.newaxis, :],
                            eigenvectors, transpose_b=True)
+        result = tf.where(finite, result,
+                          tf.fill(tf.shape(result),
+                                  tf.constant(float("nan"), sym.dtype)))
 
         def grad(upstream):
             inner = tf.matmul(

@@ -175,9 +175,13 @@ class DeepCCALoss(_CrossModalLoss):
     eigenvalue floor `eps`) keeps the result well defined and finite, but it
     then mostly measures the regularization.
 
-    Degenerate batches (constant columns, identical rows, duplicated or
-    whitened columns) give finite losses and gradients: see
-    `linalg.inverse_sqrt_psd` and `linalg.canonical_correlations`.
+    Degenerate batches give finite losses and gradients. Repeated
+    eigenvalues (whitened or duplicated columns) are handled by the
+    divided-difference gradient of `linalg.inverse_sqrt_psd`, repeated or
+    zero singular values by the U diag(ds) Vᵀ gradient of
+    `linalg.canonical_correlations`. A view that is constant up to rounding
+    (identical rows, all zeros; see `linalg.view_scale`) has correlation 0
+    and passes no gradient.
 
     Args:
       top_k: number of largest canonical correlations summed; None = all
@@ -459,6 +463,12 @@ class _ContrastiveLoss(_CrossModalLoss):
         video = tf.convert_to_tensor(video)
         audio = tf.convert_to_tensor(audio)
         _check_rank(video, audio)
+        if (video.shape[-1] is not None and audio.shape[-1] is not None
+                and video.shape[-1] != audio.shape[-1]):
+            raise ValueError(
+                f"{type(self).__name__} compares embeddings in one space and "
+                f"needs equal sizes, got video {video.shape[-1]} and audio "
+                f"{audio.shape[-1]}")
         dtype = linalg.compute_dtype_for(video.dtype)
         video = tf.math.l2_normalize(tf.cast(video, dtype), axis=-1)
         audio = tf.math.l2_normalize(tf.cast(audio, dtype), axis=-1)
