@@ -102,6 +102,14 @@ def _check_batch(video, audio, loss_name):
             f"m - 1 >= o1 + o2, i.e. --batch_size >= {needed}.")
 
 
+def _check_equal_sizes(video, audio, loss_name):
+    if (video.shape[-1] is not None and audio.shape[-1] is not None
+            and video.shape[-1] != audio.shape[-1]):
+        raise ValueError(
+            f"{loss_name} compares embeddings in one space and needs equal "
+            f"sizes, got video {video.shape[-1]} and audio {audio.shape[-1]}")
+
+
 def _check_rank(video, audio):
     if video.shape.rank != 2 or audio.shape.rank != 2:
         raise ValueError(
@@ -406,11 +414,7 @@ class SoftCCALoss(_CrossModalLoss):
         video = tf.convert_to_tensor(video)
         audio = tf.convert_to_tensor(audio)
         _check_rank(video, audio)
-        if (video.shape[-1] is not None and audio.shape[-1] is not None
-                and video.shape[-1] != audio.shape[-1]):
-            raise ValueError(
-                f"SoftCCALoss needs equal embedding sizes, got video "
-                f"{video.shape[-1]} and audio {audio.shape[-1]}")
+        _check_equal_sizes(video, audio, "SoftCCALoss")
         out_dtype = linalg.compute_dtype_for(video.dtype)
         statistics = linalg.global_statistics(video, audio)
         value = self._loss_from_statistics(statistics)
@@ -421,6 +425,9 @@ class SoftCCALoss(_CrossModalLoss):
 
     def call(self, video, audio, labels=None):
         video = tf.convert_to_tensor(video)
+        audio = tf.convert_to_tensor(audio)
+        _check_rank(video, audio)
+        _check_equal_sizes(video, audio, "SoftCCALoss")
         statistics = linalg.global_statistics(video, audio)
         return tf.cast(self._loss_from_statistics(statistics),
                        linalg.compute_dtype_for(video.dtype))
@@ -463,12 +470,7 @@ class _ContrastiveLoss(_CrossModalLoss):
         video = tf.convert_to_tensor(video)
         audio = tf.convert_to_tensor(audio)
         _check_rank(video, audio)
-        if (video.shape[-1] is not None and audio.shape[-1] is not None
-                and video.shape[-1] != audio.shape[-1]):
-            raise ValueError(
-                f"{type(self).__name__} compares embeddings in one space and "
-                f"needs equal sizes, got video {video.shape[-1]} and audio "
-                f"{audio.shape[-1]}")
+        _check_equal_sizes(video, audio, type(self).__name__)
         dtype = linalg.compute_dtype_for(video.dtype)
         video = tf.math.l2_normalize(tf.cast(video, dtype), axis=-1)
         audio = tf.math.l2_normalize(tf.cast(audio, dtype), axis=-1)
