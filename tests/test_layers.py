@@ -85,6 +85,20 @@ def test_chunk_encoder_equals_rnn_on_each_trimmed_chunk(rnn_type, size):
                 continue
             alone = encoder.rnn(real[None]).numpy()[0]
             np.testing.assert_allclose(summaries[b, c], alone, atol=1e-6)
+    # Running the recurrence on the empty chunks too changes nothing.
+    encoder.skip_empty_chunks = False
+    np.testing.assert_allclose(encoder(chunks, mask=frame_mask), summaries,
+                               atol=1e-6)
+
+
+def test_chunk_encoder_handles_a_batch_with_no_valid_frame():
+    encoder = ChunkRecurrentEncoder(3)
+    run = tf.function(encoder, input_signature=[
+        tf.TensorSpec([None, None, 4, 2]), tf.TensorSpec([None, None, 4],
+                                                         tf.bool)])
+    out = run(tf.ones([2, 3, 4, 2]), tf.zeros([2, 3, 4], tf.bool))
+    assert out.shape == (2, 3, 3)
+    np.testing.assert_array_equal(out, 0.0)
 
 
 # ChunkPositionEncoding -----------------------------------------------------
@@ -273,7 +287,8 @@ def test_every_layer_round_trips_through_keras_file(tmp_path):
 
 
 @pytest.mark.parametrize("layer", [
-    ChunkSplit(7), ChunkRecurrentEncoder(3, rnn_type="bigru"),
+    ChunkSplit(7), ChunkRecurrentEncoder(3, rnn_type="bigru", unroll=True,
+                                         skip_empty_chunks=False),
     ChunkPositionEncoding("sinusoidal", max_chunks=5),
     ChunkAttentionPooling("multihead", units=6, num_heads=3),
     ProjectionHead(5, hidden_units=(3, 2), activation="gelu", dropout=0.1),

@@ -24,7 +24,8 @@ VARIANTS = {
                                         input_norm="layer"),
     "lstm_additive_none": dict(rnn_type="lstm", position_encoding="none",
                                num_hidden_layers=2, dropout=0.2),
-    "bigru_multihead": dict(rnn_type="bigru", attention="multihead"),
+    "bigru_multihead": dict(rnn_type="bigru", attention="multihead",
+                            skip_empty_chunks=False),
 }
 
 

@@ -174,6 +174,8 @@ class ChunkAttentionModel(_NamedModel):
       hidden_units (256), num_hidden_layers (1): projection head MLP.
       dropout (0.0), input_norm ("l2"): see ChunkAttentionTower.
       unroll (False): unroll the chunk_size-step recurrence.
+      skip_empty_chunks (True): run the recurrence on non-empty chunks only
+        (data-dependent shapes: turn off for XLA).
     """
 
     def __init__(self, video_size=VIDEO_SIZE, audio_size=AUDIO_SIZE,
@@ -181,7 +183,8 @@ class ChunkAttentionModel(_NamedModel):
                  rnn_units=128, attention="additive", attention_units=128,
                  num_heads=4, position_encoding="learned",
                  max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
-                 dropout=0.0, input_norm="l2", unroll=False, **kwargs):
+                 dropout=0.0, input_norm="l2", unroll=False,
+                 skip_empty_chunks=True, **kwargs):
         self._init_towers(
             ChunkAttentionTower, video_size, audio_size, kwargs,
             embedding_dim=embedding_dim, chunk_size=chunk_size,
@@ -189,7 +192,8 @@ class ChunkAttentionModel(_NamedModel):
             attention_units=attention_units, num_heads=num_heads,
             position_encoding=position_encoding, max_frames=max_frames,
             hidden_units=hidden_units, num_hidden_layers=num_hidden_layers,
-            dropout=dropout, input_norm=input_norm, unroll=unroll)
+            dropout=dropout, input_norm=input_norm, unroll=unroll,
+            skip_empty_chunks=skip_empty_chunks)
 
 
 @keras.saving.register_keras_serializable(package="yt8m_xmodal")
@@ -204,14 +208,16 @@ class ChunkMeanModel(_NamedModel):
                  embedding_dim=64, chunk_size=30, rnn_type="gru",
                  rnn_units=128, position_encoding="learned",
                  max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
-                 dropout=0.0, input_norm="l2", unroll=False, **kwargs):
+                 dropout=0.0, input_norm="l2", unroll=False,
+                 skip_empty_chunks=True, **kwargs):
         self._init_towers(
             ChunkAttentionTower, video_size, audio_size, kwargs,
             embedding_dim=embedding_dim, chunk_size=chunk_size,
             rnn_type=rnn_type, rnn_units=rnn_units, attention="mean",
             position_encoding=position_encoding, max_frames=max_frames,
             hidden_units=hidden_units, num_hidden_layers=num_hidden_layers,
-            dropout=dropout, input_norm=input_norm, unroll=unroll)
+            dropout=dropout, input_norm=input_norm, unroll=unroll,
+            skip_empty_chunks=skip_empty_chunks)
         # "attention" is fixed, not a flag of this model.
         self._flag_config.pop("attention")
 

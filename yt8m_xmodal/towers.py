@@ -96,6 +96,8 @@ class ChunkAttentionTower(_Tower):
       dropout: on chunk summaries and in the projection head.
       input_norm: "l2", "layer" or "none" (see FrameNormalization).
       unroll: unroll the chunk_size-step recurrence (see ChunkRecurrentEncoder).
+      skip_empty_chunks: run the recurrence on non-empty chunks only (see
+        ChunkRecurrentEncoder; turn off under XLA).
 
     Call arguments:
       inputs: float tensor [B, T, D].
@@ -115,7 +117,8 @@ class ChunkAttentionTower(_Tower):
                  rnn_type="gru", rnn_units=128, attention="additive",
                  attention_units=128, num_heads=4, position_encoding="learned",
                  max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
-                 dropout=0.0, input_norm="l2", unroll=False, **kwargs):
+                 dropout=0.0, input_norm="l2", unroll=False,
+                 skip_empty_chunks=True, **kwargs):
         super().__init__(input_size, embedding_dim=embedding_dim,
                          hidden_units=hidden_units,
                          num_hidden_layers=num_hidden_layers, dropout=dropout,
@@ -132,10 +135,11 @@ class ChunkAttentionTower(_Tower):
         self.position_encoding = position_encoding
         self.max_frames = int(max_frames)
         self.unroll = bool(unroll)
+        self.skip_empty_chunks = bool(skip_empty_chunks)
         self.split = ChunkSplit(self.chunk_size, name="chunk_split")
         self.encoder = ChunkRecurrentEncoder(
             self.rnn_units, rnn_type=rnn_type, unroll=self.unroll,
-            name="chunk_encoder")
+            skip_empty_chunks=self.skip_empty_chunks, name="chunk_encoder")
         self.position = ChunkPositionEncoding(
             position_encoding, max_chunks=self.split.num_chunks(self.max_frames),
             name="chunk_position")
@@ -183,7 +187,8 @@ class ChunkAttentionTower(_Tower):
             "attention_units": self.attention_units,
             "num_heads": self.num_heads,
             "position_encoding": self.position_encoding,
-            "max_frames": self.max_frames, "unroll": self.unroll})
+            "max_frames": self.max_frames, "unroll": self.unroll,
+            "skip_empty_chunks": self.skip_empty_chunks})
         return config
 
 

@@ -39,6 +39,11 @@ class ChunkRecurrentEncoder(keras.layers.Layer):
         2 * units (forward and backward final states, concatenated).
       unroll: unroll the L-step loop (possible because L is static and
         short). Measured no faster on CPU and slower to trace, so off.
+      skip_empty_chunks: run the recurrence only on chunks with at least one
+        valid frame (gather, run, scatter back). Chunks are independent, so
+        the padding of short videos costs nothing; a full-sequence RNN cannot
+        do this. The gathered batch has a data-dependent size, so turn it off
+        for XLA (`jit_compile=True`). Results are identical either way.
 
     Call arguments:
       inputs: float tensor [B, C, L, D] from `ChunkSplit`.
@@ -53,13 +58,15 @@ class ChunkRecurrentEncoder(keras.layers.Layer):
     TensorShape([2, 3, 32])
     """
 
-    def __init__(self, units=128, rnn_type="gru", unroll=False, **kwargs):
+    def __init__(self, units=128, rnn_type="gru", unroll=False,
+                 skip_empty_chunks=True, **kwargs):
         super().__init__(**kwargs)
         # Masks are explicit call arguments (see compute_mask).
         self.supports_masking = True
         self.units = int(units)
         self.rnn_type = rnn_type
         self.unroll = bool(unroll)
+        self.skip_empty_chunks = bool(skip_empty_chunks)
         self.rnn = make_rnn(rnn_type, self.units, unroll=self.unroll)
 
     @property
@@ -86,12 +93,22 @@ class ChunkRecurrentEncoder(keras.layers.Layer):
             mask = tf.ones(shape[:3], tf.bool)
         mask = tf.cast(mask, tf.bool)
         frame_mask = tf.reshape(mask, [-1, chunk_size])
-        summaries = self.rnn(frames, mask=frame_mask, training=training)
-        summaries = tf.reshape(
-            summaries, [batch_size, num_chunks, self.output_size])
-        chunk_mask = tf.reduce_any(mask, axis=-1)
-        return tf.where(chunk_mask[..., tf.newaxis], summaries,
-                        tf.zeros_like(summaries))
+        chunk_mask = tf.reduce_any(frame_mask, axis=-1)  # [B*C]
+        if self.skip_empty_chunks:
+            # [N, 1] indices of the non-empty chunks.
+            valid = tf.cast(tf.where(chunk_mask), tf.int32)
+            summaries = self.rnn(tf.gather_nd(frames, valid),
+                                 mask=tf.gather_nd(frame_mask, valid),
+                                 training=training)
+            summaries = tf.scatter_nd(
+                valid, summaries,
+                tf.stack([batch_size * num_chunks, self.output_size]))
+        else:
+            summaries = self.rnn(frames, mask=frame_mask, training=training)
+            summaries = tf.where(chunk_mask[:, tf.newaxis], summaries,
+                                 tf.zeros_like(summaries))
+        return tf.reshape(summaries,
+                          [batch_size, num_chunks, self.output_size])
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[1], self.output_size)
@@ -99,5 +116,6 @@ class ChunkRecurrentEncoder(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"units": self.units, "rnn_type": self.rnn_type,
-                       "unroll": self.unroll})
+                       "unroll": self.unroll,
+                       "skip_empty_chunks": self.skip_empty_chunks})
         return config

@@ -1,0 +1,158 @@
+"""Train-step rate of the two-tower models on CPU, side by side in one run.
+
+Measures examples/s of a full training step (forward, DCCA loss, backward,
+Adam update) at batch 64 and 300 frames, with the same recurrent width for
+every recurrent model, and prints a markdown table with the rate, the ratio to
+FrameLstmModel (the full-sequence LSTM baseline) and parameter counts.
+
+Goal (issue 4): ChunkAttentionModel >= 5x FrameLstmModel.
+
+    python bench/bench_models.py
+    python bench/bench_models.py --models=ChunkAttentionModel,FrameLstmModel \
+        --rounds=3 --min_seconds=5
+
+Uses `yt8m_xmodal.losses.get_loss("dcca")` when that module is importable,
+else a stand-in loss (named in the output). The rounds alternate between
+models so that load from other processes on a shared CPU hits all of them
+alike; the reported rate is the median over rounds.
+"""
+
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from yt8m_xmodal import models  # noqa: E402
+from yt8m_xmodal.features import FEATURE_SIZES  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", "ChunkAttentionModel,ChunkMeanModel,FrameLstmModel,"
+                  "MeanPoolModel", "Models to time (names of models.MODELS).")
+flags.DEFINE_integer("batch_size", 64, "Examples per training step.")
+flags.DEFINE_integer("num_frames", 300, "Frames per video (T).")
+# YT8M videos are 120 to 500 s long (dataset page, research.google.com/
+# youtube8m), one frame per second, and frame-level records keep at most 300.
+flags.DEFINE_integer("min_real_frames", 120,
+                     "Real frames per video are drawn uniformly from "
+                     "[min_real_frames, num_frames]; the rest is padding.")
+flags.DEFINE_integer("rnn_units", 128, "Recurrent width of every model.")
+# DCCA needs batch_size - 1 >= 2 * embedding_dim, so 64 examples allow
+# at most 31; the embedding size barely moves the step time.
+flags.DEFINE_integer("embedding_dim", 16, "Embedding size.")
+flags.DEFINE_integer("chunk_size", 30, "Frames per chunk.")
+flags.DEFINE_integer("rounds", 3, "Timing rounds per model (median is kept).")
+flags.DEFINE_float("min_seconds", 4.0, "Minimum timed seconds per round.")
+flags.DEFINE_integer("threads", 0, "TF intra/inter-op threads (0: default).")
+
+
+def make_loss():
+    """The DCCA loss if the losses module exists, else a stand-in."""
+    try:
+        from yt8m_xmodal import losses  # pylint: disable=import-outside-toplevel
+        return losses.get_loss("dcca"), "dcca (yt8m_xmodal.losses)"
+    except ImportError:
+        pass
+
+    def stand_in(video, audio, labels=None):
+        # Negative mean correlation of the batch-standardized embeddings:
+        # cheap, and like DCCA it touches every embedding dimension.
+        def standardize(x):
+            x = x - tf.reduce_mean(x, axis=0)
+            return x / (tf.math.reduce_std(x, axis=0) + 1e-6)
+        return -tf.reduce_mean(standardize(video) * standardize(audio))
+    return stand_in, "stand-in (negative mean per-dimension correlation)"
+
+
+def make_batch(rng):
+    num_frames = rng.integers(FLAGS.min_real_frames, FLAGS.num_frames + 1,
+                              size=FLAGS.batch_size)
+    mask = np.arange(FLAGS.num_frames)[None, :] < num_frames[:, None]
+    video_size, audio_size = FEATURE_SIZES
+    video = rng.normal(size=(FLAGS.batch_size, FLAGS.num_frames, video_size))
+    audio = rng.normal(size=(FLAGS.batch_size, FLAGS.num_frames, audio_size))
+    return {"video": tf.constant(video * mask[..., None], tf.float32),
+            "audio": tf.constant(audio * mask[..., None], tf.float32),
+            "mask": tf.constant(mask),
+            "num_frames": tf.constant(num_frames, tf.int32)}
+
+
+def make_train_step(model, loss_fn):
+    optimizer = keras.optimizers.Adam(1e-3)
+
+    @tf.function
+    def train_step(batch):
+        with tf.GradientTape() as tape:
+            outputs = model(batch, training=True)
+            loss = loss_fn(outputs["video"], outputs["audio"])
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+    return train_step
+
+
+def time_round(train_step, batch):
+    steps, start = 0, time.perf_counter()
+    while True:
+        train_step(batch).numpy()
+        steps += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= FLAGS.min_seconds and steps >= 2:
+            return steps * FLAGS.batch_size / elapsed
+
+
+def main(argv):
+    del argv
+    if FLAGS.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+    loss_fn, loss_name = make_loss()
+    print(f"# load average at the start: {os.getloadavg()[0]:.1f}", flush=True)
+    batch = make_batch(np.random.default_rng(0))
+    steps = {}
+    params = {}
+    for name in FLAGS.models:
+        model = models.get_model(
+            name, rnn_units=FLAGS.rnn_units, embedding_dim=FLAGS.embedding_dim,
+            chunk_size=FLAGS.chunk_size, max_frames=FLAGS.num_frames)
+        steps[name] = make_train_step(model, loss_fn)
+        start = time.perf_counter()
+        steps[name](batch).numpy()  # Traces, builds and warms up.
+        steps[name](batch).numpy()
+        print(f"# {name}: warm-up {time.perf_counter() - start:.1f}s",
+              flush=True)
+        params[name] = model.count_params()
+    rates = {name: [] for name in FLAGS.models}
+    for r in range(FLAGS.rounds):
+        for name in FLAGS.models:
+            rates[name].append(time_round(steps[name], batch))
+            print(f"# round {r}: {name} {rates[name][-1]:.1f} examples/s",
+                  flush=True)
+    median = {name: statistics.median(v) for name, v in rates.items()}
+    baseline = median.get("FrameLstmModel")
+    print()
+    print(f"Loss: {loss_name}. Batch {FLAGS.batch_size}, {FLAGS.num_frames} "
+          f"frames (real frames uniform in [{FLAGS.min_real_frames}, "
+          f"{FLAGS.num_frames}]), rnn_units {FLAGS.rnn_units}, embedding_dim "
+          f"{FLAGS.embedding_dim}, chunk_size {FLAGS.chunk_size}; median of "
+          f"{FLAGS.rounds} rounds of >= {FLAGS.min_seconds:g}s.")
+    print(f"Machine: {platform.machine()} {platform.processor() or ''}, "
+          f"{os.cpu_count()} CPUs visible, TensorFlow {tf.__version__}; load "
+          f"average at the end {os.getloadavg()[0]:.1f} (shared CPU: other "
+          "processes ran during the timing).")
+    print()
+    print("| model | train examples/s | x FrameLstmModel | parameters |")
+    print("|---|---:|---:|---:|")
+    for name in FLAGS.models:
+        ratio = f"{median[name] / baseline:.1f}x" if baseline else "n/a"
+        print(f"| {name} | {median[name]:.1f} | {ratio} | {params[name]:,} |")
+
+
+if __name__ == "__main__":
+    app.run(main)
