@@ -9,6 +9,7 @@ train_dir/model_flags.json, so no model flags are repeated here.
 """
 
 import logging
+import os
 
 from absl import flags
 
@@ -16,14 +17,15 @@ from yt8m_xmodal import cli
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
 from yt8m_xmodal import metrics
-from yt8m_xmodal.errors import FlagError
+from yt8m_xmodal import synthetic
 
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("train_dir", "/tmp/yt8m_xmodal_model/",
                     "The directory train.py wrote.")
 flags.DEFINE_string("eval_data_pattern", "",
-                    "File glob(s), comma-separated, of the evaluation records.")
+                    "File glob(s), comma-separated, of the evaluation records. "
+                    "Empty: the test split of the built-in demo data.")
 flags.DEFINE_string("top_k", "1,5,10,20", "Recall@K cut-offs.")
 flags.DEFINE_integer("batch_size", 256, "Videos embedded per batch.")
 flags.DEFINE_bool("run_once", False,
@@ -44,14 +46,18 @@ log = logging.getLogger("yt8m_xmodal")
 def main(argv):
     del argv
     top_k = metrics.parse_top_k(FLAGS.top_k)
-    if not FLAGS.eval_data_pattern:
-        raise FlagError("--eval_data_pattern is empty")
     config_lib.read_model_flags(FLAGS.train_dir)
     cli.check_output_path("output_json", FLAGS.output_json)
+    eval_data_pattern = FLAGS.eval_data_pattern
+    if not eval_data_pattern:
+        eval_data_pattern = os.path.join(synthetic.ensure_demo_data(),
+                                         "test-*.tfrecord")
+        log.info("no --eval_data_pattern: evaluating on the built-in demo "
+                 "data's test split, %s", eval_data_pattern)
 
     def evaluate(checkpoint_path):
         result = evaluation.evaluate_checkpoint(
-            FLAGS.train_dir, FLAGS.eval_data_pattern, top_k,
+            FLAGS.train_dir, eval_data_pattern, top_k,
             checkpoint_path=checkpoint_path, batch_size=FLAGS.batch_size,
             use_subspace=FLAGS.use_subspace, skip_corrupt=FLAGS.skip_corrupt)
         path = evaluation.write_metrics(result, FLAGS.train_dir, FLAGS.output_json)

@@ -65,3 +65,20 @@ def tiny_frame_data(tmp_path_factory):
 def tiny_video_data(tmp_path_factory):
     """The same set at video level (mean_rgb / mean_audio)."""
     return _tiny_dataset(tmp_path_factory.mktemp("tiny_video"), False)
+
+
+@pytest.fixture(scope="session")
+def trained_dir(tiny_frame_data, tmp_path_factory):
+    """A train_dir with checkpoints and exports at steps 2 and 4 (MeanPoolModel)."""
+    from yt8m_xmodal import config as config_lib
+    from yt8m_xmodal import training
+    train_dir = tmp_path_factory.mktemp("trained") / "run"
+    data = config_lib.DataConfig.from_flags(
+        True, "", ",".join(map(str, TINY_FEATURE_SIZES)), 40, 4)
+    cfg = training.TrainConfig(
+        train_data_pattern=os.path.join(tiny_frame_data, "train-*"),
+        train_dir=str(train_dir), data=data, model="MeanPoolModel",
+        model_config={"embedding_dim": 4, "hidden_units": 16}, subspace_dim=2,
+        batch_size=32, num_epochs=5, max_steps=4, export_model_steps=2, seed=3)
+    training.train(cfg)
+    return train_dir

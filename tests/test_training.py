@@ -131,23 +131,42 @@ def test_feature_flags_must_agree():
         config_lib.DataConfig.from_flags(True, "rgb,audio", "1024", 300)
 
 
-def test_nonfinite_loss_is_never_applied(tiny_frame_data, tmp_path):
+def poison_loss(trainer, bad_calls):
+    """Makes the loss NaN on the given (1-based) calls of the train step."""
+    calls = tf.Variable(0, dtype=tf.int64, trainable=False)
+    compute = trainer.loss.compute
+    bad = tf.constant(bad_calls, tf.int64)
+
+    def poisoned(video, audio, labels=None):
+        out = dict(compute(video, audio, labels))
+        calls.assign_add(1)
+        is_bad = tf.reduce_any(tf.equal(calls, bad))
+        out["loss"] = tf.where(is_bad, tf.constant(float("nan"), out["loss"].dtype),
+                               out["loss"])
+        return out
+
+    trainer.loss.compute = poisoned
+
+
+def weights_of(model):
+    return [w.numpy().copy() for w in model.weights]
+
+
+def test_nonfinite_loss_stops_without_applying_the_update(tiny_frame_data, tmp_path):
     cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
-                      max_steps=2, export_model_steps=2, optimizer="sgd")
+                      max_steps=2, export_model_steps=2)
     training.train(cfg)
     good = tf.train.latest_checkpoint(cfg.train_dir)
-    cfg.max_steps = 50
-    cfg.num_epochs = 20
-    cfg.export_model_steps = 100
-    cfg.base_learning_rate = 1e30
-    cfg.clip_gradient_norm = 0.0
+    cfg.max_steps = 6
     trainer = training.Trainer(cfg)
+    poison_loss(trainer, [2])
     with pytest.raises(training.NonFiniteStepError, match="not finite"):
         trainer.run()
-    # The update that went non-finite was withheld, so every weight is still
-    # finite; the last good checkpoint is still the newest and evaluates.
-    assert int(trainer.step.numpy()) < 50
-    assert all(np.all(np.isfinite(w.numpy())) for w in trainer.model.weights)
+    assert int(trainer.step.numpy()) == 3
+    after_good_step = weights_of(trainer.model)
+    # The NaN step changed nothing: not the weights, not the optimizer state.
+    assert int(trainer.optimizer.iterations.numpy()) == 3
+    assert all(np.all(np.isfinite(w)) for w in after_good_step)
     assert tf.train.latest_checkpoint(cfg.train_dir) == good
     result = evaluation.evaluate_checkpoint(
         cfg.train_dir, cfg.validate_data_pattern, (1, 5))
@@ -156,12 +175,26 @@ def test_nonfinite_loss_is_never_applied(tiny_frame_data, tmp_path):
 
 def test_nonfinite_steps_can_be_skipped_and_counted(tiny_frame_data, tmp_path):
     cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
-                      max_steps=2, export_model_steps=2, num_epochs=1,
-                      base_learning_rate=1e30, clip_gradient_norm=0.0,
-                      optimizer="sgd", skip_nonfinite_steps=True)
+                      max_steps=3, num_epochs=5, skip_nonfinite_steps=True)
     trainer = training.Trainer(cfg)
-    trainer.run()
-    assert trainer.skipped_nonfinite >= 1
+    poison_loss(trainer, [2, 3])
+    before = weights_of(trainer.model)
+    result = trainer.run()
+    assert trainer.skipped_nonfinite == 2
+    assert result.step == 3 and result.skipped_nonfinite_steps == 2
+    # 5 batches were read for 3 applied steps.
+    assert int(trainer.optimizer.iterations.numpy()) == 3
+    assert int(trainer.batch_in_epoch.numpy()) + 4 * int(trainer.epoch.numpy()) == 5
+    assert not all(np.array_equal(a, b) for a, b in zip(before, weights_of(trainer.model)))
+
+
+def test_huge_learning_rate_stops_cleanly(tiny_frame_data, tmp_path):
+    cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
+                      max_steps=20, num_epochs=10, optimizer="sgd",
+                      base_learning_rate=1e30, clip_gradient_norm=0.0)
+    trainer = training.Trainer(cfg)
+    with pytest.raises(training.NonFiniteStepError):
+        trainer.run()
     assert all(np.all(np.isfinite(w.numpy())) for w in trainer.model.weights)
 
 

@@ -1,0 +1,187 @@
+"""eval.py: metrics of a trained train_dir, the watcher, and bad input."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO_ROOT, TINY_FEATURE_SIZES
+from yt8m_xmodal import config as config_lib
+from yt8m_xmodal import evaluation
+from yt8m_xmodal import readers
+from yt8m_xmodal import writers
+from yt8m_xmodal.errors import DataError, FlagError
+
+
+def run_script(*args, timeout=180):
+    return subprocess.run([sys.executable, *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def brute_force_ranks(queries, gallery):
+    """Independent reference: full cosine matrix and a full argsort."""
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    g = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
+    scores = q.astype(np.float64) @ g.astype(np.float64).T
+    order = np.argsort(-scores, axis=1, kind="stable")
+    return 1 + np.argmax(order == np.arange(len(q))[:, None], axis=1)
+
+
+def test_run_once_writes_metrics_json_and_tensorboard(trained_dir, tiny_frame_data,
+                                                      tmp_path):
+    out = run_script(REPO_ROOT / "eval.py", f"--train_dir={trained_dir}",
+                     f"--eval_data_pattern={tiny_frame_data}/validate-*",
+                     "--top_k", "1,5,10", "--run_once",
+                     f"--output_json={tmp_path}/m.json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["step"] == 4
+    assert result["num_queries"] == 16
+    for direction in ("audio_to_video", "video_to_audio"):
+        assert set(result[direction]) >= {"recall@1", "recall@5", "recall@10",
+                                          "median_rank", "mean_rank", "mrr", "map"}
+    assert "16 queries" in out.stdout
+    events = [f for f in os.listdir(trained_dir / "eval") if "tfevents" in f]
+    assert events
+
+
+def test_eval_metrics_agree_with_brute_force(trained_dir, tiny_frame_data):
+    result = evaluation.evaluate_checkpoint(
+        str(trained_dir), f"{tiny_frame_data}/validate-*", (1, 5, 10))
+    flags, model, subspace, step = evaluation.load_model(str(trained_dir))
+    reader = readers.get_reader(True, flags.data.feature_names,
+                                flags.data.feature_sizes, 40, 4)
+    emb = evaluation.embed_dataset(
+        model, reader.batches(f"{tiny_frame_data}/validate-*", 7),
+        subspace=subspace)
+    ranks = brute_force_ranks(emb.audio, emb.video)
+    a2v = result["audio_to_video"]
+    assert a2v["recall@5"] == pytest.approx(np.mean(ranks <= 5))
+    assert a2v["mean_rank"] == pytest.approx(ranks.mean())
+    assert a2v["median_rank"] == pytest.approx(np.median(ranks))
+    assert a2v["mrr"] == pytest.approx(np.mean(1.0 / ranks))
+
+
+def test_subspace_and_raw_embeddings_differ(trained_dir, tiny_frame_data):
+    in_subspace = evaluation.evaluate_checkpoint(
+        str(trained_dir), f"{tiny_frame_data}/validate-*", (1,))
+    raw = evaluation.evaluate_checkpoint(
+        str(trained_dir), f"{tiny_frame_data}/validate-*", (1,),
+        use_subspace=False)
+    assert in_subspace["audio_to_video"] != raw["audio_to_video"]
+
+
+def test_watcher_evaluates_each_new_checkpoint_once(trained_dir, tmp_path):
+    train_dir = tmp_path / "watched"
+    shutil.copytree(trained_dir, train_dir)
+    state = tf.train.get_checkpoint_state(str(train_dir))
+    paths = list(state.all_model_checkpoint_paths)
+    assert len(paths) == 2
+    # Start with only the first checkpoint published; the trainer "writes" the
+    # second one while the watcher sleeps.
+    tf.train.update_checkpoint_state(str(train_dir), paths[0], paths[:1])
+    evaluated, sleeps = [], []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            tf.train.update_checkpoint_state(str(train_dir), paths[1], paths)
+
+    count = evaluation.watch_checkpoints(
+        str(train_dir), evaluated.append, poll_seconds=7, max_evaluations=2,
+        sleep=sleep)
+    assert count == 2
+    assert evaluated == paths
+    # It slept between polls (no busy loop) and never re-evaluated paths[0].
+    assert sleeps == [7, 7]
+
+
+def test_checkpoint_removed_while_watching_is_passed_over(trained_dir, tmp_path,
+                                                          tiny_frame_data):
+    """max_to_keep deletes the checkpoint between the look and the read."""
+    train_dir = tmp_path / "pruned"
+    shutil.copytree(trained_dir, train_dir)
+    attempts = []
+
+    def evaluate(path):
+        attempts.append(path)
+        for name in os.listdir(train_dir):
+            if name.startswith(os.path.basename(path) + "."):
+                os.remove(train_dir / name)
+        evaluation.evaluate_checkpoint(
+            str(train_dir), f"{tiny_frame_data}/validate-*", (1,),
+            checkpoint_path=path)
+
+    def sleep(seconds):
+        raise KeyboardInterrupt  # the user's Ctrl-C ends the watch
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluation.watch_checkpoints(str(train_dir), evaluate, sleep=sleep)
+    assert len(attempts) == 1
+
+
+def test_missing_or_foreign_train_dir_is_a_flag_error(tmp_path, trained_dir,
+                                                      tiny_frame_data):
+    with pytest.raises(FlagError, match="does not exist"):
+        evaluation.load_model(str(tmp_path / "nope"))
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(FlagError, match="model_flags.json"):
+        evaluation.load_model(str(tmp_path / "empty"))
+    # model_flags.json of another model beside this checkpoint.
+    other = tmp_path / "other"
+    shutil.copytree(trained_dir, other)
+    flags = config_lib.read_model_flags(str(other))
+    flags.model = "FrameLstmModel"
+    flags.model_config = {"embedding_dim": 4, "rnn_units": 8, "hidden_units": 16}
+    config_lib.write_model_flags(str(other), flags)
+    with pytest.raises(FlagError, match="does not match"):
+        evaluation.load_model(str(other))
+
+
+def test_empty_eval_set_is_a_data_error(trained_dir, tmp_path):
+    empty = tmp_path / "empty.tfrecord"
+    with tf.io.TFRecordWriter(str(empty)):
+        pass
+    with pytest.raises(DataError, match="empty"):
+        evaluation.evaluate_checkpoint(str(trained_dir), str(empty), (1,))
+
+
+def test_video_missing_one_modality_is_named(trained_dir, tmp_path):
+    path = tmp_path / "one_view.tfrecord"
+    rng = np.random.default_rng(0)
+    video_size, audio_size = TINY_FEATURE_SIZES
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for i in range(3):
+            example = writers.make_frame_example(
+                f"v{i}", [1], rng.normal(size=(12, video_size)),
+                rng.normal(size=(12, audio_size)))
+            if i == 1:
+                del example.feature_lists.feature_list["audio"]
+            w.write(example.SerializeToString())
+    with pytest.raises(DataError, match="v1"):
+        evaluation.evaluate_checkpoint(str(trained_dir), str(path), (1,))
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--train_dir=/nonexistent/run"], "--train_dir=/nonexistent/run"),
+    (["--top_k=0"], "--top_k"),
+    (["--top_k=-3"], "--top_k"),
+    (["--top_k=ten"], "--top_k"),
+    (["--output_json=/nonexistent/dir/m.json"], "--output_json"),
+])
+def test_eval_script_bad_flags_give_one_line(trained_dir, tiny_frame_data, args,
+                                             named):
+    base = {"--train_dir": f"--train_dir={trained_dir}"}
+    for a in args:
+        base[a.split("=")[0]] = a
+    out = run_script(REPO_ROOT / "eval.py", *base.values(), "--run_once",
+                     f"--eval_data_pattern={tiny_frame_data}/validate-*")
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("eval.py: error:") and named in last
