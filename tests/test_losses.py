@@ -169,6 +169,21 @@ def test_gradient_matches_finite_differences():
             np.testing.assert_allclose(t, n, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("name,kwargs", [
+    ("cluster_cca", {"beta": 0.3}), ("soft_cca", {}),
+    ("infonce", {"learn_temperature": False})])
+def test_other_losses_gradients_match_finite_differences(name, kwargs):
+    rng = np.random.default_rng(25)
+    x, y = correlated_views(rng, 14, 3, 3)
+    labels = tf.constant(_labels(rng, 14, 4))
+    loss = losses.get_loss(name, **kwargs)
+    theoretical, numerical = tf.test.compute_gradient(
+        lambda a, b: loss(a, b, labels),
+        [tf.constant(x), tf.constant(y)], delta=1e-6)
+    for t, n in zip(theoretical, numerical):
+        np.testing.assert_allclose(t, n, rtol=1e-5, atol=1e-7)
+
+
 def test_gradient_with_repeated_eigenvalues_matches_finite_differences():
     """Whitened views: Σ11 = Σ22 = I, where the stock eigh gradient divides
     by zero eigenvalue gaps."""
