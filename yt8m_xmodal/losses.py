@@ -49,8 +49,9 @@ import tensorflow as tf
 from yt8m_xmodal import linalg
 from yt8m_xmodal.errors import FlagError
 
-# Andrew et al. 2013 regularize each covariance with a ridge r·I; 1e-4 of the
-# mean variance is the usual setting in public DCCA code.
+# Andrew et al. 2013 regularize each covariance with a ridge r·I (r tuned);
+# public DCCA code commonly uses an absolute r = 1e-4. Here r is relative to
+# the mean variance of the view, so 1e-4 means the same at any input scale.
 DEFAULT_RIDGE = 1e-4
 # Floor for the eigenvalues of the scale-normalized (mean eigenvalue 1)
 # covariances; only active when the ridge is 0 or the view is degenerate.
