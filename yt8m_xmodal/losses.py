@@ -177,7 +177,8 @@ class DeepCCALoss(_CrossModalLoss):
     Computed in float64 whatever the input dtype; the result has the input's
     dtype (at least float32).
 
-    Small batches: with m - 1 < o1 + o2 the covariances are rank-deficient.
+    Small batches: with m - 1 < o1 + o2 the joint covariance of [H1 H2] is
+    rank-deficient and the unregularized correlations are trivially 1.
     If the static shapes show it the call raises FlagError naming the sizes
     (`min_batch_size(o1, o2)` gives the bound for start-up checks). With
     dynamic shapes no check is possible; the ridge (or, with r = 0, the
