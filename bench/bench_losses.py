@@ -20,6 +20,9 @@ import tensorflow as tf  # noqa: E402
 
 from yt8m_xmodal import losses  # noqa: E402
 
+# Each row is its own tf.function; its retracing warning is expected.
+tf.get_logger().setLevel("ERROR")
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 1024, "Examples per batch.")
 flags.DEFINE_integer("dim", 128, "Embedding size of each view.")
