@@ -55,7 +55,8 @@ flags.DEFINE_integer("threads", 0, "TF intra/inter-op threads (0: default).")
 def make_loss():
     """The DCCA loss if the losses module exists, else a stand-in."""
     try:
-        from yt8m_xmodal import losses  # pylint: disable=import-outside-toplevel
+        # Imported late: the losses module may not exist yet.
+        from yt8m_xmodal import losses
         return losses.get_loss("dcca"), "dcca (yt8m_xmodal.losses)"
     except ImportError:
         pass

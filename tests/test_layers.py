@@ -67,7 +67,7 @@ def test_chunk_split_rejects_bad_chunk_size():
 @pytest.mark.parametrize("rnn_type,size", [("gru", 5), ("lstm", 5),
                                            ("bigru", 10), ("bilstm", 10)])
 def test_chunk_encoder_equals_rnn_on_each_trimmed_chunk(rnn_type, size):
-    """Masked, batched chunks == the same RNN run on each chunk's real frames."""
+    """Masked, batched chunks == the RNN run on each chunk's real frames."""
     rng = np.random.default_rng(1)
     lengths = [12, 5, 8]  # chunk size 4: full; 1 full + 1 partial; 2 full
     frames = rng.normal(size=(3, 12, 6)).astype(np.float32)

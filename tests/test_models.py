@@ -1,4 +1,4 @@
-"""Tests of the towers and two-tower models: masking, order, saving, gradients."""
+"""Tests of the towers and two-tower models: masking, order, saving, grads."""
 
 import keras
 import numpy as np
@@ -250,7 +250,8 @@ def test_cross_modal_model_of_tower_objects_round_trips(tmp_path):
 
 @pytest.mark.parametrize("name,variant", [(n, "gru_additive_learned")
                                           for n in sorted(models.MODELS)]
-                         + [("ChunkAttentionModel", "bilstm_multihead_sinusoidal")])
+                         + [("ChunkAttentionModel",
+                             "bilstm_multihead_sinusoidal")])
 def test_gradients_reach_every_trainable_weight(name, variant):
     model = small_model(name, **VARIANTS[variant], max_frames=60)
     if name == "VideoLevelMlpModel":

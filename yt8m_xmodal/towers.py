@@ -141,7 +141,8 @@ class ChunkAttentionTower(_Tower):
             self.rnn_units, rnn_type=rnn_type, unroll=self.unroll,
             skip_empty_chunks=self.skip_empty_chunks, name="chunk_encoder")
         self.position = ChunkPositionEncoding(
-            position_encoding, max_chunks=self.split.num_chunks(self.max_frames),
+            position_encoding,
+            max_chunks=self.split.num_chunks(self.max_frames),
             name="chunk_position")
         self.chunk_dropout = keras.layers.Dropout(self.dropout,
                                                   name="chunk_dropout")

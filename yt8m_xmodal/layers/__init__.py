@@ -1,8 +1,9 @@
 """Keras layers of the towers, in the order the data flows through them.
 
-    frames [B, T, D] -> FrameNormalization -> ChunkSplit -> ChunkRecurrentEncoder
-        -> ChunkPositionEncoding -> ChunkAttentionPooling (or MaskedMeanPooling)
-        -> ProjectionHead -> embedding [B, E]
+    frames [B, T, D] -> FrameNormalization -> ChunkSplit
+        -> ChunkRecurrentEncoder -> ChunkPositionEncoding
+        -> ChunkAttentionPooling (or MaskedMeanPooling) -> ProjectionHead
+        -> embedding [B, E]
 """
 
 from yt8m_xmodal.layers.attention import ATTENTION_KINDS, ChunkAttentionPooling

@@ -9,7 +9,7 @@ ATTENTION_KINDS = ("additive", "multihead")
 
 
 def masked_softmax(scores, mask):
-    """Softmax over the last axis giving exactly zero weight where mask is False.
+    """Softmax over the last axis, exactly zero where mask is False.
 
     Masked scores are replaced (not offset) before the softmax and the weights
     are selected again afterwards, so padded chunks can neither take weight nor

@@ -4,8 +4,8 @@ The YT8M starter code (train.py, `build_graph`) L2-normalizes every input
 vector along the feature axis before the model sees it:
 `tf.nn.l2_normalize(model_input_raw, feature_dim)`. For frame-level input that
 is one L2 normalization per frame. That is the default here ("l2"), applied to
-each modality on its own (the starter code normalizes the rgb+audio concatenation
-because one model reads both; here each tower reads one). "layer" is a
+each modality on its own (the starter code normalizes the rgb+audio
+concatenation because one model reads both; here each tower reads one). "layer" is a
 learned alternative (LayerNormalization per frame) and "none" passes features
 through. Padded frames are set to exactly zero whatever the kind, so they carry
 no signal into later layers even when a reader leaves junk past `num_frames`.

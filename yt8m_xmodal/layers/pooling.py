@@ -16,7 +16,7 @@ def masked_mean_weights(mask, dtype=tf.float32):
 
 @keras.saving.register_keras_serializable(package="yt8m_xmodal")
 class MaskedMeanPooling(keras.layers.Layer):
-    """Mean over axis 1 of [B, N, D], counting only positions where mask is True.
+    """Mean over axis 1 of [B, N, D], counting only positions where mask is set.
 
     Masked positions are excluded by selection (not by multiplying), so even
     NaN or junk past `num_frames` cannot reach the result; a sequence with

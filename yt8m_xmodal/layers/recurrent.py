@@ -12,7 +12,8 @@ def make_rnn(rnn_type, units, unroll=False, name="rnn"):
     The output size is `units`, or 2 * `units` for the bidirectional kinds.
     """
     if rnn_type not in RNN_TYPES:
-        raise ValueError(f"rnn_type must be one of {RNN_TYPES}, got {rnn_type!r}")
+        raise ValueError(
+            f"rnn_type must be one of {RNN_TYPES}, got {rnn_type!r}")
     cell = keras.layers.LSTM if rnn_type.endswith("lstm") else keras.layers.GRU
     if rnn_type.startswith("bi"):
         return keras.layers.Bidirectional(
