@@ -145,3 +145,20 @@ def test_subspace_dim_larger_than_views_is_an_error():
     cca = LinearCCA(subspace_dim=6)
     with pytest.raises(ValueError, match="subspace_dim=6"):
         cca.update_state(np.zeros((4, 6)), np.zeros((4, 5)))
+
+
+def test_bare_layer_keras_round_trip(tmp_path):
+    """export.py saves the fitted layer on its own as subspace.keras."""
+    rng = np.random.default_rng(5)
+    video, audio = _correlated(rng)
+    cca = LinearCCA(subspace_dim=3)
+    cca.build({"video": (None, 6), "audio": (None, 5)})
+    cca.update_state(video, audio)
+    cca.fit()
+    keras.saving.save_model(cca, tmp_path / "subspace.keras")
+    restored = keras.saving.load_model(tmp_path / "subspace.keras")
+    assert isinstance(restored, LinearCCA)
+    np.testing.assert_array_equal(restored.project_video(video).numpy(),
+                                  cca.project_video(video).numpy())
+    np.testing.assert_array_equal(restored.correlations.numpy(),
+                                  cca.correlations.numpy())
