@@ -41,8 +41,17 @@ def tiny_config(data_dir, train_dir, model="ChunkAttentionModel", loss="dcca",
     return cfg
 
 
-def assert_trained(cfg, result, steps):
+def assert_trained(cfg, result, steps, trainer=None):
     assert result.step == steps
+    if trainer is not None:
+        # What eval.py restores is exactly what was trained, weight for weight.
+        _, model, subspace, step = evaluation.load_model(cfg.train_dir)
+        assert step == steps
+        trained = trainer.model.weights + trainer.subspace.weights
+        restored = model.weights + subspace.weights
+        assert len(trained) == len(restored) > 0
+        for a, b in zip(trained, restored):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
     flags = config_lib.read_model_flags(cfg.train_dir)
     assert flags == cfg.model_flags()
     assert tf.train.latest_checkpoint(cfg.train_dir).endswith(f"ckpt-{steps}")
@@ -55,13 +64,15 @@ def assert_trained(cfg, result, steps):
                                    if m != "VideoLevelMlpModel"])
 def test_every_frame_model_trains_and_checkpoints(tiny_frame_data, tmp_path, model):
     cfg = tiny_config(tiny_frame_data, tmp_path / "run", model=model)
-    assert_trained(cfg, training.train(cfg), 3)
+    trainer = training.Trainer(cfg)
+    assert_trained(cfg, trainer.run(), 3, trainer)
 
 
 def test_video_level_model_trains(tiny_video_data, tmp_path):
     cfg = tiny_config(tiny_video_data, tmp_path / "run",
                       model="VideoLevelMlpModel", frame_features=False)
-    assert_trained(cfg, training.train(cfg), 3)
+    trainer = training.Trainer(cfg)
+    assert_trained(cfg, trainer.run(), 3, trainer)
 
 
 @pytest.mark.parametrize("loss", ["cluster_cca", "soft_cca", "infonce", "triplet"])

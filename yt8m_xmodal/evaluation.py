@@ -161,7 +161,7 @@ def load_model(train_dir, checkpoint_path=None):
     step = tf.Variable(0, dtype=tf.int64, trainable=False)
     if checkpoint_path is None:
         checkpoint_path = latest_checkpoint_or_error(train_dir)
-    ckpt = tf.train.Checkpoint(model=model, subspace=subspace, step=step)
+    ckpt = tf.train.Checkpoint(**checkpoint_objects(model, subspace, step))
     try:
         ckpt.read(checkpoint_path).expect_partial().assert_existing_objects_matched()
     except tf.errors.NotFoundError:
@@ -172,6 +172,20 @@ def load_model(train_dir, checkpoint_path=None):
             f"checkpoint {checkpoint_path} does not match the model described "
             f"in {train_dir}/model_flags.json ({first})") from None
     return flags, model, subspace, int(step.numpy())
+
+
+def checkpoint_objects(model, subspace, step):
+    """What a checkpoint holds of the model, shared by train and eval.
+
+    The model's weights go in as one ordered list rather than as the model
+    object: TF's object-graph checkpoint does not follow the Python lists of
+    sub-layers that Keras 3 layers keep (e.g. a projection head's hidden
+    layers), so saving `model=` would silently leave those weights out. The
+    order of `model.weights` is fixed by the architecture, which
+    model_flags.json pins.
+    """
+    return {"model_weights": list(model.weights), "subspace": subspace,
+            "step": step}
 
 
 def build_model(flags):

@@ -244,8 +244,8 @@ class Trainer:
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         checkpoint = tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, loss=self.loss,
-            subspace=self.subspace, step=self.step, epoch=self.epoch,
+            **evaluation.checkpoint_objects(self.model, self.subspace, self.step),
+            optimizer=self.optimizer, loss=self.loss, epoch=self.epoch,
             batch_in_epoch=self.batch_in_epoch)
         # Non-chief workers write to a scratch directory that is discarded:
         # MultiWorkerMirroredStrategy needs every worker to take part in a save.
