@@ -48,7 +48,7 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def serve(self, serialized):
-        batch = self._reader.parse_batch(serialized)
+        batch = self._reader.parse_serialized(serialized)
         out = self.model(batch, training=False)
         return {
             "id": batch["id"],
