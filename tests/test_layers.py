@@ -161,12 +161,12 @@ def test_multihead_attention_matches_numpy():
     pool = ChunkAttentionPooling("multihead", units=8, num_heads=2)
     pooled, weights = pool(inputs, mask=mask, return_attention=True)
     x = inputs.astype(np.float64)
-    wk, bk = [w.numpy().astype(np.float64) for w in pool.key.weights]
+    (wk,) = [w.numpy().astype(np.float64) for w in pool.key.weights]
     wv, bv = [w.numpy().astype(np.float64) for w in pool.value.weights]
     wo, bo = [w.numpy().astype(np.float64)
               for w in pool.output_projection.weights]
     query = pool.query.numpy().astype(np.float64)
-    keys = (x @ wk + bk).reshape(2, 5, 2, 4)
+    keys = (x @ wk).reshape(2, 5, 2, 4)
     values = (x @ wv + bv).reshape(2, 5, 2, 4)
     heads, head_weights = [], []
     for h in range(2):

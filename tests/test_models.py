@@ -268,4 +268,6 @@ def test_gradients_reach_every_trainable_weight(name, variant):
     grads = tape.gradient(loss, variables)
     for variable, grad in zip(variables, grads):
         assert grad is not None, variable.path
-        assert np.abs(tf.convert_to_tensor(grad)).max() > 0, variable.path
+        # Real gradients here are >= ~1e-5; a weight the math cannot move
+        # (e.g. a key bias that the softmax cancels) shows up as round-off.
+        assert np.abs(tf.convert_to_tensor(grad)).max() > 1e-7, variable.path

@@ -71,7 +71,10 @@ class ChunkAttentionPooling(keras.layers.Layer):
                 self.units, activation="tanh", name="score_hidden")
             self.score = keras.layers.Dense(1, use_bias=False, name="score")
         else:
-            self.key = keras.layers.Dense(self.units, name="key")
+            # No key bias: it adds the same score to every chunk, which the
+            # softmax cancels, so it could never learn anything.
+            self.key = keras.layers.Dense(self.units, use_bias=False,
+                                          name="key")
             self.value = keras.layers.Dense(self.units, name="value")
             self.output_projection = None
 
