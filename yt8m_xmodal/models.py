@@ -44,8 +44,9 @@ class CrossModalModel(keras.Model):
     """A video tower and an audio tower applied to one batch dictionary.
 
     Args:
-      video_tower: a tower (keras.Model) for `batch["video"]`.
-      audio_tower: a tower (keras.Model) for `batch["audio"]`.
+      video_tower: a tower for `batch["video"]`: one from towers.py, or any
+        keras.Model with `call(features, mask=None, training=None)`.
+      audio_tower: a tower for `batch["audio"]`, likewise.
       frame_level: True for [B, T, D] frame batches (with `mask` or
         `num_frames`), False for [B, D] video-level batches.
 
@@ -72,7 +73,8 @@ class CrossModalModel(keras.Model):
 
     @property
     def has_attention(self):
-        return self.video_tower.has_attention and self.audio_tower.has_attention
+        return all(getattr(tower, "has_attention", False)
+                   for tower in (self.video_tower, self.audio_tower))
 
     def build(self, input_shape):
         for key, tower in (("video", self.video_tower),
@@ -93,10 +95,12 @@ class CrossModalModel(keras.Model):
                 f"{self.name} is a {level} model and expects {key!r} of rank "
                 f"{rank}, got shape {tuple(shape)}; check --frame_features "
                 "and --model")
-        if shape[-1] is not None and int(shape[-1]) != tower.input_size:
+        # Any keras.Model can be a tower; the package's towers know their size.
+        input_size = getattr(tower, "input_size", None)
+        if None not in (shape[-1], input_size) and int(shape[-1]) != input_size:
             raise FlagError(
                 f"{key!r} features have size {shape[-1]} but {self.name} was "
-                f"built for {key}_size={tower.input_size}; check "
+                f"built for {key}_size={input_size}; check "
                 "--feature_sizes")
 
     def call(self, inputs, training=None, return_attention=False):
@@ -109,7 +113,7 @@ class CrossModalModel(keras.Model):
             if self.frame_level:
                 num_frames = features.shape[1] or tf.shape(features)[1]
                 kwargs["mask"] = frame_mask(inputs, num_frames)
-            if return_attention and tower.has_attention:
+            if return_attention and getattr(tower, "has_attention", False):
                 outputs[key], outputs[f"{key}_attention"] = tower(
                     features, return_attention=True, **kwargs)
             else:
