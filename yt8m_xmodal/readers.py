@@ -236,14 +236,18 @@ class _BaseReader:
             cycle_length=min(len(files), num_parallel_reads or 8),
             block_length=1,
             num_parallel_calls=num_parallel_reads or tf.data.AUTOTUNE,
-            deterministic=deterministic).unbatch()
+            deterministic=deterministic)
+        # Skipping can shrink a batch, so it is refilled after the parse.
+        drop_before_parse = drop_remainder and not self.skip_corrupt
         if shuffle:
-            records = records.shuffle(
+            records = records.unbatch().shuffle(
                 shuffle_buffer_size or DEFAULT_SHUFFLE_BUFFER, seed=seed,
                 reshuffle_each_iteration=True)
-        # Skipping can shrink a batch, so it is refilled after the parse.
-        batches = records.batch(batch_size,
-                                drop_remainder=drop_remainder and not self.skip_corrupt)
+            batches = records.batch(batch_size, drop_remainder=drop_before_parse)
+        else:
+            # One copy of the chunks into batches, not two (unbatch, batch).
+            batches = records.rebatch(batch_size,
+                                      drop_remainder=drop_before_parse)
         batches = batches.map(self._parse_and_check,
                               num_parallel_calls=tf.data.AUTOTUNE,
                               deterministic=deterministic)
