@@ -35,13 +35,25 @@ class ProjectionHead(keras.layers.Layer):
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.activation = activation
         self.dropout = float(dropout)
-        self.hidden = [keras.layers.Dense(units, activation=activation,
-                                          name=f"hidden_{i}")
-                       for i, units in enumerate(self.hidden_units)]
-        self.dropouts = [keras.layers.Dropout(self.dropout, name=f"dropout_{i}")
-                         for i in range(len(self.hidden_units))]
+        # One attribute per sub-layer, not a list: tf.train.Checkpoint's
+        # object graph does not see Keras 3's tracked lists.
+        for i, units in enumerate(self.hidden_units):
+            setattr(self, f"hidden_{i}", keras.layers.Dense(
+                units, activation=activation, name=f"hidden_{i}"))
+            setattr(self, f"dropout_{i}",
+                    keras.layers.Dropout(self.dropout, name=f"dropout_{i}"))
         self.output_dense = keras.layers.Dense(self.embedding_dim,
                                                name="embedding")
+
+    @property
+    def hidden(self):
+        return [getattr(self, f"hidden_{i}")
+                for i in range(len(self.hidden_units))]
+
+    @property
+    def dropouts(self):
+        return [getattr(self, f"dropout_{i}")
+                for i in range(len(self.hidden_units))]
 
     def build(self, input_shape):
         size = input_shape[-1]
