@@ -196,6 +196,52 @@ def test_retrieval_metrics_by_hand():
     assert result["mrr"] == pytest.approx((1 + 1 / 3 + 1) / 3)
 
 
+def test_blockwise_oracle_metrics_match_the_full_matrix(monkeypatch):
+    rng = np.random.default_rng(1)
+    num, sections = 37, 5
+    lengths = rng.choice([60, 80, 100], num)
+    shared_style = rng.standard_normal((num, synthetic.STYLE_DIM))
+    shared_sections = rng.standard_normal(
+        (num, sections, synthetic.SECTION_DIM))
+    views = {}
+    for modality in ("audio", "video"):
+        views[modality] = {
+            "style": shared_style + synthetic.STYLE_VIEW_NOISE
+            * rng.standard_normal(shared_style.shape),
+            "sections": shared_sections + synthetic.SECTION_VIEW_NOISE
+            * rng.standard_normal(shared_sections.shape),
+            "shown": rng.random((num, sections)) < 0.7,
+            "num_frames": lengths}
+    full = synthetic.oracle_scores(views["audio"], views["video"])
+    np.testing.assert_allclose(
+        synthetic.oracle_scores(views["video"], views["audio"]), full.T,
+        rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(synthetic, "_QUERY_BLOCK", 8)
+    result = synthetic.both_directions(
+        synthetic._oracle_rows, views["audio"], views["video"], num)
+    assert result["audio_to_video"] == synthetic.retrieval_metrics(full)
+    assert result["video_to_audio"] == synthetic.retrieval_metrics(full.T)
+    # Among equal lengths only: other lengths rank last.
+    same = lengths[:, None] == lengths[None, :]
+    restricted = synthetic.both_directions(
+        synthetic._oracle_rows_same_length, views["audio"], views["video"],
+        num)
+    assert restricted["audio_to_video"] == synthetic.retrieval_metrics(
+        np.where(same, full, -np.inf))
+
+
+def test_frame_count_only_metrics_by_hand():
+    result = synthetic.frame_count_only_metrics(np.array([60, 60, 80, 60]))
+    # Three videos share 60 frames (true match uniform on ranks 1..3), one
+    # is alone.
+    a2v = result["audio_to_video"]
+    assert a2v["recall@1"] == pytest.approx((3 * (1 / 3) + 1) / 4)
+    assert a2v["recall@5"] == 1.0
+    assert a2v["mrr"] == pytest.approx((3 * (1 + 1 / 2 + 1 / 3) / 3 + 1) / 4)
+    assert a2v["median_rank"] == 2.0
+    assert result["video_to_audio"] == a2v
+
+
 def _fit_cca(audio, video, ridge):
     """Regularized linear CCA in float64, solved as the generalized symmetric
     eigenproblem [0 Cav; Cva 0] w = rho [Caa + rI, 0; 0, Cvv + rI] w.
@@ -263,7 +309,7 @@ def _embed_means(model, k, means):
 
 
 def _chunk_features(videos, max_frames=synthetic.DEFAULT_MAX_FRAMES):
-    """{name: (per-chunk means in order [N, chunks, D], present [N, chunks])}."""
+    """{name: (chunk means in order [N, chunks, D], present [N, chunks])}."""
     num_chunks = -(-max_frames // CHUNK_FRAMES)
     out = {}
     for name in ("audio", "rgb"):

@@ -49,17 +49,21 @@ nonlinear map to invert, and the true generative parameters. It scores a
 
 a sum of per-dimension bivariate-Gaussian terms over the style and over the
 sections shown in both streams. With one true match among independent
-candidates, ranking by this score is the Bayes-optimal retrieval, so no model
-can do better in expectation. Reported per split (the gallery is the whole
-split) in both directions: Recall@1/5/10/20, median rank, MRR.
+candidates this score orders the candidates by their posterior probability of
+being the match, which maximizes the expected Recall@K for every K and the
+expected MRR: no model reading the same streams can do better in expectation
+(everything else in a stream - private content, interlude pattern, lag,
+jitter, noise - is independent of the other stream). Reported per split (the
+gallery is the whole split) in both directions: Recall@1/5/10/20, median rank
+and MRR.
 
 The oracle ignores the frame count: both streams of a video always have the
 same number of frames (as in real YT8M), a side channel a model could exploit
 by counting frames. Lengths come on a grid of LENGTH_STEP frames to keep it
-weak (13 lengths by default), and dataset.json reports it separately: "frame_count_only"
-(expected retrieval when ranking only by equal length, ties in random order)
-and "oracle_with_frame_count" (the oracle ranking among equal-length
-candidates), the ceiling for a model that also counts frames.
+weak (13 lengths by default), and dataset.json reports it separately:
+"frame_count_only" (expected retrieval when ranking only by equal length, ties
+in random order) and "oracle_with_frame_count" (the oracle ranking among
+equal-length candidates), the ceiling for a model that also counts frames.
 
 dataset.json also reports "mean_linear_cca": linear CCA fitted on the train
 split's mean features (dequantized, as a reader sees them), ridge chosen on
@@ -175,7 +179,8 @@ def _sample_latents(rng, maps, num, min_frames, max_frames):
     latents = {"num_frames": num_frames, "lag": lag}
     for modality in ("audio", "video"):
         latents[modality] = {
-            "style": style + STYLE_VIEW_NOISE * rng.standard_normal(style.shape),
+            "style": style
+            + STYLE_VIEW_NOISE * rng.standard_normal(style.shape),
             "sections": sections + SECTION_VIEW_NOISE
             * rng.standard_normal(sections.shape),
             "interlude": rng.random((num, max_sections)) < INTERLUDE_PROB,
@@ -274,51 +279,100 @@ def _gaussian_pair_scores(x, y, noise, x_mask=None, y_mask=None):
             + c * cross)
 
 
-def oracle_scores(oracle_latents):
-    """[N, N] oracle log Bayes factors, audio rows, video columns."""
-    a, v = oracle_latents["audio"], oracle_latents["video"]
-    return (_gaussian_pair_scores(a["style"], v["style"], STYLE_VIEW_NOISE)
-            + _gaussian_pair_scores(a["sections"], v["sections"],
-                                    SECTION_VIEW_NOISE, a["shown"], v["shown"]))
+def oracle_scores(audio, video):
+    """Oracle log Bayes factors [N_audio, N_video] of every pair.
 
-
-def retrieval_metrics(scores):
-    """Recall@K, median rank and MRR of the diagonal of a [N, N] score matrix.
-
-    Rows are queries; a tie with the true match counts against it.
+    `audio` and `video` are the latent views each stream carries:
+    {"style": [N, STYLE_DIM], "sections": [N, S, SECTION_DIM],
+    "shown": [N, S] bool}. The score is symmetric: swapping the arguments
+    gives the transpose.
     """
-    true = np.diag(scores)[:, None]
-    ranks = np.sum(scores >= true, axis=1)
+    return (_gaussian_pair_scores(audio["style"], video["style"],
+                                  STYLE_VIEW_NOISE)
+            + _gaussian_pair_scores(audio["sections"], video["sections"],
+                                    SECTION_VIEW_NOISE, audio["shown"],
+                                    video["shown"]))
+
+
+def rank_metrics(ranks):
+    """Recall@K, median rank and MRR from the ranks (1 = first) of true
+    matches."""
+    ranks = np.asarray(ranks, np.float64)
     result = {f"recall@{k}": float(np.mean(ranks <= k)) for k in RECALL_KS}
     result["median_rank"] = float(np.median(ranks))
     result["mrr"] = float(np.mean(1.0 / ranks))
     return result
 
 
-def both_directions(scores):
-    return {"audio_to_video": retrieval_metrics(scores),
-            "video_to_audio": retrieval_metrics(scores.T),
-            "gallery_size": int(len(scores))}
+def retrieval_metrics(scores):
+    """Metrics of the diagonal of a [N, N] score matrix, rows as queries.
 
-
-def frame_count_metrics(num_frames, oracle=None):
-    """Retrieval from the shared frame count alone, or the oracle within it.
-
-    With `oracle` None: candidates of equal length, in random order (the
-    expectation is exact). With `oracle` scores: the oracle's ranking among
-    candidates of equal length.
+    A tie with the true match counts against it.
     """
-    same = num_frames[:, None] == num_frames[None, :]
-    if oracle is None:
-        ties = same.sum(axis=1)
-        result = {f"recall@{k}": float(np.mean(np.minimum(k, ties) / ties))
-                  for k in RECALL_KS}
-        result["median_rank"] = float(np.median((ties + 1) / 2.0))
-        result["mrr"] = float(np.mean(
-            [np.mean(1.0 / np.arange(1, n + 1)) for n in ties]))
-        return {"audio_to_video": result, "video_to_audio": dict(result),
-                "gallery_size": int(len(num_frames))}
-    return both_directions(np.where(same, oracle, -np.inf))
+    return rank_metrics(np.sum(scores >= np.diag(scores)[:, None], axis=1))
+
+
+# Query rows scored at once, so a large gallery never needs [N, N] in memory.
+_QUERY_BLOCK = 512
+
+
+def _true_match_ranks(score_rows, num):
+    """Ranks of the true matches; score_rows(rows) -> [len(rows), num]."""
+    ranks = []
+    for start in range(0, num, _QUERY_BLOCK):
+        rows = np.arange(start, min(start + _QUERY_BLOCK, num))
+        scores = score_rows(rows)
+        true = scores[np.arange(len(rows)), rows][:, None]
+        ranks.append(np.sum(scores >= true, axis=1))
+    return np.concatenate(ranks)
+
+
+def both_directions(score_rows, audio, video, num):
+    """Retrieval in both directions from a symmetric pair score.
+
+    score_rows(queries, gallery, rows) scores queries[rows] against the whole
+    gallery; `audio` and `video` are passed through as queries and gallery.
+    """
+    return {
+        "audio_to_video": rank_metrics(_true_match_ranks(
+            lambda rows: score_rows(audio, video, rows), num)),
+        "video_to_audio": rank_metrics(_true_match_ranks(
+            lambda rows: score_rows(video, audio, rows), num)),
+        "gallery_size": int(num)}
+
+
+def _take(views, rows):
+    return {key: value[rows] for key, value in views.items()}
+
+
+def _oracle_rows(queries, gallery, rows):
+    return oracle_scores(_take(queries, rows), gallery)
+
+
+def _oracle_rows_same_length(queries, gallery, rows):
+    same = (queries["num_frames"][rows][:, None]
+            == gallery["num_frames"][None, :])
+    return np.where(same, _oracle_rows(queries, gallery, rows), -np.inf)
+
+
+def frame_count_only_metrics(num_frames):
+    """Expected retrieval from the shared frame count alone.
+
+    The candidates of equal length come first, in random order: with n of
+    them, the true match's rank is uniform on 1..n, so Recall@K is min(K, n)/n
+    and the reciprocal rank averages over 1..n; "median_rank" is the median of
+    the expected ranks (n + 1) / 2. The same in both directions.
+    """
+    _, index, counts = np.unique(num_frames, return_inverse=True,
+                                 return_counts=True)
+    ties = counts[index]
+    result = {f"recall@{k}": float(np.mean(np.minimum(k, ties) / ties))
+              for k in RECALL_KS}
+    result["median_rank"] = float(np.median((ties + 1) / 2.0))
+    harmonic = np.cumsum(1.0 / np.arange(1, ties.max() + 1))
+    result["mrr"] = float(np.mean(harmonic[ties - 1] / ties))
+    return {"audio_to_video": result, "video_to_audio": dict(result),
+            "gallery_size": int(len(num_frames))}
 
 
 def _whiteners(cov, ridges):
@@ -348,14 +402,18 @@ def fit_linear_cca(x, y, ridges):
     return models
 
 
-def linear_cca_scores(model, x, y, num_components):
-    """[N, N] cosine similarities in the top canonical components."""
+def linear_cca_embeddings(model, x, y, num_components):
+    """Unit-norm top canonical components of both views."""
     (mx, my), (px, py), _ = model
     a = (np.asarray(x, np.float64) - mx) @ px[:, :num_components]
     b = (np.asarray(y, np.float64) - my) @ py[:, :num_components]
     a /= np.linalg.norm(a, axis=1, keepdims=True) + 1e-12
     b /= np.linalg.norm(b, axis=1, keepdims=True) + 1e-12
-    return a @ b.T
+    return a, b
+
+
+def _cosine_rows(queries, gallery, rows):
+    return queries[rows] @ gallery.T
 
 
 def mean_linear_cca(means, ridges=(1e-3, 1e-2, 1e-1, 1.0),
@@ -363,7 +421,9 @@ def mean_linear_cca(means, ridges=(1e-3, 1e-2, 1e-1, 1.0),
     """Linear CCA on mean features: fit on train, choose on validate.
 
     means: {split: (audio [N, Da], video [N, Dv])}. Returns dataset.json's
-    "mean_linear_cca" entry (scores are audio rows, video columns).
+    "mean_linear_cca" entry: cosine similarity of the top canonical
+    components, the ridge and their number chosen by validate Recall@10
+    (audio to video).
     """
     train_audio, train_video = means["train"]
     best = None
@@ -371,15 +431,16 @@ def mean_linear_cca(means, ridges=(1e-3, 1e-2, 1e-1, 1.0),
                                                    ridges)):
         for k in components:
             k = min(k, len(model[2]))
-            r10 = retrieval_metrics(linear_cca_scores(
-                model, *means["validate"], k))["recall@10"]
+            a, v = linear_cca_embeddings(model, *means["validate"], k)
+            r10 = retrieval_metrics(a @ v.T)["recall@10"]
             if best is None or r10 > best[0]:
                 best = (r10, ridge, k, model)
     _, ridge, k, model = best
     result = {"ridge": ridge, "num_components": k,
               "chosen_on": "validate recall@10 (audio to video)"}
     for split, (audio, video) in means.items():
-        result[split] = both_directions(linear_cca_scores(model, audio, video, k))
+        a, v = linear_cca_embeddings(model, audio, video, k)
+        result[split] = both_directions(_cosine_rows, a, v, len(a))
     return result
 
 
@@ -394,8 +455,8 @@ def _check_options(num_videos, num_shards, min_frames, max_frames,
         raise FlagError(f"--min_frames={min_frames} and --max_frames="
                         f"{max_frames} need 1 <= min_frames <= max_frames")
     if len(feature_sizes) != 2 or min(feature_sizes) < 1:
-        raise FlagError(f"--feature_sizes={feature_sizes} must be two positive "
-                        "sizes: video, audio")
+        raise FlagError(f"--feature_sizes={feature_sizes} must be two "
+                        "positive sizes: video, audio")
     if num_classes < 2:
         raise FlagError(f"--num_classes={num_classes} must be >= 2")
 
@@ -516,21 +577,20 @@ def generate_dataset(output_dir, num_videos=DEFAULT_NUM_VIDEOS, seed=0,
                             split_means["audio"][i], feature_names)
                     writer.write(record)
         means[split] = (split_means["audio"], split_means["video"])
-        oracle_latents = {
-            modality: {"style": latents[modality]["style"],
-                       "sections": latents[modality]["sections"],
-                       "shown": shown[modality]}
-            for modality in ("audio", "video")}
-        scores = oracle_scores(oracle_latents)
         lengths = latents["num_frames"]
+        views = {modality: {"style": latents[modality]["style"],
+                            "sections": latents[modality]["sections"],
+                            "shown": shown[modality], "num_frames": lengths}
+                 for modality in ("audio", "video")}
         info["files"][split] = [os.path.basename(p) for p in writer.paths]
         info["num_frames"][split] = {
             "min": int(lengths.min()), "max": int(lengths.max()),
             "mean": float(lengths.mean()), "total": int(lengths.sum())}
-        info["oracle"][split] = both_directions(scores)
-        info["oracle_with_frame_count"][split] = frame_count_metrics(
-            lengths, scores)
-        info["frame_count_only"][split] = frame_count_metrics(lengths)
+        info["oracle"][split] = both_directions(
+            _oracle_rows, views["audio"], views["video"], num)
+        info["oracle_with_frame_count"][split] = both_directions(
+            _oracle_rows_same_length, views["audio"], views["video"], num)
+        info["frame_count_only"][split] = frame_count_only_metrics(lengths)
         log(f"{split}: {num} videos, {lengths.sum()} frames, "
             f"{time.time() - start:.1f} s")
     info["mean_linear_cca"] = mean_linear_cca(means)
@@ -582,6 +642,8 @@ def ensure_demo_data(cache_dir=None, log=None):
         if log:
             log(f"generating the demo set into {path} (once)")
         generate_dataset(staging, log=log, **DEMO_OPTIONS)
+        # mkdtemp makes it private; the finished set is an ordinary folder.
+        os.chmod(staging, 0o755)
         if os.path.isdir(path):
             # Not complete (no dataset.json): a leftover from a crash.
             shutil.rmtree(path)
@@ -598,8 +660,8 @@ def ensure_demo_data(cache_dir=None, log=None):
 
 def summary(info):
     """A few human-readable lines about a dataset.json dict."""
-    lines = [f"{info['num_videos']} videos, {info['num_frames']['train']['min']}"
-             f"-{info['max_frames']} frames, feature sizes "
+    lines = [f"{info['num_videos']} videos, {info['min_frames']}-"
+             f"{info['max_frames']} frames, feature sizes "
              f"{info['feature_sizes']}, {info['num_classes']} genres"]
     for name in ("oracle", "mean_linear_cca"):
         test = info[name]["test"]["audio_to_video"]
@@ -643,7 +705,8 @@ def main(argv):
     flag_values = _FLAGS
     names = flag_values.feature_names or ",".join(
         features.default_feature_names(flag_values.frame_features))
-    names, sizes = features.parse_feature_flags(names, flag_values.feature_sizes)
+    names, sizes = features.parse_feature_flags(
+        names, flag_values.feature_sizes)
     info = generate_dataset(
         flag_values.output_dir, num_videos=flag_values.num_videos,
         seed=flag_values.seed, num_shards=flag_values.num_shards,
