@@ -421,3 +421,17 @@ def test_raw_dataset_errors_carry_the_message_for_iterate(tmp_path):
         list(dataset)
     with pytest.raises(DataError, match="15 bytes"):
         list(readers.iterate(dataset))
+
+
+def test_skipping_while_shuffling_keeps_every_good_record(tmp_path):
+    make_bad, _ = BAD_FRAME_RECORDS["bad_frame_size"]
+    records = [_good(i) for i in range(9)]
+    records.insert(4, make_bad())
+    path = _write(tmp_path, records)[0]
+    reader = _frame_reader(max_frames=4, skip_corrupt=True)
+    sizes = [int(b["id"].shape[0]) for b in reader.batches(
+        path, 4, shuffle=True, seed=3, drop_remainder=True)]
+    assert sizes == [4, 4]  # 9 good records, refilled to full batches
+    assert reader.skip_counts["bad_frame_size"] == 1
+    ids = _read_all(reader, path, batch_size=4, shuffle=True, seed=3)["id"]
+    assert sorted(ids.tolist()) == [f"ok{i}".encode() for i in range(9)]

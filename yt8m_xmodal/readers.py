@@ -16,11 +16,14 @@ an int64 `tf.RaggedTensor` [B, None] of class indices.
 The pipeline, and why it is shaped this way:
 
     file names (shuffled per epoch when training)
-      -> parallel interleave of one TFRecordDataset per shard, each record
-         tagged with its (file, record index) so errors can name it
-      -> record shuffle (seeded) -> batch of serialized records
+      -> parallel interleave of one TFRecordDataset per shard, read in chunks
+         of 16 records tagged with (file, record index) so errors can name
+         them, and checked whole (see corrupt_shard below)
+      -> training: unbatch, seeded record shuffle, batch
+         evaluation: rebatch the chunks in order
       -> one vectorized parse per batch (`tf.io.parse_sequence_example` /
-         `tf.io.parse_example`, then a single `decode_raw` over all frames)
+         `tf.io.parse_example`, one `decode_raw` over all frames, and the
+         dequantization fused by XLA into one pass)
       -> prefetch
 
 Parsing a whole batch in one op saves the per-record op overhead, which
