@@ -122,6 +122,26 @@ def test_records_are_real_yt8m_frame_examples(small_set):
     assert train_labels == set(range(info["num_classes"]))
 
 
+def test_project_reader_reads_the_demo_format(small_set):
+    from yt8m_xmodal import readers
+    directory, info, splits = small_set
+    reader = readers.YT8MFrameFeatureReader(
+        feature_sizes=SMALL_SIZES, num_classes=info["num_classes"])
+    batch = next(iter(reader.batches(
+        os.path.join(directory, "test-*.tfrecord"), batch_size=100)))
+    by_id = {v["id"]: v for v in splits["test"]}
+    assert batch["video"].shape == (100, synthetic.DEFAULT_MAX_FRAMES, 64)
+    for i, video_id in enumerate(batch["id"].numpy()):
+        video = by_id[video_id.decode()]
+        frames = int(batch["num_frames"][i])
+        assert frames == len(video["rgb"])
+        np.testing.assert_allclose(batch["video"][i, :frames], video["rgb"],
+                                   atol=1e-6)
+        np.testing.assert_allclose(batch["audio"][i, :frames],
+                                   video["audio"], atol=1e-6)
+        assert set(np.flatnonzero(batch["labels"][i])) == set(video["labels"])
+
+
 def test_same_seed_gives_identical_shards(tmp_path):
     options = dict(num_videos=40, num_shards=2, feature_sizes=(16, 8),
                    max_frames=90)
