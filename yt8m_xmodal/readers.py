@@ -129,7 +129,7 @@ def resolve_files(data_pattern):
     """
     if not isinstance(data_pattern, str) or not data_pattern.strip():
         raise DataError(f"data pattern {data_pattern!r} is empty")
-    files = []
+    files, seen = [], set()
     for glob in data_pattern.split(","):
         glob = glob.strip()
         if not glob:
@@ -138,7 +138,8 @@ def resolve_files(data_pattern):
         if not matches:
             raise DataError(
                 f"data pattern {glob!r} (from {data_pattern!r}) matches no files")
-        files.extend(m for m in matches if m not in files)
+        files.extend(m for m in matches if m not in seen)
+        seen.update(matches)
     return files
 
 
