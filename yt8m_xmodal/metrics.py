@@ -97,20 +97,28 @@ def _normalize_rows(x):
     return x / tf.norm(x, axis=1, keepdims=True)
 
 
-def _prepare_embeddings(x, name, cosine, allow_empty=False):
-    """Checks an [N, d] embedding matrix and returns it as a float32 tensor.
+# Rows per piece when checking or converting a whole embedding matrix, so no
+# full-size temporary (bool mask, float32 copy) is ever made.
+_CONVERT_ROWS = 8192
 
-    Not normalized here: queries are normalized one chunk at a time inside
-    the compiled block functions, which saves a full copy of them.
+
+def _prepare_embeddings(x, name, cosine, allow_empty=False):
+    """Checks an [N, d] embedding matrix; returns a float32 array or tensor.
+
+    numpy input stays numpy (it is converted to tensors one chunk at a time
+    later), tensors stay tensors: no full copy is made here except to cast
+    another dtype to float32. Not normalized here.
     """
-    if not isinstance(x, (tf.Tensor, tf.Variable)):
+    if isinstance(x, (tf.Tensor, tf.Variable)):
+        x = tf.cast(x, tf.float32)
+    else:
         x = np.asarray(x)
         if x.dtype == object or not (np.issubdtype(x.dtype, np.number)
                                      or x.dtype == bool):
             raise DataError(f"{name} must be a numeric [N, d] array, got "
                             f"dtype {x.dtype}")
-    x = tf.cast(tf.convert_to_tensor(x), tf.float32)
-    if x.shape.rank != 2:
+        x = x.astype(np.float32, copy=False)
+    if len(x.shape) != 2:
         raise DataError(f"{name} must be a 2-D [N, d] array, got shape "
                         f"{tuple(x.shape)}")
     if x.shape[1] == 0:
@@ -119,15 +127,15 @@ def _prepare_embeddings(x, name, cosine, allow_empty=False):
         if allow_empty:
             return x
         raise DataError(f"{name} is empty (0 rows): nothing to retrieve")
-    finite = tf.reduce_all(tf.math.is_finite(x), axis=1)
-    if not bool(tf.reduce_all(finite)):
-        bad = np.flatnonzero(~finite.numpy())
-        raise DataError(f"{name} has NaN or infinite values in {bad.size} "
-                        f"row(s), first at row {bad[0]}")
-    if cosine:
-        nonzero = tf.reduce_any(tf.not_equal(x, 0.0), axis=1)
-        if not bool(tf.reduce_all(nonzero)):
-            bad = np.flatnonzero(~nonzero.numpy())
+    for start in range(0, x.shape[0], _CONVERT_ROWS):
+        piece = np.asarray(x[start:start + _CONVERT_ROWS])
+        finite = np.isfinite(piece).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~np.isfinite(np.asarray(x)).all(axis=1))
+            raise DataError(f"{name} has NaN or infinite values in "
+                            f"{bad.size} row(s), first at row {bad[0]}")
+        if cosine and not (piece != 0).any(axis=1).all():
+            bad = np.flatnonzero(~(np.asarray(x) != 0).any(axis=1))
             raise DataError(
                 f"{name} has {bad.size} all-zero row(s), first at row "
                 f"{bad[0]}: cosine similarity is undefined for them "
@@ -135,8 +143,29 @@ def _prepare_embeddings(x, name, cosine, allow_empty=False):
     return x
 
 
+def _rows_tensor(x, start, stop):
+    """Rows [start, stop) of a numpy array or tensor, as a float32 tensor."""
+    return tf.convert_to_tensor(x[start:stop], tf.float32)
+
+
+def _gallery_tensor(gallery, cosine):
+    """The gallery as one float32 tensor, rows normalized when cosine.
+
+    Built piece by piece, so the peak is the result plus the pieces (never a
+    second full-size temporary on top).
+    """
+    if isinstance(gallery, tf.Tensor) and not cosine:
+        return gallery
+    pieces = []
+    for start in range(0, gallery.shape[0], _CONVERT_ROWS):
+        piece = _rows_tensor(gallery, start, start + _CONVERT_ROWS)
+        pieces.append(_normalize_rows(piece) if cosine else piece)
+    return pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=0)
+
+
 def _prepare_pair(queries, gallery, cosine, names=("queries", "gallery")):
-    """Checked float32 queries (raw) and gallery (normalized when cosine)."""
+    """Checked queries (as given) and the gallery tensor (normalized when
+    cosine)."""
     q = _prepare_embeddings(queries, names[0], cosine)
     g = _prepare_embeddings(gallery, names[1], cosine)
     if q.shape[0] != g.shape[0]:
@@ -147,9 +176,7 @@ def _prepare_pair(queries, gallery, cosine, names=("queries", "gallery")):
     if q.shape[1] != g.shape[1]:
         raise DataError(f"{names[0]} are {q.shape[1]}-d but {names[1]} are "
                         f"{g.shape[1]}-d")
-    if cosine:
-        g = _normalize_rows(g)
-    return q, g
+    return q, _gallery_tensor(g, cosine)
 
 
 def _chunk_rows(chunk_size, gallery_rows, block_elements):
@@ -182,10 +209,10 @@ def _block_scores(query_chunk, gallery, cosine):
     return tf.matmul(query_chunk, gallery, transpose_b=True)
 
 
-# XLA fuses the comparison and the count into one pass over the score block
-# (plain TF writes a bool and an int32 copy of it first); on CPU this made
-# ranking cost about as much as the matmul alone (see bench/bench_eval.py).
-@tf.function(jit_compile=True, reduce_retracing=True)
+# Not jit_compile: XLA fuses the comparison and the count into one pass and
+# was ~1.3x faster on CPU, but its compiler and buffers added ~120 MB of RSS,
+# which pushed 100k x 100k past 1 GB (see bench/bench_eval.py).
+@tf.function(reduce_retracing=True)
 def _chunk_ranks(query_chunk, gallery, start, cosine):
     return _true_pair_ranks_of_block(
         _block_scores(query_chunk, gallery, cosine), start)
@@ -293,7 +320,8 @@ def _label_indices(labels, num_rows, name):
 
 
 def _label_tensors(query_labels, gallery_labels, num_queries, num_gallery):
-    """Sparse [N, C] 0/1 indicators for query and gallery labels."""
+    """Query labels as sorted unique (row, class) numpy indices, the number of
+    classes C, and the gallery labels as a sparse [M, C] 0/1 tensor."""
     q_idx, q_classes = _label_indices(query_labels, num_queries,
                                       "query labels")
     g_idx, g_classes = _label_indices(gallery_labels, num_gallery,
@@ -305,38 +333,44 @@ def _label_tensors(query_labels, gallery_labels, num_queries, num_gallery):
     largest = max([i[:, 1].max() + 1 for i in (q_idx, g_idx) if i.size] or [1])
     num_classes = max(largest, q_classes or 0, g_classes or 0)
 
-    def indicator(indices, rows):
-        # Repeated ids in one row would count twice in the shared-label dot
-        # product; only "> 0" is used, but dedupe to keep it a 0/1 matrix.
-        indices = np.unique(indices, axis=0) if indices.size else indices
-        return tf.sparse.reorder(tf.SparseTensor(
-            indices, tf.ones([indices.shape[0]], tf.float32),
-            [rows, num_classes]))
+    # Sorted by row, then class (np.unique); repeated ids in one row would
+    # count twice in the shared-label dot product, so they are dropped too.
+    q_idx = np.unique(q_idx, axis=0) if q_idx.size else q_idx
+    g_idx = np.unique(g_idx, axis=0) if g_idx.size else g_idx
+    gallery = tf.SparseTensor(g_idx, tf.ones([g_idx.shape[0]], tf.float32),
+                              [num_gallery, num_classes])
+    return q_idx, num_classes, gallery
 
-    return indicator(q_idx, num_queries), indicator(g_idx, num_gallery)
+
+def _multi_hot_rows(indices, start, stop, num_classes):
+    """Dense [stop - start, C] multi-hot rows from sorted (row, class) pairs."""
+    lo, hi = np.searchsorted(indices[:, 0], [start, stop])
+    dense = np.zeros((stop - start, num_classes), np.float32)
+    dense[indices[lo:hi, 0] - start, indices[lo:hi, 1]] = 1.0
+    return dense
 
 
 def _ranks_and_average_precision(queries, gallery, chunk_rows, cosine,
-                                 query_labels=None, gallery_labels=None):
+                                 labels=None):
     """Runs the chunked loop; returns numpy ranks [N] (and ap, num_relevant)."""
     n = queries.shape[0]
     ranks, aps, num_relevant = [], [], []
     for start in range(0, n, chunk_rows):
         stop = min(n, start + chunk_rows)
-        chunk = queries[start:stop]
+        chunk = _rows_tensor(queries, start, stop)
         start_t = tf.constant(start, tf.int32)
-        if query_labels is None:
+        if labels is None:
             ranks.append(_chunk_ranks(chunk, gallery, start_t, cosine).numpy())
             continue
-        chunk_labels = tf.sparse.to_dense(tf.sparse.slice(
-            query_labels, [start, 0], [stop - start, query_labels.shape[1]]))
+        query_labels, num_classes, gallery_labels = labels
+        chunk_labels = _multi_hot_rows(query_labels, start, stop, num_classes)
         r, ap, rel = _chunk_ranks_and_ap(chunk, gallery, start_t, cosine,
                                          chunk_labels, gallery_labels)
         ranks.append(r.numpy())
         aps.append(ap.numpy())
         num_relevant.append(rel.numpy())
     ranks = np.concatenate(ranks).astype(np.int64)
-    if query_labels is None:
+    if labels is None:
         return ranks, None, None
     return ranks, np.concatenate(aps), np.concatenate(num_relevant)
 
@@ -427,11 +461,11 @@ def retrieval_metrics(queries, gallery, top_k=DEFAULT_TOP_K,
         rows = _chunk_rows(chunk_size, g.shape[0], SCORE_BLOCK_ELEMENTS)
         ranks, _, _ = _ranks_and_average_precision(q, g, rows, cosine)
         return rank_metrics(ranks, top_k)
-    q_labels, g_labels = _label_tensors(query_labels, gallery_labels,
-                                        q.shape[0], g.shape[0])
+    labels = _label_tensors(query_labels, gallery_labels, q.shape[0],
+                            g.shape[0])
     rows = _chunk_rows(chunk_size, g.shape[0], MAP_BLOCK_ELEMENTS)
     ranks, ap, num_relevant = _ranks_and_average_precision(
-        q, g, rows, cosine, q_labels, g_labels)
+        q, g, rows, cosine, labels)
     result = rank_metrics(ranks, top_k)
     has_relevant = num_relevant > 0
     result["map"] = (float(np.mean(ap[has_relevant])) if has_relevant.any()
@@ -457,7 +491,10 @@ def cross_modal_metrics(audio, video, labels=None, top_k=DEFAULT_TOP_K,
     names = ("audio embeddings", "video embeddings")
     audio = _prepare_embeddings(audio, names[0], cosine)
     video = _prepare_embeddings(video, names[1], cosine)
-    _prepare_pair(audio, video, cosine=False, names=names)  # shapes only
+    if audio.shape != video.shape:
+        raise DataError(f"audio embeddings have shape {tuple(audio.shape)} "
+                        f"but video embeddings {tuple(video.shape)}: rows "
+                        "must be aligned by video id, one true pair per row")
     kwargs = dict(top_k=top_k, chunk_size=chunk_size, cosine=cosine)
     if labels is not None:
         kwargs.update(query_labels=labels, gallery_labels=labels)
@@ -527,8 +564,7 @@ class StreamingTopK:
                             f"{self._queries.shape[1]}-d")
         if g.shape[0] == 0:
             return
-        if self.cosine:
-            g = _normalize_rows(g)
+        g = _gallery_tensor(g, self.cosine)
         n = self._queries.shape[0]
         rows = _chunk_rows(self.chunk_size, g.shape[0], SCORE_BLOCK_ELEMENTS)
         offset = tf.constant(self.num_gallery, tf.int64)
@@ -536,7 +572,8 @@ class StreamingTopK:
         scores, indices = [], []
         for start in range(0, n, rows):
             stop = min(n, start + rows)
-            s, i = _merge_top_k(self._queries[start:stop], g, offset,
+            s, i = _merge_top_k(_rows_tensor(self._queries, start, stop), g,
+                                offset,
                                 self._scores[start:stop],
                                 self._indices[start:stop], k, self.cosine)
             scores.append(s)
