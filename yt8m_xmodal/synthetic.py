@@ -462,9 +462,10 @@ def _check_options(num_videos, num_shards, min_frames, max_frames,
 
 
 def _quantize(frames):
-    """`features.quantize` in float32, in place: 3x faster on big arrays.
+    """`features.quantize` in float32 and in place, to save time and memory.
 
-    Float32 only moves values lying within ~1e-5 of a rounding midpoint.
+    Float32 can only flip the rounding of values within ~3e-5 code units of a
+    midpoint between two codes.
     """
     np.clip(frames, features.QUANTIZE_MIN, features.QUANTIZE_MAX, out=frames)
     frames -= features.QUANTIZE_MIN
@@ -644,9 +645,10 @@ def ensure_demo_data(cache_dir=None, log=None):
         generate_dataset(staging, log=log, **DEMO_OPTIONS)
         # mkdtemp makes it private; the finished set is an ordinary folder.
         os.chmod(staging, 0o755)
-        if os.path.isdir(path):
-            # Not complete (no dataset.json): a leftover from a crash.
-            shutil.rmtree(path)
+        if (os.path.isdir(path)
+                and not os.path.exists(os.path.join(path, "dataset.json"))):
+            # A leftover from a crash of an older version of this function.
+            shutil.rmtree(path, ignore_errors=True)
         os.rename(staging, path)
     except OSError:
         # Another process finished first: keep its copy.
