@@ -388,3 +388,10 @@ def test_bad_top_k_input_gives_clear_errors():
                               [np.ones((2, 3)), np.ones((2, 4))], k=2)
     with pytest.raises(ValueError, match="k must be a positive integer"):
         metrics.top_k_matches(np.ones((2, 3)), np.ones((2, 3)), k=0)
+
+
+def test_non_integer_label_ids_are_rejected():
+    good = np.eye(3, dtype=np.float32)
+    with pytest.raises(DataError, match="gallery labels must hold integer"):
+        metrics.retrieval_metrics(good, good, query_labels=[[0], [1], [2]],
+                                  gallery_labels=[[], [0.5], [2]])

@@ -4,7 +4,8 @@ Queries are embeddings of one modality and the gallery those of the other,
 with rows aligned by video id: the true match of query ``i`` is gallery item
 ``i``. Similarities are computed on TensorFlow ops (a GPU when present) one
 block of queries at a time, so the full ``N x N`` similarity matrix never
-exists; 100,000 x 100,000 at 128-d runs in well under 1 GB.
+exists: 100,000 x 100,000 at 128-d peaked at ~870 MB RSS, ~570 MB of it
+TensorFlow itself (bench/bench_eval.py).
 
 Conventions (the same in every function here):
 
@@ -27,9 +28,12 @@ Conventions (the same in every function here):
   equal score, irrelevant ones are placed first, which gives the smallest AP
   over all orders of the ties. mAP is the mean over queries with at least one
   relevant item; ``map_num_queries`` says how many that was (``map`` is NaN
-  when there are none).
+  when there are none). mAP sorts every query's whole gallery, so it costs
+  O(N^2 log N): ~9 CPU-ms per query at N = 100k, i.e. minutes per direction
+  on a CPU, where the rank metrics take seconds.
 """
 
+import itertools
 import numbers
 
 import numpy as np
@@ -43,11 +47,12 @@ DEFAULT_TOP_K = (1, 5, 10, 20)
 
 # Scores held at once for one query chunk, [chunk_rows, gallery_rows]:
 # 2**23 float32 = 32 MiB per block. Big enough for the matmul to run at full
-# speed, small enough that 100k x 100k stays far below 1 GB peak RSS.
+# speed, small enough that 100k x 100k stays below 1 GB peak RSS.
 SCORE_BLOCK_ELEMENTS = 2 ** 23
 # mAP sorts int64 keys and sums float64 precisions for every score (about
-# 50 bytes each with the temporaries), so its blocks are 4x smaller.
-MAP_BLOCK_ELEMENTS = 2 ** 21
+# 60 bytes each with the temporaries), so its blocks are 8x smaller; with
+# labels, 100k x 100k peaked at ~900 MB RSS.
+MAP_BLOCK_ELEMENTS = 2 ** 20
 
 _SIGN_FLIP = 0x7FFFFFFF
 
@@ -295,19 +300,23 @@ def _label_indices(labels, num_rows, name):
         rows, num_classes = dense.shape
         indices = np.argwhere(dense != 0)
     else:
+        # One flat array and a length per row (not one array per row: at
+        # 100k videos the per-row objects alone cost tens of MB).
         label_lists = list(labels)
         rows = len(label_lists)
-        row_ids, ids = [], []
-        for row, row_labels in enumerate(label_lists):
-            row_labels = np.asarray(row_labels).reshape(-1)
-            if row_labels.size and not np.issubdtype(row_labels.dtype,
-                                                     np.integer):
-                raise DataError(f"{name} row {row} has non-integer label ids "
-                                f"{row_labels[:5].tolist()}")
-            row_ids.append(np.full(row_labels.size, row, np.int64))
-            ids.append(row_labels.astype(np.int64))
-        indices = (np.stack([np.concatenate(row_ids), np.concatenate(ids)],
-                            axis=1) if rows else np.zeros((0, 2), np.int64))
+        try:
+            lengths = np.array([len(r) for r in label_lists], np.int64)
+        except TypeError:
+            raise DataError(f"{name} must be a multi-hot [N, C] array or a "
+                            "list of label-id lists") from None
+        flat = np.asarray(list(itertools.chain.from_iterable(label_lists)))
+        if flat.size and not np.issubdtype(flat.dtype, np.integer):
+            row = int(np.searchsorted(np.cumsum(lengths), 0, side="right"))
+            raise DataError(f"{name} must hold integer label ids, got "
+                            f"{flat.dtype} values (row {row}: "
+                            f"{list(label_lists[row])[:5]})")
+        indices = np.stack([np.repeat(np.arange(rows), lengths),
+                            flat.astype(np.int64).reshape(-1)], axis=1)
         num_classes = None
     if rows != num_rows:
         raise DataError(f"{name} has {rows} rows but the embeddings have "
