@@ -129,7 +129,8 @@ def run_part(part, n, dim, seed, ranks_out):
         if part == "ours":
             ranks = metrics.true_pair_ranks(audio, video)
         np.save(ranks_out, ranks)
-    return dict(part=part, n=n, wall_s=wall, cpu_s=cpu, rss_before_mb=rss_before,
+    return dict(part=part, n=n, wall_s=wall, cpu_s=cpu,
+                rss_before_mb=rss_before,
                 peak_rss_mb=peak_rss_mb(), **extra)
 
 

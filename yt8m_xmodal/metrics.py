@@ -224,7 +224,8 @@ def _chunk_ranks(query_chunk, gallery, start, cosine):
 
 
 def _order_preserving_int(scores):
-    """Maps float32 scores to int32 with the same order (and equal iff equal)."""
+    """Maps float32 scores to int32 keys with the same order (equal iff
+    equal)."""
     # -0.0 == 0.0 but their bits differ; make them one key.
     scores = tf.where(tf.equal(scores, 0.0), tf.zeros_like(scores), scores)
     bits = tf.bitcast(scores, tf.int32)
@@ -592,7 +593,8 @@ class StreamingTopK:
         self.num_gallery += int(g.shape[0])
 
     def result(self):
-        """(indices int64 [N, min(k, gallery size)], scores float32), best first."""
+        """(indices int64 [N, min(k, gallery size)], scores float32 [N, ...]),
+        best first."""
         if self.num_gallery == 0:
             raise DataError("the gallery is empty: no gallery chunk had rows")
         return self._indices.numpy(), self._scores.numpy()
