@@ -395,3 +395,17 @@ def test_non_integer_label_ids_are_rejected():
     with pytest.raises(DataError, match="gallery labels must hold integer"):
         metrics.retrieval_metrics(good, good, query_labels=[[0], [1], [2]],
                                   gallery_labels=[[], [0.5], [2]])
+
+
+@pytest.mark.parametrize("sort_on_host", [True, False])
+def test_map_same_with_numpy_and_tensorflow_sort(monkeypatch, sort_on_host):
+    # The sort runs in numpy without a GPU and in TF with one; both paths
+    # must give the reference answer.
+    monkeypatch.setattr(metrics, "_SORT_ON_HOST", sort_on_host)
+    rng = np.random.default_rng(21)
+    queries, gallery = integer_pairs(rng, 70)
+    labels = random_labels(rng, 70)
+    want, _ = reference_metrics(queries, gallery, (1,), False, labels)
+    got = metrics.retrieval_metrics(queries, gallery, (1,), labels, labels,
+                                    chunk_size=9, cosine=False)
+    assert_metrics_equal(got, want)
