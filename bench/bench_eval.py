@@ -18,8 +18,9 @@ RSS (resource.getrusage ru_maxrss) is its own:
     naive numpy full S = Q @ G.T in float32, np.sort of every row, rank
                 = count of scores >= the true score via searchsorted, then
                 the same metrics in numpy.
-    ours / matmul at the same small N, and ours with label mAP (YT8M-like
-                labels: 3,862 classes, 1-5 labels per video).
+    ours / matmul at the same small N.
+  ours_map      ours plus label mAP (YT8M-like labels: 3,862 classes, 1-5
+                labels per video), at small N and at --map_n (default N).
   The ranks of ours and of the naive reference at small N are compared.
 
 Input data (random Gaussian audio, video = audio + 4 x noise) are generated in
@@ -162,6 +163,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--small_n", type=int, default=10_000)
+    parser.add_argument("--map_n", type=int, default=100_000,
+                        help="N for the full-size mAP run (0: skip it); "
+                        "about 5 CPU-minutes at 100k")
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--part", default="")
@@ -181,6 +185,8 @@ def main():
         naive_ranks = os.path.join(tmp, "naive.npy")
         for part in ("matmul_tf", "matmul_xla", "ours"):
             rows.append(spawn(part, args.n, args))
+        if args.map_n:
+            rows.append(spawn("ours_map", args.map_n, args))
         for part, out in (("matmul_tf", ""), ("matmul_xla", ""),
                           ("ours", ours_ranks), ("ours_map", ""),
                           ("naive_numpy", naive_ranks)):
@@ -195,13 +201,15 @@ def main():
     for row in rows:
         same_n = [r for r in rows if r["n"] == row["n"]
                   and r["part"].startswith("matmul")]
-        limit_wall = min(r["wall_s"] for r in same_n)
-        limit_cpu = min(r["cpu_s"] for r in same_n)
+        if same_n:
+            wall_x = row["wall_s"] / min(r["wall_s"] for r in same_n)
+            cpu_x = row["cpu_s"] / min(r["cpu_s"] for r in same_n)
+            ratios = f"{wall_x:.2f} | {cpu_x:.2f}"
+        else:
+            ratios = "- | -"
         print(f"| {row['part']} | {row['n']:,} | {WHAT[row['part']]} | "
-              f"{row['wall_s']:.2f} | {row['cpu_s']:.2f} | "
-              f"{row['wall_s'] / limit_wall:.2f} | "
-              f"{row['cpu_s'] / limit_cpu:.2f} | {row['peak_rss_mb']:.0f} | "
-              f"{row['rss_before_mb']:.0f} |")
+              f"{row['wall_s']:.2f} | {row['cpu_s']:.2f} | {ratios} | "
+              f"{row['peak_rss_mb']:.0f} | {row['rss_before_mb']:.0f} |")
     print()
     for row in rows:
         if row["part"] in ("ours", "ours_map", "naive_numpy"):
