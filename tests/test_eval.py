@@ -84,13 +84,13 @@ def test_watcher_evaluates_each_new_checkpoint_once(trained_dir, tmp_path):
     assert len(paths) == 2
     # Start with only the first checkpoint published; the trainer "writes" the
     # second one while the watcher sleeps.
-    tf.train.update_checkpoint_state(str(train_dir), paths[0], paths[:1])
+    tf.compat.v1.train.update_checkpoint_state(str(train_dir), paths[0], paths[:1])
     evaluated, sleeps = [], []
 
     def sleep(seconds):
         sleeps.append(seconds)
         if len(sleeps) == 2:
-            tf.train.update_checkpoint_state(str(train_dir), paths[1], paths)
+            tf.compat.v1.train.update_checkpoint_state(str(train_dir), paths[1], paths)
 
     count = evaluation.watch_checkpoints(
         str(train_dir), evaluated.append, poll_seconds=7, max_evaluations=2,

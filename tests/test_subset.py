@@ -321,8 +321,8 @@ def test_bad_label_flags_and_vocabulary(tmp_path):
 def test_bad_inputs(tmp_path):
     records = _frame_records()
     pattern = _write_frame_shards(tmp_path / "in", records, 2)
-    with pytest.raises(DataError, match=r"--input_data_pattern: '.*nothing\*"
-                                        r"\.tfrecord' matches no files"):
+    with pytest.raises(DataError, match=r"--input_data_pattern: .*nothing\*"
+                                        r"\.tfrecord.* matches no files"):
         _run_frame(str(tmp_path / "nothing*.tfrecord"), tmp_path / "out")
     # Frames whose byte length contradicts --feature_sizes.
     with pytest.raises(DataError, match=r"in0\.tfrecord.*record id 'm000'.*"

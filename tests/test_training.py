@@ -254,17 +254,35 @@ def test_train_script_reports_bad_flag_in_one_line(tmp_path):
     assert "--model" in out.stderr.strip().splitlines()[-1]
 
 
-def test_training_beats_the_untrained_model(tiny_frame_data, tmp_path):
-    """A real learning check: validation Recall@10 must rise clearly."""
-    cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
-                      max_steps=0, num_epochs=25, export_model_steps=10_000,
-                      base_learning_rate=3e-3)
-    cfg.model_config["embedding_dim"] = 8
-    cfg.subspace_dim = 4
+@pytest.fixture(scope="module")
+def learning_data(tmp_path_factory):
+    """1,000 synthetic videos: a validation gallery of 100, so R@10 means
+    something (chance is 0.1)."""
+    from yt8m_xmodal import synthetic
+    root = tmp_path_factory.mktemp("learning")
+    synthetic.generate_dataset(
+        str(root), num_videos=1000, seed=11, num_shards=2, min_frames=10,
+        max_frames=40, feature_sizes=TINY_FEATURE_SIZES, num_classes=4)
+    return root
+
+
+def test_training_beats_the_untrained_model(learning_data, tmp_path):
+    """A real learning check: validation retrieval must improve clearly.
+
+    Both sides are scored the same way: the CCA subspace is fitted on the
+    training set's embeddings, before training and after it.
+    """
+    cfg = tiny_config(learning_data, tmp_path / "run", batch_size=32,
+                      max_steps=0, num_epochs=10, export_model_steps=10_000,
+                      subspace_dim=4, base_learning_rate=3e-3)
+    cfg.model_config.update(embedding_dim=8, rnn_units=16, chunk_size=10,
+                            attention_units=16, hidden_units=32)
     trainer = training.Trainer(cfg)
     trainer.fit_subspace()
     before = trainer.validate()
     after = trainer.run().validation
+    assert before["num_queries"] == after["num_queries"] == 100
     for direction in ("audio_to_video", "video_to_audio"):
-        assert after[direction]["recall@10"] >= before[direction]["recall@10"] + 0.1, (
-            before, after)
+        b, a = before[direction], after[direction]
+        assert a["recall@10"] >= b["recall@10"] + 0.08, (before, after)
+        assert a["median_rank"] <= 0.75 * b["median_rank"], (before, after)

@@ -83,6 +83,7 @@ import tensorflow as tf
 
 from yt8m_xmodal import cli
 from yt8m_xmodal import features
+from yt8m_xmodal import readers
 from yt8m_xmodal import vocabulary
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import DataError, FlagError
@@ -334,29 +335,6 @@ def split_of(video_id, split_fractions=DEFAULT_SPLIT_FRACTIONS):
 
 # ----------------------------------------------------------------------------
 # Files
-
-
-def resolve_files(data_pattern, flag="--input_data_pattern"):
-    """Sorted, de-duplicated files of comma-separated glob patterns.
-
-    The same contract as `readers.resolve_files` (a glob that matches nothing
-    is an error, it is most likely a typo), but sorted over all globs so the
-    file list does not depend on the order of the globs.
-
-    Raises:
-      DataError: naming the flag and the glob that matches no file.
-    """
-    patterns = [p.strip() for p in str(data_pattern or "").split(",") if p.strip()]
-    if not patterns:
-        raise DataError(f"{flag} is empty")
-    found = set()
-    for pattern in patterns:
-        matches = [m for m in tf.io.gfile.glob(pattern)
-                   if not tf.io.gfile.isdir(m)]
-        if not matches:
-            raise DataError(f"{flag}: {pattern!r} matches no files")
-        found.update(matches)
-    return sorted(found)
 
 
 def _tf_error_text(error):
@@ -652,7 +630,11 @@ def extract_subset(input_data_pattern, output_dir, frame_features=False,
         raise FlagError(f"--repeated_audio_min_videos={repeated_audio_min_videos} "
                         "must be at least 2 (one video always shares its "
                         "audio with itself)")
-    paths = resolve_files(input_data_pattern)
+    try:
+        # Sorted over all globs, so the output does not depend on their order.
+        paths = sorted(readers.resolve_files(input_data_pattern))
+    except DataError as e:
+        raise DataError(f"--input_data_pattern: {e}") from None
     _clear_output(output_dir, overwrite)
     feature_flags = (f"--feature_sizes={','.join(map(str, feature_sizes))} "
                      f"for --feature_names={','.join(feature_names)}")

@@ -10,12 +10,13 @@
   label names, for TensorBoard's Embedding Projector.
 """
 
-import csv
 import os
 
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins import projector
+
+from yt8m_xmodal import vocabulary
 
 PROJECTOR_DIR = "projector"
 
@@ -31,11 +32,11 @@ def write_retrieval_scalars(step, result, prefix):
 
 
 def load_label_names(vocabulary_file):
-    """{index: name} from YT8M's vocabulary.csv (columns Index and Name)."""
+    """{index: name} from YT8M's vocabulary.csv; {} without one."""
     if not vocabulary_file:
         return {}
-    with open(vocabulary_file, newline="", encoding="utf-8") as f:
-        return {int(row["Index"]): row["Name"] for row in csv.DictReader(f)}
+    return {label.index: label.name
+            for label in vocabulary.read_vocabulary(vocabulary_file)}
 
 
 class TrainSummaries:

@@ -86,6 +86,7 @@ import numpy as np
 import tensorflow as tf
 
 from yt8m_xmodal import features
+from yt8m_xmodal import metrics
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import FlagError
 
@@ -295,13 +296,11 @@ def oracle_scores(audio, video):
 
 
 def rank_metrics(ranks):
-    """Recall@K, median rank and MRR from the ranks (1 = first) of true
-    matches."""
-    ranks = np.asarray(ranks, np.float64)
-    result = {f"recall@{k}": float(np.mean(ranks <= k)) for k in RECALL_KS}
-    result["median_rank"] = float(np.median(ranks))
-    result["mrr"] = float(np.mean(1.0 / ranks))
-    return result
+    """Recall@K, median and mean rank and MRR of true-match ranks (1 = first).
+
+    The same figures eval.py reports (metrics.rank_metrics), at RECALL_KS.
+    """
+    return metrics.rank_metrics(ranks, RECALL_KS)
 
 
 def retrieval_metrics(scores):

@@ -119,9 +119,15 @@ def make_strategy(name):
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "mirrored":
         # All GPUs; without GPUs, all logical CPUs (one unless configured).
-        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
-        devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
+        gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+        if gpus:
+            return tf.distribute.MirroredStrategy(gpus)
+        # CPU replicas reduce through one device: the collective ops that
+        # MirroredStrategy uses by default can pair up the several all-reduces
+        # of one step in different orders on different CPU replicas.
+        return tf.distribute.MirroredStrategy(
+            [d.name for d in tf.config.list_logical_devices("CPU")],
+            cross_device_ops=tf.distribute.ReductionToOneDevice())
     if name == "multi_worker_mirrored":
         # Workers and this process's role come from the TF_CONFIG environment
         # variable, the tf.distribute convention.
@@ -168,6 +174,12 @@ def learning_rate_schedule(cfg):
 
 def check_config(cfg):
     """Fails at start-up, naming the flag, for settings that cannot work."""
+    if cfg.model not in models.MODELS:
+        raise FlagError(f"--model={cfg.model!r} is not a model; choose one of "
+                        f"{', '.join(sorted(models.MODELS))}")
+    if cfg.loss not in losses_lib.LOSSES:
+        raise FlagError(f"--loss={cfg.loss!r} is not one of "
+                        f"{', '.join(sorted(losses_lib.LOSSES))}")
     if not cfg.train_data_pattern:
         raise FlagError("--train_data_pattern is empty")
     if not cfg.train_dir:
