@@ -286,3 +286,20 @@ def test_training_beats_the_untrained_model(learning_data, tmp_path):
         b, a = before[direction], after[direction]
         assert a["recall@10"] >= b["recall@10"] + 0.08, (before, after)
         assert a["median_rank"] <= 0.75 * b["median_rank"], (before, after)
+
+
+def test_video_level_training_on_real_shards(shared_video_dir, tmp_path):
+    """VideoLevelMlpModel on real YT8M video-level records (mean_rgb/audio)."""
+    data = config_lib.DataConfig.from_flags(False, "", "1024,128", 300)
+    cfg = training.TrainConfig(
+        train_data_pattern=f"{shared_video_dir}/validate000[0-1].tfrecord",
+        validate_data_pattern=f"{shared_video_dir}/validate0002.tfrecord",
+        train_dir=str(tmp_path / "run"), data=data, model="VideoLevelMlpModel",
+        model_config={"embedding_dim": 16, "hidden_units": 64}, subspace_dim=8,
+        batch_size=64, num_epochs=1, max_steps=6, export_model_steps=6, seed=0)
+    trainer = training.Trainer(cfg)
+    result = trainer.run()
+    assert result.step == 6
+    # validate0002 holds 313 records (count them with TFRecordDataset).
+    assert result.validation["num_queries"] == 313
+    assert_trained(cfg, result, 6, trainer)
