@@ -115,7 +115,9 @@ def test_records_are_real_yt8m_frame_examples(small_set):
                 assert clipped < 0.01, (video["id"], name, clipped)
         assert min(lengths) >= synthetic.DEFAULT_MIN_FRAMES
         assert max(lengths) <= synthetic.DEFAULT_MAX_FRAMES
-        assert len(set(lengths)) > 5, "lengths must vary"
+        # The full length and each shorter one occur (lengths vary).
+        assert len(set(lengths)) == synthetic.NUM_SHORTER_LENGTHS + 1, set(lengths)
+        assert synthetic.DEFAULT_MAX_FRAMES in lengths
     assert len(ids) == sum(info["num_videos"].values())
     # Every genre occurs in train.
     train_labels = {l for v in splits["train"] for l in v["labels"]}
