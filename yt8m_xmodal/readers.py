@@ -115,6 +115,8 @@ _MARKED_ERROR = re.compile(re.escape(_ERROR_MARKER) + r"([^\n]*)")
 # How TF's parse ops name the record they failed on (we pass file:index as
 # the example name).
 _TF_RECORD_NAME = re.compile(r"(?:example id|Name): ([^,\s]+)")
+# How TF's parse ops quote a record that is not a protobuf.
+_QUOTED_RECORD = re.compile(r"value: '.*'", re.DOTALL)
 
 
 def resolve_files(data_pattern):
@@ -162,12 +164,23 @@ def iterate(batches):
             return
         except tf.errors.OpError as error:
             raise as_data_error(error) from None
+        except UnicodeDecodeError as error:
+            # TF quotes the bytes of a record it cannot parse in its error
+            # message, and fails to decode that message when they are not
+            # UTF-8; the message itself is in `error.object`.
+            raise _data_error_from_text(
+                error.object.decode("utf-8", errors="replace")) from None
         yield batch
 
 
 def as_data_error(error):
     """The `DataError` for a `tf.errors.OpError` from a reader's pipeline."""
-    message = error.message or str(error)
+    return _data_error_from_text(error.message or str(error))
+
+
+def _data_error_from_text(message):
+    # A record that is not a protobuf is quoted in full: drop its bytes.
+    message = _QUOTED_RECORD.sub("value: <not a protobuf>", message)
     marked = _MARKED_ERROR.search(message)
     if marked:
         return DataError(marked.group(1))
