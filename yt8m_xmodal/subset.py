@@ -556,6 +556,12 @@ def _scan_file(path, file_index, frame_features, summarize, selected,
                 continue
             scan.add_candidate(video_id, key, _hash64(record), audio_hash,
                                file_index, record_offset, len(record), chosen)
+    # TFRecordDataset ends quietly at a cut inside a record's length header,
+    # losing the records after it: only the byte count tells.
+    size = tf.io.gfile.stat(path).length
+    if offset != size:
+        raise DataError(f"{path} is truncated or corrupt: its readable "
+                        f"records cover {offset} of its {size} bytes")
     return scan
 
 
@@ -649,7 +655,11 @@ def extract_subset(input_data_pattern, output_dir, frame_features=False,
         try:
             file_scan = _scan_file(path, file_index, frame_features, summarize,
                                    selected, min_frames, feature_flags)
-        except (tf.errors.OpError, DataError) as e:
+        except (tf.errors.OpError, DataError, UnicodeDecodeError) as e:
+            if isinstance(e, UnicodeDecodeError):
+                # TF's message quotes an unparseable record's raw bytes, and
+                # then fails to decode itself.
+                e = DataError("a record is not a protobuf of this level")
             text = (_tf_error_text(e) if isinstance(e, tf.errors.OpError)
                     else str(e))
             if not skip_corrupt:
