@@ -109,8 +109,12 @@ def test_loss_and_gradients_equal_one_device_global_batch(
                                    rtol=tolerance)
     assert len(grads) == len(expected_grads) > 0
     for got, want in zip(grads, expected_grads):
-        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=tolerance,
-                                   atol=tolerance)
+        # A float32 variable (InfoNCE's temperature) has a float32 gradient
+        # whatever the embeddings' dtype; its sum over replicas rounds
+        # differently from the one-device sum.
+        tol = tolerance if got.dtype == tf.float64 else max(tolerance, 1e-5)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=tol,
+                                   atol=tol)
 
 
 def test_optimizer_step_equals_one_device_step(strategy):
