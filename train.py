@@ -8,6 +8,8 @@ With no --train_data_pattern it trains on the built-in synthetic demo data
 (generated once into a cache directory) and validates on its validate split.
 """
 
+import sys
+
 from absl import flags
 
 from yt8m_xmodal import cli
@@ -95,7 +97,13 @@ flags.DEFINE_integer("seed", 0, "Random seed (weights and data order).")
 def main(argv):
     del argv
     cfg = training.config_from_flags(FLAGS)
-    result = training.train(cfg)
+    try:
+        result = training.train(cfg)
+    except training.NonFiniteStepError as e:
+        # Not a usage error (exit 2), but as much the user's to act on: one
+        # line, no stack trace.
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 1
     print(training.summary_text(cfg, result))
 
 
