@@ -7,6 +7,7 @@ embeddings (N x k floats), never by an N x N similarity matrix.
 """
 
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -168,10 +169,23 @@ def load_model(train_dir, checkpoint_path=None):
         raise
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
-        raise FlagError(
+        error = FlagError(
             f"checkpoint {checkpoint_path} does not match the model described "
-            f"in {train_dir}/model_flags.json ({first})") from None
-    return flags, model, subspace, int(step.numpy())
+            f"in {train_dir}/model_flags.json ({first})")
+    else:
+        return flags, model, subspace, int(step.numpy())
+    # A restore that failed before expect_partial() logs a warning for every
+    # value it did not restore when it is collected: dozens of lines after
+    # the one-line error. Collect it now, quietly.
+    tf_logger = tf.get_logger()
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
+    try:
+        del ckpt, model, subspace, step
+        gc.collect()
+    finally:
+        tf_logger.setLevel(level)
+    raise error
 
 
 def checkpoint_objects(model, subspace, step):
