@@ -46,9 +46,9 @@ flags.DEFINE_integer("num_hidden_layers", 1, "Hidden layers of the projection ML
 flags.DEFINE_string("input_norm", "l2",
                     "Per-frame input normalization: l2 (YT8M practice), "
                     "layer (learned) or none.")
-flags.DEFINE_integer("embedding_dim", 64, "Tower output size.")
+flags.DEFINE_integer("embedding_dim", 32, "Tower output size.")
 flags.DEFINE_float("dropout", 0.0, "Dropout rate inside the towers.")
-flags.DEFINE_integer("subspace_dim", 32,
+flags.DEFINE_integer("subspace_dim", 16,
                      "Dimensions k of the post-hoc linear CCA subspace.")
 
 # Objective.
@@ -66,10 +66,14 @@ flags.DEFINE_bool("learn_temperature", True, "infonce: learn the temperature.")
 flags.DEFINE_float("triplet_margin", 0.2, "triplet: margin.")
 
 # Schedule.
-flags.DEFINE_integer("batch_size", 256, "Global batch size.")
-flags.DEFINE_integer("num_epochs", 5, "Passes over the training data.")
+flags.DEFINE_integer("batch_size", 128,
+                     "Global batch size; deep CCA needs more than "
+                     "2 * --embedding_dim.")
+flags.DEFINE_integer("num_epochs", 5,
+                     "Passes over the training data (the demo data: 15 "
+                     "unless given).")
 flags.DEFINE_integer("max_steps", 0, "Stop after this many steps (0: no limit).")
-flags.DEFINE_float("base_learning_rate", 1e-3, "Initial learning rate.")
+flags.DEFINE_float("base_learning_rate", 3e-3, "Initial learning rate.")
 flags.DEFINE_float("learning_rate_decay", 0.95,
                    "Learning rate decay factor per decay interval.")
 flags.DEFINE_integer("learning_rate_decay_examples", 4_000_000,

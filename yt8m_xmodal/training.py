@@ -48,6 +48,9 @@ log = logging.getLogger("yt8m_xmodal")
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored")
+# The demo set has 1,600 training videos: 15 epochs (about 190 steps of 128)
+# train the default model in a few minutes on 2 CPU cores.
+DEMO_NUM_EPOCHS = 15
 # Losses that whiten each view, so the global batch must exceed o1 + o2.
 CCA_LOSSES = ("dcca", "cluster_cca")
 # Which of train.py's objective flags each --loss takes.
@@ -71,13 +74,13 @@ class TrainConfig:
     model_config: dict = dataclasses.field(default_factory=dict)
     loss: str = "dcca"
     loss_config: dict = dataclasses.field(default_factory=dict)
-    subspace_dim: int = 32
+    subspace_dim: int = 16
     validate_data_pattern: str = ""
     start_new_model: bool = False
-    batch_size: int = 256
+    batch_size: int = 128
     num_epochs: int = 5
     max_steps: int = 0
-    base_learning_rate: float = 1e-3
+    base_learning_rate: float = 3e-3
     learning_rate_decay: float = 0.95
     learning_rate_decay_examples: int = 4_000_000
     optimizer: str = "adam"
@@ -487,6 +490,7 @@ def config_from_flags(f):
     data = cli.data_config_from_flags()
     train_pattern, validate_pattern = f.train_data_pattern, f.validate_data_pattern
     vocabulary_file = f.vocabulary_file
+    num_epochs = f.num_epochs
     if not train_pattern:
         demo_dir = synthetic.ensure_demo_data()
         log.info("no --train_data_pattern: training on the built-in demo data "
@@ -494,13 +498,15 @@ def config_from_flags(f):
         train_pattern = os.path.join(demo_dir, "train-*.tfrecord")
         validate_pattern = validate_pattern or os.path.join(
             demo_dir, "validate-*.tfrecord")
+        if not f["num_epochs"].present:
+            num_epochs = DEMO_NUM_EPOCHS
     return TrainConfig(
         train_data_pattern=train_pattern, train_dir=f.train_dir, data=data,
         model=f.model, model_config=model_config_from_flags(f), loss=f.loss,
         loss_config=loss_config_from_flags(f), subspace_dim=f.subspace_dim,
         validate_data_pattern=validate_pattern,
         start_new_model=f.start_new_model, batch_size=f.batch_size,
-        num_epochs=f.num_epochs, max_steps=f.max_steps,
+        num_epochs=num_epochs, max_steps=f.max_steps,
         base_learning_rate=f.base_learning_rate,
         learning_rate_decay=f.learning_rate_decay,
         learning_rate_decay_examples=f.learning_rate_decay_examples,
