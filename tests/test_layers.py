@@ -64,18 +64,32 @@ def test_chunk_split_rejects_bad_chunk_size():
 
 # ChunkRecurrentEncoder -----------------------------------------------------
 
-@pytest.mark.parametrize("rnn_type,size", [("gru", 5), ("lstm", 5),
-                                           ("bigru", 10), ("bilstm", 10)])
-def test_chunk_encoder_equals_rnn_on_each_trimmed_chunk(rnn_type, size):
-    """Masked, batched chunks == the RNN run on each chunk's real frames."""
+@pytest.mark.parametrize("rnn_type,size,projection", [
+    ("gru", 5, 0), ("lstm", 5, 0), ("bigru", 10, 0), ("bilstm", 10, 0),
+    ("gru", 5, 3), ("bilstm", 10, 2)])
+def test_chunk_encoder_equals_rnn_on_each_trimmed_chunk(rnn_type, size,
+                                                        projection):
+    """Masked, batched chunks == the RNN run on each chunk's real frames.
+
+    With an input projection, the RNN runs on the frames times the
+    projection's kernel plus its bias, computed in numpy float64.
+    """
     rng = np.random.default_rng(1)
     lengths = [12, 5, 8]  # chunk size 4: full; 1 full + 1 partial; 2 full
     frames = rng.normal(size=(3, 12, 6)).astype(np.float32)
     chunks, frame_mask, chunk_mask = ChunkSplit(4)(
         frames, mask=_lengths_mask(lengths, 12))
-    encoder = ChunkRecurrentEncoder(5, rnn_type=rnn_type)
+    encoder = ChunkRecurrentEncoder(5, rnn_type=rnn_type,
+                                    input_projection_units=projection)
     summaries = encoder(chunks, mask=frame_mask).numpy()
     assert summaries.shape == (3, 3, size)
+    if projection:
+        assert encoder.projection.kernel.shape == (6, projection)
+        # A non-zero bias, so the reference checks that it is added.
+        encoder.projection.bias.assign(rng.normal(size=projection))
+        summaries = encoder(chunks, mask=frame_mask).numpy()
+        kernel = encoder.projection.kernel.numpy().astype(np.float64)
+        bias = encoder.projection.bias.numpy().astype(np.float64)
     for b, n in enumerate(lengths):
         for c in range(3):
             real = frames[b, 4 * c:min(4 * c + 4, n)]
@@ -83,12 +97,20 @@ def test_chunk_encoder_equals_rnn_on_each_trimmed_chunk(rnn_type, size):
                 np.testing.assert_array_equal(summaries[b, c], 0.0)
                 assert not chunk_mask[b, c]
                 continue
+            if projection:
+                real = (real.astype(np.float64) @ kernel
+                        + bias).astype(np.float32)
             alone = encoder.rnn(real[None]).numpy()[0]
             np.testing.assert_allclose(summaries[b, c], alone, atol=1e-6)
     # Running the recurrence on the empty chunks too changes nothing.
     encoder.skip_empty_chunks = False
     np.testing.assert_allclose(encoder(chunks, mask=frame_mask), summaries,
                                atol=1e-6)
+
+
+def test_chunk_encoder_rejects_a_negative_projection():
+    with pytest.raises(ValueError, match="input_projection_units"):
+        ChunkRecurrentEncoder(3, input_projection_units=-1)
 
 
 def test_chunk_encoder_handles_a_batch_with_no_valid_frame():
@@ -263,7 +285,8 @@ def test_every_layer_round_trips_through_keras_file(tmp_path):
     mask = keras.Input((None,), dtype="bool")
     normalized = FrameNormalization("layer")(frames, mask=mask)
     chunks, frame_mask, chunk_mask = ChunkSplit(4)(normalized, mask=mask)
-    summaries = ChunkRecurrentEncoder(5, rnn_type="bilstm")(
+    summaries = ChunkRecurrentEncoder(5, rnn_type="bilstm",
+                                      input_projection_units=3)(
         chunks, mask=frame_mask)
     learned = ChunkPositionEncoding("learned", max_chunks=3)(summaries)
     sinusoid = ChunkPositionEncoding("sinusoidal")(summaries)
@@ -288,7 +311,8 @@ def test_every_layer_round_trips_through_keras_file(tmp_path):
 
 @pytest.mark.parametrize("layer", [
     ChunkSplit(7), ChunkRecurrentEncoder(3, rnn_type="bigru", unroll=True,
-                                         skip_empty_chunks=False),
+                                         skip_empty_chunks=False,
+                                         input_projection_units=4),
     ChunkPositionEncoding("sinusoidal", max_chunks=5),
     ChunkAttentionPooling("multihead", units=6, num_heads=3),
     ProjectionHead(5, hidden_units=(3, 2), activation="gelu", dropout=0.1),

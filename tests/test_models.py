@@ -26,6 +26,7 @@ VARIANTS = {
                                num_hidden_layers=2, dropout=0.2),
     "bigru_multihead": dict(rnn_type="bigru", attention="multihead",
                             skip_empty_chunks=False),
+    "gru_input_projection": dict(input_projection_units=4),
 }
 
 
@@ -82,10 +83,27 @@ def test_get_model_names_the_model_flag_for_unknown_names():
 @pytest.mark.parametrize("flag,value", [
     ("rnn_type", "rnn"), ("attention", "mean"), ("position_encoding", "rope"),
     ("input_norm", "batch"), ("chunk_size", 0), ("dropout", 1.0),
-    ("embedding_dim", -1)])
+    ("embedding_dim", -1), ("input_projection_units", -1)])
 def test_get_model_names_the_flag_of_a_bad_value(flag, value):
     with pytest.raises(FlagError, match=f"--{flag}="):
         models.get_model("ChunkAttentionModel", **{flag: value})
+
+
+def test_input_projection_shrinks_the_recurrent_input_and_skips_lstm():
+    plain = small_model("ChunkAttentionModel", video_size=64)
+    projected = small_model("ChunkAttentionModel", video_size=64,
+                            input_projection_units=4)
+    batch = frame_batch(frames(2, 40, 64, 0), frames(2, 40, 8, 1), [40, 9], 40)
+    plain(batch), projected(batch)
+    kernel = projected.video_tower.encoder.rnn.cell.kernel
+    assert tuple(kernel.shape) == (4, 3 * SMALL["rnn_units"])
+    # 64x24 GRU input kernel -> 64x4 projection (+4 bias) and 4x24 kernel.
+    saved = 64 * 24 - (64 * 4 + 4 + 4 * 24)
+    saved += 8 * 24 - (8 * 4 + 4 + 4 * 24)  # audio: the projection costs
+    assert plain.count_params() - projected.count_params() == saved
+    # The baseline LSTM is YT8M's LstmModel: it takes no projection.
+    lstm = small_model("FrameLstmModel", input_projection_units=4)
+    assert "input_projection_units" not in lstm.get_config()
 
 
 def test_get_model_ignores_other_models_flags_and_rejects_typos():
@@ -251,7 +269,8 @@ def test_cross_modal_model_of_tower_objects_round_trips(tmp_path):
 @pytest.mark.parametrize("name,variant", [(n, "gru_additive_learned")
                                           for n in sorted(models.MODELS)]
                          + [("ChunkAttentionModel",
-                             "bilstm_multihead_sinusoidal")])
+                             "bilstm_multihead_sinusoidal"),
+                            ("ChunkMeanModel", "gru_input_projection")])
 def test_gradients_reach_every_trainable_weight(name, variant):
     model = small_model(name, **VARIANTS[variant], max_frames=60)
     if name == "VideoLevelMlpModel":

@@ -180,6 +180,8 @@ class ChunkAttentionModel(_NamedModel):
       unroll (False): unroll the chunk_size-step recurrence.
       skip_empty_chunks (True): run the recurrence on non-empty chunks only
         (data-dependent shapes: turn off for XLA).
+      input_projection_units (0): 0, or P for a linear per-frame projection
+        to P features before the chunk recurrence (see ChunkRecurrentEncoder).
     """
 
     def __init__(self, video_size=VIDEO_SIZE, audio_size=AUDIO_SIZE,
@@ -188,7 +190,7 @@ class ChunkAttentionModel(_NamedModel):
                  num_heads=4, position_encoding="learned",
                  max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
                  dropout=0.0, input_norm="l2", unroll=False,
-                 skip_empty_chunks=True, **kwargs):
+                 skip_empty_chunks=True, input_projection_units=0, **kwargs):
         self._init_towers(
             ChunkAttentionTower, video_size, audio_size, kwargs,
             embedding_dim=embedding_dim, chunk_size=chunk_size,
@@ -197,7 +199,8 @@ class ChunkAttentionModel(_NamedModel):
             position_encoding=position_encoding, max_frames=max_frames,
             hidden_units=hidden_units, num_hidden_layers=num_hidden_layers,
             dropout=dropout, input_norm=input_norm, unroll=unroll,
-            skip_empty_chunks=skip_empty_chunks)
+            skip_empty_chunks=skip_empty_chunks,
+            input_projection_units=input_projection_units)
 
 
 @keras.saving.register_keras_serializable(package="yt8m_xmodal")
@@ -213,7 +216,7 @@ class ChunkMeanModel(_NamedModel):
                  rnn_units=128, position_encoding="learned",
                  max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
                  dropout=0.0, input_norm="l2", unroll=False,
-                 skip_empty_chunks=True, **kwargs):
+                 skip_empty_chunks=True, input_projection_units=0, **kwargs):
         self._init_towers(
             ChunkAttentionTower, video_size, audio_size, kwargs,
             embedding_dim=embedding_dim, chunk_size=chunk_size,
@@ -221,7 +224,8 @@ class ChunkMeanModel(_NamedModel):
             position_encoding=position_encoding, max_frames=max_frames,
             hidden_units=hidden_units, num_hidden_layers=num_hidden_layers,
             dropout=dropout, input_norm=input_norm, unroll=unroll,
-            skip_empty_chunks=skip_empty_chunks)
+            skip_empty_chunks=skip_empty_chunks,
+            input_projection_units=input_projection_units)
         # "attention" is fixed, not a flag of this model.
         self._flag_config.pop("attention")
 
@@ -318,6 +322,10 @@ def check_config(config):
     for name in _POSITIVE:
         if name in config and int(config[name]) < 1:
             raise FlagError(f"--{name}={config[name]} must be >= 1")
+    if int(config.get("input_projection_units", 0)) < 0:
+        raise FlagError(f"--input_projection_units="
+                        f"{config['input_projection_units']} must be >= 0 "
+                        "(0: no projection)")
     if int(config.get("num_hidden_layers", 0)) < 0:
         raise FlagError(f"--num_hidden_layers={config['num_hidden_layers']} "
                         "must be >= 0")

@@ -45,6 +45,14 @@ class ChunkRecurrentEncoder(keras.layers.Layer):
         the padding of short videos costs nothing; a full-sequence RNN cannot
         do this. The gathered batch has a data-dependent size, so turn it off
         for XLA (`jit_compile=True`). Results are identical either way.
+      input_projection_units: 0 (none), or the size P of a linear projection
+        (a Dense with bias, no activation) applied to every frame before the
+        recurrence. The cell's input kernel then is P x 3H (GRU) instead of
+        D x 3H; for 1024-d rgb frames and P = H = 128 that cuts the per-frame
+        multiply-adds of the input side from 393k to 180k (a CPU train step
+        is mostly matmul work: bench/bench_models.py). It factors the input
+        kernel through rank P, the usual per-frame bottleneck of video models.
+        Empty chunks are skipped before the projection too.
 
     Call arguments:
       inputs: float tensor [B, C, L, D] from `ChunkSplit`.
@@ -60,7 +68,7 @@ class ChunkRecurrentEncoder(keras.layers.Layer):
     """
 
     def __init__(self, units=128, rnn_type="gru", unroll=False,
-                 skip_empty_chunks=True, **kwargs):
+                 skip_empty_chunks=True, input_projection_units=0, **kwargs):
         super().__init__(**kwargs)
         # Masks are explicit call arguments (see compute_mask).
         self.supports_masking = True
@@ -68,6 +76,14 @@ class ChunkRecurrentEncoder(keras.layers.Layer):
         self.rnn_type = rnn_type
         self.unroll = bool(unroll)
         self.skip_empty_chunks = bool(skip_empty_chunks)
+        if int(input_projection_units) < 0:
+            raise ValueError("input_projection_units must be >= 0, got "
+                             f"{input_projection_units}")
+        self.input_projection_units = int(input_projection_units)
+        self.projection = (
+            keras.layers.Dense(self.input_projection_units,
+                               name="input_projection")
+            if self.input_projection_units else None)
         self.rnn = make_rnn(rnn_type, self.units, unroll=self.unroll)
 
     @property
@@ -76,6 +92,9 @@ class ChunkRecurrentEncoder(keras.layers.Layer):
 
     def build(self, input_shape):
         chunk_size, feature_size = input_shape[-2], input_shape[-1]
+        if self.projection is not None:
+            self.projection.build((None, chunk_size, feature_size))
+            feature_size = self.input_projection_units
         self.rnn.build((None, chunk_size, feature_size))
         self.built = True
 
@@ -98,18 +117,22 @@ class ChunkRecurrentEncoder(keras.layers.Layer):
         if self.skip_empty_chunks:
             # [N, 1] indices of the non-empty chunks.
             valid = tf.cast(tf.where(chunk_mask), tf.int32)
-            summaries = self.rnn(tf.gather_nd(frames, valid),
+            summaries = self.rnn(self._project(tf.gather_nd(frames, valid)),
                                  mask=tf.gather_nd(frame_mask, valid),
                                  training=training)
             summaries = tf.scatter_nd(
                 valid, summaries,
                 tf.stack([batch_size * num_chunks, self.output_size]))
         else:
-            summaries = self.rnn(frames, mask=frame_mask, training=training)
+            summaries = self.rnn(self._project(frames), mask=frame_mask,
+                                 training=training)
             summaries = tf.where(chunk_mask[:, tf.newaxis], summaries,
                                  tf.zeros_like(summaries))
         return tf.reshape(summaries,
                           [batch_size, num_chunks, self.output_size])
+
+    def _project(self, frames):
+        return frames if self.projection is None else self.projection(frames)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[1], self.output_size)
@@ -118,5 +141,6 @@ class ChunkRecurrentEncoder(keras.layers.Layer):
         config = super().get_config()
         config.update({"units": self.units, "rnn_type": self.rnn_type,
                        "unroll": self.unroll,
-                       "skip_empty_chunks": self.skip_empty_chunks})
+                       "skip_empty_chunks": self.skip_empty_chunks,
+                       "input_projection_units": self.input_projection_units})
         return config
