@@ -115,8 +115,9 @@ _MARKED_ERROR = re.compile(re.escape(_ERROR_MARKER) + r"([^\n]*)")
 # How TF's parse ops name the record they failed on (we pass file:index as
 # the example name).
 _TF_RECORD_NAME = re.compile(r"(?:example id|Name): ([^,\s]+)")
-# How TF's parse ops quote a record that is not a protobuf.
-_QUOTED_RECORD = re.compile(r"value: '.*'", re.DOTALL)
+# How TF's parse ops quote a record that is not a protobuf: its bytes to the
+# end of the message, or to the first NUL byte.
+_QUOTED_RECORD = re.compile(r"value: '.*", re.DOTALL)
 
 
 def resolve_files(data_pattern):
@@ -184,8 +185,13 @@ def _data_error_from_text(message):
     marked = _MARKED_ERROR.search(message)
     if marked:
         return DataError(marked.group(1))
-    # Drop TF's "{{function_node ...}}" prefix and the op trailer.
-    detail = message.split("}}")[-1].split(" [Op:")[0].split("\n")[0].strip()
+    # Drop TF's "{{function_node ...}}" and "[[{{node ...}}]]" tags, the
+    # tf.data transformation prefix and the op trailer.
+    detail = re.sub(r"\s*\[\[\{\{node [^}]*\}\}\]\]", "", message)
+    detail = re.sub(r"\{\{[^}]*\}\}\s*", "", detail)
+    detail = re.sub(r"Error in user-defined function passed to \S+ "
+                    r"transformation with iterator: \S+:\s*", "", detail)
+    detail = detail.split(" [Op:")[0].split("\n")[0].strip()
     named = _TF_RECORD_NAME.search(message)
     if named:
         return DataError(f"record {named.group(1)} cannot be read: {detail}")
