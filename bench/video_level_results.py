@@ -505,15 +505,17 @@ def csls_embeddings(audio, video, bank_audio, bank_video, k=10):
 # The experiment
 
 # One recipe per objective, the same architecture for all four so the table
-# compares objectives. Chosen on validation (see the module docstring): towers
-# on CCA-projected inputs beat towers on raw means for every objective tried,
-# and the trainer's post-hoc CCA subspace stays at 32 of 64 dimensions.
-MLP_RECIPES = (
-    MlpRecipe("mlp_dcca", loss="dcca", inputs="cca"),
-    MlpRecipe("mlp_cluster_cca", loss="cluster_cca", inputs="cca"),
-    MlpRecipe("mlp_soft_cca", loss="soft_cca", inputs="cca"),
-    MlpRecipe("mlp_infonce", loss="infonce", inputs="cca"),
-)
+# compares objectives. Chosen on validation (validation R@10 on 597 music
+# videos, see the final report): towers on CCA-projected, L2-normalized inputs
+# beat towers on raw means for every objective (dcca 0.31 -> 0.33, infonce
+# 0.31 -> 0.32, soft_cca 0.29 -> 0.32, cluster_cca 0.29 -> 0.33), and keeping
+# the whole 64-d embedding in the post-hoc CCA subspace beats 32 (dcca 0.33 ->
+# 0.35). Dropout 0.5 + AdamW hurt (dcca 0.19); PCA whitening of raw inputs
+# hurt (dcca 0.20); wider towers overfit within 2 epochs.
+MLP_RECIPES = tuple(
+    MlpRecipe(f"mlp_{loss}", loss=loss, inputs="cca", subspace_dim=64,
+              max_epochs=30, patience=5)
+    for loss in ("dcca", "cluster_cca", "soft_cca", "infonce"))
 
 
 @dataclasses.dataclass
