@@ -1,0 +1,936 @@
+"""Reliability sweep (issue 9): corrupt shards, kills, NaNs, concurrent eval,
+bad flags. Prints one summary table (the one in RELIABILITY.md).
+
+    python bench/stress_reliability.py                 # everything, ~10 min on 2 cores
+    python bench/stress_reliability.py --only fuzz --mutants 120
+
+Scenarios:
+
+fuzz       Mutants of valid frame- and video-level shards (truncations, byte
+           flips in the length, its CRC, the payload or its CRC, zero-length
+           files, random bytes, CRC-valid garbage records, one record of the
+           wrong feature size, NaN/inf at video level), read beside a good
+           shard, strict and with skip_corrupt. Each mutant runs in a worker
+           process under a per-mutant timeout, so a hang or an interpreter
+           crash is seen and counted, never waited on. A subset of them also
+           goes through `subset.extract_subset` and
+           `evaluation.evaluate_checkpoint`.
+kill       train.py as a subprocess SIGKILLed at 5 moments (random step,
+           while a checkpoint is being written, right after its index file
+           appears, while the export is written, right after the first
+           step), rerun each time; checks resume, lost steps, final step,
+           model_flags.json.
+nonfinite  train.py with --base_learning_rate=1e30 (one-line error, last good
+           checkpoint kept and evaluated by eval.py) and with
+           --skip_nonfinite_steps; train.py on video-level shards holding NaN.
+concurrent eval.py watching while train.py writes a checkpoint every step
+           with --keep_checkpoint_max=2, then SIGINT.
+flags      eval.py / inference.py / train.py with bad flags and paths.
+
+The per-mutant checks (`check_reader`, `check_subset`, `check_eval`) are
+imported by tests/test_reliability.py, which runs a fast sample of them.
+"""
+
+import argparse
+import collections
+import glob
+import json
+import os
+import random
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Small records: a mutant reads in milliseconds, and the trained model of
+# tests/conftest.py (16-d video, 8-d audio, 40 frames, 4 classes) reads them.
+FEATURE_SIZES = (16, 8)
+MAX_FRAMES = 40
+NUM_CLASSES = 4
+RECORDS_PER_SHARD = 12
+# TFRecord framing (tensorflow/core/lib/io/record_writer.cc): uint64 length,
+# uint32 masked CRC of the length, data, uint32 masked CRC of the data.
+LENGTH_BYTES, CRC_BYTES = 8, 4
+
+# What a mutant may legitimately come to (anything else is a failure).
+OK_OUTCOMES = ("error", "skipped", "clean")
+# A DataError that names no file: TF's batched parse_example names no record
+# when one is not a protobuf at all (video level). Counted apart, not passed.
+UNNAMED = "error naming no file"
+
+
+# --- source shards and mutants -------------------------------------------------
+
+def write_source_shards(out_dir, frame_features, seed=0):
+    """A mutation source and a good companion shard; returns their paths."""
+    import tensorflow as tf
+    from yt8m_xmodal import writers
+    os.makedirs(out_dir, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    level = "frame" if frame_features else "video"
+    paths = []
+    for name in ("source", "good"):
+        path = os.path.join(out_dir, f"{level}-{name}.tfrecord")
+        with tf.io.TFRecordWriter(path) as w:
+            for i in range(RECORDS_PER_SHARD):
+                w.write(make_record(rng, f"{level}-{name}-{i:02d}",
+                                    frame_features).SerializeToString())
+        paths.append(path)
+    return paths
+
+
+def make_record(rng, video_id, frame_features, sizes=FEATURE_SIZES):
+    from yt8m_xmodal import writers
+    labels = sorted(set(rng.integers(0, NUM_CLASSES, size=2).tolist()))
+    if frame_features:
+        frames = int(rng.integers(3, 11))
+        return writers.make_frame_example(
+            video_id, labels,
+            rng.integers(0, 256, (frames, sizes[0]), dtype=np.uint8),
+            rng.integers(0, 256, (frames, sizes[1]), dtype=np.uint8))
+    # Inside the range 8-bit codes dequantize to, so subset keeps them.
+    return writers.make_video_example(
+        video_id, labels, rng.uniform(-1.5, 1.5, sizes[0]),
+        rng.uniform(-1.5, 1.5, sizes[1]))
+
+
+def record_spans(data):
+    """(start, end) byte offsets of each framed record, by walking the headers
+    (independent of TF's reader)."""
+    spans, offset = [], 0
+    while offset < len(data):
+        (length,) = struct.unpack("<Q", data[offset:offset + LENGTH_BYTES])
+        end = offset + LENGTH_BYTES + 2 * CRC_BYTES + length
+        spans.append((offset, end))
+        offset = end
+    return spans
+
+
+def make_mutants(source, frame_features, count, rng, out_dir):
+    """Writes `count` mutants of `source`; returns job dicts describing them.
+
+    Each job says which original ids a reader may return if it does not
+    notice the damage (`clean_ids`: only a truncation exactly at a record
+    boundary is undetectable) and which ids come before the damage
+    (`before_ids`, what skip_corrupt must keep).
+    """
+    import tensorflow as tf
+    data = open(source, "rb").read()
+    spans = record_spans(data)
+    ids = [tf.train.SequenceExample.FromString(data[s + 12:e - 4]).context
+           .feature["id"].bytes_list.value[0].decode() if frame_features else
+           tf.train.Example.FromString(data[s + 12:e - 4]).features
+           .feature["id"].bytes_list.value[0].decode() for s, e in spans]
+    kinds = ["truncate", "truncate_header", "flip_length", "flip_length_crc", "flip_payload",
+             "flip_data_crc", "zero_length", "random_bytes", "garbage_record",
+             "wrong_feature_size", "trailing_bytes"]
+    if not frame_features:
+        kinds.append("non_finite")
+    level = "frame" if frame_features else "video"
+    os.makedirs(out_dir, exist_ok=True)
+    jobs = []
+    for n in range(count):
+        kind = kinds[n % len(kinds)]
+        record = int(rng.integers(len(spans)))
+        start, end = spans[record]
+        mutant, damage, bad_record = bytearray(data), None, None
+        clean_ids = ids
+        if kind.startswith("truncate"):
+            cut = (int(rng.integers(1, len(data))) if kind == "truncate" else
+                   start + int(rng.integers(1, 12)))
+            mutant = mutant[:cut]
+            clean_ids = [i for i, (s, e) in zip(ids, spans) if e <= cut]
+            damage = cut
+        elif kind.startswith("flip_"):
+            lo, hi = {
+                "flip_length": (start, start + LENGTH_BYTES),
+                "flip_length_crc": (start + LENGTH_BYTES, start + 12),
+                "flip_payload": (start + 12, end - CRC_BYTES),
+                "flip_data_crc": (end - CRC_BYTES, end),
+            }[kind]
+            at = int(rng.integers(lo, hi))
+            mutant[at] ^= int(rng.integers(1, 256))
+            damage, clean_ids = start, None
+        elif kind == "zero_length":
+            mutant, damage, clean_ids = bytearray(), 0, []
+        elif kind == "random_bytes":
+            mutant = bytearray(rng.integers(0, 256, int(rng.integers(1, 4096)),
+                                            dtype=np.uint8).tobytes())
+            damage, clean_ids = 0, None
+        elif kind == "trailing_bytes":
+            # An interrupted append: a valid shard plus a partial header.
+            mutant += rng.integers(0, 256, int(rng.integers(1, 12)),
+                                   dtype=np.uint8).tobytes()
+            damage, clean_ids = len(data), None
+        else:
+            # CRC-valid records with bad content: rewrite the shard.
+            damage, bad_record, clean_ids = start, record, None
+            mutant = _rewrite_with(source, record, kind, frame_features, rng)
+        path = os.path.join(out_dir, f"{level}-{n:04d}-{kind}.tfrecord")
+        with open(path, "wb") as f:
+            f.write(bytes(mutant))
+        before = [i for i, (s, e) in zip(ids, spans) if e <= damage]
+        # Only an empty file or a cut between records leaves a valid shard.
+        undetectable = len(mutant) == 0 or (
+            kind == "truncate" and damage in {e for _, e in spans})
+        jobs.append({"path": path, "source": source, "kind": kind,
+                     "undetectable": undetectable,
+                     "frame_features": frame_features, "clean_ids": clean_ids,
+                     "before_ids": before, "bad_record": bad_record,
+                     "all_ids": ids})
+    return jobs
+
+
+def _rewrite_with(source, index, kind, frame_features, rng):
+    import tensorflow as tf
+    records = [bytes(r) for r in
+               tf.data.TFRecordDataset(source).as_numpy_iterator()]
+    if kind == "garbage_record":
+        # Random bytes framed with valid CRCs: only the parse can notice.
+        records[index] = rng.integers(0, 256, int(rng.integers(1, 200)),
+                                      dtype=np.uint8).tobytes()
+    elif kind == "wrong_feature_size":
+        sizes = list(FEATURE_SIZES)
+        view = int(rng.integers(2))
+        sizes[view] += int(rng.choice([-3, -1, 1, 5]))
+        old_id = _record_id(records[index], frame_features)
+        records[index] = make_record(rng, old_id, frame_features,
+                                     sizes).SerializeToString()
+    elif kind == "non_finite":
+        example = tf.train.Example.FromString(records[index])
+        name = ("mean_rgb", "mean_audio")[int(rng.integers(2))]
+        values = example.features.feature[name].float_list.value
+        values[int(rng.integers(len(values)))] = float(
+            rng.choice([np.nan, np.inf, -np.inf]))
+        records[index] = example.SerializeToString()
+    out = tempfile.mktemp(suffix=".tfrecord")
+    with tf.io.TFRecordWriter(out) as w:
+        for r in records:
+            w.write(r)
+    data = open(out, "rb").read()
+    os.remove(out)
+    return bytearray(data)
+
+
+def _record_id(serialized, frame_features):
+    import tensorflow as tf
+    if frame_features:
+        proto = tf.train.SequenceExample.FromString(serialized).context
+    else:
+        proto = tf.train.Example.FromString(serialized).features
+    return proto.feature["id"].bytes_list.value[0].decode()
+
+
+# --- per-mutant checks ---------------------------------------------------------
+
+_REFERENCE = {}
+
+
+def _reader(frame_features, skip_corrupt):
+    from yt8m_xmodal import readers
+    return readers.get_reader(
+        frame_features, None, ",".join(map(str, FEATURE_SIZES)),
+        max_frames=MAX_FRAMES, num_classes=NUM_CLASSES,
+        skip_corrupt=skip_corrupt)
+
+
+def reference_records(paths, frame_features):
+    """id -> {key: array} read from the intact shards."""
+    key = (tuple(paths), frame_features)
+    if key not in _REFERENCE:
+        records = {}
+        for batch in _reader(frame_features, False).batches(",".join(paths), 5):
+            for row, vid in enumerate(batch["id"].numpy()):
+                records[vid.decode()] = {k: np.asarray(v)[row]
+                                         for k, v in batch.items() if k != "id"}
+        _REFERENCE[key] = records
+    return _REFERENCE[key]
+
+
+def _shape_problems(batch, frame_features):
+    b = int(batch["id"].shape[0])
+    dv, da = FEATURE_SIZES
+    want = ({"video": (b, MAX_FRAMES, dv), "audio": (b, MAX_FRAMES, da),
+             "num_frames": (b,), "mask": (b, MAX_FRAMES),
+             "labels": (b, NUM_CLASSES)} if frame_features else
+            {"video": (b, dv), "audio": (b, da), "labels": (b, NUM_CLASSES)})
+    return [f"{k} has shape {tuple(batch[k].shape)}, expected {s}"
+            for k, s in want.items() if tuple(batch[k].shape) != s]
+
+
+def check_reader(job, good, skip_corrupt):
+    """Reads `job`'s mutant beside the good shard; returns (outcome, note).
+
+    outcome is "error" (DataError naming the mutant), "skipped" (skipped and
+    counted), "clean" (nothing noticed and nothing lost, e.g. a cut at a
+    record boundary) or "FAIL".
+    """
+    from yt8m_xmodal.errors import DataError
+    frame_features = job["frame_features"]
+    reference = reference_records([job["source"], good], frame_features)
+    good_ids = [i for i in reference if "-good-" in i]
+    reader = _reader(frame_features, skip_corrupt)
+    seen, error = [], None
+    try:
+        for batch in reader.batches(f"{job['path']},{good}", 5):
+            problems = _shape_problems(batch, frame_features)
+            if problems:
+                return "FAIL", "; ".join(problems)
+            for row, vid in enumerate(batch["id"].numpy()):
+                vid = vid.decode(errors="replace")
+                if vid not in reference:
+                    return "FAIL", f"yielded an id that was never written: {vid!r}"
+                for k, want in reference[vid].items():
+                    got = np.asarray(batch[k])[row]
+                    if not np.array_equal(got, want):
+                        return "FAIL", f"{vid}: {k} differs from the original"
+                seen.append(vid)
+    except DataError as e:
+        error = str(e)
+    except Exception as e:  # anything else is a raw error: a failure
+        return "FAIL", f"{type(e).__name__}: {str(e)[:300]}"
+    if len(seen) != len(set(seen)):
+        return "FAIL", "a record was yielded twice"
+    if error is not None:
+        if job["path"] not in error:
+            if job["kind"] == "garbage_record" and "not a protobuf" in error:
+                return UNNAMED, error
+            return "FAIL", f"DataError does not name the file: {error[:300]}"
+        if "\n" in error or "Traceback" in error:
+            return "FAIL", f"DataError is not one line: {error[:300]}"
+        return "error", error
+    mutant_ids = set(seen) - set(good_ids)
+    if not set(good_ids) <= set(seen):
+        return "FAIL", "records of the good shard were lost"
+    skipped = sum(reader.skip_counts.values())
+    if job["undetectable"]:
+        if mutant_ids != set(job["clean_ids"]) or skipped:
+            return "FAIL", "a valid (shorter) shard was not read as it is"
+        return "clean", ""
+    if not skip_corrupt:
+        return "FAIL", (f"read {len(mutant_ids)} of the mutant's records with "
+                        "no error: the damage went unnoticed")
+    if not skipped:
+        return "FAIL", "records were lost without a counted skip"
+    if not set(job["before_ids"]) <= mutant_ids and job["bad_record"] is None:
+        return "FAIL", "records before the damage were dropped"
+    if job["bad_record"] is not None:
+        bad_id = job["all_ids"][job["bad_record"]]
+        others = set(job["all_ids"]) - {bad_id}
+        if mutant_ids != others:
+            return "FAIL", "skipping one bad record lost other records"
+    return "skipped", reader.skip_summary()
+
+
+def check_subset(job, good, skip_corrupt, out_dir):
+    """Runs the subset tool on the mutant and the good shard."""
+    import tensorflow as tf
+    from yt8m_xmodal import subset
+    from yt8m_xmodal.errors import DataError
+    originals = set()
+    for path in (job["source"], good):
+        originals.update(bytes(r) for r in
+                         tf.data.TFRecordDataset(path).as_numpy_iterator())
+    shutil.rmtree(out_dir, ignore_errors=True)
+    try:
+        manifest = subset.extract_subset(
+            f"{job['path']},{good}", out_dir,
+            frame_features=job["frame_features"],
+            feature_sizes=FEATURE_SIZES,
+            selection=subset.build_selection(
+                label_indices=list(range(NUM_CLASSES))),
+            min_frames=1, num_shards=1, skip_corrupt=skip_corrupt,
+            progress=None)
+    except DataError as e:
+        if job["path"] not in str(e):
+            return "FAIL", f"DataError does not name the file: {str(e)[:300]}"
+        return "error", str(e)
+    except Exception as e:
+        return "FAIL", f"{type(e).__name__}: {str(e)[:300]}"
+    written = [bytes(r) for p in sorted(glob.glob(f"{out_dir}/*.tfrecord"))
+               for r in tf.data.TFRecordDataset(p).as_numpy_iterator()]
+    if not set(written) <= originals:
+        return "FAIL", "the subset holds a record that was never written"
+    # The good shard is kept whole (its records can only be dropped by rules).
+    dropped = sum(manifest["dropped"].values())
+    skipped = [s["file"] for s in manifest["skipped_files"]]
+    if skipped:
+        if skipped != [job["path"]]:
+            return "FAIL", f"skipped the wrong files: {skipped}"
+        if len(written) != RECORDS_PER_SHARD - dropped:
+            return "FAIL", "the good shard was not kept whole"
+        return "skipped", f"skipped_files: {job['path']}"
+    if job["kind"] == "non_finite" and manifest["dropped"].get("bad_values"):
+        if len(written) != 2 * RECORDS_PER_SHARD - dropped:
+            return "FAIL", "dropping the NaN record lost others"
+        return "skipped", "dropped as bad_values (counted in the manifest)"
+    if not job["undetectable"]:
+        return "FAIL", "a damaged file went through without error or skip"
+    want = RECORDS_PER_SHARD + len(job["clean_ids"]) - dropped
+    if len(written) != want:
+        return "FAIL", f"wrote {len(written)} records, expected {want}"
+    return "clean", ""
+
+
+def check_eval(job, good, skip_corrupt, train_dir):
+    """Scores retrieval on the mutant and the good shard with a checkpoint."""
+    from yt8m_xmodal import evaluation
+    from yt8m_xmodal.errors import DataError
+    try:
+        result = evaluation.evaluate_checkpoint(
+            str(train_dir), f"{job['path']},{good}", (1,), batch_size=8,
+            skip_corrupt=skip_corrupt)
+    except DataError as e:
+        if job["path"] not in str(e):
+            if job["kind"] == "garbage_record" and "not a protobuf" in str(e):
+                return UNNAMED, str(e)
+            return "FAIL", f"DataError does not name the file: {str(e)[:300]}"
+        return "error", str(e)
+    except Exception as e:
+        return "FAIL", f"{type(e).__name__}: {str(e)[:300]}"
+    n = result["num_queries"]
+    if job["undetectable"]:
+        if n != RECORDS_PER_SHARD + len(job["clean_ids"]):
+            return "FAIL", f"scored {n} queries of a valid shorter shard"
+        return "clean", ""
+    if not skip_corrupt:
+        return "FAIL", f"scored {n} queries with no error: damage unnoticed"
+    if not RECORDS_PER_SHARD <= n <= RECORDS_PER_SHARD * 2:
+        return "FAIL", f"scored {n} queries"
+    return "skipped", f"{n} queries"
+
+
+def run_check(job, good, what, skip_corrupt, scratch=None, train_dir=None):
+    if what == "reader":
+        return check_reader(job, good, skip_corrupt)
+    if what == "subset":
+        return check_subset(job, good, skip_corrupt, scratch)
+    return check_eval(job, good, skip_corrupt, train_dir)
+
+
+# --- the worker pool: a timeout per mutant -------------------------------------
+
+def worker_main():
+    """Reads one JSON job a line from stdin, answers one JSON line each."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import logging
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    from absl import logging as absl_logging
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    scratch = tempfile.mkdtemp(prefix="subset-")
+    print("ready", flush=True)
+    for line in sys.stdin:
+        task = json.loads(line)
+        outcome, note = run_check(task["job"], task["good"], task["what"],
+                                  task["skip_corrupt"],
+                                  os.path.join(scratch, "out"),
+                                  task.get("train_dir"))
+        print(json.dumps({"outcome": outcome, "note": note[:400]}), flush=True)
+
+
+class WorkerPool:
+    """One long-lived worker process (TF imports once); a task that does not
+    answer within `timeout` is a hang, a worker that dies a crash, and either
+    way the worker is replaced."""
+
+    def __init__(self, timeout):
+        self.timeout = timeout
+        self.proc = None
+
+    def _start(self):
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True, cwd=REPO_ROOT)
+        if self._readline(120) != "ready":
+            raise RuntimeError("the worker did not start")
+
+    def _readline(self, timeout):
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            return None
+        return self.proc.stdout.readline().strip()
+
+    def run(self, task):
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        self.proc.stdin.write(json.dumps(task) + "\n")
+        self.proc.stdin.flush()
+        line = self._readline(self.timeout)
+        if line is None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+            return "FAIL", f"hang: no answer in {self.timeout} s"
+        if not line:
+            code = self.proc.wait()
+            self.proc = None
+            return "FAIL", f"crash: the worker died with exit code {code}"
+        answer = json.loads(line)
+        return answer["outcome"], answer["note"]
+
+    def close(self):
+        if self.proc is not None:
+            self.proc.stdin.close()
+            self.proc.wait()
+
+
+# --- scenarios -----------------------------------------------------------------
+
+Row = collections.namedtuple("Row", "scenario cases outcome ok")
+
+
+def train_tiny_model(data_dir, train_dir):
+    """The conftest `trained_dir` model (MeanPoolModel, 2 checkpoints)."""
+    from yt8m_xmodal import config as config_lib
+    from yt8m_xmodal import synthetic
+    from yt8m_xmodal import training
+    synthetic.generate_dataset(
+        data_dir, num_videos=160, seed=7, num_shards=2, frame_features=True,
+        min_frames=10, max_frames=40, feature_sizes=FEATURE_SIZES,
+        num_classes=NUM_CLASSES)
+    data = config_lib.DataConfig.from_flags(
+        True, "", ",".join(map(str, FEATURE_SIZES)), MAX_FRAMES, NUM_CLASSES)
+    cfg = training.TrainConfig(
+        train_data_pattern=os.path.join(data_dir, "train-*"),
+        train_dir=train_dir, data=data, model="MeanPoolModel",
+        model_config={"embedding_dim": 4, "hidden_units": 16}, subspace_dim=2,
+        batch_size=32, num_epochs=5, max_steps=4, export_model_steps=2, seed=3)
+    training.train(cfg)
+
+
+def fuzz(work, mutants_per_level, seed, timeout):
+    rng = np.random.default_rng(seed)
+    pool = WorkerPool(timeout)
+    rows = []
+    failures = []
+    data_dir, train_dir = os.path.join(work, "data"), os.path.join(work, "trained")
+    train_tiny_model(data_dir, train_dir)
+    for frame_features in (True, False):
+        level = "frame" if frame_features else "video"
+        source, good = write_source_shards(os.path.join(work, "src"),
+                                           frame_features, seed)
+        jobs = make_mutants(source, frame_features, mutants_per_level, rng,
+                            os.path.join(work, f"mutants-{level}"))
+        whats = [("reader", j, s) for j in jobs for s in (False, True)]
+        # The subset tool and eval.py on a sample of the mutants.
+        sample = jobs[:max(22, mutants_per_level // 5)]
+        whats += [("subset", j, s) for j in sample for s in (False, True)]
+        if frame_features:  # the trained model reads frame-level records
+            whats += [("eval", j, s) for j in sample for s in (False, True)]
+        tally = collections.defaultdict(collections.Counter)
+        for what, job, skip in whats:
+            outcome, note = pool.run({"job": job, "good": good, "what": what,
+                                      "skip_corrupt": skip,
+                                      "train_dir": train_dir})
+            tally[(what, skip)][outcome] += 1
+            if outcome not in OK_OUTCOMES and outcome != UNNAMED:
+                failures.append(f"{what} {'skip' if skip else 'strict'} "
+                                f"{job['path']}: {note}")
+        for (what, skip), counts in sorted(tally.items()):
+            rows.append(Row(
+                f"fuzz {level}-level, {what}, "
+                f"{'skip_corrupt' if skip else 'strict'}",
+                sum(counts.values()),
+                ", ".join(f"{c} {o}" for o, c in sorted(counts.items())),
+                ("partly" if UNNAMED in counts else True)
+                if all(o in OK_OUTCOMES + (UNNAMED,) for o in counts)
+                else False))
+    pool.close()
+    return rows, failures
+
+
+def _script(name, *args, timeout=300, **kwargs):
+    return subprocess.run([sys.executable, os.path.join(REPO_ROOT, name),
+                           *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+def train_args(data_dir, train_dir, max_steps, export_steps, *extra,
+               frame_features=True):
+    return [f"--train_data_pattern={data_dir}/train-*",
+            f"--train_dir={train_dir}", "--model=MeanPoolModel" if
+            frame_features else "--model=VideoLevelMlpModel",
+            f"--feature_sizes={','.join(map(str, FEATURE_SIZES))}",
+            f"--frame_features={'true' if frame_features else 'false'}",
+            f"--max_frames={MAX_FRAMES}", f"--num_classes={NUM_CLASSES}",
+            "--embedding_dim=4", "--hidden_units=16", "--subspace_dim=2",
+            "--batch_size=32", "--num_epochs=1000", f"--max_steps={max_steps}",
+            f"--export_model_steps={export_steps}", "--log_every_steps=1",
+            *extra]
+
+
+def one_line_error(out, script, named):
+    """Whether a script failed with one `script: error:` line naming `named`."""
+    lines = out.stderr.strip().splitlines()
+    return (out.returncode not in (0, None) and "Traceback" not in out.stderr
+            and bool(lines) and lines[-1].startswith(f"{script}: error:")
+            and named in lines[-1])
+
+
+def checkpoint_steps(train_dir):
+    import tensorflow as tf
+    state = tf.train.get_checkpoint_state(train_dir)
+    if state is None:
+        return []
+    return [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths]
+
+
+def kill_at(cmd, train_dir, moment, rng, deadline_s=240):
+    """Starts training and SIGKILLs it at `moment`; returns (killed, last
+    logged step)."""
+    proc = subprocess.Popen([sys.executable, *cmd], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    os.set_blocking(proc.stderr.fileno(), False)
+    last_step, buffer = 0, ""
+    target = None
+    start_steps = set(os.listdir(train_dir)) if os.path.isdir(train_dir) else set()
+    deadline = time.time() + deadline_s
+    killed = False
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            chunk = proc.stderr.read()
+        except (BlockingIOError, TypeError):
+            chunk = None
+        if chunk:
+            buffer += chunk
+            for line in buffer.splitlines():
+                if line.startswith("step ") and ": loss" in line:
+                    last_step = int(line.split()[1].rstrip(":"))
+        names = set(os.listdir(train_dir)) if os.path.isdir(train_dir) else set()
+        new = names - start_steps
+        fire = False
+        if moment == "random_step":
+            target = target or int(rng.integers(2, 9))
+            fire = last_step >= target
+        elif moment == "first_step":
+            fire = last_step >= 1
+        elif moment == "checkpoint_writing":
+            fire = any("_temp" in n for n in names)
+        elif moment == "checkpoint_index":
+            fire = any(n.endswith(".index") for n in new)
+        elif moment == "export_writing":
+            export_dir = os.path.join(train_dir, "export")
+            fire = os.path.isdir(export_dir) and any(
+                n.startswith(".tmp-") for n in os.listdir(export_dir))
+        if fire:
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.001 if moment != "random_step" else 0.02)
+    proc.wait()
+    return killed, last_step
+
+
+def kill_and_resume(work, seed, kills=5):
+    """SIGKILL train.py at 5 moments; after each, rerun until done."""
+    import tensorflow as tf
+    from yt8m_xmodal import evaluation
+    from yt8m_xmodal import synthetic
+    rng = np.random.default_rng(seed)
+    data_dir = os.path.join(work, "killdata")
+    synthetic.generate_dataset(
+        data_dir, num_videos=160, seed=7, num_shards=2, frame_features=True,
+        min_frames=10, max_frames=40, feature_sizes=FEATURE_SIZES,
+        num_classes=NUM_CLASSES)
+    moments = ["random_step", "checkpoint_writing", "checkpoint_index",
+               "export_writing", "first_step"][:kills]
+    max_steps, interval = 12, 3
+    notes, ok, fired = [], True, 0
+    for n, moment in enumerate(moments):
+        train_dir = os.path.join(work, f"kill-{n}")
+        cmd = [os.path.join(REPO_ROOT, "train.py"),
+               *train_args(data_dir, train_dir, max_steps, interval)]
+        # Runs past the first checkpoint first for the moments that need one
+        # to exist: the kill then lands in the middle of a run.
+        killed, last_step = kill_at(cmd, train_dir, moment, rng)
+        fired += killed
+        try:
+            json.loads(open(os.path.join(train_dir, "model_flags.json")).read())
+        except (OSError, ValueError) as e:
+            ok = False
+            notes.append(f"{moment}: model_flags.json unreadable: {e}")
+            continue
+        steps = checkpoint_steps(train_dir)
+        kept = max(steps) if steps else 0
+        lost = last_step - kept
+        if lost > interval:
+            ok = False
+            notes.append(f"{moment}: lost {lost} steps (> {interval})")
+        if steps:
+            _, _, _, restored = evaluation.load_model(train_dir)
+            if restored != kept:
+                ok = False
+                notes.append(f"{moment}: restored step {restored} != {kept}")
+        out = subprocess.run([sys.executable, *cmd], capture_output=True,
+                             text=True, timeout=300, cwd=REPO_ROOT)
+        if out.returncode != 0:
+            ok = False
+            notes.append(f"{moment}: rerun failed: {out.stderr[-500:]}")
+            continue
+        resumed = f"resumed from {train_dir}/ckpt-{kept}" in out.stderr
+        if steps and not resumed:
+            ok = False
+            notes.append(f"{moment}: rerun did not resume from ckpt-{kept}")
+        final = tf.train.latest_checkpoint(train_dir)
+        if not final.endswith(f"ckpt-{max_steps}"):
+            ok = False
+            notes.append(f"{moment}: final checkpoint {final}")
+        notes.append(f"{moment}: killed={killed} at step {last_step}, "
+                     f"resumed from step {kept}, lost {lost}")
+    outcome = (f"{fired}/{len(moments)} kills landed; every rerun resumed from "
+               f"its last checkpoint and reached --max_steps={max_steps}; at "
+               f"most {interval} steps (one interval) lost"
+               if ok else "; ".join(n for n in notes if "killed=" not in n))
+    return [Row("kill -9 train.py and rerun", len(moments), outcome, ok)], notes
+
+
+def nonfinite(work):
+    """A learning rate of 1e30 via the CLI, and NaN features at video level."""
+    from yt8m_xmodal import synthetic
+    rows, notes = [], []
+    data_dir = os.path.join(work, "nandata")
+    synthetic.generate_dataset(
+        data_dir, num_videos=160, seed=7, num_shards=2, frame_features=True,
+        min_frames=10, max_frames=40, feature_sizes=FEATURE_SIZES,
+        num_classes=NUM_CLASSES)
+    train_dir = os.path.join(work, "nan-run")
+    good = _script("train.py", *train_args(data_dir, train_dir, 2, 2))
+    bad = _script("train.py", *train_args(data_dir, train_dir, 10, 2,
+                                          "--base_learning_rate=1e30",
+                                          "--optimizer=sgd",
+                                          "--clip_gradient_norm=0"))
+    steps = checkpoint_steps(train_dir)
+    ev = _script("eval.py", f"--train_dir={train_dir}",
+                 f"--eval_data_pattern={data_dir}/validate-*", "--top_k=1",
+                 "--run_once", f"--output_json={work}/nan-eval.json")
+    ok = (good.returncode == 0 and one_line_error(bad, "train.py", "not finite")
+          and bad.returncode == 1 and steps and max(steps) < 10
+          and ev.returncode == 0
+          and json.load(open(f"{work}/nan-eval.json"))["step"] == max(steps))
+    rows.append(Row("loss non-finite (sgd, lr 1e30, no clipping), train.py", 1,
+                    f"one-line error, exit 1; last good checkpoint "
+                    f"(ckpt-{max(steps) if steps else '?'}) kept, eval.py "
+                    "scores it" if ok else
+                    f"FAILED rc={bad.returncode} steps={steps}", ok))
+    notes.append(f"lr 1e30: rc={bad.returncode} "
+                 f"{bad.stderr.strip().splitlines()[-1:]}")
+    skip_dir = os.path.join(work, "nan-skip")
+    out = _script("train.py", *train_args(data_dir, skip_dir, 10, 2,
+                                          "--base_learning_rate=1e30",
+                                          "--optimizer=sgd",
+                                          "--clip_gradient_norm=0",
+                                          "--skip_nonfinite_steps",
+                                          "--num_epochs=3"),
+                  timeout=300)
+    # Once the weights blow up every later step is skipped too: it must still
+    # end (at --num_epochs) rather than loop, with the skips counted.
+    skipped = [line for line in out.stdout.splitlines()
+               if line.startswith("Skipped non-finite steps")]
+    ok = (out.returncode == 0 and "Traceback" not in out.stderr
+          and bool(skipped) and "update skipped" in out.stderr)
+    rows.append(Row("loss non-finite, --skip_nonfinite_steps", 1,
+                    f"ends at --num_epochs, exit 0; {skipped[0].lower()}, "
+                    "each logged" if ok else f"FAILED rc={out.returncode}", ok))
+    notes.append(f"skip_nonfinite: rc={out.returncode} "
+                 f"{out.stdout.strip().splitlines()[:2]}")
+
+    # NaN/inf in video-level features, through train.py.
+    import tensorflow as tf
+    vdir = os.path.join(work, "nanvideo")
+    os.makedirs(vdir, exist_ok=True)
+    rng = np.random.default_rng(1)
+    from yt8m_xmodal import writers
+    with tf.io.TFRecordWriter(f"{vdir}/train-0.tfrecord") as w:
+        for i in range(70):
+            ex = make_record(rng, f"v{i}", False)
+            if i in (5, 40):
+                name = "mean_rgb" if i == 5 else "mean_audio"
+                ex.features.feature[name].float_list.value[2] = (
+                    np.nan if i == 5 else np.inf)
+            w.write(ex.SerializeToString())
+    strict = _script("train.py", *train_args(vdir, f"{work}/nanv", 2, 2,
+                                             frame_features=False))
+    skip = _script("train.py", *train_args(vdir, f"{work}/nanv-skip", 2, 2,
+                                           "--skip_corrupt",
+                                           frame_features=False))
+    ok = (one_line_error(strict, "train.py", f"{vdir}/train-0.tfrecord:")
+          and "NaN or inf" in strict.stderr and skip.returncode == 0
+          and "skipping non_finite" in skip.stderr)
+    rows.append(Row("NaN/inf in video-level features, train.py", 2,
+                    "strict: one-line DataError naming file:record; "
+                    "--skip_corrupt: skipped and logged" if ok else "FAILED", ok))
+    notes.append(f"nan features: {strict.stderr.strip().splitlines()[-1:]}")
+    return rows, notes
+
+
+def concurrent_eval(work):
+    """eval.py watches while train.py checkpoints every step (keep 2)."""
+    from yt8m_xmodal import synthetic
+    data_dir = os.path.join(work, "concdata")
+    synthetic.generate_dataset(
+        data_dir, num_videos=160, seed=7, num_shards=2, frame_features=True,
+        min_frames=10, max_frames=40, feature_sizes=FEATURE_SIZES,
+        num_classes=NUM_CLASSES)
+    train_dir = os.path.join(work, "conc-run")
+    max_steps = 30
+    first = _script("train.py", *train_args(data_dir, train_dir, 1, 1))
+    watcher = subprocess.Popen(
+        [sys.executable, os.path.join(REPO_ROOT, "eval.py"),
+         f"--train_dir={train_dir}",
+         f"--eval_data_pattern={data_dir}/validate-*", "--top_k=1",
+         "--poll_seconds=0.2", "--batch_size=8"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    trainer = _script("train.py", *train_args(data_dir, train_dir, max_steps, 1,
+                                              "--keep_checkpoint_max=2"))
+    time.sleep(5)  # lets the watcher finish the last checkpoint
+    watcher.send_signal(signal.SIGINT)
+    try:
+        stdout, stderr = watcher.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        watcher.kill()
+        stdout, stderr = watcher.communicate()
+        return [Row("eval.py watching while train.py writes", 1,
+                    "FAILED: the watcher did not stop on SIGINT", False)], []
+    evaluated = [line.split()[1] for line in stdout.splitlines()
+                 if line.startswith("step ") and "ckpt-" in line]
+    paths = [line.split("(")[1].rstrip(")") for line in stdout.splitlines()
+             if line.startswith("step ") and "ckpt-" in line]
+    steps_match = all(p.endswith(f"ckpt-{s}") for s, p in zip(evaluated, paths))
+    gone = stderr.count("was removed while being read")
+    ok = (first.returncode == 0 and trainer.returncode == 0
+          and watcher.returncode in (0, 130) and "Traceback" not in stderr
+          and len(paths) == len(set(paths)) > 1 and steps_match
+          and paths[-1].endswith(f"ckpt-{max_steps}"))
+    outcome = (f"{len(paths)} of {max_steps} checkpoints evaluated, each once, "
+               f"step = checkpoint number; {gone} removed while read, passed "
+               f"over; SIGINT exit {watcher.returncode}, no traceback"
+               if ok else f"FAILED rc={watcher.returncode} {stderr[-800:]}")
+    return [Row("eval.py watching while train.py writes (keep 2)", 1, outcome,
+                ok)], [f"evaluated: {evaluated}"]
+
+
+def bad_flags(work):
+    """One-line errors naming the flag or path, from the scripts."""
+    from yt8m_xmodal import config as config_lib
+    data_dir, train_dir = os.path.join(work, "data"), os.path.join(work, "trained")
+    if not os.path.isdir(train_dir):
+        train_tiny_model(data_dir, train_dir)
+    foreign = os.path.join(work, "foreign")
+    shutil.rmtree(foreign, ignore_errors=True)
+    shutil.copytree(train_dir, foreign)
+    flags = config_lib.read_model_flags(foreign)
+    flags.model = "FrameLstmModel"
+    flags.model_config = {"embedding_dim": 4, "rnn_units": 8, "hidden_units": 16}
+    config_lib.write_model_flags(foreign, flags)
+    pattern = f"--eval_data_pattern={data_dir}/validate-*"
+    infer = [f"--input_data_pattern={data_dir}/validate-*"]
+    cases = [
+        ("eval.py", ["--train_dir=/nonexistent/run", pattern, "--run_once"],
+         "--train_dir=/nonexistent/run"),
+        ("eval.py", [f"--train_dir={foreign}", pattern, "--run_once"],
+         "does not match"),
+        ("eval.py", [f"--train_dir={train_dir}", pattern, "--run_once",
+                     "--top_k=0"], "--top_k"),
+        ("eval.py", [f"--train_dir={train_dir}", pattern, "--run_once",
+                     "--top_k=-3"], "--top_k"),
+        ("eval.py", [f"--train_dir={train_dir}", pattern, "--run_once",
+                     "--top_k=ten"], "--top_k"),
+        ("eval.py", [f"--train_dir={train_dir}", pattern, "--run_once",
+                     "--top_k=1,,5"], "--top_k"),
+        ("eval.py", [f"--train_dir={train_dir}", pattern, "--run_once",
+                     "--output_json=/nonexistent/dir/m.json"], "--output_json"),
+        ("inference.py", ["--train_dir=/nonexistent/run", *infer,
+                          f"--output_file={work}/m.csv"], "/nonexistent/run"),
+        ("inference.py", [f"--train_dir={train_dir}", *infer, "--top_k=0",
+                          f"--output_file={work}/m.csv"], "--top_k"),
+        ("inference.py", [f"--train_dir={train_dir}", *infer, "--top_k=-2",
+                          f"--output_file={work}/m.csv"], "--top_k"),
+        ("inference.py", [f"--train_dir={train_dir}", *infer,
+                          "--output_file=/nonexistent/dir/m.csv"],
+         "--output_file"),
+        ("inference.py", [f"--train_dir={train_dir}", *infer,
+                          "--embeddings_file=/nonexistent/dir/e.npz"],
+         "--embeddings_file"),
+        ("train.py", train_args(data_dir, f"{work}/fs-run", 2, 2)[:3]
+         + ["--feature_sizes=32,8", f"--max_frames={MAX_FRAMES}",
+            f"--num_classes={NUM_CLASSES}", "--embedding_dim=4",
+            "--batch_size=32", "--subspace_dim=2", "--max_steps=2"],
+         "--feature_sizes"),
+        ("train.py", train_args(data_dir, f"{work}/fs-run2", 2, 2)[:3]
+         + ["--feature_sizes=16,8", "--frame_features=false",
+            "--model=VideoLevelMlpModel", f"--num_classes={NUM_CLASSES}",
+            "--embedding_dim=4", "--batch_size=32", "--subspace_dim=2",
+            "--max_steps=2"], "train-"),
+    ]
+    failed = []
+    for script, args, named in cases:
+        out = _script(script, *args, timeout=180)
+        if not one_line_error(out, script, named):
+            failed.append(f"{script} {' '.join(args[-2:])}: rc={out.returncode} "
+                          f"{out.stderr.strip().splitlines()[-3:]}")
+    outcome = (f"all {len(cases)}: exit 2, one '<script>: error:' line naming "
+               "the flag or path, no traceback" if not failed
+               else f"{len(failed)} FAILED: " + " | ".join(failed))
+    return [Row("bad flags and paths (eval/inference/train)", len(cases),
+                outcome, not failed)], failed
+
+
+def format_table(rows):
+    lines = ["| scenario | cases | outcome | pass |", "|---|---:|---|---|"]
+    for r in rows:
+        ok = r.ok if isinstance(r.ok, str) else ("yes" if r.ok else "NO")
+        lines.append(f"| {r.scenario} | {r.cases} | {r.outcome} | {ok} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--only", default="fuzz,kill,nonfinite,concurrent,flags")
+    parser.add_argument("--mutants", type=int, default=150,
+                        help="mutants per level (frame, video)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds a mutant may take before it is a hang")
+    parser.add_argument("--work_dir", default="")
+    args = parser.parse_args()
+    if args.worker:
+        return worker_main()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    work = args.work_dir or tempfile.mkdtemp(prefix="stress_reliability_")
+    only = args.only.split(",")
+    rows, notes = [], []
+    started = time.time()
+    scenarios = [("fuzz", lambda: fuzz(work, args.mutants, args.seed,
+                                       args.timeout)),
+                 ("kill", lambda: kill_and_resume(work, args.seed)),
+                 ("nonfinite", lambda: nonfinite(work)),
+                 ("concurrent", lambda: concurrent_eval(work)),
+                 ("flags", lambda: bad_flags(work))]
+    for name, scenario in scenarios:
+        if name in only:
+            t = time.time()
+            r, n = scenario()
+            rows += r
+            notes += n
+            print(f"[{name}: {time.time() - t:.0f} s]", file=sys.stderr,
+                  flush=True)
+    for note in notes:
+        print("  " + note, file=sys.stderr)
+    print(format_table(rows))
+    print(f"\n{sum(r.cases for r in rows)} cases in {time.time() - started:.0f} s; "
+          f"work dir {work}")
+    return 0 if all(r.ok for r in rows) else 1  # "partly" is a known gap
+
+
+if __name__ == "__main__":
+    sys.exit(main())
