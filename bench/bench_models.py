@@ -56,6 +56,9 @@ flags.DEFINE_integer("rnn_units", 128, "Recurrent width of every model.")
 # at most 31; the embedding size barely moves the step time.
 flags.DEFINE_integer("embedding_dim", 16, "Embedding size.")
 flags.DEFINE_integer("chunk_size", 30, "Frames per chunk.")
+flags.DEFINE_list("input_projection_units", ["0", "128"],
+                  "Per-frame input projections of the chunk models to time "
+                  "(0: none); each value is a row of the table.")
 flags.DEFINE_integer("rounds", 3, "Timing rounds per model (median is kept).")
 flags.DEFINE_float("min_seconds", 4.0, "Minimum timed seconds per round.")
 flags.DEFINE_integer("threads", 0, "TF intra/inter-op threads (0: default).")
@@ -108,13 +111,20 @@ def make_train_step(model, loss_fn):
 
 
 def time_round(train_step, batch):
-    steps, start = 0, time.perf_counter()
+    """(examples/s, CPU ms per example) of one timed round.
+
+    CPU time (all threads of this process) is reported beside wall time
+    because other jobs on a shared machine slow the wall clock, not it.
+    """
+    steps, start, start_cpu = 0, time.perf_counter(), time.process_time()
     while True:
         train_step(batch).numpy()
         steps += 1
         elapsed = time.perf_counter() - start
         if elapsed >= FLAGS.min_seconds and steps >= 2:
-            return steps * FLAGS.batch_size / elapsed
+            examples = steps * FLAGS.batch_size
+            return (examples / elapsed,
+                    1000 * (time.process_time() - start_cpu) / examples)
 
 
 def main(argv):
@@ -127,25 +137,38 @@ def main(argv):
     batch = make_batch(np.random.default_rng(0))
     steps = {}
     params = {}
+    rows = []  # (row name, model name, extra config)
     for name in FLAGS.models:
+        if "input_projection_units" in models.config_names(models.MODELS[name]):
+            rows += [(f"{name}, input_projection_units={units}" if int(units)
+                      else name, name, {"input_projection_units": int(units)})
+                     for units in FLAGS.input_projection_units]
+        else:
+            rows.append((name, name, {}))
+    for row, name, extra in rows:
         model = models.get_model(
             name, rnn_units=FLAGS.rnn_units, embedding_dim=FLAGS.embedding_dim,
-            chunk_size=FLAGS.chunk_size, max_frames=FLAGS.num_frames)
-        steps[name] = make_train_step(model, loss_fn)
+            chunk_size=FLAGS.chunk_size, max_frames=FLAGS.num_frames, **extra)
+        steps[row] = make_train_step(model, loss_fn)
         start = time.perf_counter()
-        steps[name](batch).numpy()  # Traces, builds and warms up.
-        steps[name](batch).numpy()
-        print(f"# {name}: warm-up {time.perf_counter() - start:.1f}s",
+        steps[row](batch).numpy()  # Traces, builds and warms up.
+        steps[row](batch).numpy()
+        print(f"# {row}: warm-up {time.perf_counter() - start:.1f}s",
               flush=True)
-        params[name] = model.count_params()
-    rates = {name: [] for name in FLAGS.models}
+        params[row] = model.count_params()
+    rates = {row: [] for row, _, _ in rows}
+    cpu = {row: [] for row, _, _ in rows}
     for r in range(FLAGS.rounds):
-        for name in FLAGS.models:
-            rates[name].append(time_round(steps[name], batch))
-            print(f"# round {r}: {name} {rates[name][-1]:.1f} examples/s",
-                  flush=True)
-    median = {name: statistics.median(v) for name, v in rates.items()}
+        for row in rates:
+            rate, cpu_ms = time_round(steps[row], batch)
+            rates[row].append(rate)
+            cpu[row].append(cpu_ms)
+            print(f"# round {r}: {row} {rate:.1f} examples/s, "
+                  f"{cpu_ms:.2f} CPU ms/example", flush=True)
+    median = {row: statistics.median(v) for row, v in rates.items()}
+    median_cpu = {row: statistics.median(v) for row, v in cpu.items()}
     baseline = median.get("FrameLstmModel")
+    baseline_cpu = median_cpu.get("FrameLstmModel")
     print()
     print(f"Loss: {loss_name}. Batch {FLAGS.batch_size}, {FLAGS.num_frames} "
           f"frames (real frames uniform in [{FLAGS.min_real_frames}, "
@@ -157,11 +180,15 @@ def main(argv):
           f"average at the end {os.getloadavg()[0]:.1f} (shared CPU: other "
           "processes ran during the timing).")
     print()
-    print("| model | train examples/s | x FrameLstmModel | parameters |")
-    print("|---|---:|---:|---:|")
-    for name in FLAGS.models:
-        ratio = f"{median[name] / baseline:.1f}x" if baseline else "n/a"
-        print(f"| {name} | {median[name]:.1f} | {ratio} | {params[name]:,} |")
+    print("| model | train examples/s | x FrameLstmModel | CPU ms/example "
+          "| x FrameLstmModel (CPU) | parameters |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for row in rates:
+        ratio = f"{median[row] / baseline:.1f}x" if baseline else "n/a"
+        cpu_ratio = (f"{baseline_cpu / median_cpu[row]:.1f}x" if baseline_cpu
+                     else "n/a")
+        print(f"| {row} | {median[row]:.1f} | {ratio} | "
+              f"{median_cpu[row]:.2f} | {cpu_ratio} | {params[row]:,} |")
 
 
 if __name__ == "__main__":
