@@ -380,6 +380,26 @@ def test_damaged_shard_is_skipped_and_counted(tmp_path, damage):
     assert path in reader.skipped[0]
 
 
+@pytest.mark.parametrize("damage", ["crc", "header_cut"])
+def test_damaged_video_level_shard_raises_naming_the_file(tmp_path, damage):
+    # Video-level shards are read in chunks of records (a different path).
+    path = _write(tmp_path, [_video_example(f"g{i}", np.full(16, i),
+                                            np.full(8, i)) for i in range(40)])[0]
+    data = bytearray(open(path, "rb").read())
+    if damage == "header_cut":
+        data += b"\x10\x00\x00"
+    else:
+        data[len(data) // 2] ^= 0xFF
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+    with pytest.raises(DataError, match="truncated or corrupt") as raised:
+        list(_video_reader().batches(path, 8))
+    assert path in str(raised.value)
+    reader = _video_reader(skip_corrupt=True)
+    ids = _read_all(reader, path, batch_size=8)["id"].tolist()
+    assert b"g0" in ids and reader.skip_counts["corrupt_shard"] == 1
+
+
 def test_damaged_shard_among_alike_shards_is_the_one_named(tmp_path):
     # Shards written alike have records at the same byte offsets, and TF's
     # DataLossError names only the offset: the reader must tell them apart.

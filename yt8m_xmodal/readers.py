@@ -129,7 +129,7 @@ DEFAULT_SHUFFLE_BUFFER = 512
 # call keeps the file reads large.
 _READ_BUFFER_BYTES = 4 << 20
 # Records per chunk of a shard's bookkeeping in skipping mode (see
-# _checked_shard_records).
+# _checked_shard_records), and of video-level shards in the default mode.
 _SHARD_CHUNK = 16
 # TFRecordDataset's DataLossError names only the byte offset of the record
 # (tensorflow/core/lib/io/record_reader.cc).
@@ -329,8 +329,11 @@ class _BaseReader:
     Subclasses implement `_parse_batch(names, serialized) -> (batch, reasons,
     evidence)`: the batch dict (labels still ragged under "_labels"), a reason
     code per record (0 = good) and per-record integers `_describe` turns into
-    the error text.
+    the error text, and may set `_records_per_chunk`, the records per
+    interleaved element in the default mode (see `_shard_records`).
     """
+
+    _records_per_chunk = 1
 
     def __init__(self, feature_names, feature_sizes, num_classes,
                  ragged_labels, skip_corrupt):
@@ -387,8 +390,9 @@ class _BaseReader:
             block_length=1,
             num_parallel_calls=num_parallel_reads or tf.data.AUTOTUNE,
             deterministic=deterministic)
-        if self.skip_corrupt:  # chunks of records
-            records = records.unbatch() if shuffle else records
+        chunked = self.skip_corrupt or self._records_per_chunk > 1
+        if chunked and shuffle:
+            records = records.unbatch()
         # Skipping can shrink a batch, so it is refilled after the parse.
         drop_before_parse = drop_remainder and not self.skip_corrupt
         if shuffle:
@@ -396,7 +400,7 @@ class _BaseReader:
                 shuffle_buffer_size or DEFAULT_SHUFFLE_BUFFER, seed=seed,
                 reshuffle_each_iteration=True)
             batches = records.batch(batch_size, drop_remainder=drop_before_parse)
-        elif self.skip_corrupt:
+        elif chunked:
             # One copy of the chunks into batches, not two (unbatch, batch).
             batches = records.rebatch(batch_size,
                                       drop_remainder=drop_before_parse)
@@ -414,21 +418,36 @@ class _BaseReader:
         return iterate(self.dataset(data_pattern, batch_size, **kwargs))
 
     def _shard_records(self, path, size):
-        """(path, record index, serialized record) of each record of a shard.
+        """(path, record index, serialized record) of the records of a shard.
 
-        A `zip`, so tagging a record costs no function call. A damaged record
-        fails with TFRecordDataset's DataLossError (see `as_data_error`); the
-        framing check after the last record catches the one cut it passes
-        over quietly, inside a length header.
+        One record per element when `_records_per_chunk` is 1: a `zip`, so
+        tagging a record costs no function call and the record is copied
+        only into its batch. Small records come in chunks of
+        `_records_per_chunk` ([k] tensors, one function call per chunk),
+        since there the per-element cost of the interleave dominates.
+        A damaged record fails with TFRecordDataset's DataLossError (see
+        `as_data_error`); the framing check after the last record catches the
+        one cut it passes over quietly, inside a length header.
         """
-        records = tf.data.Dataset.zip((
-            tf.data.Dataset.from_tensors(path).repeat(),
-            tf.data.Dataset.counter(),
-            tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER_BYTES)))
+        records = tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER_BYTES)
+        per_chunk = self._records_per_chunk
+        if per_chunk == 1:
+            records = tf.data.Dataset.zip((
+                tf.data.Dataset.from_tensors(path).repeat(),
+                tf.data.Dataset.counter(), records))
+            end = (path, tf.constant(-1, tf.int64), tf.constant(""))
+        else:
+            def tag(chunk_index, chunk):
+                count = tf.size(chunk, out_type=tf.int64)
+                return (tf.fill([count], path),
+                        chunk_index * per_chunk + tf.range(count), chunk)
+            records = tf.data.Dataset.zip((
+                tf.data.Dataset.counter(), records.batch(per_chunk))).map(tag)
+            end = (tf.fill([0], path), tf.zeros([0], tf.int64),
+                   tf.zeros([0], tf.string))
         framing_check = tf.data.Dataset.from_tensors((path, size)).map(
             self._check_framing).filter(lambda _: False)
-        return records.concatenate(framing_check.map(
-            lambda _: (path, tf.constant(-1, tf.int64), tf.constant(""))))
+        return records.concatenate(framing_check.map(lambda _: end))
 
     def _check_framing(self, path, size):
         def check(path):
@@ -707,6 +726,10 @@ class YT8MAggregatedFeatureReader(_BaseReader):
     >>> reader = YT8MAggregatedFeatureReader()
     >>> for batch in reader.batches("validate*.tfrecord", 1024): ...
     """
+
+    # Video-level records are ~5 KB: one element per record through the
+    # interleave costs more than parsing them (bench/bench_reader.py).
+    _records_per_chunk = _SHARD_CHUNK
 
     def __init__(self, feature_names=features.VIDEO_FEATURE_NAMES,
                  feature_sizes=features.FEATURE_SIZES,
