@@ -14,9 +14,7 @@ side by side in one run, with:
       reader: it only reads and CRC-checks the bytes), iterated one record at
       a time as the goal states;
   (c') the same records batched (still no parsing), so Python's per-element
-      iteration cost does not flatter (a): the stricter floor;
-  and (a) again with skip_corrupt=True, which reads shards in chunks with
-      byte bookkeeping (see readers.py) and so is slower.
+      iteration cost does not flatter (a): the stricter floor.
 
 A second table does the same for video-level records (`--num_video_level`
 records of 1024 + 128 floats), where records are small and batching pays.
@@ -217,7 +215,6 @@ def main(argv):
               f"{time.perf_counter() - start:.1f} s")
         pattern = os.path.join(work_dir, "bench-*.tfrecord")
         reader = readers.YT8MFrameFeatureReader()
-        skipping_reader = readers.YT8MFrameFeatureReader(skip_corrupt=True)
         contenders = [
             ("(a) ours: YT8MFrameFeatureReader (batch parse)",
              lambda: reader.dataset(pattern, FLAGS.batch_size)),
@@ -227,9 +224,6 @@ def main(argv):
              lambda: _raw_dataset(files)),
             ("(c') raw TFRecordDataset, batched, no parsing",
              lambda: _raw_dataset(files, FLAGS.batch_size)),
-            ("(a) ours with skip_corrupt=True (shard bookkeeping per 16 "
-             "records)",
-             lambda: skipping_reader.dataset(pattern, FLAGS.batch_size)),
         ]
         _compare(contenders, FLAGS.num_videos,
                  f"Frame-level reading, {FLAGS.num_videos} videos x "
@@ -261,17 +255,14 @@ def main(argv):
 
 
 def _compare(contenders, num_records, title):
-    """Times the contenders and prints the markdown table and the goals.
-
-    The first four must be (a), (b), (c), (c'); more rows may follow.
-    """
+    """Times (a), (b), (c) and prints the markdown table and the goals."""
     rates, cpu_ms = {}, {}
     for name, make in contenders:
         rate, cpu, records = _time_reader(
             lambda: _with_cores(make(), FLAGS.cores), FLAGS.repeats)
         assert records == num_records, (name, records)
         rates[name], cpu_ms[name] = rate, cpu
-    ours, starter, raw, raw_batched = list(rates.values())[:4]
+    ours, starter, raw, raw_batched = rates.values()
     print()
     print(f"{title}, {FLAGS.cores} cores, best of {FLAGS.repeats} passes")
     print()

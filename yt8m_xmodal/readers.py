@@ -16,11 +16,11 @@ an int64 `tf.RaggedTensor` [B, None] of class indices.
 The pipeline, and why it is shaped this way:
 
     file names (shuffled per epoch when training)
-      -> parallel interleave of one TFRecordDataset per shard, each record
-         tagged with (file, record index) so errors can name it, and each
-         shard checked whole (see corrupt_shard below)
-      -> training: seeded record shuffle, batch
-         evaluation: batch in order
+      -> parallel interleave of one TFRecordDataset per shard, read in chunks
+         of 16 records tagged with (file, record index) so errors can name
+         them, and checked whole (see corrupt_shard below)
+      -> training: unbatch, seeded record shuffle, batch
+         evaluation: rebatch the chunks in order
       -> one vectorized parse per batch (`tf.io.parse_sequence_example` /
          `tf.io.parse_example`, one `decode_raw` over all frames, and the
          dequantization fused by XLA into one pass)
@@ -31,12 +31,8 @@ dominates for small video-level records. A 300-frame record is ~350 KB, and
 there the cost is per byte (parse, decode_raw, dequantize): the dequantization
 is one XLA-fused pass, but measured per example the batch parse is about as
 costly as the starter code's per-record parse (bench/bench_reader.py has the
-figures). So the default pipeline does no per-record work besides reading:
-the tagging is a `zip` (no function call per record), and each serialized
-record is copied once, into its batch. (The chunked bookkeeping that skipping
-mode needs costs about the same CPU per record but runs serially, which held
-the default reader to ~0.75x of this pipeline's rate.) Evaluation order is
-deterministic; training order is deterministic too when a seed is given.
+figures). Evaluation order is deterministic; training order is deterministic
+too when a seed is given.
 
 Bad input and how it surfaces
 -----------------------------
@@ -44,7 +40,8 @@ The batch parse uses lenient specs (missing lists parse as empty, float
 vectors as ragged), so one bad record cannot make the parse op fail for the
 whole batch. Each record is then checked in the graph and given a reason:
 
-    corrupt_shard          a shard is truncated or fails its CRC (see below)
+    corrupt_shard          a shard is truncated or fails its CRC: the bytes its
+                           readable records cover fall short of the file size
     zero_frames            a frame-level record with no frames in either view
     missing_feature_list   one view has no frames although the other has some
                            (the list is absent or empty; both leave the view
@@ -63,22 +60,6 @@ counted in `reader.skip_counts` (a dict reason -> count; `reader.skipped`
 keeps the first descriptions, and each skip is logged). The checks run on every
 record; only a batch that has a bad record calls back into Python.
 
-Damaged shards cost almost nothing until they are met. With
-`skip_corrupt=False`, TFRecordDataset's own length and CRC checks raise a
-DataLossError that names only a byte offset; `iterate` then finds the shard,
-among the files of the datasets built in this process, by walking the record
-framing of each up to that offset (`_find_damaged_shards`). A cut inside a
-record's 12-byte header is the one damage TFRecordDataset passes over quietly
-(it ends the shard there), so after its last record each shard's framing is
-walked once per process (one 8-byte read per record, `_framing_end`; cheap on
-local disks, one small request per record on remote file systems) to check
-that it ends at the end of the file. With `skip_corrupt=True` the reader must keep
-the records before the damage and count the shard, so it reads each shard with
-`ignore_errors` and checks at its end that the framed sizes of the records
-read add up to the file size: one bookkeeping call per 16 records, and two
-more copies of each record (chunking, rebatching), so skipping mode reads
-more slowly than the default.
-
 Errors raised inside tf.data reach Python as `tf.errors.OpError` from the
 iterator. `iterate(dataset)` (and `reader.batches(...)`) wraps any iterable of
 batches (a plain dataset or a `strategy.experimental_distribute_dataset`) and
@@ -95,7 +76,6 @@ Example:
 """
 
 import re
-import struct
 
 from absl import logging
 import numpy as np
@@ -107,7 +87,6 @@ from yt8m_xmodal.errors import DataError, FlagError
 # Every TFRecord is framed as: uint64 length, uint32 CRC of the length, the
 # data, uint32 CRC of the data (tensorflow/core/lib/io/record_writer.cc).
 TFRECORD_FRAMING_BYTES = 16
-_TFRECORD_HEADER_BYTES = 12  # the length and its CRC
 
 SKIP_REASONS = (
     "corrupt_shard",
@@ -128,17 +107,8 @@ DEFAULT_SHUFFLE_BUFFER = 512
 # A frame-level record of 300 frames is about 350 KB; reading a few of them per
 # call keeps the file reads large.
 _READ_BUFFER_BYTES = 4 << 20
-# Records per chunk of a shard's bookkeeping in skipping mode (see
-# _checked_shard_records), and of video-level shards in the default mode.
+# Records per chunk of a shard's bookkeeping (see _shard_records).
 _SHARD_CHUNK = 16
-# TFRecordDataset's DataLossError names only the byte offset of the record
-# (tensorflow/core/lib/io/record_reader.cc).
-_DATA_LOSS = re.compile(r"(corrupted|truncated) record at (\d+)")
-# Every file a reader's dataset reads in this process (an ordered set), where
-# `as_data_error` looks for the shard a DataLossError came from.
-_DATASET_FILES = {}
-# (path, size, mtime) -> where the record framing of the file ends.
-_FRAMING_ENDS = {}
 
 _ERROR_MARKER = "[yt8m_xmodal.DataError] "
 _MARKED_ERROR = re.compile(re.escape(_ERROR_MARKER) + r"([^\n]*)")
@@ -215,9 +185,6 @@ def _data_error_from_text(message):
     marked = _MARKED_ERROR.search(message)
     if marked:
         return DataError(marked.group(1))
-    data_loss = _DATA_LOSS.search(message)
-    if data_loss:
-        return _damaged_shard_error(data_loss.group(0), int(data_loss.group(2)))
     # Drop TF's "{{function_node ...}}" and "[[{{node ...}}]]" tags, the
     # tf.data transformation prefix and the op trailer.
     detail = re.sub(r"\s*\[\[\{\{node [^}]*\}\}\]\]", "", message)
@@ -231,109 +198,14 @@ def _data_error_from_text(message):
     return DataError(f"the input pipeline failed: {detail}")
 
 
-def _damaged_shard_error(detail, offset):
-    shards = _find_damaged_shards(offset)
-    hint = (" (pass skip_corrupt=True to keep the records before the damage "
-            "and count such shards)")
-    if not shards:
-        return DataError(f"a shard is truncated or corrupt: TF reports "
-                         f"'{detail}' but no file read in this process has a "
-                         f"record there{hint}")
-    named = "; ".join(f"shard {path} is truncated or corrupt: its record "
-                      f"{index} cannot be read ({detail})"
-                      for path, index in shards)
-    return DataError(named + hint)
-
-
-def _find_damaged_shards(offset):
-    """[(path, record index)] of the read files that fail at byte `offset`.
-
-    Called only after TFRecordDataset reported a DataLossError at `offset`.
-    A candidate is a file whose record framing, walked from the start by
-    reading the 8-byte lengths, has a record starting at `offset` or its data
-    there (the damaged record itself is not trusted beyond its start). Shards written alike can
-    share that offset; then each candidate is read up to that record with
-    TFRecordDataset, which checks the CRCs, to keep the ones that fail.
-    """
-    candidates = []
-    for path in list(_DATASET_FILES):
-        # The offset is the record's start when its length header fails, and
-        # the start of its data (after the header) when the data does.
-        for start in (offset, offset - _TFRECORD_HEADER_BYTES):
-            index = _record_index_at(path, start)
-            if index is not None:
-                candidates.append((path, index))
-                break
-    if len(candidates) <= 1:
-        return candidates
-    return [(path, index) for path, index in candidates
-            if _fails_reading(path, index)]
-
-
-def _walk_framing(path, stop_at=None):
-    """(records, end byte) of the framing of `path`, read length by length.
-
-    Stops at the first record starting at or past `stop_at`, or where a
-    length header is cut short or points past the end of the file (the end
-    byte is then that record's start).
-    """
-    size = tf.io.gfile.stat(path).length
-    position, records = 0, 0
-    with tf.io.gfile.GFile(path, "rb") as f:
-        while position < size and (stop_at is None or position < stop_at):
-            f.seek(position)
-            header = f.read(8)
-            if len(header) < 8:
-                break
-            (length,) = struct.unpack("<Q", header)
-            end = position + length + TFRECORD_FRAMING_BYTES
-            if end > size:
-                break
-            position, records = end, records + 1
-    return records, position
-
-
-def _record_index_at(path, offset):
-    """The index of the record of `path` that starts at byte `offset`."""
-    try:
-        if offset >= tf.io.gfile.stat(path).length:
-            return None
-        records, position = _walk_framing(path, stop_at=offset)
-    except (tf.errors.OpError, OSError):
-        return None
-    return records if position == offset else None
-
-
-def _fails_reading(path, num_records):
-    """Whether TFRecordDataset fails within the first num_records + 1."""
-    try:
-        for _ in tf.data.TFRecordDataset(path).take(num_records + 1):
-            pass
-    except tf.errors.DataLossError:
-        return True
-    return False
-
-
-def _framing_end(path):
-    """(records, end byte, file size) of `path`, walked once per process."""
-    stat = tf.io.gfile.stat(path)
-    key = (path, stat.length, stat.mtime_nsec)
-    if key not in _FRAMING_ENDS:
-        _FRAMING_ENDS[key] = _walk_framing(path) + (stat.length,)
-    return _FRAMING_ENDS[key]
-
-
 class _BaseReader:
     """The file handling, batching and bad-record bookkeeping of both levels.
 
     Subclasses implement `_parse_batch(names, serialized) -> (batch, reasons,
     evidence)`: the batch dict (labels still ragged under "_labels"), a reason
     code per record (0 = good) and per-record integers `_describe` turns into
-    the error text, and may set `_records_per_chunk`, the records per
-    interleaved element in the default mode (see `_shard_records`).
+    the error text.
     """
-
-    _records_per_chunk = 1
 
     def __init__(self, feature_names, feature_sizes, num_classes,
                  ragged_labels, skip_corrupt):
@@ -373,7 +245,6 @@ class _BaseReader:
             raise FlagError(f"--batch_size={batch_size} must be positive")
         batch_size = int(batch_size)
         files = resolve_files(data_pattern)
-        _DATASET_FILES.update(dict.fromkeys(files))
         sizes = [tf.io.gfile.stat(f).length for f in files]
         deterministic = not shuffle or seed is not None
 
@@ -384,28 +255,22 @@ class _BaseReader:
                                     reshuffle_each_iteration=True)
         shards = shards.repeat(num_epochs)
         records = shards.interleave(
-            (self._checked_shard_records if self.skip_corrupt
-             else self._shard_records),
+            self._shard_records,
             cycle_length=min(len(files), num_parallel_reads or 8),
             block_length=1,
             num_parallel_calls=num_parallel_reads or tf.data.AUTOTUNE,
             deterministic=deterministic)
-        chunked = self.skip_corrupt or self._records_per_chunk > 1
-        if chunked and shuffle:
-            records = records.unbatch()
         # Skipping can shrink a batch, so it is refilled after the parse.
         drop_before_parse = drop_remainder and not self.skip_corrupt
         if shuffle:
-            records = records.shuffle(
+            records = records.unbatch().shuffle(
                 shuffle_buffer_size or DEFAULT_SHUFFLE_BUFFER, seed=seed,
                 reshuffle_each_iteration=True)
             batches = records.batch(batch_size, drop_remainder=drop_before_parse)
-        elif chunked:
+        else:
             # One copy of the chunks into batches, not two (unbatch, batch).
             batches = records.rebatch(batch_size,
                                       drop_remainder=drop_before_parse)
-        else:
-            batches = records.batch(batch_size, drop_remainder=drop_before_parse)
         batches = batches.map(self._parse_and_check,
                               num_parallel_calls=tf.data.AUTOTUNE,
                               deterministic=deterministic)
@@ -418,54 +283,8 @@ class _BaseReader:
         return iterate(self.dataset(data_pattern, batch_size, **kwargs))
 
     def _shard_records(self, path, size):
-        """(path, record index, serialized record) of the records of a shard.
-
-        One record per element when `_records_per_chunk` is 1: a `zip`, so
-        tagging a record costs no function call and the record is copied
-        only into its batch. Small records come in chunks of
-        `_records_per_chunk` ([k] tensors, one function call per chunk),
-        since there the per-element cost of the interleave dominates.
-        A damaged record fails with TFRecordDataset's DataLossError (see
-        `as_data_error`); the framing check after the last record catches the
-        one cut it passes over quietly, inside a length header.
-        """
-        records = tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER_BYTES)
-        per_chunk = self._records_per_chunk
-        if per_chunk == 1:
-            records = tf.data.Dataset.zip((
-                tf.data.Dataset.from_tensors(path).repeat(),
-                tf.data.Dataset.counter(), records))
-            end = (path, tf.constant(-1, tf.int64), tf.constant(""))
-        else:
-            def tag(chunk_index, chunk):
-                count = tf.size(chunk, out_type=tf.int64)
-                return (tf.fill([count], path),
-                        chunk_index * per_chunk + tf.range(count), chunk)
-            records = tf.data.Dataset.zip((
-                tf.data.Dataset.counter(), records.batch(per_chunk))).map(tag)
-            end = (tf.fill([0], path), tf.zeros([0], tf.int64),
-                   tf.zeros([0], tf.string))
-        framing_check = tf.data.Dataset.from_tensors((path, size)).map(
-            self._check_framing).filter(lambda _: False)
-        return records.concatenate(framing_check.map(lambda _: end))
-
-    def _check_framing(self, path, size):
-        def check(path):
-            path = path.numpy().decode()
-            records, end, size = _framing_end(path)
-            if end != size:
-                self._fail_or_count(
-                    "corrupt_shard",
-                    f"shard {path} is truncated or corrupt: its record "
-                    f"{records} (at byte {end}) is cut short; the readable "
-                    f"records cover {end} of its {size} bytes")
-            return True
-        return tf.py_function(check, [path], tf.bool)
-
-    def _checked_shard_records(self, path, size):
         """Chunks of (path, record index, serialized record) of one shard.
 
-        For skipping mode (the default mode uses `_shard_records`).
         `ignore_errors` ends the shard at the first unreadable record; the sum
         of the framed sizes of the records read, compared with the file size
         at an empty end chunk, tells whether anything was lost. Working in
@@ -726,10 +545,6 @@ class YT8MAggregatedFeatureReader(_BaseReader):
     >>> reader = YT8MAggregatedFeatureReader()
     >>> for batch in reader.batches("validate*.tfrecord", 1024): ...
     """
-
-    # Video-level records are ~5 KB: one element per record through the
-    # interleave costs more than parsing them (bench/bench_reader.py).
-    _records_per_chunk = _SHARD_CHUNK
 
     def __init__(self, feature_names=features.VIDEO_FEATURE_NAMES,
                  feature_sizes=features.FEATURE_SIZES,
