@@ -20,6 +20,12 @@ that are all padding, and from 10x larger matrix products per step; the
 sequential depth pays off mostly on accelerators, where a 300-step loop of
 small kernels is latency-bound.
 
+`--input_projection_units` adds rows for the chunk models with a per-frame
+linear projection before the recurrence (ChunkRecurrentEncoder), which cuts
+the input-side work; a tiny projection (e.g. 8) shows the ceiling that the
+recurrence itself (same rnn_units as the LSTM) and the per-frame
+normalization leave on this machine.
+
 Uses `yt8m_xmodal.losses.get_loss("dcca")` when that module is importable,
 else a stand-in loss (named in the output). The rounds alternate between
 models so that load from other processes on a shared CPU hits all of them
