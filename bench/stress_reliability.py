@@ -36,7 +36,7 @@ import collections
 import glob
 import json
 import os
-import random
+import re
 import select
 import shutil
 import signal
@@ -486,6 +486,8 @@ class WorkerPool:
 # --- scenarios -----------------------------------------------------------------
 
 Row = collections.namedtuple("Row", "scenario cases outcome ok")
+# train.py's log line for a step (after absl's prefix).
+_LOGGED_STEP = re.compile(r"\bstep (\d+): loss")
 
 
 def train_tiny_model(data_dir, train_dir):
@@ -584,9 +586,10 @@ def checkpoint_steps(train_dir):
     return [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths]
 
 
-def kill_at(cmd, train_dir, moment, rng, deadline_s=240):
+def kill_at(cmd, train_dir, moment, rng, interval, deadline_s=240):
     """Starts training and SIGKILLs it at `moment`; returns (killed, last
-    logged step)."""
+    logged step). The checkpoint moments wait for the second checkpoint, so
+    the kill lands in the middle of a run."""
     proc = subprocess.Popen([sys.executable, *cmd], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
     os.set_blocking(proc.stderr.fileno(), False)
@@ -602,9 +605,8 @@ def kill_at(cmd, train_dir, moment, rng, deadline_s=240):
             chunk = None
         if chunk:
             buffer += chunk
-            for line in buffer.splitlines():
-                if line.startswith("step ") and ": loss" in line:
-                    last_step = int(line.split()[1].rstrip(":"))
+            for match in _LOGGED_STEP.finditer(buffer):
+                last_step = max(last_step, int(match.group(1)))
         names = set(os.listdir(train_dir)) if os.path.isdir(train_dir) else set()
         new = names - start_steps
         fire = False
@@ -614,12 +616,14 @@ def kill_at(cmd, train_dir, moment, rng, deadline_s=240):
         elif moment == "first_step":
             fire = last_step >= 1
         elif moment == "checkpoint_writing":
-            fire = any("_temp" in n for n in names)
+            fire = last_step > interval and any("_temp" in n for n in names)
         elif moment == "checkpoint_index":
-            fire = any(n.endswith(".index") for n in new)
+            fire = last_step > interval and any(
+                n.endswith(".index") and n != f"ckpt-{interval}.index"
+                for n in new)
         elif moment == "export_writing":
             export_dir = os.path.join(train_dir, "export")
-            fire = os.path.isdir(export_dir) and any(
+            fire = last_step > interval and os.path.isdir(export_dir) and any(
                 n.startswith(".tmp-") for n in os.listdir(export_dir))
         if fire:
             proc.send_signal(signal.SIGKILL)
@@ -651,7 +655,7 @@ def kill_and_resume(work, seed, kills=5):
                *train_args(data_dir, train_dir, max_steps, interval)]
         # Runs past the first checkpoint first for the moments that need one
         # to exist: the kill then lands in the middle of a run.
-        killed, last_step = kill_at(cmd, train_dir, moment, rng)
+        killed, last_step = kill_at(cmd, train_dir, moment, rng, interval)
         fired += killed
         try:
             json.loads(open(os.path.join(train_dir, "model_flags.json")).read())
@@ -788,7 +792,10 @@ def concurrent_eval(work):
          f"--train_dir={train_dir}",
          f"--eval_data_pattern={data_dir}/validate-*", "--top_k=1",
          "--poll_seconds=0.2", "--batch_size=8"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell that started this script in the background may have left
+        # SIGINT ignored, and Python keeps an ignored SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     trainer = _script("train.py", *train_args(data_dir, train_dir, max_steps, 1,
                                               "--keep_checkpoint_max=2"))
     time.sleep(5)  # lets the watcher finish the last checkpoint
