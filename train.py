@@ -34,6 +34,9 @@ flags.DEFINE_string("model", "ChunkAttentionModel",
                     "MeanPoolModel, or VideoLevelMlpModel (video level).")
 flags.DEFINE_integer("chunk_size", 30, "Frames per chunk.")
 flags.DEFINE_string("rnn_type", "gru", "Recurrent cell: gru, lstm, bigru, bilstm.")
+flags.DEFINE_integer("input_projection_units", 0,
+                     "Chunk models: project every frame to this size before "
+                     "the chunk recurrence (0: no projection).")
 flags.DEFINE_integer("rnn_units", 128, "Width of the recurrent layer.")
 flags.DEFINE_string("attention", "additive",
                     "Pooling over chunks: additive or multihead.")

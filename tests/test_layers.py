@@ -226,6 +226,9 @@ def test_attention_rejects_units_not_divisible_by_heads():
 # ProjectionHead, MaskedMeanPooling, FrameNormalization ---------------------
 
 def test_projection_head_matches_numpy_mlp_with_linear_output():
+    # Seeded weights: with unlucky ones all 15 outputs can be >= 0 and the
+    # linear-output check below would fail for no fault of the layer.
+    keras.utils.set_random_seed(6)
     rng = np.random.default_rng(6)
     inputs = rng.normal(size=(5, 4)).astype(np.float32)
     head = ProjectionHead(3, hidden_units=(7, 6))

@@ -468,6 +468,7 @@ def model_config_from_flags(f):
         "dropout": f.dropout, "max_frames": f.max_frames,
         "attention_units": f.attention_units,
         "num_hidden_layers": f.num_hidden_layers, "input_norm": f.input_norm,
+        "input_projection_units": f.input_projection_units,
     }
     if f.model not in models.MODELS:
         return candidates  # get_model names the bad --model
