@@ -1,7 +1,7 @@
 """Reliability sweep (issue 9): corrupt shards, kills, NaNs, concurrent eval,
 bad flags. Prints one summary table (the one in RELIABILITY.md).
 
-    python bench/stress_reliability.py                 # everything, ~10 min on 2 cores
+    python bench/stress_reliability.py                 # everything, ~6 min on 2 cores
     python bench/stress_reliability.py --only fuzz --mutants 120
 
 Scenarios:
@@ -907,7 +907,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--only", default="fuzz,kill,nonfinite,concurrent,flags")
-    parser.add_argument("--mutants", type=int, default=150,
+    parser.add_argument("--mutants", type=int, default=120,
                         help="mutants per level (frame, video)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=60.0,
