@@ -72,7 +72,6 @@ UNNAMED = "error naming no file"
 def write_source_shards(out_dir, frame_features, seed=0):
     """A mutation source and a good companion shard; returns their paths."""
     import tensorflow as tf
-    from yt8m_xmodal import writers
     os.makedirs(out_dir, exist_ok=True)
     rng = np.random.default_rng(seed)
     level = "frame" if frame_features else "video"
@@ -756,7 +755,6 @@ def nonfinite(work):
     vdir = os.path.join(work, "nanvideo")
     os.makedirs(vdir, exist_ok=True)
     rng = np.random.default_rng(1)
-    from yt8m_xmodal import writers
     with tf.io.TFRecordWriter(f"{vdir}/train-0.tfrecord") as w:
         for i in range(70):
             ex = make_record(rng, f"v{i}", False)

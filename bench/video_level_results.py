@@ -31,7 +31,6 @@ the towers read records.
 """
 
 import argparse
-import copy
 import dataclasses
 import json
 import logging
@@ -44,7 +43,6 @@ import numpy as np
 import tensorflow as tf
 
 from yt8m_xmodal import config as config_lib
-from yt8m_xmodal import evaluation
 from yt8m_xmodal import features
 from yt8m_xmodal import metrics
 from yt8m_xmodal import readers

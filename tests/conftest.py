@@ -82,3 +82,17 @@ def trained_dir(tiny_frame_data, tmp_path_factory):
         batch_size=32, num_epochs=5, max_steps=4, export_model_steps=2, seed=3)
     training.train(cfg)
     return train_dir
+
+
+def checkpoint_embeddings(train_dir, data_pattern, batch_size):
+    """Subspace embeddings of a data set with train_dir's latest checkpoint,
+    read through the project's reader (the path eval.py takes)."""
+    from yt8m_xmodal import evaluation
+    from yt8m_xmodal import readers
+    flags, model, subspace, _ = evaluation.load_model(str(train_dir))
+    data = flags.data
+    reader = readers.get_reader(data.frame_features, data.feature_names,
+                                data.feature_sizes, data.max_frames,
+                                data.num_classes)
+    return evaluation.embed_dataset(
+        model, reader.batches(data_pattern, batch_size), subspace=subspace)

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT, TINY_FEATURE_SIZES
+from conftest import REPO_ROOT, TINY_FEATURE_SIZES, checkpoint_embeddings
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
-from yt8m_xmodal import readers
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import DataError, FlagError
 
@@ -53,12 +52,8 @@ def test_run_once_writes_metrics_json_and_tensorboard(trained_dir, tiny_frame_da
 def test_eval_metrics_agree_with_brute_force(trained_dir, tiny_frame_data):
     result = evaluation.evaluate_checkpoint(
         str(trained_dir), f"{tiny_frame_data}/validate-*", (1, 5, 10))
-    flags, model, subspace, step = evaluation.load_model(str(trained_dir))
-    reader = readers.get_reader(True, flags.data.feature_names,
-                                flags.data.feature_sizes, 40, 4)
-    emb = evaluation.embed_dataset(
-        model, reader.batches(f"{tiny_frame_data}/validate-*", 7),
-        subspace=subspace)
+    emb = checkpoint_embeddings(trained_dir, f"{tiny_frame_data}/validate-*",
+                                batch_size=7)
     ranks = brute_force_ranks(emb.audio, emb.video)
     a2v = result["audio_to_video"]
     assert a2v["recall@5"] == pytest.approx(np.mean(ranks <= 5))

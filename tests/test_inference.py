@@ -7,10 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
-from yt8m_xmodal import evaluation
+from conftest import REPO_ROOT, checkpoint_embeddings
 from yt8m_xmodal import metrics
-from yt8m_xmodal import readers
 
 
 def run_inference(*args):
@@ -51,12 +49,8 @@ def test_savedmodel_embeddings_equal_checkpoint_embeddings(
         inference_outputs, trained_dir, tiny_frame_data):
     """The serving SavedModel and the checkpoint + reader path agree."""
     npz = np.load(inference_outputs / "emb.npz")
-    flags, model, subspace, _ = evaluation.load_model(str(trained_dir))
-    reader = readers.get_reader(True, flags.data.feature_names,
-                                flags.data.feature_sizes, 40, 4)
-    emb = evaluation.embed_dataset(
-        model, reader.batches(f"{tiny_frame_data}/validate-*", 5),
-        subspace=subspace)
+    emb = checkpoint_embeddings(trained_dir, f"{tiny_frame_data}/validate-*",
+                                batch_size=5)
     order = {video_id: i for i, video_id in enumerate(emb.ids)}
     rows = [order[i] for i in npz["ids"]]
     np.testing.assert_allclose(npz["audio"], emb.audio[rows], atol=1e-5)

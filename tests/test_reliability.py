@@ -14,7 +14,6 @@ import collections
 import contextlib
 import faulthandler
 import json
-import os
 import subprocess
 import sys
 

@@ -14,7 +14,6 @@ import tensorflow as tf
 from conftest import REPO_ROOT, TINY_FEATURE_SIZES
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
-from yt8m_xmodal import export
 from yt8m_xmodal import models
 from yt8m_xmodal import training
 from yt8m_xmodal.errors import FlagError

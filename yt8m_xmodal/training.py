@@ -22,7 +22,6 @@ epoch's order and skips the batches already consumed.
 """
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
