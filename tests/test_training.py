@@ -198,6 +198,21 @@ def test_nonfinite_steps_can_be_skipped_and_counted(tiny_frame_data, tmp_path):
     assert not all(np.array_equal(a, b) for a, b in zip(before, weights_of(trainer.model)))
 
 
+def test_diverged_model_never_replaces_the_last_good_checkpoint(
+        tiny_frame_data, tmp_path):
+    cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
+                      max_steps=2, export_model_steps=2)
+    training.train(cfg)
+    good = tf.train.latest_checkpoint(cfg.train_dir)
+    trainer = training.Trainer(cfg)
+    # Finite weights whose embeddings overflow float32, as after a huge step.
+    for w in trainer.model.trainable_weights:
+        w.assign(w * 1e30)
+    with pytest.raises(training.NonFiniteStepError, match="no checkpoint"):
+        trainer.checkpoint_and_export()
+    assert tf.train.latest_checkpoint(cfg.train_dir) == good
+
+
 def test_huge_learning_rate_stops_cleanly(tiny_frame_data, tmp_path):
     cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
                       max_steps=20, num_epochs=10, optimizer="sgd",

@@ -351,7 +351,7 @@ class Trainer:
         for batch in self.ordered_batches(self.cfg.train_data_pattern):
             out = call(batch)
             self.subspace.update_state(out["video"], out["audio"])
-        self.subspace.fit()
+        return self.subspace.fit().numpy()
 
     def validate(self):
         if not self.cfg.validate_data_pattern:
@@ -366,7 +366,15 @@ class Trainer:
 
     def checkpoint_and_export(self):
         """Fits the subspace, saves a checkpoint, exports, validates."""
-        self.fit_subspace()
+        if not np.all(np.isfinite(self.fit_subspace())):
+            # A finite but huge update can still make the embeddings overflow;
+            # such a model must not replace the last good checkpoint.
+            raise NonFiniteStepError(
+                f"step {int(self.step.numpy())}: the training-set embeddings "
+                "are not finite (the model diverged); no checkpoint was "
+                f"written and the last good one ({self.manager.latest_checkpoint})"
+                " is kept. Lower --base_learning_rate or set "
+                "--clip_gradient_norm")
         path = self.manager.save(checkpoint_number=self.step)
         export_dir = None
         if self.chief:
