@@ -135,15 +135,12 @@ def test_video_level_record_that_is_not_a_protobuf(tmp_path):
         assert "\\x86" not in str(raised.value) and "\n" not in str(raised.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "TF's batched parse_example names no record when one is not a protobuf; "
-    "parse_sequence_example does (see RELIABILITY.md)"))
 def test_video_level_record_that_is_not_a_protobuf_names_its_file(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "garbage.tfrecord"
     _framed(path, [stress.make_record(rng, "v0", False).SerializeToString(),
                    b"\x86\xff\x12\x99\x01\x02"])
-    with pytest.raises(DataError, match=str(path)):
+    with pytest.raises(DataError, match=f"record {path}:1 is not a"):
         list(stress._reader(False, False).batches(str(path), 2))
 
 
@@ -173,10 +170,9 @@ def _run(script, *args, timeout=300):
 
 def test_train_script_with_huge_learning_rate(tiny_frame_data, tmp_path):
     """From the command line: one error line and exit 1, no traceback; the
-    last checkpoint is readable and its weights are finite (no NaN update was
-    applied). The bench has eval.py score the last good checkpoint: here the
-    only checkpoints come after a huge but finite update, whose embeddings
-    overflow, so their CCA subspace is NaN."""
+    checkpoints left are readable and finite (no NaN update was applied, and
+    a model whose embeddings overflow after a huge but finite update is not
+    saved)."""
     train_dir = tmp_path / "run"
     out = _run("train.py", *stress.train_args(
         tiny_frame_data, train_dir, 10, 1, "--base_learning_rate=1e30",
@@ -184,11 +180,17 @@ def test_train_script_with_huge_learning_rate(tiny_frame_data, tmp_path):
     assert stress.one_line_error(out, "train.py", "not finite"), out.stderr[-3000:]
     assert out.returncode == 1
     steps = stress.checkpoint_steps(str(train_dir))
-    assert steps and max(steps) < 10
+    assert not steps or max(steps) < 10
     json.loads((train_dir / "model_flags.json").read_text())
-    _, model, subspace, step = evaluation.load_model(str(train_dir))
-    assert step == max(steps)
-    assert all(np.all(np.isfinite(w.numpy())) for w in model.weights)
+    # A diverged model never becomes a checkpoint (usually the first huge
+    # update already overflows, so there is none): whatever is left has
+    # finite weights and a finite subspace.
+    for step in steps:
+        _, model, subspace, restored = evaluation.load_model(
+            str(train_dir), str(train_dir / f"ckpt-{step}"))
+        assert restored == step
+        assert all(np.all(np.isfinite(w.numpy()))
+                   for w in model.weights + subspace.weights)
 
 
 def test_train_script_feature_sizes_that_disagree_with_the_records(

@@ -270,7 +270,7 @@ def evaluate_checkpoint(train_dir, eval_data_pattern, top_k, checkpoint_path=Non
         skip_corrupt=skip_corrupt)
     dataset = reader.dataset(eval_data_pattern, batch_size=batch_size,
                              shuffle=False, num_epochs=1)
-    emb = embed_dataset(model, readers.iterate(dataset),
+    emb = embed_dataset(model, readers.iterate(dataset, eval_data_pattern),
                         subspace=subspace if use_subspace else None)
     result = score(emb, top_k)
     return {"step": step, **result}

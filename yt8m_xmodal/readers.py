@@ -78,6 +78,7 @@ Example:
 import re
 
 from absl import logging
+from google.protobuf import message
 import numpy as np
 import tensorflow as tf
 
@@ -111,6 +112,8 @@ _READ_BUFFER_BYTES = 4 << 20
 _SHARD_CHUNK = 16
 
 _ERROR_MARKER = "[yt8m_xmodal.DataError] "
+# How a DataError starts when TF's error names no record.
+_UNNAMED_FAILURE = "the input pipeline failed: "
 _MARKED_ERROR = re.compile(re.escape(_ERROR_MARKER) + r"([^\n]*)")
 # How TF's parse ops name the record they failed on (we pass file:index as
 # the example name).
@@ -146,12 +149,16 @@ def resolve_files(data_pattern):
     return files
 
 
-def iterate(batches):
+def iterate(batches, data_pattern=None):
     """Yields from `batches`, turning input-pipeline failures into DataError.
 
     Args:
       batches: any iterable of batches: a `tf.data.Dataset`, a distributed
         dataset, or an iterator over either.
+      data_pattern: the files the batches come from. When TF's error names no
+        record (a video-level record that is not a protobuf: the batched
+        `parse_example` does not say which), the files are scanned for it so
+        the error can name the file and record.
 
     Raises:
       DataError: naming the file and record, for any `tf.errors.OpError` the
@@ -164,14 +171,35 @@ def iterate(batches):
         except StopIteration:
             return
         except tf.errors.OpError as error:
-            raise as_data_error(error) from None
+            raise _named(as_data_error(error), data_pattern) from None
         except UnicodeDecodeError as error:
             # TF quotes the bytes of a record it cannot parse in its error
             # message, and fails to decode that message when they are not
             # UTF-8; the message itself is in `error.object`.
-            raise _data_error_from_text(
-                error.object.decode("utf-8", errors="replace")) from None
+            raise _named(_data_error_from_text(
+                error.object.decode("utf-8", errors="replace")),
+                data_pattern) from None
         yield batch
+
+
+def _named(error, data_pattern):
+    """`error`, or one naming the unparseable record it failed on."""
+    if data_pattern is None or not str(error).startswith(_UNNAMED_FAILURE):
+        return error
+    for path in resolve_files(data_pattern):
+        try:
+            for index, record in enumerate(
+                    tf.data.TFRecordDataset(path).as_numpy_iterator()):
+                try:
+                    # Every Example is also a valid SequenceExample message.
+                    tf.train.SequenceExample.FromString(record)
+                except message.DecodeError:
+                    return DataError(
+                        f"record {path}:{index} is not a tf.train.Example or "
+                        f"SequenceExample protobuf ({error})")
+        except tf.errors.OpError:
+            continue  # a damaged shard is reported by its own check
+    return error
 
 
 def as_data_error(error):
@@ -195,7 +223,7 @@ def _data_error_from_text(message):
     named = _TF_RECORD_NAME.search(message)
     if named:
         return DataError(f"record {named.group(1)} cannot be read: {detail}")
-    return DataError(f"the input pipeline failed: {detail}")
+    return DataError(f"{_UNNAMED_FAILURE}{detail}")
 
 
 class _BaseReader:
@@ -280,7 +308,8 @@ class _BaseReader:
 
     def batches(self, data_pattern, batch_size, **kwargs):
         """`iterate(self.dataset(...))`: batches, with errors as DataError."""
-        return iterate(self.dataset(data_pattern, batch_size, **kwargs))
+        return iterate(self.dataset(data_pattern, batch_size, **kwargs),
+                       data_pattern)
 
     def _shard_records(self, path, size):
         """Chunks of (path, record index, serialized record) of one shard.

@@ -340,7 +340,7 @@ class Trainer:
         """Every example once, in file order (subspace fit, validation)."""
         ds = self.reader.dataset(pattern, batch_size=self.cfg.batch_size,
                                  shuffle=False, num_epochs=1)
-        return readers.iterate(ds)
+        return readers.iterate(ds, pattern)
 
     # -- export ---------------------------------------------------------------------
 
@@ -404,7 +404,7 @@ class Trainer:
                 break
             got_batch = False
             batches = self.epoch_dataset(epoch, int(self.batch_in_epoch.numpy()))
-            for batch in readers.iterate(batches):
+            for batch in readers.iterate(batches, cfg.train_data_pattern):
                 got_batch = True
                 report, applied = self.train_step(batch)
                 self.batch_in_epoch.assign_add(1)
