@@ -55,6 +55,14 @@ class _Tower(keras.Model):
             hidden_units=(self.hidden_units,) * self.num_hidden_layers,
             dropout=self.dropout, name="projection_head")
 
+    def build(self, input_shape):
+        """Weights of towers that pool (or take) one vector per video; towers
+        with more layers between normalization and head override this."""
+        _check_input_size(self, input_shape)
+        self.normalization.build(input_shape)
+        self.head.build((None, self.input_size))
+        self.built = True
+
     def compute_mask(self, inputs, previous_mask=None):
         return None
 
@@ -292,12 +300,6 @@ class MeanPoolTower(_Tower):
                          input_norm=input_norm, **kwargs)
         self.pooling = MaskedMeanPooling(name="frame_pooling")
 
-    def build(self, input_shape):
-        _check_input_size(self, input_shape)
-        self.normalization.build(input_shape)
-        self.head.build((None, self.input_size))
-        self.built = True
-
     def call(self, inputs, mask=None, training=None):
         frames = self.normalization(inputs, mask=mask)
         return self.head(self.pooling(frames, mask=mask), training=training)
@@ -320,12 +322,6 @@ class VideoLevelMlpTower(_Tower):
     >>> VideoLevelMlpTower(128, embedding_dim=16)(tf.ones([2, 128])).shape
     TensorShape([2, 16])
     """
-
-    def build(self, input_shape):
-        _check_input_size(self, input_shape)
-        self.normalization.build(input_shape)
-        self.head.build((None, self.input_size))
-        self.built = True
 
     def call(self, inputs, mask=None, training=None):
         return self.head(self.normalization(inputs), training=training)
