@@ -67,6 +67,18 @@ def _write_shards(out_dir, num_videos, num_frames, num_shards):
     return writer.paths
 
 
+def _per_record_pipeline(files, parse, batch_size):
+    """The starter code's pipeline shape: parse one record per map call."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(files).interleave(
+        tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
 def _starter_style_dataset(files, batch_size):
     """The starter code's frame-level reading, one record per map call."""
     import tensorflow as tf
@@ -106,12 +118,7 @@ def _starter_style_dataset(files, batch_size):
                 "audio": matrices[1], "num_frames": num_frames, "mask": mask,
                 "labels": tf.cast(labels, tf.float32)}
 
-    dataset = tf.data.Dataset.from_tensor_slices(files).interleave(
-        tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return _per_record_pipeline(files, parse, batch_size)
 
 
 def _write_video_level_shards(out_dir, num_videos, num_shards):
@@ -142,12 +149,7 @@ def _starter_style_video_dataset(files, batch_size):
                 "audio": parsed["mean_audio"],
                 "labels": tf.cast(labels, tf.float32)}
 
-    dataset = tf.data.Dataset.from_tensor_slices(files).interleave(
-        tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return _per_record_pipeline(files, parse, batch_size)
 
 
 def _raw_dataset(files, batch_size=None):
