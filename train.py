@@ -37,6 +37,9 @@ flags.DEFINE_string("rnn_type", "gru", "Recurrent cell: gru, lstm, bigru, bilstm
 flags.DEFINE_integer("input_projection_units", 0,
                      "Chunk models: project every frame to this size before "
                      "the chunk recurrence (0: no projection).")
+flags.DEFINE_integer("chunk_feedforward_units", 0,
+                     "Chunk models: a position-wise MLP of this width on the "
+                     "chunk summaries before pooling (0: none).")
 flags.DEFINE_integer("rnn_units", 128, "Width of the recurrent layer.")
 flags.DEFINE_string("attention", "additive",
                     "Pooling over chunks: additive or multihead.")

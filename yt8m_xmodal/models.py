@@ -182,6 +182,8 @@ class ChunkAttentionModel(_NamedModel):
         (data-dependent shapes: turn off for XLA).
       input_projection_units (0): 0, or P for a linear per-frame projection
         to P features before the chunk recurrence (see ChunkRecurrentEncoder).
+      chunk_feedforward_units (0): 0, or F for a position-wise MLP on the
+        chunk summaries before pooling (see ChunkAttentionTower).
     """
 
     def __init__(self, video_size=VIDEO_SIZE, audio_size=AUDIO_SIZE,
@@ -190,7 +192,8 @@ class ChunkAttentionModel(_NamedModel):
                  num_heads=4, position_encoding="learned",
                  max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
                  dropout=0.0, input_norm="l2", unroll=False,
-                 skip_empty_chunks=True, input_projection_units=0, **kwargs):
+                 skip_empty_chunks=True, input_projection_units=0,
+                 chunk_feedforward_units=0, **kwargs):
         self._init_towers(
             ChunkAttentionTower, video_size, audio_size, kwargs,
             embedding_dim=embedding_dim, chunk_size=chunk_size,
@@ -200,7 +203,8 @@ class ChunkAttentionModel(_NamedModel):
             hidden_units=hidden_units, num_hidden_layers=num_hidden_layers,
             dropout=dropout, input_norm=input_norm, unroll=unroll,
             skip_empty_chunks=skip_empty_chunks,
-            input_projection_units=input_projection_units)
+            input_projection_units=input_projection_units,
+            chunk_feedforward_units=chunk_feedforward_units)
 
 
 @keras.saving.register_keras_serializable(package="yt8m_xmodal")
@@ -216,7 +220,8 @@ class ChunkMeanModel(_NamedModel):
                  rnn_units=128, position_encoding="learned",
                  max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
                  dropout=0.0, input_norm="l2", unroll=False,
-                 skip_empty_chunks=True, input_projection_units=0, **kwargs):
+                 skip_empty_chunks=True, input_projection_units=0,
+                 chunk_feedforward_units=0, **kwargs):
         self._init_towers(
             ChunkAttentionTower, video_size, audio_size, kwargs,
             embedding_dim=embedding_dim, chunk_size=chunk_size,
@@ -225,7 +230,8 @@ class ChunkMeanModel(_NamedModel):
             hidden_units=hidden_units, num_hidden_layers=num_hidden_layers,
             dropout=dropout, input_norm=input_norm, unroll=unroll,
             skip_empty_chunks=skip_empty_chunks,
-            input_projection_units=input_projection_units)
+            input_projection_units=input_projection_units,
+            chunk_feedforward_units=chunk_feedforward_units)
         # "attention" is fixed, not a flag of this model.
         self._flag_config.pop("attention")
 
@@ -322,10 +328,9 @@ def check_config(config):
     for name in _POSITIVE:
         if name in config and int(config[name]) < 1:
             raise FlagError(f"--{name}={config[name]} must be >= 1")
-    if int(config.get("input_projection_units", 0)) < 0:
-        raise FlagError(f"--input_projection_units="
-                        f"{config['input_projection_units']} must be >= 0 "
-                        "(0: no projection)")
+    for name in ("input_projection_units", "chunk_feedforward_units"):
+        if int(config.get(name, 0)) < 0:
+            raise FlagError(f"--{name}={config[name]} must be >= 0 (0: off)")
     if int(config.get("num_hidden_layers", 0)) < 0:
         raise FlagError(f"--num_hidden_layers={config['num_hidden_layers']} "
                         "must be >= 0")

@@ -110,6 +110,14 @@ class ChunkAttentionTower(_Tower):
         of the normalized frames to P features before the chunk recurrence
         (see ChunkRecurrentEncoder): fewer parameters and fewer
         multiply-adds per 1024-d rgb frame.
+      chunk_feedforward_units: 0 (none) or F, a position-wise MLP (F hidden
+        ReLU units, F outputs) on every chunk summary after its position is
+        added, before pooling. Pooling is a weighted sum, so without it an
+        added position vector only shifts the pooled vector by a constant
+        and the pooled vector cannot tell which chunk said what; the MLP can
+        place each chunk's content in a position-dependent subspace, so one
+        pooled vector keeps the song's order (chunk 3 of the audio is
+        matched against chunk 3 of the video).
 
     Call arguments:
       inputs: float tensor [B, T, D].
@@ -130,7 +138,8 @@ class ChunkAttentionTower(_Tower):
                  attention_units=128, num_heads=4, position_encoding="learned",
                  max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
                  dropout=0.0, input_norm="l2", unroll=False,
-                 skip_empty_chunks=True, input_projection_units=0, **kwargs):
+                 skip_empty_chunks=True, input_projection_units=0,
+                 chunk_feedforward_units=0, **kwargs):
         super().__init__(input_size, embedding_dim=embedding_dim,
                          hidden_units=hidden_units,
                          num_hidden_layers=num_hidden_layers, dropout=dropout,
@@ -149,6 +158,7 @@ class ChunkAttentionTower(_Tower):
         self.unroll = bool(unroll)
         self.skip_empty_chunks = bool(skip_empty_chunks)
         self.input_projection_units = int(input_projection_units)
+        self.chunk_feedforward_units = int(chunk_feedforward_units)
         self.split = ChunkSplit(self.chunk_size, name="chunk_split")
         self.encoder = ChunkRecurrentEncoder(
             self.rnn_units, rnn_type=rnn_type, unroll=self.unroll,
@@ -161,6 +171,12 @@ class ChunkAttentionTower(_Tower):
             name="chunk_position")
         self.chunk_dropout = keras.layers.Dropout(self.dropout,
                                                   name="chunk_dropout")
+        self.feedforward = None
+        if self.chunk_feedforward_units:
+            units = self.chunk_feedforward_units
+            self.feedforward = ProjectionHead(
+                units, hidden_units=(units,), dropout=self.dropout,
+                name="chunk_feedforward")
         if attention == "mean":
             self.pooling = MaskedMeanPooling(name="chunk_pooling")
         else:
@@ -174,8 +190,12 @@ class ChunkAttentionTower(_Tower):
         self.encoder.build((None, None, self.chunk_size, self.input_size))
         summary_shape = (None, None, self.encoder.output_size)
         self.position.build(summary_shape)
+        if self.feedforward is not None:
+            self.feedforward.build(summary_shape)
+            summary_shape = self.feedforward.compute_output_shape(
+                summary_shape)
         self.pooling.build(summary_shape)
-        self.head.build((None, self.encoder.output_size))
+        self.head.build((None, summary_shape[-1]))
         self.built = True
 
     def call(self, inputs, mask=None, training=None, return_attention=False):
@@ -184,6 +204,8 @@ class ChunkAttentionTower(_Tower):
         summaries = self.encoder(chunks, mask=frame_mask, training=training)
         summaries = self.position(summaries)
         summaries = self.chunk_dropout(summaries, training=training)
+        if self.feedforward is not None:
+            summaries = self.feedforward(summaries, training=training)
         if self.attention == "mean":
             pooled = self.pooling(summaries, mask=chunk_mask)
             weights = masked_mean_weights(chunk_mask, pooled.dtype)
@@ -205,7 +227,8 @@ class ChunkAttentionTower(_Tower):
             "position_encoding": self.position_encoding,
             "max_frames": self.max_frames, "unroll": self.unroll,
             "skip_empty_chunks": self.skip_empty_chunks,
-            "input_projection_units": self.input_projection_units})
+            "input_projection_units": self.input_projection_units,
+            "chunk_feedforward_units": self.chunk_feedforward_units})
         return config
 
 

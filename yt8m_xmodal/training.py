@@ -109,6 +109,14 @@ class TrainResult:
     skipped_nonfinite_steps: int
     validation: dict = None
     export_dir: str = None
+    # Examples trained on in this run, and the seconds spent reading and
+    # stepping on them (wall_seconds less checkpoints, exports, validation).
+    examples: int = 0
+    step_seconds: float = 0.0
+
+    @property
+    def examples_per_second(self):
+        return self.examples / self.step_seconds if self.step_seconds else 0.0
 
 
 class NonFiniteStepError(RuntimeError):
@@ -394,6 +402,7 @@ class Trainer:
         validation, export_dir = None, None
         last_saved = int(self.step.numpy()) if self.manager.latest_checkpoint else -1
         window_start, window_examples = time.time(), 0
+        examples, export_seconds = 0, 0.0
         while True:
             epoch = int(self.epoch.numpy())
             # As in YT8M, whichever of --num_epochs and --max_steps comes
@@ -413,6 +422,7 @@ class Trainer:
                     continue
                 step = int(self.step.assign_add(1).numpy())
                 window_examples += cfg.batch_size
+                examples += cfg.batch_size
                 if step % cfg.log_every_steps == 0 or step == 1:
                     rate = window_examples / max(time.time() - window_start, 1e-9)
                     lr = float(np.asarray(self.optimizer.learning_rate))
@@ -422,7 +432,9 @@ class Trainer:
                     self.writer.train_step(step, report, lr, rate)
                     window_start, window_examples = time.time(), 0
                 if step % cfg.export_model_steps == 0:
+                    export_start = time.time()
                     export_dir, validation = self.checkpoint_and_export()
+                    export_seconds += time.time() - export_start
                     last_saved = step
                 if max_steps is not None and step >= max_steps:
                     break
@@ -435,13 +447,15 @@ class Trainer:
                 self.epoch.assign_add(1)
                 self.batch_in_epoch.assign(0)
         step = int(self.step.numpy())
+        step_seconds = time.time() - start - export_seconds
         if step != last_saved:
             export_dir, validation = self.checkpoint_and_export()
         elif validation is None:
             validation = self.validate()
         self.writer.flush()
         return TrainResult(cfg.train_dir, step, time.time() - start,
-                           self.skipped_nonfinite, validation, export_dir)
+                           self.skipped_nonfinite, validation, export_dir,
+                           examples, step_seconds)
 
     def _handle_nonfinite(self, report):
         step = int(self.step.numpy())
@@ -476,6 +490,7 @@ def model_config_from_flags(f):
         "attention_units": f.attention_units,
         "num_hidden_layers": f.num_hidden_layers, "input_norm": f.input_norm,
         "input_projection_units": f.input_projection_units,
+        "chunk_feedforward_units": f.chunk_feedforward_units,
     }
     if f.model not in models.MODELS:
         return candidates  # get_model names the bad --model
@@ -531,7 +546,10 @@ def config_from_flags(f):
 def summary_text(cfg, result):
     """What train.py prints at the end: figures, paths and next commands."""
     lines = [f"Trained {cfg.model} with --loss={cfg.loss} to step {result.step} "
-             f"in {result.wall_seconds:.0f} s."]
+             f"in {result.wall_seconds:.0f} s: {result.examples} examples in "
+             f"{result.step_seconds:.0f} s of training steps "
+             f"({result.examples_per_second:.0f} examples/s), the rest "
+             "checkpoints, exports and validation."]
     if result.skipped_nonfinite_steps:
         lines.append(f"Skipped non-finite steps: {result.skipped_nonfinite_steps}")
     if result.validation:
