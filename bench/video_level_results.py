@@ -50,20 +50,24 @@ from yt8m_xmodal import subspace as subspace_lib
 from yt8m_xmodal import training
 from yt8m_xmodal import writers
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                ".."))
+from bench.retrieval_report import (DIRECTIONS, GALLERY_SEEDS, TOP_K,  # noqa: E402
+                                    gallery_mean, markdown_table,
+                                    plot_recall_vs_gallery_size,
+                                    recall_vs_gallery_size, selection_score)
+
 log = logging.getLogger("yt8m_xmodal")
 
 SHARED_VIDEO_DIR = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "yt8m",
     "video")
-TOP_K = (1, 5, 10, 20)
 # Issue 8: galleries of exactly 1,000 videos, mean of 5 seeded draws, so
 # figures compare across papers.
 GALLERY_SIZE = 1000
-GALLERY_SEEDS = (0, 1, 2, 3, 4)
 # Goal of issue 8 at a 1,000-video gallery, both directions.
 GOAL_RECALL_AT_10 = 0.40
 GOAL_MEDIAN_RANK = 18
-DIRECTIONS = ("audio_to_video", "video_to_audio")
 
 
 @dataclasses.dataclass
@@ -137,34 +141,6 @@ def load_split(data_pattern, batch_size=1024):
 def score(audio_emb, video_emb, labels, with_map=True):
     return metrics.cross_modal_metrics(
         audio_emb, video_emb, labels=labels if with_map else None, top_k=TOP_K)
-
-
-def gallery_draws(audio_emb, video_emb, labels, size=GALLERY_SIZE,
-                  seeds=GALLERY_SEEDS):
-    """Mean metrics over seeded draws of `size`-video galleries.
-
-    Each draw picks `size` videos without replacement; their audio queries
-    search their video gallery and back.
-    """
-    n = len(audio_emb)
-    if size > n:
-        raise ValueError(f"gallery of {size} from a set of {n} videos")
-    results = []
-    for seed in seeds:
-        rows = np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
-        results.append(score(audio_emb[rows], video_emb[rows],
-                             [labels[i] for i in rows]))
-    mean = {"num_queries": size, "num_draws": len(results)}
-    for direction in DIRECTIONS:
-        keys = results[0][direction].keys()
-        mean[direction] = {k: float(np.mean([r[direction][k] for r in results]))
-                           for k in keys}
-    return mean
-
-
-def selection_score(result):
-    """What validation maximizes: mean R@10 of both directions."""
-    return float(np.mean([result[d]["recall@10"] for d in DIRECTIONS]))
 
 
 def meets_goal(result):
@@ -402,44 +378,6 @@ def train_mlp(recipe, train_pattern, validate, work_dir, seed=0):
 
 
 # ----------------------------------------------------------------------------
-# Tables
-
-
-def markdown_table(rows, title):
-    """rows: [(system, result dict, train seconds)]."""
-    head = ["system", "train s"]
-    for d, short in (("audio_to_video", "A→V"), ("video_to_audio", "V→A")):
-        head += [f"{short} R@{k}" for k in TOP_K] + [f"{short} MedR",
-                                                     f"{short} mAP"]
-    lines = [f"**{title}**", "", "| " + " | ".join(head) + " |",
-             "|" + "---|" * len(head)]
-    for system, result, seconds in rows:
-        cells = [system, f"{seconds:.0f}"]
-        for d in DIRECTIONS:
-            r = result[d]
-            cells += [f"{r[f'recall@{k}']:.3f}" for k in TOP_K]
-            cells += [f"{r['median_rank']:.1f}", f"{r['map']:.3f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def recall_vs_gallery_size(audio_emb, video_emb, sizes, seeds=GALLERY_SEEDS):
-    """Mean (both directions, over draws) R@10 per gallery size."""
-    n = len(audio_emb)
-    out = []
-    for size in sizes:
-        draws = [None] if size >= n else seeds
-        values = []
-        for seed in draws:
-            rows = (np.arange(n) if seed is None else np.sort(
-                np.random.default_rng(seed).choice(n, size, replace=False)))
-            r = score(audio_emb[rows], video_emb[rows], None, with_map=False)
-            values.append(selection_score(r))
-        out.append((min(size, n), float(np.mean(values))))
-    return out
-
-
-# ----------------------------------------------------------------------------
 # Late fusion
 
 
@@ -625,43 +563,6 @@ def fused_system(name, systems, validate_labels, csls=False):
     return System(name, seconds, val, test, bank, note=note), csls
 
 
-def score_system(system, labels, csls=False):
-    kwargs = dict(labels=labels, top_k=TOP_K, cosine=not csls)
-    full = metrics.cross_modal_metrics(*system.test, **kwargs)
-    draws = []
-    n = len(labels)
-    for seed in GALLERY_SEEDS:
-        rows = np.sort(np.random.default_rng(seed).choice(
-            n, GALLERY_SIZE, replace=False))
-        draws.append(metrics.cross_modal_metrics(
-            system.test[0][rows], system.test[1][rows],
-            labels=[labels[i] for i in rows], top_k=TOP_K, cosine=not csls))
-    mean = {"num_queries": GALLERY_SIZE, "num_draws": len(draws)}
-    for d in DIRECTIONS:
-        mean[d] = {k: float(np.mean([r[d][k] for r in draws]))
-                   for k in draws[0][d]}
-    return full, mean
-
-
-def plot_recall_vs_gallery_size(curves, path):
-    import matplotlib  # bench-only dependency
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, points in curves.items():
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
-                label=name)
-    ax.set_xscale("log")
-    ax.set_xlabel("gallery size (videos)")
-    ax.set_ylabel("Recall@10 (mean of A→V and V→A)")
-    ax.set_title("YT8M video level, music test subset")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def run(video_dir, work_dir, output_dir):
     subsets = build_subsets(video_dir, work_dir)
     train_pattern = os.path.join(subsets["train_all"], "train-*.tfrecord")
@@ -703,9 +604,11 @@ def run(video_dir, work_dir, output_dir):
         val = metrics.cross_modal_metrics(*system.validate, top_k=TOP_K,
                                           cosine=not csls)
         val_scores[system.name] = selection_score(val)
-        full, mean = score_system(system, test.labels, csls)
-        rows_full.append((system.name, full, system.train_seconds))
-        rows_1k.append((system.name, mean, system.train_seconds))
+        full = gallery_mean(*system.test, len(test), test.labels, not csls)
+        mean = gallery_mean(*system.test, GALLERY_SIZE, test.labels, not csls)
+        seconds = [f"{system.train_seconds:.0f}"]
+        rows_full.append((system.name, full, seconds))
+        rows_1k.append((system.name, mean, seconds))
         record[system.name] = {
             "note": system.note, "train_seconds": system.train_seconds,
             "validation_r10": val_scores[system.name], "test_full": full,
@@ -739,23 +642,12 @@ def run(video_dir, work_dir, output_dir):
     os.makedirs(output_dir, exist_ok=True)
     try:
         sizes = (100, 200, 500, 1000, len(test))
-        curves = {}
-        for system in (systems[0], best_single, best):
-            csls = system.name in csls_names
-            points = []
-            for size in sizes:
-                values = []
-                for seed in (GALLERY_SEEDS if size < len(test) else (None,)):
-                    rows = (np.arange(len(test)) if seed is None else np.sort(
-                        np.random.default_rng(seed).choice(
-                            len(test), size, replace=False)))
-                    values.append(selection_score(metrics.cross_modal_metrics(
-                        system.test[0][rows], system.test[1][rows],
-                        top_k=TOP_K, cosine=not csls)))
-                points.append((size, float(np.mean(values))))
-            curves[system.name] = points
+        curves = {system.name: recall_vs_gallery_size(
+            *system.test, sizes, cosine=system.name not in csls_names)
+            for system in (systems[0], best_single, best)}
         png = os.path.join(output_dir, "video_level_recall_vs_gallery.png")
-        plot_recall_vs_gallery_size(curves, png)
+        plot_recall_vs_gallery_size(
+            curves, png, "YT8M video level, music test subset")
         record["recall_vs_gallery_size"] = curves
         lines += ["", f"![R@10 vs gallery size]({os.path.basename(png)})"]
     except ImportError:

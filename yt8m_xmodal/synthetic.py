@@ -423,14 +423,16 @@ def _cosine_rows(queries, gallery, rows):
     return queries[rows] @ gallery.T
 
 
-def mean_linear_cca(means, ridges=(1e-3, 1e-2, 1e-1, 1.0),
-                    components=(8, 16, 32, 64)):
+def select_mean_linear_cca(means, ridges=(1e-3, 1e-2, 1e-1, 1.0),
+                           components=(8, 16, 32, 64)):
     """Linear CCA on mean features: fit on train, choose on validate.
 
-    means: {split: (audio [N, Da], video [N, Dv])}. Returns dataset.json's
-    "mean_linear_cca" entry: cosine similarity of the top canonical
-    components, the ridge and their number chosen by validate Recall@10
-    (audio to video).
+    means: {split: (audio [N, Da], video [N, Dv])}, with "train" and
+    "validate". The ridge and the number of top canonical components are
+    chosen by validate Recall@10 (audio to video, cosine similarity).
+
+    Returns:
+      (ridge, number of components, model for `linear_cca_embeddings`).
     """
     train_audio, train_video = means["train"]
     best = None
@@ -442,7 +444,13 @@ def mean_linear_cca(means, ridges=(1e-3, 1e-2, 1e-1, 1.0),
             r10 = retrieval_metrics(a @ v.T)["recall@10"]
             if best is None or r10 > best[0]:
                 best = (r10, ridge, k, model)
-    _, ridge, k, model = best
+    return best[1:]
+
+
+def mean_linear_cca(means):
+    """dataset.json's "mean_linear_cca" entry (see select_mean_linear_cca):
+    retrieval of every split in the chosen model's subspace."""
+    ridge, k, model = select_mean_linear_cca(means)
     result = {"ridge": ridge, "num_components": k,
               "chosen_on": "validate recall@10 (audio to video)"}
     for split, (audio, video) in means.items():

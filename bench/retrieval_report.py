@@ -1,0 +1,106 @@
+"""Scoring and reporting shared by the result experiments of issue 8.
+
+`frame_level_results.py` (synthetic frame-level data) and
+`video_level_results.py` (real YT8M video-level features) both score
+row-aligned (audio, video) embeddings with `metrics.cross_modal_metrics`, over
+a full test split and over seeded smaller galleries, and write markdown tables
+and a recall-vs-gallery-size plot.
+"""
+
+import numpy as np
+
+from yt8m_xmodal import metrics
+
+TOP_K = (1, 5, 10, 20)
+DIRECTIONS = ("audio_to_video", "video_to_audio")
+GALLERY_SEEDS = (0, 1, 2, 3, 4)
+
+
+def selection_score(result):
+    """What model selection maximizes: mean R@10 of both directions."""
+    return float(np.mean([result[d]["recall@10"] for d in DIRECTIONS]))
+
+
+def gallery_rows(n, size, seed):
+    """Sorted rows of one seeded draw of `size` of `n` videos (all if None)."""
+    if seed is None or size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def gallery_mean(audio, video, size, labels=None, cosine=True,
+                 seeds=GALLERY_SEEDS):
+    """Mean metrics over seeded draws of `size`-video galleries.
+
+    Each draw picks `size` videos without replacement; their audio queries
+    search their video gallery and back. A size of the whole set (or more)
+    is one draw: the set itself.
+    """
+    n = len(audio)
+    draws = seeds if size < n else (None,)
+    results = []
+    for seed in draws:
+        rows = gallery_rows(n, size, seed)
+        results.append(metrics.cross_modal_metrics(
+            audio[rows], video[rows],
+            labels=None if labels is None else [labels[i] for i in rows],
+            top_k=TOP_K, cosine=cosine))
+    mean = {"num_queries": min(size, n), "num_draws": len(results)}
+    for d in DIRECTIONS:
+        mean[d] = {k: float(np.mean([r[d][k] for r in results]))
+                   for k in results[0][d]}
+    return mean
+
+
+def recall_vs_gallery_size(audio, video, sizes, cosine=True):
+    """[(gallery size, mean R@10 of both directions over the draws)]."""
+    n = len(audio)
+    return [(min(size, n), selection_score(
+        gallery_mean(audio, video, size, cosine=cosine)))
+        for size in sizes]
+
+
+def markdown_table(rows, title, rank_columns=("median_rank", "map"),
+                   extra_columns=("train s",)):
+    """rows: [(system, result dict, [extra cells])].
+
+    Per direction: R@k for TOP_K, then `rank_columns` (any of median_rank,
+    mean_rank, mrr, map).
+    """
+    names = {"median_rank": "MedR", "mean_rank": "MeanR", "mrr": "MRR",
+             "map": "mAP"}
+    head = ["system", *extra_columns]
+    for short in ("A→V", "V→A"):
+        head += [f"{short} R@{k}" for k in TOP_K]
+        head += [f"{short} {names[c]}" for c in rank_columns]
+    lines = [f"**{title}**", "", "| " + " | ".join(head) + " |",
+             "|" + "---|" * len(head)]
+    for system, result, extra in rows:
+        cells = [system, *extra]
+        for d in DIRECTIONS:
+            r = result[d]
+            cells += [f"{r[f'recall@{k}']:.3f}" for k in TOP_K]
+            cells += [f"{r[c]:.1f}" if c.endswith("rank") else f"{r[c]:.3f}"
+                      for c in rank_columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_recall_vs_gallery_size(curves, path, title):
+    """Writes a PNG of {system: [(size, R@10)]}; needs matplotlib (bench only)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, points in curves.items():
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
+                label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("gallery size (videos)")
+    ax.set_ylabel("Recall@10 (mean of A→V and V→A)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
