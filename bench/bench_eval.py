@@ -43,6 +43,11 @@ import time
 
 import numpy as np
 
+try:
+    from bench import fragments
+except ImportError:  # run as `python bench/bench_eval.py`
+    import fragments
+
 TOP_K = (1, 5, 10, 20)
 NUM_CLASSES = 3862  # YT8M 2018 vocabulary size, as in yt8m_xmodal.features
 
@@ -170,7 +175,15 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--part", default="")
     parser.add_argument("--ranks_out", default="")
+    parser.add_argument("--output_dir", default=fragments.DEFAULT_OUTPUT_DIR,
+                        help="writes eval.md (the printed table) and "
+                        "eval.json here")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes for smoke tests (N = map_n = 2,000, "
+                        "small N = 500); the outputs are marked as quick")
     args = parser.parse_args()
+    if args.quick and not args.part:
+        args.n, args.small_n, args.map_n = 2000, 500, 2000
     if args.part:
         print(json.dumps(run_part(args.part, args.n, args.dim, args.seed,
                                   args.ranks_out)))
@@ -194,6 +207,7 @@ def main():
         diff = np.abs(np.load(ours_ranks) - np.load(naive_ranks))
     load_end = os.getloadavg()
 
+    printed = fragments.capture_stdout()
     print()
     print("| part | N | what is computed | wall s | CPU s | x matmul (wall) "
           "| x matmul (CPU) | peak RSS MB | RSS before timer MB |")
@@ -216,7 +230,7 @@ def main():
             figures = {k: round(v, 4) for k, v in row.items()
                        if k.startswith(("recall", "median", "mean_rank", "mrr",
                                         "map"))}
-            print(f"{row['part']} n={row['n']}: {figures}")
+            print(f"- {row['part']} n={row['n']}: {figures}")
     # float32 matmuls in different libraries (TF/oneDNN vs numpy's BLAS)
     # round differently, so near-ties may flip; the count shows how rare.
     print(f"\nranks of ours vs naive numpy at N={args.small_n}: "
@@ -225,6 +239,12 @@ def main():
     print(f"load average (1 min) at start {load_start[0]:.1f}, at end "
           f"{load_end[0]:.1f} on {os.cpu_count()} CPUs shared with other "
           "jobs; CPU s is less sensitive to that sharing than wall s.")
+    fragments.write(args.output_dir, "eval", printed.stop(), {
+        "n": args.n, "small_n": args.small_n, "map_n": args.map_n,
+        "dim": args.dim, "rows": rows,
+        "ranks_differing_from_naive": int((diff > 0).sum()),
+        "max_rank_difference": int(diff.max()),
+        "load_average_start": load_start[0]}, args.quick)
 
 
 if __name__ == "__main__":

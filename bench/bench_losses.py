@@ -20,6 +20,11 @@ import tensorflow as tf  # noqa: E402
 
 from yt8m_xmodal import losses  # noqa: E402
 
+try:
+    from bench import fragments  # noqa: E402
+except ImportError:  # run as `python bench/bench_losses.py`
+    import fragments  # noqa: E402
+
 # Each row is its own tf.function; its retracing warning is expected.
 tf.get_logger().setLevel("ERROR")
 
@@ -29,6 +34,10 @@ flags.DEFINE_integer("dim", 128, "Embedding size of each view.")
 flags.DEFINE_integer("num_classes", 3862, "Label vocabulary (cluster_cca).")
 flags.DEFINE_integer("repeats", 20, "Timed forward+backward runs per loss.")
 flags.DEFINE_boolean("xla", False, "Also time DCCA with jit_compile=True (slow on CPU).")
+flags.DEFINE_string("output_dir", fragments.DEFAULT_OUTPUT_DIR,
+                    "Writes losses.md (the printed table) and losses.json here.")
+flags.DEFINE_boolean("quick", False, "Tiny sizes for smoke tests (batch 128, "
+                     "16-d, 2 repeats); the outputs are marked as quick.")
 
 
 def naive_dcca_float32(video, audio, ridge=losses.DEFAULT_RIDGE):
@@ -80,6 +89,8 @@ def _forward_backward(loss_fn, jit_compile=False):
 
 def main(argv):
     del argv
+    if FLAGS.quick:
+        FLAGS.batch_size, FLAGS.dim, FLAGS.repeats = 128, 16, 2
     batch, dim = FLAGS.batch_size, FLAGS.dim
     rng = np.random.default_rng(0)
     latent = rng.normal(size=(batch, dim // 2))
@@ -104,7 +115,10 @@ def main(argv):
         rows.append(("dcca, jit_compile=True", _forward_backward(
             lambda v, a, l: dcca(v, a, l), jit_compile=True)))
 
-    device = tf.config.list_logical_devices()[0].name
+    # On a GPU machine ops run on the GPU; name it rather than CPU:0.
+    device = (tf.config.list_logical_devices("GPU")
+              or tf.config.list_logical_devices())[0].name
+    printed = fragments.capture_stdout()
     print(f"\nforward+backward, batch {batch}, {dim}-d float32 embeddings, "
           f"{FLAGS.repeats} runs, device {device}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, TF {tf.__version__}\n")
@@ -116,6 +130,14 @@ def main(argv):
     for (name, _), (median, fastest, finite) in zip(rows, timings):
         print(f"| {name} | {median:.1f} | {fastest:.1f} | "
               f"{median / baseline:.2f}x | {finite} |")
+    fragments.write(FLAGS.output_dir, "losses", printed.stop(), {
+        "batch_size": batch, "dim": dim, "repeats": FLAGS.repeats,
+        "device": device, "rows": [
+            {"loss": name, "baseline": i == 0, "median_ms": median,
+             "min_ms": fastest, "vs_baseline": median / baseline,
+             "finite": bool(finite)}
+            for i, ((name, _), (median, fastest, finite))
+            in enumerate(zip(rows, timings))]}, FLAGS.quick)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,11 @@ import tensorflow as tf  # noqa: E402
 from yt8m_xmodal import models  # noqa: E402
 from yt8m_xmodal.features import FEATURE_SIZES  # noqa: E402
 
+try:
+    from bench import fragments  # noqa: E402
+except ImportError:  # run as `python bench/bench_models.py`
+    import fragments  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", "ChunkAttentionModel,ChunkMeanModel,FrameLstmModel,"
                   "MeanPoolModel", "Models to time (names of models.MODELS).")
@@ -68,6 +73,11 @@ flags.DEFINE_list("input_projection_units", ["0", "128"],
 flags.DEFINE_integer("rounds", 3, "Timing rounds per model (median is kept).")
 flags.DEFINE_float("min_seconds", 4.0, "Minimum timed seconds per round.")
 flags.DEFINE_integer("threads", 0, "TF intra/inter-op threads (0: default).")
+flags.DEFINE_string("output_dir", fragments.DEFAULT_OUTPUT_DIR,
+                    "Writes models.md (the printed table) and models.json here.")
+flags.DEFINE_boolean("quick", False, "Tiny sizes for smoke tests (batch 16, "
+                     "30 frames, rnn_units 16, 1 short round); the outputs "
+                     "are marked as quick.")
 
 
 def make_loss():
@@ -135,6 +145,10 @@ def time_round(train_step, batch):
 
 def main(argv):
     del argv
+    if FLAGS.quick:
+        FLAGS.batch_size, FLAGS.num_frames, FLAGS.min_real_frames = 16, 30, 10
+        FLAGS.rnn_units, FLAGS.embedding_dim, FLAGS.chunk_size = 16, 4, 10
+        FLAGS.rounds, FLAGS.min_seconds = 1, 0.2
     if FLAGS.threads:
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
@@ -175,6 +189,7 @@ def main(argv):
     median_cpu = {row: statistics.median(v) for row, v in cpu.items()}
     baseline = median.get("FrameLstmModel")
     baseline_cpu = median_cpu.get("FrameLstmModel")
+    printed = fragments.capture_stdout()
     print()
     print(f"Loss: {loss_name}. Batch {FLAGS.batch_size}, {FLAGS.num_frames} "
           f"frames (real frames uniform in [{FLAGS.min_real_frames}, "
@@ -195,6 +210,20 @@ def main(argv):
                      else "n/a")
         print(f"| {row} | {median[row]:.1f} | {ratio} | "
               f"{median_cpu[row]:.2f} | {cpu_ratio} | {params[row]:,} |")
+    fragments.write(FLAGS.output_dir, "models", printed.stop(), {
+        "loss": loss_name, "baseline": "FrameLstmModel",
+        "batch_size": FLAGS.batch_size, "num_frames": FLAGS.num_frames,
+        "min_real_frames": FLAGS.min_real_frames,
+        "rnn_units": FLAGS.rnn_units, "embedding_dim": FLAGS.embedding_dim,
+        "chunk_size": FLAGS.chunk_size, "rounds": FLAGS.rounds,
+        "min_seconds": FLAGS.min_seconds, "rows": [
+            {"row": row, "model": name,
+             "input_projection_units": extra.get("input_projection_units", 0),
+             "examples_per_s": median[row], "cpu_ms_per_example":
+             median_cpu[row], "parameters": params[row],
+             "rounds_examples_per_s": rates[row],
+             "rounds_cpu_ms_per_example": cpu[row]}
+            for row, name, extra in rows]}, FLAGS.quick)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,11 @@ import time
 from absl import app
 from absl import flags
 
+try:
+    from bench import fragments
+except ImportError:  # run as `python bench/bench_reader.py`
+    import fragments
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_videos", 2000, "Frame-level records to write.")
 flags.DEFINE_integer("num_frames", 300, "Frames per record.")
@@ -47,6 +52,11 @@ flags.DEFINE_integer("num_video_level", 20000,
                      "Video-level records for the second table (0: skip it).")
 flags.DEFINE_integer("video_level_batch_size", 256,
                      "Records per batch in the video-level table.")
+flags.DEFINE_string("output_dir", fragments.DEFAULT_OUTPUT_DIR,
+                    "Writes reader.md (the printed tables) and reader.json here.")
+flags.DEFINE_boolean("quick", False, "Tiny sizes for smoke tests (64 videos "
+                     "x 10 frames, 512 video-level records, 1 pass); the "
+                     "outputs are marked as quick.")
 flags.DEFINE_string("work_dir", None, "Where to write the shards (default: a "
                     "temporary directory, removed afterwards).")
 
@@ -198,6 +208,10 @@ def _time_reader(make_dataset, repeats):
 
 def main(argv):
     del argv
+    if FLAGS.quick:
+        FLAGS.num_videos, FLAGS.num_frames, FLAGS.num_shards = 64, 10, 4
+        FLAGS.batch_size, FLAGS.repeats = 16, 1
+        FLAGS.num_video_level, FLAGS.video_level_batch_size = 512, 64
     import tensorflow as tf
 
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.cores)
@@ -216,6 +230,7 @@ def main(argv):
               f"({megabytes:.0f} MB, {len(files)} shards) ready in "
               f"{time.perf_counter() - start:.1f} s")
         pattern = os.path.join(work_dir, "bench-*.tfrecord")
+        printed, figures = fragments.capture_stdout(), {}
         reader = readers.YT8MFrameFeatureReader()
         contenders = [
             ("(a) ours: YT8MFrameFeatureReader (batch parse)",
@@ -227,7 +242,7 @@ def main(argv):
             ("(c') raw TFRecordDataset, batched, no parsing",
              lambda: _raw_dataset(files, FLAGS.batch_size)),
         ]
-        _compare(contenders, FLAGS.num_videos,
+        figures["frame_level"] = _compare(contenders, FLAGS.num_videos,
                  f"Frame-level reading, {FLAGS.num_videos} videos x "
                  f"{FLAGS.num_frames} frames, batch {FLAGS.batch_size}")
         if FLAGS.num_video_level:
@@ -239,7 +254,7 @@ def main(argv):
             pattern = os.path.join(work_dir, "bench_video-*.tfrecord")
             video_reader = readers.YT8MAggregatedFeatureReader()
             batch = FLAGS.video_level_batch_size
-            _compare([
+            figures["video_level"] = _compare([
                 ("(a) ours: YT8MAggregatedFeatureReader (batch parse)",
                  lambda: video_reader.dataset(pattern, batch)),
                 ("(b) starter-style: parse_single_example per record",
@@ -251,6 +266,9 @@ def main(argv):
             ], FLAGS.num_video_level,
                 f"Video-level reading, {FLAGS.num_video_level} records of "
                 f"1024 + 128 floats, batch {batch}")
+        fragments.write(FLAGS.output_dir, "reader", printed.stop(), dict(
+            figures, cores=FLAGS.cores, repeats=FLAGS.repeats,
+            num_shards=FLAGS.num_shards), FLAGS.quick)
     finally:
         if FLAGS.work_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -281,6 +299,11 @@ def _compare(contenders, num_records, title):
           f"goal (a) >= 50% of (c): {100 * ours / raw:.0f}% "
           f"{'met' if ours >= 0.5 * raw else 'NOT met'} "
           f"({100 * ours / raw_batched:.0f}% of (c'))")
+    return {"title": title, "num_records": num_records, "rows": [
+        {"reader": name, "role": role, "examples_per_s": rates[name],
+         "cpu_ms_per_example": cpu_ms[name]}
+        for role, name in zip(("ours", "starter", "raw", "raw_batched"),
+                              rates)]}
 
 
 if __name__ == "__main__":
