@@ -1,0 +1,2 @@
+"""Benchmarks and experiments; `python -m bench` reruns them and rewrites
+BENCHMARKS.md (see bench/runner.py)."""
