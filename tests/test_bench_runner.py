@@ -170,11 +170,11 @@ def test_assembles_header_summary_and_sections(tmp_path, results):
     assert video.count("video_level_recall_vs_gallery.png") == 1
     assert "![video level extra](results/video_level_extra.png)" in video
 
-    assert "_No results yet" in _section(text, "Real frame-level retrieval")
+    assert "_No results yet" in _section(text, "Frame-level retrieval (synthetic data)")
     gpu = _section(text, "GPU")
     assert "No GPU was available on the machine" in gpu
     assert text.index("## Retrieval evaluation") < text.index("## GPU") < \
-        text.index("## Real frame-level retrieval")
+        text.index("## Frame-level retrieval")
 
 
 def test_section_names_a_different_machine_and_date(tmp_path, results):
@@ -227,7 +227,7 @@ def test_gpu_figures_beside_cpu_naming_the_card(tmp_path, results):
     assert "| Model train step | CPU |" in summary
     assert f"| Loss, forward + backward | GPU: {card} |" in summary
     gpu_section = text[text.index("\n## GPU\n"):
-                       text.index("\n## Real frame-level")]
+                       text.index("\n## Frame-level retrieval")]
     assert "No GPU was available" not in gpu_section
     assert f"| model | CPU | GPU ({card}) | GPU ÷ CPU |" in gpu_section
     assert "| ChunkAttentionModel | 221.0 | 1,500 | 6.8× |" in gpu_section
@@ -322,17 +322,6 @@ def test_missing_script_is_named_before_anything_runs(tmp_path):
                        match="'frame_level' needs bench/frame_level_results"):
         _main(tmp_path, root, registry)
     assert not (tmp_path / "out" / "ok.md").exists()
-
-
-def test_quick_flag_of_a_script_is_detected(tmp_path):
-    root = _fake_root(tmp_path)
-    script = root / "bench" / "frame_level_results.py"
-    bench = runner.Benchmark("frame_level", "F", "bench/frame_level_results.py",
-                             quick_args=runner.AUTO)
-    script.write_text("parser.add_argument('--output_dir')\n")
-    assert bench.quick_flags(str(root)) is None
-    script.write_text('parser.add_argument("--quick", action="store_true")\n')
-    assert bench.quick_flags(str(root)) == ("--quick",)
 
 
 def test_quick_never_targets_the_repository():
