@@ -173,7 +173,9 @@ class ChunkAttentionModel(_NamedModel):
       rnn_units (128): recurrent width per direction.
       attention ("additive"): additive | multihead.
       attention_units (128), num_heads (4): attention sizes.
-      position_encoding ("learned"): learned | sinusoidal | none.
+      position_encoding ("learned"): learned | sinusoidal | projection | none.
+      position_units (0): output size of the projection encoding (0: the
+        recurrent width).
       max_frames (300): longest video, sizes the learned position table.
       hidden_units (256), num_hidden_layers (1): projection head MLP.
       dropout (0.0), input_norm ("l2"): see ChunkAttentionTower.
@@ -193,7 +195,7 @@ class ChunkAttentionModel(_NamedModel):
                  max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
                  dropout=0.0, input_norm="l2", unroll=False,
                  skip_empty_chunks=True, input_projection_units=0,
-                 chunk_feedforward_units=0, **kwargs):
+                 chunk_feedforward_units=0, position_units=0, **kwargs):
         self._init_towers(
             ChunkAttentionTower, video_size, audio_size, kwargs,
             embedding_dim=embedding_dim, chunk_size=chunk_size,
@@ -204,7 +206,8 @@ class ChunkAttentionModel(_NamedModel):
             dropout=dropout, input_norm=input_norm, unroll=unroll,
             skip_empty_chunks=skip_empty_chunks,
             input_projection_units=input_projection_units,
-            chunk_feedforward_units=chunk_feedforward_units)
+            chunk_feedforward_units=chunk_feedforward_units,
+            position_units=position_units)
 
 
 @keras.saving.register_keras_serializable(package="yt8m_xmodal")
@@ -221,7 +224,7 @@ class ChunkMeanModel(_NamedModel):
                  max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
                  dropout=0.0, input_norm="l2", unroll=False,
                  skip_empty_chunks=True, input_projection_units=0,
-                 chunk_feedforward_units=0, **kwargs):
+                 chunk_feedforward_units=0, position_units=0, **kwargs):
         self._init_towers(
             ChunkAttentionTower, video_size, audio_size, kwargs,
             embedding_dim=embedding_dim, chunk_size=chunk_size,
@@ -231,7 +234,8 @@ class ChunkMeanModel(_NamedModel):
             dropout=dropout, input_norm=input_norm, unroll=unroll,
             skip_empty_chunks=skip_empty_chunks,
             input_projection_units=input_projection_units,
-            chunk_feedforward_units=chunk_feedforward_units)
+            chunk_feedforward_units=chunk_feedforward_units,
+            position_units=position_units)
         # "attention" is fixed, not a flag of this model.
         self._flag_config.pop("attention")
 
@@ -328,7 +332,8 @@ def check_config(config):
     for name in _POSITIVE:
         if name in config and int(config[name]) < 1:
             raise FlagError(f"--{name}={config[name]} must be >= 1")
-    for name in ("input_projection_units", "chunk_feedforward_units"):
+    for name in ("input_projection_units", "chunk_feedforward_units",
+                 "position_units"):
         if int(config.get(name, 0)) < 0:
             raise FlagError(f"--{name}={config[name]} must be >= 0 (0: off)")
     if int(config.get("num_hidden_layers", 0)) < 0:

@@ -98,7 +98,10 @@ class ChunkAttentionTower(_Tower):
         no attention weights learned: the ChunkMeanModel ablation).
       attention_units: hidden size of the attention scorer / key size.
       num_heads: heads of multihead attention.
-      position_encoding: "learned", "sinusoidal" or "none".
+      position_encoding: "learned", "sinusoidal", "projection" or "none"
+        (see ChunkPositionEncoding).
+      position_units: output size of the "projection" encoding (0: the
+        summary width).
       max_frames: longest input, sizes the learned position table.
       hidden_units, num_hidden_layers: hidden MLP of the projection head.
       dropout: on chunk summaries and in the projection head.
@@ -139,7 +142,7 @@ class ChunkAttentionTower(_Tower):
                  max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
                  dropout=0.0, input_norm="l2", unroll=False,
                  skip_empty_chunks=True, input_projection_units=0,
-                 chunk_feedforward_units=0, **kwargs):
+                 chunk_feedforward_units=0, position_units=0, **kwargs):
         super().__init__(input_size, embedding_dim=embedding_dim,
                          hidden_units=hidden_units,
                          num_hidden_layers=num_hidden_layers, dropout=dropout,
@@ -159,6 +162,7 @@ class ChunkAttentionTower(_Tower):
         self.skip_empty_chunks = bool(skip_empty_chunks)
         self.input_projection_units = int(input_projection_units)
         self.chunk_feedforward_units = int(chunk_feedforward_units)
+        self.position_units = int(position_units)
         self.split = ChunkSplit(self.chunk_size, name="chunk_split")
         self.encoder = ChunkRecurrentEncoder(
             self.rnn_units, rnn_type=rnn_type, unroll=self.unroll,
@@ -168,7 +172,7 @@ class ChunkAttentionTower(_Tower):
         self.position = ChunkPositionEncoding(
             position_encoding,
             max_chunks=self.split.num_chunks(self.max_frames),
-            name="chunk_position")
+            units=self.position_units or None, name="chunk_position")
         self.chunk_dropout = keras.layers.Dropout(self.dropout,
                                                   name="chunk_dropout")
         self.feedforward = None
@@ -190,6 +194,7 @@ class ChunkAttentionTower(_Tower):
         self.encoder.build((None, None, self.chunk_size, self.input_size))
         summary_shape = (None, None, self.encoder.output_size)
         self.position.build(summary_shape)
+        summary_shape = self.position.compute_output_shape(summary_shape)
         if self.feedforward is not None:
             self.feedforward.build(summary_shape)
             summary_shape = self.feedforward.compute_output_shape(
@@ -228,7 +233,8 @@ class ChunkAttentionTower(_Tower):
             "max_frames": self.max_frames, "unroll": self.unroll,
             "skip_empty_chunks": self.skip_empty_chunks,
             "input_projection_units": self.input_projection_units,
-            "chunk_feedforward_units": self.chunk_feedforward_units})
+            "chunk_feedforward_units": self.chunk_feedforward_units,
+            "position_units": self.position_units})
         return config
 
 
