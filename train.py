@@ -46,11 +46,11 @@ flags.DEFINE_string("attention", "additive",
 flags.DEFINE_integer("attention_units", 128, "Width of the attention layer.")
 flags.DEFINE_integer("num_heads", 4, "Heads of multi-head attention pooling.")
 flags.DEFINE_string("position_encoding", "learned",
-                    "Chunk-position encoding: learned, sinusoidal, projection "
-                    "(a linear map per chunk position) or none.")
+                    "Chunk-position encoding: learned, sinusoidal, slot "
+                    "(each chunk position pools into its own slot) or none.")
 flags.DEFINE_integer("position_units", 0,
-                     "Output size of --position_encoding=projection (0: "
-                     "--rnn_units).")
+                     "Per-slot size of --position_encoding=slot (0: "
+                     "--rnn_units, no map).")
 flags.DEFINE_integer("hidden_units", 256, "Width of the projection MLP layers.")
 flags.DEFINE_integer("num_hidden_layers", 1, "Hidden layers of the projection MLP.")
 flags.DEFINE_string("input_norm", "l2",

@@ -28,8 +28,7 @@ VARIANTS = {
                             skip_empty_chunks=False),
     "gru_input_projection": dict(input_projection_units=4),
     "gru_chunk_feedforward": dict(chunk_feedforward_units=10),
-    "gru_projection_position": dict(position_encoding="projection",
-                                    position_units=10),
+    "gru_slot_position": dict(position_encoding="slot", position_units=4),
 }
 
 

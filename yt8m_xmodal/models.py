@@ -173,8 +173,8 @@ class ChunkAttentionModel(_NamedModel):
       rnn_units (128): recurrent width per direction.
       attention ("additive"): additive | multihead.
       attention_units (128), num_heads (4): attention sizes.
-      position_encoding ("learned"): learned | sinusoidal | projection | none.
-      position_units (0): output size of the projection encoding (0: the
+      position_encoding ("learned"): learned | sinusoidal | slot | none.
+      position_units (0): per-slot size of the slot encoding (0: the
         recurrent width).
       max_frames (300): longest video, sizes the learned position table.
       hidden_units (256), num_hidden_layers (1): projection head MLP.

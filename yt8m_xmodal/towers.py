@@ -98,10 +98,10 @@ class ChunkAttentionTower(_Tower):
         no attention weights learned: the ChunkMeanModel ablation).
       attention_units: hidden size of the attention scorer / key size.
       num_heads: heads of multihead attention.
-      position_encoding: "learned", "sinusoidal", "projection" or "none"
-        (see ChunkPositionEncoding).
-      position_units: output size of the "projection" encoding (0: the
-        summary width).
+      position_encoding: "learned", "sinusoidal", "slot" or "none" (see
+        ChunkPositionEncoding).
+      position_units: per-slot size of the "slot" encoding (0: the summary
+        width, no map).
       max_frames: longest input, sizes the learned position table.
       hidden_units, num_hidden_layers: hidden MLP of the projection head.
       dropout: on chunk summaries and in the projection head.

@@ -5,7 +5,7 @@ import math
 import keras
 import tensorflow as tf
 
-POSITION_ENCODINGS = ("learned", "sinusoidal", "projection", "none")
+POSITION_ENCODINGS = ("learned", "sinusoidal", "slot", "none")
 # Wavelength base of the sinusoidal encoding (Vaswani et al., 2017,
 # "Attention Is All You Need", section 3.5).
 SINUSOID_BASE = 10000.0
@@ -34,20 +34,22 @@ class ChunkPositionEncoding(keras.layers.Layer):
     "learned" and "sinusoidal" add a position vector. Pooling is a weighted
     sum, so an added vector reaches the pooled vector only as an offset (and
     through the attention weights): the pooled vector cannot tell what was
-    said where. "projection" instead maps chunk c through its own linear map,
-    h_c W_c + b_c ([H] -> [units]): the same content lands in a different
-    direction at each position, so after pooling, matching an audio to a
-    video compares chunk c with chunk c (a song's verse with its own
-    verse) rather than only the average of all chunks.
+    said where. "slot" instead gives every position its own slot: chunk c's
+    summary, mapped by one linear map shared by all positions (h W + b,
+    [H] -> [units]), is written into slot c of a [max_chunks * units] vector
+    that is zero elsewhere. A weighted sum of such vectors is the
+    concatenation of the weighted chunk summaries, so comparing two pooled
+    vectors compares chunk c with chunk c (a song's verse with its own
+    verse), and attention still decides how much each chunk counts.
 
     Args:
       kind: "learned" (a trainable [max_chunks, H] table), "sinusoidal"
-        (fixed, any number of chunks), "projection" (trainable
-        [max_chunks, H, units] maps and [max_chunks, units] biases) or
-        "none" (identity).
-      max_chunks: positions of the learned tables, ceil(max_frames /
-        chunk_size); calling with more chunks is an error.
-      units: output size of "projection" (None: H); the other kinds keep H.
+        (fixed, any number of chunks), "slot" (a shared trainable [H, units]
+        map and bias, output [max_chunks * units]) or "none" (identity).
+      max_chunks: positions of the learned table and the slots,
+        ceil(max_frames / chunk_size); calling with more chunks is an error.
+      units: per-slot size of "slot" (None: H, no map); the other kinds keep
+        H.
 
     Call arguments:
       inputs: float tensor [B, C, H].
@@ -65,6 +67,9 @@ class ChunkPositionEncoding(keras.layers.Layer):
         self.kind = kind
         self.max_chunks = int(max_chunks)
         self.units = int(units) if units else None
+        self.slot_dense = None
+        if kind == "slot" and self.units:
+            self.slot_dense = keras.layers.Dense(self.units, name="slot_dense")
 
     def build(self, input_shape):
         if self.kind == "learned":
@@ -72,16 +77,8 @@ class ChunkPositionEncoding(keras.layers.Layer):
                 name="positions", shape=(self.max_chunks, input_shape[-1]),
                 initializer=keras.initializers.TruncatedNormal(
                     stddev=LEARNED_INIT_STDDEV))
-        elif self.kind == "projection":
-            units = self.units or int(input_shape[-1])
-            # Glorot over one position's map: fan in H, fan out units.
-            self.kernels = self.add_weight(
-                name="kernels", shape=(self.max_chunks, input_shape[-1], units),
-                initializer=keras.initializers.VarianceScaling(
-                    1.0, "fan_avg", "uniform"))
-            self.biases = self.add_weight(
-                name="biases", shape=(self.max_chunks, units),
-                initializer="zeros")
+        elif self.slot_dense is not None:
+            self.slot_dense.build(input_shape)
         self.built = True
 
     def call(self, inputs, mask=None, training=None):
@@ -107,16 +104,22 @@ class ChunkPositionEncoding(keras.layers.Layer):
                 message="more chunks than the learned position table "
                         "has rows; raise max_frames"))
         with tf.control_dependencies(checks):
-            if self.kind == "projection":
-                kernels = tf.cast(self.kernels[:num_chunks], inputs.dtype)
-                biases = tf.cast(self.biases[:num_chunks], inputs.dtype)
-                return tf.einsum("bch,chu->bcu", inputs, kernels) + biases
+            if self.kind == "slot":
+                return self._to_slots(inputs, num_chunks)
             encoding = tf.cast(self.positions[:num_chunks], inputs.dtype)
         return inputs + encoding[tf.newaxis]
 
+    def _to_slots(self, inputs, num_chunks):
+        values = inputs if self.slot_dense is None else self.slot_dense(inputs)
+        slots = tf.eye(num_chunks, self.max_chunks, dtype=values.dtype)
+        out = tf.einsum("bcu,cs->bcsu", values, slots)
+        return tf.reshape(out, tf.concat(
+            [tf.shape(out)[:2], [self.max_chunks * values.shape[-1]]], 0))
+
     def compute_output_shape(self, input_shape):
-        if self.kind == "projection":
-            return (*input_shape[:-1], self.units or input_shape[-1])
+        if self.kind == "slot":
+            return (*input_shape[:-1],
+                    self.max_chunks * (self.units or input_shape[-1]))
         return input_shape
 
     def get_config(self):
