@@ -37,20 +37,15 @@ flags.DEFINE_string("rnn_type", "gru", "Recurrent cell: gru, lstm, bigru, bilstm
 flags.DEFINE_integer("input_projection_units", 0,
                      "Chunk models: project every frame to this size before "
                      "the chunk recurrence (0: no projection).")
-flags.DEFINE_integer("chunk_feedforward_units", 0,
-                     "Chunk models: a position-wise MLP of this width on the "
-                     "chunk summaries before pooling (0: none).")
 flags.DEFINE_integer("rnn_units", 128, "Width of the recurrent layer.")
 flags.DEFINE_string("attention", "additive",
                     "Pooling over chunks: additive or multihead.")
 flags.DEFINE_integer("attention_units", 128, "Width of the attention layer.")
 flags.DEFINE_integer("num_heads", 4, "Heads of multi-head attention pooling.")
 flags.DEFINE_string("position_encoding", "learned",
-                    "Chunk-position encoding: learned, sinusoidal, slot "
-                    "(each chunk position pools into its own slot) or none.")
-flags.DEFINE_integer("position_units", 0,
-                     "Per-slot size of --position_encoding=slot (0: "
-                     "--rnn_units, no map).")
+                    "Chunk-position encoding: slot (each chunk position "
+                    "pools into its own slot of the embedding), learned, "
+                    "sinusoidal or none.")
 flags.DEFINE_integer("hidden_units", 256, "Width of the projection MLP layers.")
 flags.DEFINE_integer("num_hidden_layers", 1, "Hidden layers of the projection MLP.")
 flags.DEFINE_string("input_norm", "l2",

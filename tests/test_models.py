@@ -27,8 +27,8 @@ VARIANTS = {
     "bigru_multihead": dict(rnn_type="bigru", attention="multihead",
                             skip_empty_chunks=False),
     "gru_input_projection": dict(input_projection_units=4),
-    "gru_chunk_feedforward": dict(chunk_feedforward_units=10),
-    "gru_slot_position": dict(position_encoding="slot", position_units=4),
+    # 10 chunk positions (300 frames / 30) of 2 dimensions each.
+    "gru_slot_position": dict(position_encoding="slot", embedding_dim=20),
 }
 
 
@@ -85,8 +85,7 @@ def test_get_model_names_the_model_flag_for_unknown_names():
 @pytest.mark.parametrize("flag,value", [
     ("rnn_type", "rnn"), ("attention", "mean"), ("position_encoding", "rope"),
     ("input_norm", "batch"), ("chunk_size", 0), ("dropout", 1.0),
-    ("embedding_dim", -1), ("input_projection_units", -1),
-    ("chunk_feedforward_units", -1)])
+    ("embedding_dim", -1), ("input_projection_units", -1)])
 def test_get_model_names_the_flag_of_a_bad_value(flag, value):
     with pytest.raises(FlagError, match=f"--{flag}="):
         models.get_model("ChunkAttentionModel", **{flag: value})
@@ -223,32 +222,34 @@ def test_reversing_frames_changes_chunk_attention_but_not_mean_pool():
     assert_same_embeddings(mean_pool(forward), mean_pool(backward))
 
 
-def test_chunk_feedforward_lets_the_pooled_vector_know_chunk_positions():
-    """Swapping two whole chunks: a weighted sum of (summary + position)
-    cannot see it; a position-wise MLP before the sum can."""
+def test_slot_pooling_knows_which_chunk_said_what():
+    """Swapping two whole chunks: a mean of (summary + learned position)
+    cannot see it; slots, one per position, can."""
     video, audio = frames(2, 90, 16, 10), frames(2, 90, 8, 11)
-    swapped_video = np.concatenate(
-        [video[:, 30:60], video[:, :30], video[:, 60:]], axis=1)
-    swapped_audio = np.concatenate(
-        [audio[:, 30:60], audio[:, :30], audio[:, 60:]], axis=1)
+
+    def swap(x):
+        return np.concatenate([x[:, 30:60], x[:, :30], x[:, 60:]], axis=1)
     batch = frame_batch(video, audio, [90, 90], 90)
-    swapped = frame_batch(swapped_video, swapped_audio, [90, 90], 90)
-
-    def with_big_positions(**config):
-        # Learned positions start near 0; make them large enough to matter.
-        model = small_model("ChunkMeanModel", **config)
-        model(batch)
-        for weight in model.weights:
-            if "positions" in weight.path:
-                weight.assign(tf.random.normal(weight.shape, seed=1))
-        return model
-
-    plain = with_big_positions()
-    assert_same_embeddings(plain(batch), plain(swapped), atol=1e-4)
-    routed = with_big_positions(chunk_feedforward_units=10)
+    swapped = frame_batch(swap(video), swap(audio), [90, 90], 90)
+    added = small_model("ChunkMeanModel")
+    added(batch)
+    for weight in added.weights:
+        if "positions" in weight.path:
+            # Learned positions start near 0; make them matter.
+            weight.assign(tf.random.normal(weight.shape, seed=1))
+    assert_same_embeddings(added(batch), added(swapped), atol=1e-4)
+    slots = small_model("ChunkMeanModel", position_encoding="slot",
+                        embedding_dim=20)
     for key in ("video", "audio"):
-        change = np.abs(routed(batch)[key] - routed(swapped)[key])
+        change = np.abs(slots(batch)[key] - slots(swapped)[key])
         assert change.max() > 1e-3
+
+
+def test_slot_embedding_size_must_split_into_equal_slots():
+    with pytest.raises(FlagError, match="--embedding_dim=16 must be a "
+                                        "multiple of the 10 chunk positions"):
+        small_model("ChunkAttentionModel", position_encoding="slot",
+                    embedding_dim=16)
 
 
 # Saving -------------------------------------------------------------------

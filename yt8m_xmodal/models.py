@@ -173,9 +173,9 @@ class ChunkAttentionModel(_NamedModel):
       rnn_units (128): recurrent width per direction.
       attention ("additive"): additive | multihead.
       attention_units (128), num_heads (4): attention sizes.
-      position_encoding ("learned"): learned | sinusoidal | slot | none.
-      position_units (0): per-slot size of the slot encoding (0: the
-        recurrent width).
+      position_encoding ("learned"): slot | learned | sinusoidal | none (with
+        slot, embedding_dim must be a multiple of the chunk positions,
+        ceil(max_frames / chunk_size); see ChunkAttentionTower).
       max_frames (300): longest video, sizes the learned position table.
       hidden_units (256), num_hidden_layers (1): projection head MLP.
       dropout (0.0), input_norm ("l2"): see ChunkAttentionTower.
@@ -184,8 +184,6 @@ class ChunkAttentionModel(_NamedModel):
         (data-dependent shapes: turn off for XLA).
       input_projection_units (0): 0, or P for a linear per-frame projection
         to P features before the chunk recurrence (see ChunkRecurrentEncoder).
-      chunk_feedforward_units (0): 0, or F for a position-wise MLP on the
-        chunk summaries before pooling (see ChunkAttentionTower).
     """
 
     def __init__(self, video_size=VIDEO_SIZE, audio_size=AUDIO_SIZE,
@@ -194,8 +192,7 @@ class ChunkAttentionModel(_NamedModel):
                  num_heads=4, position_encoding="learned",
                  max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
                  dropout=0.0, input_norm="l2", unroll=False,
-                 skip_empty_chunks=True, input_projection_units=0,
-                 chunk_feedforward_units=0, position_units=0, **kwargs):
+                 skip_empty_chunks=True, input_projection_units=0, **kwargs):
         self._init_towers(
             ChunkAttentionTower, video_size, audio_size, kwargs,
             embedding_dim=embedding_dim, chunk_size=chunk_size,
@@ -205,9 +202,7 @@ class ChunkAttentionModel(_NamedModel):
             hidden_units=hidden_units, num_hidden_layers=num_hidden_layers,
             dropout=dropout, input_norm=input_norm, unroll=unroll,
             skip_empty_chunks=skip_empty_chunks,
-            input_projection_units=input_projection_units,
-            chunk_feedforward_units=chunk_feedforward_units,
-            position_units=position_units)
+            input_projection_units=input_projection_units)
 
 
 @keras.saving.register_keras_serializable(package="yt8m_xmodal")
@@ -223,8 +218,7 @@ class ChunkMeanModel(_NamedModel):
                  rnn_units=128, position_encoding="learned",
                  max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
                  dropout=0.0, input_norm="l2", unroll=False,
-                 skip_empty_chunks=True, input_projection_units=0,
-                 chunk_feedforward_units=0, position_units=0, **kwargs):
+                 skip_empty_chunks=True, input_projection_units=0, **kwargs):
         self._init_towers(
             ChunkAttentionTower, video_size, audio_size, kwargs,
             embedding_dim=embedding_dim, chunk_size=chunk_size,
@@ -233,9 +227,7 @@ class ChunkMeanModel(_NamedModel):
             hidden_units=hidden_units, num_hidden_layers=num_hidden_layers,
             dropout=dropout, input_norm=input_norm, unroll=unroll,
             skip_empty_chunks=skip_empty_chunks,
-            input_projection_units=input_projection_units,
-            chunk_feedforward_units=chunk_feedforward_units,
-            position_units=position_units)
+            input_projection_units=input_projection_units)
         # "attention" is fixed, not a flag of this model.
         self._flag_config.pop("attention")
 
@@ -332,10 +324,19 @@ def check_config(config):
     for name in _POSITIVE:
         if name in config and int(config[name]) < 1:
             raise FlagError(f"--{name}={config[name]} must be >= 1")
-    for name in ("input_projection_units", "chunk_feedforward_units",
-                 "position_units"):
-        if int(config.get(name, 0)) < 0:
-            raise FlagError(f"--{name}={config[name]} must be >= 0 (0: off)")
+    if int(config.get("input_projection_units", 0)) < 0:
+        raise FlagError(f"--input_projection_units="
+                        f"{config['input_projection_units']} must be >= 0 "
+                        "(0: no projection)")
+    if config.get("position_encoding") == "slot":
+        positions = -(-int(config.get("max_frames", MAX_FRAMES))
+                      // int(config.get("chunk_size", 30)))
+        if int(config.get("embedding_dim", 64)) % positions:
+            raise FlagError(
+                f"--embedding_dim={config.get('embedding_dim', 64)} must be a "
+                f"multiple of the {positions} chunk positions (--max_frames / "
+                "--chunk_size, rounded up) with --position_encoding=slot: each "
+                "position fills an equal slot of the embedding")
     if int(config.get("num_hidden_layers", 0)) < 0:
         raise FlagError(f"--num_hidden_layers={config['num_hidden_layers']} "
                         "must be >= 0")

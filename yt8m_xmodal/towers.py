@@ -38,7 +38,8 @@ class _Tower(keras.Model):
     has_attention = False
 
     def __init__(self, input_size, embedding_dim=64, hidden_units=256,
-                 num_hidden_layers=1, dropout=0.0, input_norm="l2", **kwargs):
+                 num_hidden_layers=1, dropout=0.0, input_norm="l2",
+                 head_dim=None, **kwargs):
         super().__init__(**kwargs)
         # Masks are explicit call arguments; nothing implicit is attached.
         self.supports_masking = True
@@ -50,8 +51,10 @@ class _Tower(keras.Model):
         self.input_norm = input_norm
         self.normalization = FrameNormalization(input_norm,
                                                 name="normalization")
+        # head_dim: towers whose head maps parts of the video (see
+        # ChunkAttentionTower's slots) give its output size; else E.
         self.head = ProjectionHead(
-            self.embedding_dim,
+            head_dim or self.embedding_dim,
             hidden_units=(self.hidden_units,) * self.num_hidden_layers,
             dropout=self.dropout, name="projection_head")
 
@@ -98,10 +101,13 @@ class ChunkAttentionTower(_Tower):
         no attention weights learned: the ChunkMeanModel ablation).
       attention_units: hidden size of the attention scorer / key size.
       num_heads: heads of multihead attention.
-      position_encoding: "learned", "sinusoidal", "slot" or "none" (see
-        ChunkPositionEncoding).
-      position_units: per-slot size of the "slot" encoding (0: the summary
-        width, no map).
+      position_encoding: "slot", "learned", "sinusoidal" or "none" (see
+        ChunkPositionEncoding). With "slot" the projection head runs on
+        every chunk summary (one head shared by all positions) and writes
+        its E / P outputs into the chunk's slot, P = ceil(max_frames /
+        chunk_size) positions; the pooled slots are the embedding, so E must
+        be a multiple of P. Otherwise the head runs once, on the pooled
+        summary.
       max_frames: longest input, sizes the learned position table.
       hidden_units, num_hidden_layers: hidden MLP of the projection head.
       dropout: on chunk summaries and in the projection head.
@@ -113,14 +119,6 @@ class ChunkAttentionTower(_Tower):
         of the normalized frames to P features before the chunk recurrence
         (see ChunkRecurrentEncoder): fewer parameters and fewer
         multiply-adds per 1024-d rgb frame.
-      chunk_feedforward_units: 0 (none) or F, a position-wise MLP (F hidden
-        ReLU units, F outputs) on every chunk summary after its position is
-        added, before pooling. Pooling is a weighted sum, so without it an
-        added position vector only shifts the pooled vector by a constant
-        and the pooled vector cannot tell which chunk said what; the MLP can
-        place each chunk's content in a position-dependent subspace, so one
-        pooled vector keeps the song's order (chunk 3 of the audio is
-        matched against chunk 3 of the video).
 
     Call arguments:
       inputs: float tensor [B, T, D].
@@ -141,12 +139,20 @@ class ChunkAttentionTower(_Tower):
                  attention_units=128, num_heads=4, position_encoding="learned",
                  max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
                  dropout=0.0, input_norm="l2", unroll=False,
-                 skip_empty_chunks=True, input_projection_units=0,
-                 chunk_feedforward_units=0, position_units=0, **kwargs):
+                 skip_empty_chunks=True, input_projection_units=0, **kwargs):
+        num_positions = -(-int(max_frames) // int(chunk_size))
+        slots = position_encoding == "slot"
+        if slots and int(embedding_dim) % num_positions:
+            raise ValueError(
+                f"embedding_dim={embedding_dim} must be a multiple of the "
+                f"{num_positions} chunk positions (max_frames={max_frames} / "
+                f"chunk_size={chunk_size}) with slot position encoding")
         super().__init__(input_size, embedding_dim=embedding_dim,
                          hidden_units=hidden_units,
                          num_hidden_layers=num_hidden_layers, dropout=dropout,
-                         input_norm=input_norm, **kwargs)
+                         input_norm=input_norm,
+                         head_dim=(int(embedding_dim) // num_positions
+                                   if slots else None), **kwargs)
         if attention not in CHUNK_POOLINGS:
             raise ValueError(f"attention must be one of {CHUNK_POOLINGS}, "
                              f"got {attention!r}")
@@ -161,8 +167,6 @@ class ChunkAttentionTower(_Tower):
         self.unroll = bool(unroll)
         self.skip_empty_chunks = bool(skip_empty_chunks)
         self.input_projection_units = int(input_projection_units)
-        self.chunk_feedforward_units = int(chunk_feedforward_units)
-        self.position_units = int(position_units)
         self.split = ChunkSplit(self.chunk_size, name="chunk_split")
         self.encoder = ChunkRecurrentEncoder(
             self.rnn_units, rnn_type=rnn_type, unroll=self.unroll,
@@ -172,15 +176,9 @@ class ChunkAttentionTower(_Tower):
         self.position = ChunkPositionEncoding(
             position_encoding,
             max_chunks=self.split.num_chunks(self.max_frames),
-            units=self.position_units or None, name="chunk_position")
+            name="chunk_position")
         self.chunk_dropout = keras.layers.Dropout(self.dropout,
                                                   name="chunk_dropout")
-        self.feedforward = None
-        if self.chunk_feedforward_units:
-            units = self.chunk_feedforward_units
-            self.feedforward = ProjectionHead(
-                units, hidden_units=(units,), dropout=self.dropout,
-                name="chunk_feedforward")
         if attention == "mean":
             self.pooling = MaskedMeanPooling(name="chunk_pooling")
         else:
@@ -188,36 +186,41 @@ class ChunkAttentionTower(_Tower):
                 attention, units=self.attention_units, num_heads=self.num_heads,
                 name="chunk_pooling")
 
+    @property
+    def slots(self):
+        return self.position_encoding == "slot"
+
     def build(self, input_shape):
         _check_input_size(self, input_shape)
         self.normalization.build(input_shape)
         self.encoder.build((None, None, self.chunk_size, self.input_size))
         summary_shape = (None, None, self.encoder.output_size)
+        if self.slots:
+            self.head.build(summary_shape)
+            summary_shape = self.head.compute_output_shape(summary_shape)
         self.position.build(summary_shape)
         summary_shape = self.position.compute_output_shape(summary_shape)
-        if self.feedforward is not None:
-            self.feedforward.build(summary_shape)
-            summary_shape = self.feedforward.compute_output_shape(
-                summary_shape)
         self.pooling.build(summary_shape)
-        self.head.build((None, summary_shape[-1]))
+        if not self.slots:
+            self.head.build((None, summary_shape[-1]))
         self.built = True
 
     def call(self, inputs, mask=None, training=None, return_attention=False):
         frames = self.normalization(inputs, mask=mask)
         chunks, frame_mask, chunk_mask = self.split(frames, mask=mask)
         summaries = self.encoder(chunks, mask=frame_mask, training=training)
+        if self.slots:
+            summaries = self.head(summaries, training=training)
         summaries = self.position(summaries)
         summaries = self.chunk_dropout(summaries, training=training)
-        if self.feedforward is not None:
-            summaries = self.feedforward(summaries, training=training)
         if self.attention == "mean":
             pooled = self.pooling(summaries, mask=chunk_mask)
             weights = masked_mean_weights(chunk_mask, pooled.dtype)
         else:
             pooled, weights = self.pooling(summaries, mask=chunk_mask,
                                            return_attention=True)
-        embedding = self.head(pooled, training=training)
+        embedding = pooled if self.slots else self.head(pooled,
+                                                         training=training)
         if return_attention:
             return embedding, weights
         return embedding
@@ -232,9 +235,7 @@ class ChunkAttentionTower(_Tower):
             "position_encoding": self.position_encoding,
             "max_frames": self.max_frames, "unroll": self.unroll,
             "skip_empty_chunks": self.skip_empty_chunks,
-            "input_projection_units": self.input_projection_units,
-            "chunk_feedforward_units": self.chunk_feedforward_units,
-            "position_units": self.position_units})
+            "input_projection_units": self.input_projection_units})
         return config
 
 

@@ -490,8 +490,6 @@ def model_config_from_flags(f):
         "attention_units": f.attention_units,
         "num_hidden_layers": f.num_hidden_layers, "input_norm": f.input_norm,
         "input_projection_units": f.input_projection_units,
-        "chunk_feedforward_units": f.chunk_feedforward_units,
-        "position_units": f.position_units,
     }
     if f.model not in models.MODELS:
         return candidates  # get_model names the bad --model

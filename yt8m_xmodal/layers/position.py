@@ -35,21 +35,18 @@ class ChunkPositionEncoding(keras.layers.Layer):
     sum, so an added vector reaches the pooled vector only as an offset (and
     through the attention weights): the pooled vector cannot tell what was
     said where. "slot" instead gives every position its own slot: chunk c's
-    summary, mapped by one linear map shared by all positions (h W + b,
-    [H] -> [units]), is written into slot c of a [max_chunks * units] vector
-    that is zero elsewhere. A weighted sum of such vectors is the
-    concatenation of the weighted chunk summaries, so comparing two pooled
-    vectors compares chunk c with chunk c (a song's verse with its own
-    verse), and attention still decides how much each chunk counts.
+    vector is written into slot c of a [max_chunks * H] vector that is zero
+    elsewhere. A weighted sum of such vectors is the concatenation of the
+    weighted chunk vectors, so comparing two pooled vectors compares chunk
+    c with chunk c (a song's verse with its own verse), and attention still
+    decides how much each chunk counts.
 
     Args:
       kind: "learned" (a trainable [max_chunks, H] table), "sinusoidal"
-        (fixed, any number of chunks), "slot" (a shared trainable [H, units]
-        map and bias, output [max_chunks * units]) or "none" (identity).
+        (fixed, any number of chunks), "slot" (no weights; output
+        [max_chunks * H]) or "none" (identity).
       max_chunks: positions of the learned table and the slots,
         ceil(max_frames / chunk_size); calling with more chunks is an error.
-      units: per-slot size of "slot" (None: H, no map); the other kinds keep
-        H.
 
     Call arguments:
       inputs: float tensor [B, C, H].
@@ -59,17 +56,13 @@ class ChunkPositionEncoding(keras.layers.Layer):
     TensorShape([2, 10, 16])
     """
 
-    def __init__(self, kind="learned", max_chunks=10, units=None, **kwargs):
+    def __init__(self, kind="learned", max_chunks=10, **kwargs):
         super().__init__(**kwargs)
         if kind not in POSITION_ENCODINGS:
             raise ValueError(f"position encoding must be one of "
                              f"{POSITION_ENCODINGS}, got {kind!r}")
         self.kind = kind
         self.max_chunks = int(max_chunks)
-        self.units = int(units) if units else None
-        self.slot_dense = None
-        if kind == "slot" and self.units:
-            self.slot_dense = keras.layers.Dense(self.units, name="slot_dense")
 
     def build(self, input_shape):
         if self.kind == "learned":
@@ -77,8 +70,6 @@ class ChunkPositionEncoding(keras.layers.Layer):
                 name="positions", shape=(self.max_chunks, input_shape[-1]),
                 initializer=keras.initializers.TruncatedNormal(
                     stddev=LEARNED_INIT_STDDEV))
-        elif self.slot_dense is not None:
-            self.slot_dense.build(input_shape)
         self.built = True
 
     def call(self, inputs, mask=None, training=None):
@@ -110,20 +101,17 @@ class ChunkPositionEncoding(keras.layers.Layer):
         return inputs + encoding[tf.newaxis]
 
     def _to_slots(self, inputs, num_chunks):
-        values = inputs if self.slot_dense is None else self.slot_dense(inputs)
-        slots = tf.eye(num_chunks, self.max_chunks, dtype=values.dtype)
-        out = tf.einsum("bcu,cs->bcsu", values, slots)
+        slots = tf.eye(num_chunks, self.max_chunks, dtype=inputs.dtype)
+        out = tf.einsum("bch,cs->bcsh", inputs, slots)
         return tf.reshape(out, tf.concat(
-            [tf.shape(out)[:2], [self.max_chunks * values.shape[-1]]], 0))
+            [tf.shape(out)[:2], [self.max_chunks * inputs.shape[-1]]], 0))
 
     def compute_output_shape(self, input_shape):
         if self.kind == "slot":
-            return (*input_shape[:-1],
-                    self.max_chunks * (self.units or input_shape[-1]))
+            return (*input_shape[:-1], self.max_chunks * input_shape[-1])
         return input_shape
 
     def get_config(self):
         config = super().get_config()
-        config.update({"kind": self.kind, "max_chunks": self.max_chunks,
-                       "units": self.units})
+        config.update({"kind": self.kind, "max_chunks": self.max_chunks})
         return config
