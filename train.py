@@ -32,9 +32,9 @@ cli.define_data_flags()
 flags.DEFINE_string("model", "ChunkAttentionModel",
                     "ChunkAttentionModel, ChunkMeanModel, FrameLstmModel, "
                     "MeanPoolModel, or VideoLevelMlpModel (video level).")
-flags.DEFINE_integer("chunk_size", 30, "Frames per chunk.")
+flags.DEFINE_integer("chunk_size", 20, "Frames per chunk.")
 flags.DEFINE_string("rnn_type", "gru", "Recurrent cell: gru, lstm, bigru, bilstm.")
-flags.DEFINE_integer("input_projection_units", 0,
+flags.DEFINE_integer("input_projection_units", 64,
                      "Chunk models: project every frame to this size before "
                      "the chunk recurrence (0: no projection).")
 flags.DEFINE_integer("rnn_units", 128, "Width of the recurrent layer.")
@@ -42,7 +42,7 @@ flags.DEFINE_string("attention", "additive",
                     "Pooling over chunks: additive or multihead.")
 flags.DEFINE_integer("attention_units", 128, "Width of the attention layer.")
 flags.DEFINE_integer("num_heads", 4, "Heads of multi-head attention pooling.")
-flags.DEFINE_string("position_encoding", "learned",
+flags.DEFINE_string("position_encoding", "slot",
                     "Chunk-position encoding: slot (each chunk position "
                     "pools into its own slot of the embedding), learned, "
                     "sinusoidal or none.")
@@ -51,13 +51,15 @@ flags.DEFINE_integer("num_hidden_layers", 1, "Hidden layers of the projection ML
 flags.DEFINE_string("input_norm", "l2",
                     "Per-frame input normalization: l2 (YT8M practice), "
                     "layer (learned) or none.")
-flags.DEFINE_integer("embedding_dim", 32, "Tower output size.")
+flags.DEFINE_integer("embedding_dim", 120,
+                     "Tower output size (with slot position encoding, a "
+                     "multiple of the chunk positions: 120 = 15 x 8).")
 flags.DEFINE_float("dropout", 0.0, "Dropout rate inside the towers.")
-flags.DEFINE_integer("subspace_dim", 16,
+flags.DEFINE_integer("subspace_dim", 96,
                      "Dimensions k of the post-hoc linear CCA subspace.")
 
 # Objective.
-flags.DEFINE_string("loss", "dcca",
+flags.DEFINE_string("loss", "infonce",
                     "dcca, cluster_cca, soft_cca, infonce or triplet.")
 flags.DEFINE_integer("cca_top_k", 0,
                      "Sum only the k largest canonical correlations (0: all).")
@@ -71,7 +73,7 @@ flags.DEFINE_bool("learn_temperature", True, "infonce: learn the temperature.")
 flags.DEFINE_float("triplet_margin", 0.2, "triplet: margin.")
 
 # Schedule.
-flags.DEFINE_integer("batch_size", 128,
+flags.DEFINE_integer("batch_size", 256,
                      "Global batch size; deep CCA needs more than "
                      "2 * --embedding_dim.")
 flags.DEFINE_integer("num_epochs", 5,
