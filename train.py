@@ -31,7 +31,11 @@ cli.define_data_flags()
 # Model.
 flags.DEFINE_string("model", "ChunkAttentionModel",
                     "ChunkAttentionModel, ChunkMeanModel, FrameLstmModel, "
-                    "MeanPoolModel, or VideoLevelMlpModel (video level).")
+                    "MeanPoolModel, or VideoLevelMlpModel (video level). The "
+                    "defaults of all flags are the frame-level recipe; with "
+                    "--noframe_features, --model, --loss, --embedding_dim, "
+                    "--subspace_dim and --base_learning_rate default to the "
+                    "video-level one: VideoLevelMlpModel, dcca, 64, 64, 1e-3.")
 flags.DEFINE_integer("chunk_size", 20, "Frames per chunk.")
 flags.DEFINE_string("rnn_type", "gru", "Recurrent cell: gru, lstm, bigru, bilstm.")
 flags.DEFINE_integer("input_projection_units", 64,

@@ -317,3 +317,23 @@ def test_video_level_training_on_real_shards(shared_video_dir, tmp_path):
     # validate0002 holds 313 records (count them with TFRecordDataset).
     assert result.validation["num_queries"] == 313
     assert_trained(cfg, result, 6, trainer)
+
+
+def test_video_level_defaults_fill_only_the_flags_not_given():
+    from absl import flags
+    values = flags.FlagValues()
+    defaults = {"model": "ChunkAttentionModel", "loss": "infonce",
+                "embedding_dim": 120, "subspace_dim": 96,
+                "base_learning_rate": 3e-3}
+    for name, value in defaults.items():
+        define = {str: flags.DEFINE_string, int: flags.DEFINE_integer,
+                  float: flags.DEFINE_float}[type(value)]
+        define(name, value, "", flag_values=values)
+    flags.DEFINE_integer("batch_size", 256, "", flag_values=values)
+    values(["train.py", "--embedding_dim=32", "--batch_size=64"])
+    view = training._WithDefaults(values, training.VIDEO_LEVEL_DEFAULTS)
+    assert view.embedding_dim == 32 and view.batch_size == 64
+    for name in ("model", "loss", "subspace_dim", "base_learning_rate"):
+        assert getattr(view, name) == training.VIDEO_LEVEL_DEFAULTS[name]
+    assert view.model == "VideoLevelMlpModel" and view.loss == "dcca"
+    assert view["embedding_dim"].present and not view["loss"].present

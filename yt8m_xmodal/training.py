@@ -50,6 +50,13 @@ STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored")
 # The demo set has 1,600 training videos: 15 epochs (about 190 steps of 128)
 # train the default model in a few minutes on 2 CPU cores.
 DEMO_NUM_EPOCHS = 15
+# train.py's flag defaults are the frame-level recipe (BENCHMARKS.md, frame
+# level). With --noframe_features, the flags below that the user does not set
+# take the video-level recipe instead (BENCHMARKS.md, video level: on real
+# video-level features, deep CCA beat InfoNCE for the MLP towers).
+VIDEO_LEVEL_DEFAULTS = {"model": "VideoLevelMlpModel", "loss": "dcca",
+                        "embedding_dim": 64, "subspace_dim": 64,
+                        "base_learning_rate": 1e-3}
 # Losses that whiten each view, so the global batch must exceed o1 + o2.
 CCA_LOSSES = ("dcca", "cluster_cca")
 # Which of train.py's objective flags each --loss takes.
@@ -507,9 +514,31 @@ def loss_config_from_flags(f):
     return {k: v for k, v in candidates.items() if k in accepted}
 
 
+class _WithDefaults:
+    """Flag values, with other defaults for the flags the user did not set."""
+
+    def __init__(self, flag_values, defaults):
+        self._flags = flag_values
+        self._defaults = {k: v for k, v in defaults.items()
+                          if not flag_values[k].present}
+
+    def __getattr__(self, name):
+        if name in self._defaults:
+            return self._defaults[name]
+        return getattr(self._flags, name)
+
+    def __getitem__(self, name):
+        return self._flags[name]
+
+
 def config_from_flags(f):
-    """A `TrainConfig` from train.py's flags; demo data when no pattern."""
+    """A `TrainConfig` from train.py's flags; demo data when no pattern.
+
+    With --noframe_features, unset flags take VIDEO_LEVEL_DEFAULTS.
+    """
     data = cli.data_config_from_flags()
+    if not data.frame_features:
+        f = _WithDefaults(f, VIDEO_LEVEL_DEFAULTS)
     train_pattern, validate_pattern = f.train_data_pattern, f.validate_data_pattern
     vocabulary_file = f.vocabulary_file
     num_epochs = f.num_epochs
