@@ -41,9 +41,8 @@ import numpy as np
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 from bench.retrieval_report import (DIRECTIONS, gallery_mean,  # noqa: E402
-                                    markdown_table,
-                                    plot_recall_vs_gallery_size,
-                                    recall_vs_gallery_size, selection_score)
+                                    markdown_table, recall_vs_gallery_size,
+                                    selection_score, write_report)
 from yt8m_xmodal import readers, synthetic  # noqa: E402
 
 DEFAULT_NUM_VIDEOS = 6250
@@ -208,7 +207,6 @@ def run(work_dir, output_dir, num_videos, num_epochs, quick=False,
         audio, video, GALLERY_SIZES + (sizes["test"],))
     rows.append((LINEAR_CCA, cca_result, [f"{seconds:.0f}", "-"]))
     rows += _oracle_rows(info)
-    record["recall_vs_gallery_size"] = curves
     record["oracle_test"] = info["oracle"]["test"]
 
     best_model = max((n for n in record["systems"] if n != LINEAR_CCA),
@@ -242,20 +240,8 @@ def run(work_dir, output_dir, num_videos, num_epochs, quick=False,
         lines += ["", f"Best model on test: {best_model}, R@10 (mean of both "
                   f"directions) {best:.3f} = {best / oracle:.0%} of the "
                   f"oracle's {oracle:.3f}."]
-    os.makedirs(output_dir, exist_ok=True)
-    try:
-        png = os.path.join(output_dir, "frame_level_recall_vs_gallery.png")
-        plot_recall_vs_gallery_size(curves, png,
-                                    "Synthetic frame level, test split")
-        lines += ["", f"![R@10 vs gallery size]({os.path.basename(png)})"]
-    except ImportError:
-        lines += ["", "(matplotlib not installed: no recall-vs-gallery plot)"]
-    text = "\n".join(lines)
-    with open(os.path.join(output_dir, "frame_level.md"), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(output_dir, "frame_level.json"), "w") as f:
-        json.dump(record, f, indent=2)
-    return text
+    return write_report(output_dir, "frame_level", lines, record, curves,
+                        "Synthetic frame level, test split")
 
 
 def main(argv=None):

@@ -7,6 +7,9 @@ a full test split and over seeded smaller galleries, and write markdown tables
 and a recall-vs-gallery-size plot.
 """
 
+import json
+import os
+
 import numpy as np
 
 from yt8m_xmodal import metrics
@@ -104,3 +107,25 @@ def plot_recall_vs_gallery_size(curves, path, title):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def write_report(output_dir, name, lines, record, curves, plot_title):
+    """Writes `<name>.md` (the lines, and the plot where matplotlib is
+    installed), `<name>.json` (the record) and `<name>_recall_vs_gallery.png`
+    under `output_dir`; returns the markdown text."""
+    os.makedirs(output_dir, exist_ok=True)
+    record["recall_vs_gallery_size"] = curves
+    try:
+        png = os.path.join(output_dir, f"{name}_recall_vs_gallery.png")
+        plot_recall_vs_gallery_size(curves, png, plot_title)
+        lines = lines + ["", f"![R@10 vs gallery size]"
+                             f"({os.path.basename(png)})"]
+    except ImportError:
+        lines = lines + ["", "(matplotlib not installed: no "
+                             "recall-vs-gallery plot)"]
+    text = "\n".join(lines)
+    with open(os.path.join(output_dir, f"{name}.md"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(output_dir, f"{name}.json"), "w") as f:
+        json.dump(record, f, indent=2)
+    return text

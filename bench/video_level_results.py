@@ -32,7 +32,6 @@ the towers read records.
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import subprocess
@@ -54,8 +53,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 ".."))
 from bench.retrieval_report import (DIRECTIONS, GALLERY_SEEDS, TOP_K,  # noqa: E402
                                     gallery_mean, markdown_table,
-                                    plot_recall_vs_gallery_size,
-                                    recall_vs_gallery_size, selection_score)
+                                    recall_vs_gallery_size, selection_score,
+                                    write_report)
 
 log = logging.getLogger("yt8m_xmodal")
 
@@ -639,25 +638,12 @@ def run(video_dir, work_dir, output_dir):
               f"{GOAL_RECALL_AT_10}, median rank <= {GOAL_MEDIAN_RANK}, both "
               f"directions, 1,000-video gallery): "
               f"{'met' if goal else 'NOT met'}."]
-    os.makedirs(output_dir, exist_ok=True)
-    try:
-        sizes = (100, 200, 500, 1000, len(test))
-        curves = {system.name: recall_vs_gallery_size(
-            *system.test, sizes, cosine=system.name not in csls_names)
-            for system in (systems[0], best_single, best)}
-        png = os.path.join(output_dir, "video_level_recall_vs_gallery.png")
-        plot_recall_vs_gallery_size(
-            curves, png, "YT8M video level, music test subset")
-        record["recall_vs_gallery_size"] = curves
-        lines += ["", f"![R@10 vs gallery size]({os.path.basename(png)})"]
-    except ImportError:
-        lines += ["", "(matplotlib not installed: no recall-vs-gallery plot)"]
-    text = "\n".join(lines)
-    with open(os.path.join(output_dir, "video_level.md"), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(output_dir, "video_level.json"), "w") as f:
-        json.dump(record, f, indent=2)
-    return text
+    sizes = (100, 200, 500, 1000, len(test))
+    curves = {system.name: recall_vs_gallery_size(
+        *system.test, sizes, cosine=system.name not in csls_names)
+        for system in (systems[0], best_single, best)}
+    return write_report(output_dir, "video_level", lines, record, curves,
+                        "YT8M video level, music test subset")
 
 
 def main(argv=None):
