@@ -66,7 +66,7 @@ flags.DEFINE_integer("rnn_units", 128, "Recurrent width of every model.")
 # DCCA needs batch_size - 1 >= 2 * embedding_dim, so 64 examples allow
 # at most 31; the embedding size barely moves the step time.
 flags.DEFINE_integer("embedding_dim", 16, "Embedding size.")
-flags.DEFINE_integer("chunk_size", 30, "Frames per chunk.")
+flags.DEFINE_integer("chunk_size", 20, "Frames per chunk (train.py's default).")
 flags.DEFINE_list("input_projection_units", ["0", "128"],
                   "Per-frame input projections of the chunk models to time "
                   "(0: none); each value is a row of the table.")
