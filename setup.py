@@ -21,5 +21,6 @@ setuptools.setup(
         "tensorboard",
         "absl-py",
     ],
-    extras_require={"test": ["pytest"]},
+    # matplotlib only draws the recall-vs-gallery plots of bench/.
+    extras_require={"test": ["pytest"], "bench": ["matplotlib"]},
 )
