@@ -417,45 +417,41 @@ def summary_table(cpu, gpu):
     return "\n".join(lines), absent
 
 
+# Per benchmark shown on the GPU: (title, key column, value, unit, whether
+# higher is better).
+_GPU_TABLES = (
+    ("models", "Frame-level train step", "model", "row", "examples_per_s",
+     "examples/s", True),
+    ("losses", "Losses, forward + backward", "loss", "loss", "median_ms",
+     "ms", False),
+)
+
+
 def _gpu_comparison(cpu, gpu):
     """Tables with GPU figures beside the CPU ones."""
     parts = []
-    models_cpu, models_gpu = cpu.get("models"), gpu.get("models")
-    if models_gpu and models_gpu.figures:
-        card = _gpu_card(models_gpu)
-        cpu_rows = {r["row"]: r for r in (models_cpu.figures.get("rows", ())
-                                          if models_cpu else ())}
-        lines = [f"**Frame-level train step** (examples/s, higher is better)"
-                 f"; GPU: {card}", "",
-                 f"| model | CPU | GPU ({card}) | GPU ÷ CPU |",
+    for name, title, column, key, value, unit, higher in _GPU_TABLES:
+        on_gpu, on_cpu = gpu.get(name), cpu.get(name)
+        if not (on_gpu and on_gpu.figures):
+            continue
+        card = _gpu_card(on_gpu)
+        cpu_rows = {r[key]: r for r in (on_cpu.figures.get("rows", ())
+                                        if on_cpu else ())}
+        better = "higher" if higher else "lower"
+        speedup = "GPU ÷ CPU" if higher else "CPU ÷ GPU"
+        lines = [f"**{title}** ({unit}, {better} is better); GPU: {card}", "",
+                 f"| {column} | CPU | GPU ({card}) | {speedup} |",
                  "|---|---:|---:|---:|"]
-        for row in models_gpu.figures.get("rows", ()):
-            on_cpu = cpu_rows.get(row["row"])
-            rate = row["examples_per_s"]
+        for row in on_gpu.figures.get("rows", ()):
+            cpu_row = cpu_rows.get(row[key])
             cpu_text, ratio = "–", "–"
-            if on_cpu:
-                cpu_text = _fmt(on_cpu["examples_per_s"], "examples/s")
-                ratio = f"{rate / on_cpu['examples_per_s']:.1f}×"
-            lines.append(f"| {row['row']} | {cpu_text} | "
-                         f"{_fmt(rate, 'examples/s')} | {ratio} |")
-        parts.append("\n".join(lines))
-    losses_cpu, losses_gpu = cpu.get("losses"), gpu.get("losses")
-    if losses_gpu and losses_gpu.figures:
-        card = _gpu_card(losses_gpu)
-        cpu_rows = {r["loss"]: r for r in (losses_cpu.figures.get("rows", ())
-                                           if losses_cpu else ())}
-        lines = [f"**Losses, forward + backward** (median ms, lower is "
-                 f"better); GPU: {card}", "",
-                 f"| loss | CPU ms | GPU ({card}) ms | CPU ÷ GPU |",
-                 "|---|---:|---:|---:|"]
-        for row in losses_gpu.figures.get("rows", ()):
-            on_cpu = cpu_rows.get(row["loss"])
-            cpu_text, ratio = "–", "–"
-            if on_cpu:
-                cpu_text = _fmt(on_cpu["median_ms"], "ms")
-                ratio = f"{on_cpu['median_ms'] / row['median_ms']:.1f}×"
-            lines.append(f"| {row['loss']} | {cpu_text} | "
-                         f"{_fmt(row['median_ms'], 'ms')} | {ratio} |")
+            if cpu_row:
+                cpu_text = _fmt(cpu_row[value], unit)
+                gain = (row[value] / cpu_row[value] if higher
+                        else cpu_row[value] / row[value])
+                ratio = f"{gain:.1f}×"
+            lines.append(f"| {row[key]} | {cpu_text} | "
+                         f"{_fmt(row[value], unit)} | {ratio} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 
