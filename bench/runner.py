@@ -115,8 +115,8 @@ def detect_gpus(mode):
                               capture_output=True, text=True, check=False)
         if done.returncode == 0 and done.stdout.strip():
             names = json.loads(done.stdout.strip().splitlines()[-1])
-    if mode == "yes" and not names:
-        raise BenchmarkError("--gpu=yes but TensorFlow sees no GPU here")
+    if mode in ("yes", "only") and not names:
+        raise BenchmarkError(f"--gpu={mode} but TensorFlow sees no GPU here")
     return names
 
 
@@ -166,8 +166,13 @@ def run_one(bench, output_dir, quick, env_extra, root=REPO_ROOT, label=""):
     return record
 
 
-def run_all(selected, output_dir, quick, gpus, root=REPO_ROOT):
-    """Runs the selected benchmarks (CPU, then GPU); all or nothing."""
+def run_all(selected, output_dir, quick, gpus, root=REPO_ROOT, cpu=True):
+    """Runs the selected benchmarks (CPU, then GPU); all or nothing.
+
+    cpu=False runs only the GPU jobs and keeps the CPU fragments that are
+    already in output_dir (e.g. a lent GPU machine whose host CPU is not the
+    reference machine).
+    """
     missing = [b for b in selected if not os.path.exists(b.script_path(root))]
     if missing:
         raise BenchmarkError("missing benchmark script(s), nothing was run: "
@@ -175,7 +180,8 @@ def run_all(selected, output_dir, quick, gpus, root=REPO_ROOT):
                                          for b in missing))
     os.makedirs(output_dir, exist_ok=True)
     hide = {"CUDA_VISIBLE_DEVICES": ""} if gpus else {}
-    jobs = [(b, output_dir, hide if b.throughput else {}, "") for b in selected]
+    jobs = [(b, output_dir, hide if b.throughput else {}, "") for b in selected
+            if cpu]
     if gpus:
         jobs += [(b, os.path.join(output_dir, GPU_SUBDIR), {},
                   f"GPU ({gpus[0]}) ") for b in selected if b.gpu]
@@ -656,10 +662,12 @@ def parse_args(argv, benchmarks):
     parser.add_argument("--notes_dir", default=DEFAULT_NOTES_DIR,
                         help="static prose per benchmark (default: "
                         "bench/notes)")
-    parser.add_argument("--gpu", choices=("auto", "yes", "no"),
+    parser.add_argument("--gpu", choices=("auto", "yes", "no", "only"),
                         default="auto",
                         help="also run models and losses on a GPU: auto "
-                        "(where TensorFlow sees one), yes (fail if none), no")
+                        "(where TensorFlow sees one), yes (fail if none), "
+                        "no, or only (just the GPU runs, fail if none; the "
+                        "CPU fragments already in --output_dir are kept)")
     args = parser.parse_args(argv)
     only = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in only if n not in names]
@@ -667,6 +675,11 @@ def parse_args(argv, benchmarks):
         parser.error(f"--only: unknown benchmark(s) {', '.join(unknown)}; "
                      f"known: {', '.join(names)}")
     args.only = only
+    if args.gpu == "only":
+        gpu_ones = [b.name for b in benchmarks if b.gpu]
+        if not set(only) & set(gpu_ones):
+            parser.error(f"--gpu=only: none of {', '.join(only)} runs on a "
+                         f"GPU; those that do: {', '.join(gpu_ones)}")
     if args.quick:
         args.output_dir = args.output_dir or os.path.join(QUICK_ROOT,
                                                           "results")
@@ -704,7 +717,10 @@ def main(argv=None, benchmarks=BENCHMARKS, root=REPO_ROOT):
         print(f"=== GPU: {', '.join(gpus) if gpus else 'none'}; writing "
               f"fragments to {_display_path(args.output_dir)}", flush=True)
         start = time.time()
-        run_all(selected, args.output_dir, args.quick, gpus, root)
+        if args.gpu == "only":
+            selected = [b for b in selected if b.gpu]
+        run_all(selected, args.output_dir, args.quick, gpus, root,
+                cpu=args.gpu != "only")
         print(f"\n=== all {len(selected)} benchmark(s) done in "
               f"{(time.time() - start) / 60:.1f} min", flush=True)
     assemble(args.output_dir, args.benchmarks_md, args.notes_dir, benchmarks)

@@ -365,3 +365,35 @@ def test_cli_names_unknown_benchmark_and_assembles(tmp_path, results):
         text=True)
     assert done.returncode == 0, done.stderr
     assert "## Throughput summary" in md.read_text()
+
+
+def test_gpu_only_reruns_just_the_gpu_jobs_and_keeps_cpu_fragments(
+        tmp_path, monkeypatch):
+    root = _fake_root(tmp_path, "cpu_only", "both")
+    registry = (_bench("cpu_only", throughput=True),
+                _bench("both", throughput=True, gpu=True))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "both.md").write_text("| cpu | figures |\n|---|---|\n| 7 | 8 |\n")
+    monkeypatch.setattr(runner, "detect_gpus",
+                        lambda mode: ["Fake GPU"] if mode != "no" else [])
+    rc, out, md = _main(tmp_path, root, registry, "--gpu=only")
+    assert rc == 0
+    assert not (out / runner.RUNS_FILE).exists()  # no CPU job ran
+    assert not (out / "cpu_only.md").exists()
+    assert (out / "both.md").read_text().startswith("| cpu | figures |")
+    gpu_runs = json.loads((out / runner.GPU_SUBDIR / runner.RUNS_FILE)
+                          .read_text())
+    assert list(gpu_runs) == ["both"]
+    assert "CUDA_VISIBLE_DEVICES" not in gpu_runs["both"]["command"]
+    # Asked for benchmarks none of which runs on a GPU, it refuses.
+    with pytest.raises(SystemExit):
+        _main(tmp_path, root, registry, "--gpu=only", "--only=cpu_only")
+
+
+def test_gpu_only_without_a_gpu_names_the_flag(monkeypatch):
+    monkeypatch.setattr(runner.fragments, "gpu_names", lambda: [])
+    monkeypatch.setattr(runner.glob, "glob", lambda pattern: [])
+    with pytest.raises(SystemExit, match="--gpu=only but TensorFlow sees no "
+                       "GPU"):
+        runner.detect_gpus("only")
