@@ -467,8 +467,8 @@ def _day(date):
 
 
 def _section(bench, fragment, header_machine, header_day, md_dir, notes_dir,
-             heading=None, include_notes=True):
-    out = [f"## {heading or bench.title}", ""]
+             heading=None, include_notes=True, level="##"):
+    out = [f"{level} {heading or bench.title}", ""]
     if fragment.markdown is None:
         out += [f"_No results yet: `{bench.script}` has not written "
                 f"`{_display_path(os.path.join(fragment.directory, bench.name))}"
@@ -626,9 +626,9 @@ def _gpu_section(benchmarks, cpu, gpu, machine, header_day, md_dir,
     for bench in benchmarks:
         if bench.name in gpu:
             out += [_section(bench, gpu[bench.name], machine, header_day,
-                             md_dir, notes_dir, heading=f"# {bench.title} "
+                             md_dir, notes_dir, heading=f"{bench.title} "
                              f"on the GPU ({_gpu_card(gpu[bench.name])})",
-                             include_notes=False), ""]
+                             include_notes=False, level="###"), ""]
     if after:
         out += [after, ""]
     return "\n".join(out).rstrip()

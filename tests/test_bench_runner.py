@@ -234,6 +234,8 @@ def test_gpu_figures_beside_cpu_naming_the_card(tmp_path, results):
     assert "| dcca | 27.8 ms | 2.0 ms | 13.9× |" in gpu_section
     assert ("Command: `python bench/bench_models.py "
             "--output_dir=bench/results/gpu`") in gpu_section
+    assert f"\n### Model train step on the GPU ({card})\n" in gpu_section
+    assert "## #" not in text
 
 
 FAKE_SCRIPT = """\
