@@ -50,8 +50,8 @@ DEFAULT_NUM_EPOCHS = 15
 # Deep CCA's covariance ridge (relative to the mean variance) for every dcca
 # row, chosen on validate with ChunkAttentionModel: R@10 (A->V / V->A) 0.150 /
 # 0.150 with train.py's default 1e-4, 0.363 / 0.363 with 0.1, 0.458 / 0.472
-# with 1.0, 0.373 / 0.355 with 10. train.py's default suits the small video-level
-# embeddings; the 120-d chunk embedding at batch 256 needs far more shrinkage.
+# with 1.0, 0.373 / 0.355 with 10: the 120-d chunk embedding at batch 256
+# needs far more shrinkage than train.py's default gives.
 DCCA_RIDGE = 1.0
 # (name, train.py flags). The first is the main model (the method with the
 # package's default objective). Every model is trained with both objectives,
@@ -119,15 +119,19 @@ def linear_cca_on_means(data_dir):
             time.time() - start, f"k={k}, ridge={ridge}")
 
 
-def run_command(args, log_path, reuse=False):
+def run_command(args, log_path, reuse=False, outputs=()):
     """Runs a package command, its output to `log_path`; returns the output.
 
     With `reuse`, a command that already succeeded with the same command
-    line (recorded beside its log) is not run again: its log is returned.
+    line (recorded beside its log) and whose `outputs` files all still exist
+    is not run again: its log is returned. train.py --start_new_model wipes
+    the train dir, so a retrained model's eval outputs are gone and the eval
+    reruns even though its own command line is unchanged.
     """
     shown = " ".join(_shown(args))
     done_path = log_path + ".command"
-    if reuse and os.path.exists(done_path):
+    if (reuse and os.path.exists(done_path)
+            and all(os.path.exists(p) for p in outputs)):
         with open(done_path) as f:
             if f.read() == shown:
                 with open(log_path) as log:
@@ -153,7 +157,8 @@ def train_and_score(name, flags, data_dir, run_dir, num_epochs, main,
                  f"--validate_data_pattern={data_dir}/validate-*.tfrecord",
                  f"--train_dir={run_dir}", "--start_new_model",
                  f"--num_epochs={num_epochs}", *flags]
-    out = run_command(train_cmd, run_dir + ".train.log", reuse)
+    out = run_command(train_cmd, run_dir + ".train.log", reuse,
+                      [os.path.join(run_dir, "model_flags.json")])
     match = _TRAINED.search(out)
     if not match:
         raise RuntimeError(f"{name}: no training summary in "
@@ -163,7 +168,7 @@ def train_and_score(name, flags, data_dir, run_dir, num_epochs, main,
     eval_cmd = [sys.executable, "eval.py", f"--train_dir={run_dir}",
                 f"--eval_data_pattern={data_dir}/test-*.tfrecord",
                 "--run_once", f"--output_json={metrics_path}"]
-    run_command(eval_cmd, run_dir + ".eval.log", reuse)
+    run_command(eval_cmd, run_dir + ".eval.log", reuse, [metrics_path])
     with open(metrics_path) as f:
         result = json.load(f)
     with open(os.path.join(run_dir, "model_flags.json")) as f:
@@ -180,7 +185,7 @@ def train_and_score(name, flags, data_dir, run_dir, num_epochs, main,
                      f"--input_data_pattern={data_dir}/test-*.tfrecord",
                      f"--output_file={run_dir}/test_matches.csv",
                      f"--embeddings_file={npz}"], run_dir + ".inference.log",
-                    reuse)
+                    reuse, [npz])
         with np.load(npz) as z:
             order = np.argsort(z["ids"])
             record["embeddings"] = (z["audio"][order], z["video"][order])
