@@ -324,7 +324,7 @@ def test_video_level_defaults_fill_only_the_flags_not_given():
     values = flags.FlagValues()
     defaults = {"model": "ChunkAttentionModel", "loss": "infonce",
                 "embedding_dim": 120, "subspace_dim": 96,
-                "base_learning_rate": 3e-3}
+                "base_learning_rate": 3e-3, "cca_ridge": 1.0}
     for name, value in defaults.items():
         define = {str: flags.DEFINE_string, int: flags.DEFINE_integer,
                   float: flags.DEFINE_float}[type(value)]
@@ -333,7 +333,12 @@ def test_video_level_defaults_fill_only_the_flags_not_given():
     values(["train.py", "--embedding_dim=32", "--batch_size=64"])
     view = training._WithDefaults(values, training.VIDEO_LEVEL_DEFAULTS)
     assert view.embedding_dim == 32 and view.batch_size == 64
-    for name in ("model", "loss", "subspace_dim", "base_learning_rate"):
+    for name in ("model", "loss", "subspace_dim", "base_learning_rate",
+                 "cca_ridge"):
         assert getattr(view, name) == training.VIDEO_LEVEL_DEFAULTS[name]
     assert view.model == "VideoLevelMlpModel" and view.loss == "dcca"
+    assert view.cca_ridge == 1e-4  # the ridge the video-level recipe used
     assert view["embedding_dim"].present and not view["loss"].present
+    values(["train.py", "--cca_ridge=0.5"])
+    assert training._WithDefaults(values, training.VIDEO_LEVEL_DEFAULTS
+                                  ).cca_ridge == 0.5

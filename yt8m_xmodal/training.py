@@ -56,7 +56,7 @@ DEMO_NUM_EPOCHS = 15
 # video-level features, deep CCA beat InfoNCE for the MLP towers).
 VIDEO_LEVEL_DEFAULTS = {"model": "VideoLevelMlpModel", "loss": "dcca",
                         "embedding_dim": 64, "subspace_dim": 64,
-                        "base_learning_rate": 1e-3}
+                        "base_learning_rate": 1e-3, "cca_ridge": 1e-4}
 # Losses that whiten each view, so the global batch must exceed o1 + o2.
 CCA_LOSSES = ("dcca", "cluster_cca")
 # Which of train.py's objective flags each --loss takes.
