@@ -54,13 +54,20 @@ DEFAULT_NUM_EPOCHS = 15
 # needs far more shrinkage than that old default gave. 1 is now train.py's
 # default; the rows pass it explicitly so their commands stay exact.
 DCCA_RIDGE = 1.0
+
+
+def _flags(model, loss, *extra):
+    """train.py flags of one row; every dcca row gets DCCA_RIDGE."""
+    ridge = [f"--cca_ridge={DCCA_RIDGE:g}"] if loss == "dcca" else []
+    return [f"--model={model}", f"--loss={loss}", *extra, *ridge]
+
+
 # (name, train.py flags). The first is the main model (the method with the
 # package's default objective). Every model is trained with both objectives,
 # and every dcca row with DCCA_RIDGE, so each comparison between models holds
 # the loss fixed.
 SYSTEMS = tuple(
-    (f"{model}, {loss}", [f"--model={model}", f"--loss={loss}"]
-     + ([f"--cca_ridge={DCCA_RIDGE:g}"] if loss == "dcca" else []))
+    (f"{model}, {loss}", _flags(model, loss))
     for model in ("ChunkAttentionModel", "ChunkMeanModel", "FrameLstmModel",
                   "MeanPoolModel")
     for loss in ("infonce", "dcca")) + (
@@ -68,8 +75,8 @@ SYSTEMS = tuple(
     # less, and this is MeanPoolModel with the subspace size that linear
     # CCA on means picks on validate.
     ("MeanPoolModel, dcca, 32-d, subspace 16",
-     ["--model=MeanPoolModel", "--loss=dcca", "--embedding_dim=32",
-      "--subspace_dim=16", f"--cca_ridge={DCCA_RIDGE:g}"]),)
+     _flags("MeanPoolModel", "dcca", "--embedding_dim=32",
+            "--subspace_dim=16")),)
 LINEAR_CCA = "linear CCA on mean features"
 GALLERY_SIZES = (100, 200, 400)
 _TRAINED = re.compile(

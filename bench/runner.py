@@ -180,8 +180,8 @@ def run_all(selected, output_dir, quick, gpus, root=REPO_ROOT, cpu=True):
                                          for b in missing))
     os.makedirs(output_dir, exist_ok=True)
     hide = {"CUDA_VISIBLE_DEVICES": ""} if gpus else {}
-    jobs = [(b, output_dir, hide if b.throughput else {}, "") for b in selected
-            if cpu]
+    jobs = ([(b, output_dir, hide if b.throughput else {}, "")
+             for b in selected] if cpu else [])
     if gpus:
         jobs += [(b, os.path.join(output_dir, GPU_SUBDIR), {},
                   f"GPU ({gpus[0]}) ") for b in selected if b.gpu]
