@@ -1,85 +1,14 @@
-"""Embeds YT8M records and writes top-K cross-modal matches.
+"""Embeds YT8M records and writes top-K cross-modal matches; flags and help in yt8m_xmodal/cli/inference.py.
 
-    python inference.py --train_dir=/tmp/yt8m_xmodal_model \
-        --input_data_pattern='/data/yt8m/frame/test*.tfrecord' \
-        --output_file=matches.csv --top_k 20 --embeddings_file=out.npz
-
-The model is the newest export in --train_dir, or a bundle given with
---input_model_tgz; --output_model_tgz packs the export into such a bundle,
-as in the YouTube-8M starter code.
+    python inference.py --helpfull
 """
-
-import logging
-import tempfile
 
 from absl import flags
 
-from yt8m_xmodal import cli
-from yt8m_xmodal import export
-from yt8m_xmodal import matching
-from yt8m_xmodal.errors import FlagError
+from yt8m_xmodal.cli import inference
 
-FLAGS = flags.FLAGS
-
-flags.DEFINE_string("train_dir", "/tmp/yt8m_xmodal_model/",
-                    "The directory train.py wrote (its newest export is used).")
-flags.DEFINE_string("input_model_tgz", "",
-                    "A bundle made by --output_model_tgz; overrides --train_dir.")
-flags.DEFINE_string("output_model_tgz", "",
-                    "Pack the model used here into this .tgz bundle.")
-flags.DEFINE_string("input_data_pattern", "",
-                    "File glob(s), comma-separated, of the query records.")
-flags.DEFINE_string("gallery_data_pattern", "",
-                    "Records to search (default: the input records).")
-flags.DEFINE_string("query_modality", "both", "audio, video or both.")
-flags.DEFINE_string("output_file", "", "The top-K matches CSV to write.")
-flags.DEFINE_integer("top_k", 20, "Matches per query.")
-flags.DEFINE_string("embeddings_file", "",
-                    "Write subspace embeddings (ids, audio, video) to this .npz.")
-flags.DEFINE_integer("batch_size", 256, "Videos embedded per batch.")
-
-log = logging.getLogger("yt8m_xmodal")
-
-
-def main(argv):
-    del argv
-    if FLAGS.query_modality not in ("audio", "video", "both"):
-        raise FlagError(f"--query_modality={FLAGS.query_modality!r} must be "
-                        "audio, video or both")
-    if FLAGS.top_k < 1:
-        raise FlagError(f"--top_k={FLAGS.top_k} must be >= 1")
-    for name in ("output_file", "embeddings_file", "output_model_tgz"):
-        cli.check_output_path(name, getattr(FLAGS, name))
-    with tempfile.TemporaryDirectory(prefix="yt8m_xmodal_model_") as tmp:
-        if FLAGS.input_model_tgz:
-            export_dir = export.unbundle(FLAGS.input_model_tgz, tmp)
-        else:
-            export_dir = export.latest_export_or_error(FLAGS.train_dir)
-        if FLAGS.output_model_tgz:
-            export.bundle(export_dir, FLAGS.output_model_tgz)
-            print(f"model bundle written to {FLAGS.output_model_tgz}")
-        if not FLAGS.input_data_pattern:
-            if FLAGS.output_model_tgz:
-                return 0
-            raise FlagError("--input_data_pattern is empty")
-        if not (FLAGS.output_file or FLAGS.embeddings_file):
-            raise FlagError("nothing to write: set --output_file and/or "
-                            "--embeddings_file")
-        serve = export.load_serving(export_dir)
-        result = matching.run_inference(
-            serve, FLAGS.input_data_pattern, output_file=FLAGS.output_file,
-            gallery_data_pattern=FLAGS.gallery_data_pattern,
-            query_modality=FLAGS.query_modality, top_k=FLAGS.top_k,
-            embeddings_file=FLAGS.embeddings_file, batch_size=FLAGS.batch_size)
-    print(f"{result['num_queries']} videos embedded with {export_dir}; "
-          f"gallery {result['gallery_size']}")
-    if FLAGS.output_file:
-        print(f"{result['rows']} rows of top-{FLAGS.top_k} matches written to "
-              f"{FLAGS.output_file}")
-    if FLAGS.embeddings_file:
-        print(f"embeddings written to {FLAGS.embeddings_file}")
-    return 0
-
+# --help lists the command's flags, defined in the module above.
+flags.adopt_module_key_flags(inference)
 
 if __name__ == "__main__":
-    cli.run(main)
+    inference.run()

@@ -1,7 +1,7 @@
 r"""Cross-modal retrieval on the built-in synthetic frame-level data.
 
 Issue 8, section 1. The data is the package's own generator
-(`python -m yt8m_xmodal.synthetic`), large enough for the comparison
+(`python -m yt8m_xmodal.tools.synthetic`), large enough for the comparison
 (default 6,250 videos: 5,000 train / 625 validate / 625 test); its
 `dataset.json` carries the Bayes-optimal oracle and the frame-count side
 channel for the test split.
@@ -43,7 +43,8 @@ sys.path.insert(0, ROOT)
 from bench.retrieval_report import (DIRECTIONS, gallery_mean,  # noqa: E402
                                     markdown_table, recall_vs_gallery_size,
                                     selection_score, write_report)
-from yt8m_xmodal import readers, synthetic  # noqa: E402
+from yt8m_xmodal import readers
+from yt8m_xmodal.tools import synthetic  # noqa: E402
 
 DEFAULT_NUM_VIDEOS = 6250
 DEFAULT_NUM_EPOCHS = 15
@@ -257,7 +258,7 @@ def run(work_dir, output_dir, num_videos, num_epochs, quick=False,
     lines = [
         "# Frame-level cross-modal retrieval (built-in synthetic data)", "",
         ("**QUICK SMOKE RUN: tiny data, not a result.**\n" if quick else "")
-        + f"{num_videos} videos from `python -m yt8m_xmodal.synthetic "
+        + f"{num_videos} videos from `python -m yt8m_xmodal.tools.synthetic "
         f"--num_videos={num_videos} --num_shards=8` (generator v"
         f"{synthetic.GENERATOR_VERSION}): train {sizes['train']}, validate "
         f"{sizes['validate']}, test {sizes['test']}; each model trained "

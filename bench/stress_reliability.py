@@ -332,7 +332,7 @@ def check_reader(job, good, skip_corrupt):
 def check_subset(job, good, skip_corrupt, out_dir):
     """Runs the subset tool on the mutant and the good shard."""
     import tensorflow as tf
-    from yt8m_xmodal import subset
+    from yt8m_xmodal.tools import subset
     from yt8m_xmodal.errors import DataError
     originals = set()
     for path in (job["source"], good):
@@ -492,7 +492,7 @@ _LOGGED_STEP = re.compile(r"\bstep (\d+): loss")
 def train_tiny_model(data_dir, train_dir):
     """The conftest `trained_dir` model (MeanPoolModel, 2 checkpoints)."""
     from yt8m_xmodal import config as config_lib
-    from yt8m_xmodal import synthetic
+    from yt8m_xmodal.tools import synthetic
     from yt8m_xmodal import training
     synthetic.generate_dataset(
         data_dir, num_videos=160, seed=7, num_shards=2, frame_features=True,
@@ -637,7 +637,7 @@ def kill_and_resume(work, seed, kills=5):
     """SIGKILL train.py at 5 moments; after each, rerun until done."""
     import tensorflow as tf
     from yt8m_xmodal import evaluation
-    from yt8m_xmodal import synthetic
+    from yt8m_xmodal.tools import synthetic
     rng = np.random.default_rng(seed)
     data_dir = os.path.join(work, "killdata")
     synthetic.generate_dataset(
@@ -698,7 +698,7 @@ def kill_and_resume(work, seed, kills=5):
 
 def nonfinite(work):
     """A learning rate of 1e30 via the CLI, and NaN features at video level."""
-    from yt8m_xmodal import synthetic
+    from yt8m_xmodal.tools import synthetic
     rows, notes = [], []
     data_dir = os.path.join(work, "nandata")
     synthetic.generate_dataset(
@@ -788,7 +788,7 @@ def nonfinite(work):
 
 def concurrent_eval(work):
     """eval.py watches while train.py checkpoints every step (keep 2)."""
-    from yt8m_xmodal import synthetic
+    from yt8m_xmodal.tools import synthetic
     data_dir = os.path.join(work, "concdata")
     synthetic.generate_dataset(
         data_dir, num_videos=160, seed=7, num_shards=2, frame_features=True,

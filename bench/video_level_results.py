@@ -11,7 +11,7 @@ Issue 8, section 2. Every number comes from `../shared/yt8m/video`:
   videos dropped), touched only after every choice is fixed: once in full and
   as the mean of 5 seeded 1,000-video galleries.
 
-The subsets are cut with `python -m yt8m_xmodal.subset` into --work_dir
+The subsets are cut with `python -m yt8m_xmodal.tools.subset` into --work_dir
 (never into the repo):
 
     python bench/video_level_results.py --work_dir=/tmp/vl \
@@ -111,7 +111,7 @@ def build_subsets(video_dir, work_dir):
         if os.path.exists(os.path.join(directory, "manifest.json")):
             continue
         subprocess.run(
-            [sys.executable, "-m", "yt8m_xmodal.subset",
+            [sys.executable, "-m", "yt8m_xmodal.tools.subset",
              f"--input_data_pattern={pattern}", f"--output_dir={directory}",
              "--num_shards=2", "--overwrite", *extra], check=True)
     return out

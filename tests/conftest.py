@@ -42,7 +42,7 @@ def shared_vocabulary():
 
 
 def _tiny_dataset(root, frame_features):
-    from yt8m_xmodal import synthetic
+    from yt8m_xmodal.tools import synthetic
     synthetic.generate_dataset(
         str(root), num_videos=160, seed=7, num_shards=2,
         frame_features=frame_features, min_frames=10, max_frames=40,

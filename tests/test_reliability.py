@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from conftest import REPO_ROOT, TINY_FEATURE_SIZES
 from yt8m_xmodal import evaluation
-from yt8m_xmodal import subset
+from yt8m_xmodal.tools import subset
 from yt8m_xmodal.errors import DataError
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))

@@ -1,4 +1,4 @@
-"""Tests of `python -m yt8m_xmodal.subset` on shards where the answer is known."""
+"""Tests of `python -m yt8m_xmodal.tools.subset` on shards where the answer is known."""
 
 import collections
 import csv
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from yt8m_xmodal import subset
-from yt8m_xmodal import vocabulary
+from yt8m_xmodal.tools import subset
+from yt8m_xmodal.tools import vocabulary
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import DataError, FlagError
 
@@ -384,7 +384,7 @@ def test_flags_run_the_tool(tmp_path):
 
 def test_command_line_reports_bad_pattern_without_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "yt8m_xmodal.subset",
+        [sys.executable, "-m", "yt8m_xmodal.tools.subset",
          f"--input_data_pattern={tmp_path}/missing*.tfrecord",
          f"--output_dir={tmp_path / 'out'}"],
         capture_output=True, text=True, timeout=120)

@@ -1,4 +1,4 @@
-"""Tests of the built-in demo data (yt8m_xmodal/synthetic.py).
+"""Tests of the built-in demo data (yt8m_xmodal/tools/synthetic.py).
 
 The main check is the promised property: on a small set, linear CCA on
 mean-pooled features recovers clearly less of the pairing than the oracle,
@@ -19,7 +19,7 @@ import scipy.stats
 import tensorflow as tf
 
 from yt8m_xmodal import features
-from yt8m_xmodal import synthetic
+from yt8m_xmodal.tools import synthetic
 from yt8m_xmodal.errors import FlagError
 
 SMALL_SIZES = (64, 32)

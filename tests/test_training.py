@@ -272,7 +272,7 @@ def test_train_script_reports_bad_flag_in_one_line(tmp_path):
 def learning_data(tmp_path_factory):
     """1,000 synthetic videos: a validation gallery of 100, so R@10 means
     something (chance is 0.1)."""
-    from yt8m_xmodal import synthetic
+    from yt8m_xmodal.tools import synthetic
     root = tmp_path_factory.mktemp("learning")
     synthetic.generate_dataset(
         str(root), num_videos=1000, seed=11, num_shards=2, min_frames=10,

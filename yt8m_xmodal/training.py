@@ -40,7 +40,7 @@ from yt8m_xmodal import metrics
 from yt8m_xmodal import models
 from yt8m_xmodal import readers
 from yt8m_xmodal import summaries
-from yt8m_xmodal import synthetic
+from yt8m_xmodal.tools import synthetic
 from yt8m_xmodal.errors import FlagError
 
 log = logging.getLogger("yt8m_xmodal")

@@ -1,6 +1,6 @@
 r"""Built-in demo data: a music-like audio-video dataset in the YT8M format.
 
-    python -m yt8m_xmodal.synthetic --output_dir=/tmp/demo --num_videos=2000
+    python -m yt8m_xmodal.tools.synthetic --output_dir=/tmp/demo --num_videos=2000
 
 writes `train-*`, `validate-*` and `test-*` shards (80/10/10) of frame-level
 `tf.train.SequenceExample`s (`rgb`, `audio`, 8-bit quantized exactly like the
@@ -536,7 +536,7 @@ def generate_dataset(output_dir, num_videos=DEFAULT_NUM_VIDEOS, seed=0,
     shards = {"train": num_shards, "validate": -(-num_shards // 4),
               "test": -(-num_shards // 4)}
     info = {
-        "generator": "yt8m_xmodal.synthetic",
+        "generator": "yt8m_xmodal.tools.synthetic",
         "generator_version": GENERATOR_VERSION,
         "seed": int(seed),
         "frame_features": bool(frame_features),

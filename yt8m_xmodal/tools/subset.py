@@ -1,6 +1,6 @@
 r"""Cuts a reproducible music subset out of YouTube-8M shards.
 
-    python -m yt8m_xmodal.subset \
+    python -m yt8m_xmodal.tools.subset \
         --input_data_pattern=/data/yt8m/video/train*.tfrecord \
         --output_dir=/data/yt8m_music --vocabulary_file=/data/yt8m/vocabulary.csv
 
@@ -84,7 +84,7 @@ import tensorflow as tf
 from yt8m_xmodal import cli
 from yt8m_xmodal import features
 from yt8m_xmodal import readers
-from yt8m_xmodal import vocabulary
+from yt8m_xmodal.tools import vocabulary
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import DataError, FlagError
 
@@ -740,7 +740,7 @@ def extract_subset(input_data_pattern, output_dir, frame_features=False,
     kept_counts = {split: len(split_members[split]) for split in SPLITS}
     kept_counts["total"] = len(kept)
     manifest = {
-        "tool": "python -m yt8m_xmodal.subset",
+        "tool": "python -m yt8m_xmodal.tools.subset",
         "level": level,
         "feature_names": list(feature_names),
         "feature_sizes": list(feature_sizes),
