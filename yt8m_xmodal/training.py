@@ -22,6 +22,7 @@ epoch's order and skips the batches already consumed.
 """
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -481,9 +482,30 @@ class Trainer:
                            self.skipped_nonfinite, step)
 
 
+# What a finished run leaves in train_dir for scripts and benchmarks to read
+# (the printed summary is for people and may change).
+TRAIN_RESULT_FILE = "train_result.json"
+
+
+def write_train_result(result):
+    """Writes `train_dir/train_result.json`: the TrainResult as JSON."""
+    record = dataclasses.asdict(result)
+    record["examples_per_second"] = result.examples_per_second
+    config_lib.atomic_write_text(
+        os.path.join(result.train_dir, TRAIN_RESULT_FILE),
+        json.dumps(record, indent=2, sort_keys=True, default=float))
+
+
 def train(cfg):
-    """Trains, checkpoints, fits the subspace and exports. See module doc."""
-    return Trainer(cfg).run()
+    """Trains, checkpoints, fits the subspace and exports. See module doc.
+
+    The chief also writes `train_dir/train_result.json` (see TrainResult).
+    """
+    trainer = Trainer(cfg)
+    result = trainer.run()
+    if trainer.chief:
+        write_train_result(result)
+    return result
 
 
 def model_config_from_flags(f):
