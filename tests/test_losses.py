@@ -7,8 +7,9 @@ import pytest
 import scipy.linalg
 import tensorflow as tf
 
+from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import linalg, losses
-from yt8m_xmodal.errors import FlagError
+from yt8m_xmodal.errors import ConfigError
 
 RIDGE = losses.DEFAULT_RIDGE
 
@@ -58,6 +59,8 @@ def correlated_views(rng, m, o1, o2, noise=(0.3, 0.6, 1.0, 2.0, 4.0)):
 
 
 def dcca(x, y, **kwargs):
+    """DeepCCALoss at the references' ridge unless the test sets one."""
+    kwargs = {"r1": RIDGE, "r2": RIDGE, **kwargs}
     return losses.DeepCCALoss(**kwargs).compute(tf.constant(x), tf.constant(y))
 
 
@@ -284,10 +287,10 @@ def test_no_nan_or_inf_on_degenerate_batches():
 
 
 def test_static_batch_too_small_is_a_flag_error_and_dynamic_is_finite():
-    assert losses.min_batch_size(3, 4) == 8
+    assert config_lib.min_cca_batch_size(3, 4) == 8
     rng = np.random.default_rng(16)
     x, y = rng.normal(size=(6, 3)), rng.normal(size=(6, 4))
-    with pytest.raises(FlagError, match=r"o1=3 and o2=4.*--batch_size >= 8"):
+    with pytest.raises(ConfigError, match=r"o1=3 and o2=4.*batch_size=\d+ >= 8"):
         dcca(x, y)
 
     @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float64),
@@ -340,7 +343,8 @@ def test_cluster_cca_with_beta_one_equals_dcca():
     rng = np.random.default_rng(18)
     x, y = correlated_views(rng, 90, 5, 4)
     labels = _labels(rng, 90, 6)
-    cluster = losses.ClusterCCALoss(beta=1.0, top_k=3).compute(x, y, labels)
+    cluster = losses.ClusterCCALoss(beta=1.0, top_k=3, r1=RIDGE,
+                                    r2=RIDGE).compute(x, y, labels)
     plain = dcca(x, y, top_k=3)
     np.testing.assert_allclose(cluster["correlations"].numpy(),
                                plain["correlations"].numpy(), rtol=1e-12)
@@ -369,7 +373,8 @@ def test_cluster_cca_class_means_equal_the_explicit_double_sum():
     class_cov = pairs_sum * m / (pairs * (m - 1))
     blended = beta * xc.T @ yc / (m - 1) + (1 - beta) * class_cov
     expected = scipy_correlations(x, y, cross=blended)
-    got = losses.ClusterCCALoss(beta=beta, num_classes=classes).compute(
+    got = losses.ClusterCCALoss(beta=beta, num_classes=classes, r1=RIDGE,
+                                  r2=RIDGE).compute(
         x, y, labels)
     np.testing.assert_allclose(got["correlations"].numpy(), expected,
                                rtol=1e-8)
@@ -379,7 +384,7 @@ def test_cluster_cca_with_singleton_classes_equals_dcca():
     rng = np.random.default_rng(20)
     x, y = correlated_views(rng, 30, 3, 3)
     one_class_each = np.eye(30)
-    got = losses.ClusterCCALoss(beta=0.0).compute(x, y, one_class_each)
+    got = losses.ClusterCCALoss(beta=0.0, r1=RIDGE, r2=RIDGE).compute(x, y, one_class_each)
     np.testing.assert_allclose(got["total_correlation"].numpy(),
                                dcca(x, y)["total_correlation"].numpy(),
                                rtol=1e-10)
@@ -492,10 +497,28 @@ def test_get_loss_names_and_config_round_trip():
 
 
 def test_get_loss_rejects_unknown_names_and_options():
-    with pytest.raises(FlagError, match="--loss='cca'"):
+    with pytest.raises(ConfigError, match="loss='cca'"):
         losses.get_loss("cca")
-    with pytest.raises(FlagError, match="--loss=triplet"):
+    with pytest.raises(ConfigError, match="loss='triplet'"):
         losses.get_loss("triplet", temperature=0.1)
+    with pytest.raises(ConfigError, match="loss='triplet' takes no option "
+                       "temperature"):
+        losses.build_loss("triplet", {"temperature": 0.1})
+
+
+def test_build_loss_maps_the_typed_config_onto_the_loss():
+    dcca = losses.build_loss("dcca", config_lib.DeepCcaConfig(cca_top_k=5,
+                                                             cca_ridge=0.5))
+    assert (dcca.top_k, dcca.r1, dcca.r2) == (5, 0.5, 0.5)
+    # The class defaults are the config defaults: one recipe.
+    default = config_lib.DeepCcaConfig()
+    assert losses.DeepCCALoss().r1 == default.cca_ridge
+    assert losses.build_loss("dcca").top_k is None  # 0 means all
+    cluster = losses.build_loss("cluster_cca", {"cluster_cca_beta": 0.2},
+                                num_classes=7)
+    assert (cluster.beta, cluster.num_classes) == (0.2, 7)
+    infonce = losses.build_loss("infonce")
+    assert infonce.get_config()["learn_temperature"] is True
 
 
 def test_top_k_larger_than_the_views_is_an_error():

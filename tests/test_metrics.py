@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from yt8m_xmodal import metrics
-from yt8m_xmodal.errors import DataError, FlagError
+from yt8m_xmodal.errors import ConfigError, DataError
 
 
 # ---------------------------------------------------------------- references
@@ -333,8 +333,8 @@ def test_parse_top_k(text, want):
 
 @pytest.mark.parametrize("text", ["", "0", "1,-5", "a", "1,,5", "1.5", [],
                                   "   "])
-def test_parse_top_k_errors_name_the_flag(text):
-    with pytest.raises(FlagError, match="--top_k"):
+def test_parse_top_k_errors_name_the_field(text):
+    with pytest.raises(ConfigError, match="top_k="):
         metrics.parse_top_k(text)
 
 

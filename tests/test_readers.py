@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import features, readers, writers
-from yt8m_xmodal.errors import DataError, FlagError
+from yt8m_xmodal.errors import ConfigError, DataError
 
 SIZES = (16, 8)
 NUM_CLASSES = 10
@@ -264,17 +265,21 @@ def test_pattern_matching_nothing_names_the_glob(tmp_path):
         _frame_reader().dataset(missing, 2)
 
 
-def test_get_reader_takes_yt8m_flag_strings():
-    frame = readers.get_reader(True, "rgb,audio", "1024,128", max_frames=50)
+def test_reader_for_builds_the_reader_a_data_config_describes():
+    frame = readers.reader_for(config_lib.DataConfig(
+        feature_names=("rgb", "audio"), feature_sizes="1024,128",
+        max_frames=50))
     assert isinstance(frame, readers.YT8MFrameFeatureReader)
     assert frame.feature_sizes == (1024, 128) and frame.max_frames == 50
-    video = readers.get_reader(False)
+    video = readers.reader_for(config_lib.DataConfig(frame_features=False))
     assert isinstance(video, readers.YT8MAggregatedFeatureReader)
     assert video.feature_names == ("mean_rgb", "mean_audio")
-    with pytest.raises(FlagError, match="feature_sizes"):
-        readers.get_reader(True, "rgb,audio", "1024")
-    with pytest.raises(FlagError, match="max_frames"):
-        readers.get_reader(True, max_frames=0)
+    with pytest.raises(ConfigError, match="feature_sizes"):
+        config_lib.DataConfig(feature_sizes="1024")
+    with pytest.raises(ConfigError, match="max_frames=0"):
+        config_lib.DataConfig(max_frames=0)
+    with pytest.raises(ConfigError, match="max_frames=0"):
+        readers.YT8MFrameFeatureReader(max_frames=0)
 
 
 # --- bad input ----------------------------------------------------------------

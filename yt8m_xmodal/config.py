@@ -1,9 +1,24 @@
-"""Typed configuration and `train_dir/model_flags.json`.
+"""Typed configuration: the shipped recipe, defined once.
 
-As in the YouTube-8M starter code, train.py records the flags that define the
-model in `train_dir/model_flags.json`, so eval.py and inference.py rebuild the
-same model without repeating them. Here the file holds the three small configs
-below.
+Each model family and each loss has one small dataclass whose defaults are the
+shipped recipe; `TrainConfig` nests them with the data and the schedule, as
+Model Garden's task configs do. Everything else takes its defaults from here:
+the model and tower classes, the losses, train.py's flags (generated from these
+fields by `yt8m_xmodal.cli`) and the tests.
+
+Two named recipes exist:
+
+    FRAME_LEVEL_RECIPE  TrainConfig(): chunk attention, slot pooling, InfoNCE
+    VIDEO_LEVEL_RECIPE  VideoLevelMlpModel with deep CCA, for mean_rgb /
+                        mean_audio records (train.py --noframe_features)
+
+`train_dir/model_flags.json`, as in the YouTube-8M starter code, is the
+serialized `TrainConfig` of a run; eval.py and inference.py rebuild the model
+from it without repeating flags.
+
+Validation lives in `__post_init__` and raises `ConfigError` naming the field,
+so a library user reads field names and a command-line user reads flag names
+(the CLI renders the same error with its flags).
 """
 
 import dataclasses
@@ -12,37 +27,77 @@ import os
 import tempfile
 
 from yt8m_xmodal import features
-from yt8m_xmodal.errors import FlagError
+from yt8m_xmodal.errors import ConfigError
 
 MODEL_FLAGS_FILE = "model_flags.json"
-MODEL_FLAGS_VERSION = 1
+# 2: the whole TrainConfig, with typed model and loss configs.
+MODEL_FLAGS_VERSION = 2
+
+RNN_TYPES = ("gru", "lstm", "bigru", "bilstm")
+# "mean" is a masked mean over chunks instead of learned attention.
+CHUNK_POOLINGS = ("additive", "multihead", "mean")
+POSITION_ENCODINGS = ("learned", "sinusoidal", "slot", "none")
+NORMALIZATION_KINDS = ("l2", "layer", "none")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
+STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored")
 
 
-@dataclasses.dataclass
+def _field(default, help_text):
+    """A dataclass field with its help text.
+
+    Field names are unique across all configs and are train.py's flag names,
+    so an error naming a field names the flag too.
+    """
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ConfigError(f"{{{name}}} must be one of {', '.join(choices)}",
+                          **{name: value})
+
+
+def _check_at_least(config, names, minimum):
+    for name in names:
+        if getattr(config, name) < minimum:
+            raise ConfigError(f"{{{name}}} must be >= {minimum}",
+                              **{name: getattr(config, name)})
+
+
+def num_chunk_positions(max_frames, chunk_size):
+    """Chunk positions of a video of `max_frames` frames: ceil(T / L)."""
+    return -(-int(max_frames) // int(chunk_size))
+
+
+# -- data ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Which records to read and how: YT8M's reader flags."""
 
-    frame_features: bool = True
-    feature_names: tuple = features.FRAME_FEATURE_NAMES
-    feature_sizes: tuple = features.FEATURE_SIZES
-    max_frames: int = features.MAX_FRAMES
-    num_classes: int = features.NUM_CLASSES
+    frame_features: bool = _field(
+        True, "Read frame-level SequenceExamples (rgb/audio per frame); "
+        "otherwise video-level Examples (mean_rgb/mean_audio).")
+    feature_names: tuple = _field(
+        (), "The video view's feature name, then the audio view's. Empty: "
+        "rgb,audio at frame level, mean_rgb,mean_audio at video level.")
+    feature_sizes: tuple = _field(
+        features.FEATURE_SIZES, "Sizes of the features in feature_names.")
+    max_frames: int = _field(
+        features.MAX_FRAMES, "Frames per video kept; longer videos are "
+        "truncated.")
+    num_classes: int = _field(features.NUM_CLASSES,
+                              "Size of the label vocabulary.")
 
-    @classmethod
-    def from_flags(cls, frame_features, feature_names, feature_sizes,
-                   max_frames, num_classes=features.NUM_CLASSES):
-        """Builds the config from YT8M-style flag values.
-
-        An empty `feature_names` means the level's default (`rgb,audio` or
-        `mean_rgb,mean_audio`).
-        """
-        if not feature_names:
-            feature_names = features.default_feature_names(frame_features)
-        names, sizes = features.parse_feature_flags(feature_names, feature_sizes)
-        if max_frames < 1:
-            raise FlagError(f"--max_frames={max_frames} must be >= 1")
-        return cls(bool(frame_features), names, sizes, int(max_frames),
-                   int(num_classes))
+    def __post_init__(self):
+        names = tuple(self.feature_names) or features.default_feature_names(
+            self.frame_features)
+        names, sizes = features.parse_feature_lists(names, self.feature_sizes)
+        object.__setattr__(self, "frame_features", bool(self.frame_features))
+        object.__setattr__(self, "feature_names", names)
+        object.__setattr__(self, "feature_sizes", sizes)
+        _check_at_least(self, ("max_frames", "num_classes"), 1)
 
     @property
     def video_size(self):
@@ -53,32 +108,401 @@ class DataConfig:
         return self.feature_sizes[1]
 
 
-@dataclasses.dataclass
-class ModelFlags:
-    """Everything eval.py and inference.py need to rebuild a trained model."""
+# -- models ----------------------------------------------------------------------
 
-    data: DataConfig
-    model: str
-    model_config: dict
-    loss: str
-    loss_config: dict
-    subspace_dim: int
-    version: int = MODEL_FLAGS_VERSION
+_EMBEDDING_HELP = "Tower output size E (the shared embedding)."
+_HIDDEN_HELP = "Width of the projection head's hidden layers."
+_LAYERS_HELP = "Hidden layers of the projection head."
+_DROPOUT_HELP = "Dropout rate inside the towers."
+_NORM_HELP = ("Per-frame input normalization: l2 (YT8M practice), layer "
+              "(learned) or none.")
+
+
+@dataclasses.dataclass(frozen=True)
+class _HeadConfig:
+    """What every tower has: input normalization and a projection head."""
+
+    embedding_dim: int = _field(64, _EMBEDDING_HELP)
+    hidden_units: int = _field(256, _HIDDEN_HELP)
+    num_hidden_layers: int = _field(1, _LAYERS_HELP)
+    dropout: float = _field(0.0, _DROPOUT_HELP)
+    input_norm: str = _field("l2", _NORM_HELP)
+
+    def __post_init__(self):
+        _check_at_least(self, ("embedding_dim", "hidden_units"), 1)
+        _check_at_least(self, ("num_hidden_layers",), 0)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError("{dropout} must be in [0, 1)",
+                              dropout=self.dropout)
+        _check_choice("input_norm", self.input_norm, NORMALIZATION_KINDS)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkAttentionConfig(_HeadConfig):
+    """The method: chunked recurrence, attention over chunk positions.
+
+    With `position_encoding="slot"` every chunk position pools into its own
+    slot of the embedding, so `embedding_dim` must be a multiple of the chunk
+    positions, ceil(max_frames / chunk_size): 120 = 15 slots of 8 for 300
+    frames in chunks of 20 (about one musical phrase each).
+    """
+
+    embedding_dim: int = _field(120, _EMBEDDING_HELP + " With slot pooling a "
+                                "multiple of the chunk positions.")
+    chunk_size: int = _field(20, "Frames per chunk.")
+    rnn_type: str = _field("gru", "Recurrent cell: gru, lstm, bigru, bilstm.")
+    rnn_units: int = _field(128, "Width of the recurrent layer (per "
+                            "direction).")
+    input_projection_units: int = _field(
+        64, "Project every frame to this size before the chunk recurrence "
+        "(0: no projection).")
+    attention: str = _field(
+        "additive", "Pooling over chunks: additive or multihead attention, "
+        "or mean (a masked mean: the ablation without attention).")
+    attention_units: int = _field(128, "Width of the attention scorer.")
+    num_heads: int = _field(4, "Heads of multi-head attention pooling.")
+    position_encoding: str = _field(
+        "slot", "Chunk-position encoding: slot (each chunk position pools "
+        "into its own slot of the embedding), learned, sinusoidal or none.")
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_at_least(self, ("chunk_size", "rnn_units", "attention_units",
+                               "num_heads"), 1)
+        _check_at_least(self, ("input_projection_units",), 0)
+        _check_choice("rnn_type", self.rnn_type, RNN_TYPES)
+        _check_choice("attention", self.attention, CHUNK_POOLINGS)
+        _check_choice("position_encoding", self.position_encoding,
+                      POSITION_ENCODINGS)
+        if self.attention == "multihead" and (
+                self.attention_units % self.num_heads):
+            raise ConfigError("{attention_units} must be divisible by "
+                              "{num_heads}",
+                              attention_units=self.attention_units,
+                              num_heads=self.num_heads)
+
+    def check_frames(self, max_frames):
+        """Slot pooling needs E to be a multiple of the chunk positions."""
+        positions = num_chunk_positions(max_frames, self.chunk_size)
+        if self.position_encoding == "slot" and self.embedding_dim % positions:
+            raise ConfigError(
+                "{embedding_dim} must be a multiple of the "
+                f"{positions} chunk positions ({{max_frames}} / "
+                "{chunk_size}, rounded up) with slot position encoding: each "
+                "position fills an equal slot of the embedding",
+                embedding_dim=self.embedding_dim, max_frames=max_frames,
+                chunk_size=self.chunk_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameLstmConfig(_HeadConfig):
+    """One recurrent pass over all frames (YT8M's LstmModel): a baseline."""
+
+    rnn_type: str = _field("lstm", "Recurrent cell: gru, lstm, bigru, bilstm.")
+    rnn_units: int = _field(128, "Width of the recurrent layer (per "
+                            "direction).")
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_at_least(self, ("rnn_units",), 1)
+        _check_choice("rnn_type", self.rnn_type, RNN_TYPES)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanPoolConfig(_HeadConfig):
+    """Masked mean over frames, then the head: the order-free baseline."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoLevelMlpConfig(_HeadConfig):
+    """An MLP on video-level vectors (mean_rgb, mean_audio)."""
+
+
+# Model name (train.py's --model) -> its config class.
+MODEL_CONFIGS = {
+    "ChunkAttentionModel": ChunkAttentionConfig,
+    "FrameLstmModel": FrameLstmConfig,
+    "MeanPoolModel": MeanPoolConfig,
+    "VideoLevelMlpModel": VideoLevelMlpConfig,
+}
+VIDEO_LEVEL_MODELS = ("VideoLevelMlpModel",)
+
+
+# -- losses ----------------------------------------------------------------------
+
+_TOP_K_HELP = "Sum only the k largest canonical correlations (0: all)."
+_RIDGE_HELP = ("Ridge added to each view's covariance, relative to its mean "
+               "eigenvalue (trace / dim).")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeepCcaConfig:
+    """Deep CCA (Andrew et al. 2013): the total canonical correlation.
+
+    The ridge 1 suits the 120-d frame-level embedding at batch 256, where the
+    batch covariances are noisy; the video-level recipe uses 1e-4.
+    """
+
+    cca_top_k: int = _field(0, _TOP_K_HELP)
+    cca_ridge: float = _field(1.0, _RIDGE_HELP)
+
+    def __post_init__(self):
+        _check_at_least(self, ("cca_top_k",), 0)
+        if self.cca_ridge < 0:
+            raise ConfigError("{cca_ridge} must be >= 0",
+                              cca_ridge=self.cca_ridge)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterCcaConfig(DeepCcaConfig):
+    """Cluster CCA: deep CCA whose cross-covariance also pairs same-label
+    examples."""
+
+    cluster_cca_beta: float = _field(
+        0.5, "Weight of the paired cross-covariance.")
+
+
+@dataclasses.dataclass(frozen=True)
+class SoftCcaConfig:
+    """Soft CCA (Chang et al. 2018): L2 distance plus a decorrelation term."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InfoNceConfig:
+    """Symmetric InfoNCE over the global batch (CLIP's objective)."""
+
+    temperature: float = _field(0.07, "Initial temperature.")
+    learn_temperature: bool = _field(True, "Learn the temperature.")
+
+    def __post_init__(self):
+        if self.temperature <= 0:
+            raise ConfigError("{temperature} must be > 0",
+                              temperature=self.temperature)
+
+
+@dataclasses.dataclass(frozen=True)
+class TripletConfig:
+    """Bidirectional triplet loss with the hardest in-batch negative (VSE++)."""
+
+    triplet_margin: float = _field(0.2, "Margin.")
+
+
+# Loss name (train.py's --loss) -> its config class.
+LOSS_CONFIGS = {
+    "dcca": DeepCcaConfig,
+    "cluster_cca": ClusterCcaConfig,
+    "soft_cca": SoftCcaConfig,
+    "infonce": InfoNceConfig,
+    "triplet": TripletConfig,
+}
+# Losses that whiten each view, so the global batch must exceed o1 + o2.
+CCA_LOSSES = ("dcca", "cluster_cca")
+
+
+def min_cca_batch_size(dim1, dim2):
+    """Smallest global batch m with m - 1 >= o1 + o2 (full-rank joint
+    covariance).
+
+    Below it the sample covariance of [H1 H2] is singular and the
+    unregularized canonical correlations are trivially 1.
+    """
+    return int(dim1) + int(dim2) + 1
+
+
+def _typed(config_classes, name, kind, config):
+    """`config` as the config class of model/loss `name` (dicts are read)."""
+    if name not in config_classes:
+        raise ConfigError(f"{{{kind}}} is not one of "
+                          f"{', '.join(config_classes)}", **{kind: name})
+    config_class = config_classes[name]
+    if config is None:
+        return config_class()
+    if isinstance(config, config_class):
+        return config
+    if dataclasses.is_dataclass(config):
+        config = dataclasses.asdict(config)
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ConfigError(f"{{{kind}}} takes no option {', '.join(unknown)}; "
+                          f"its options: {', '.join(sorted(known)) or 'none'}",
+                          **{kind: name})
+    return config_class(**config)
+
+
+def model_config(name, values=None):
+    """The typed config of model `name` from a dataclass, dict or None."""
+    return _typed(MODEL_CONFIGS, name, "model", values)
+
+
+def loss_config(name, values=None):
+    """The typed config of loss `name` from a dataclass, dict or None."""
+    return _typed(LOSS_CONFIGS, name, "loss", values)
+
+
+# -- the task --------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything train.py's flags decide; its defaults are the shipped
+    frame-level recipe.
+
+    `model_config` and `loss_config` may be given as dicts (or left None for
+    the named model's or loss's defaults); they are stored as the typed
+    configs of `model` and `loss`.
+    """
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: str = _field(
+        "ChunkAttentionModel", "ChunkAttentionModel, FrameLstmModel, "
+        "MeanPoolModel, or VideoLevelMlpModel (video level).")
+    model_config: object = None
+    loss: str = _field("infonce", "dcca, cluster_cca, soft_cca, infonce or "
+                       "triplet.")
+    loss_config: object = None
+    subspace_dim: int = _field(
+        96, "Dimensions k of the post-hoc linear CCA subspace.")
+
+    train_data_pattern: str = _field(
+        "", "File glob(s), comma-separated, of the training records "
+        "(train.py: empty means the built-in demo data).")
+    train_dir: str = _field(
+        "/tmp/yt8m_xmodal_model/",
+        "Where checkpoints, exports and TensorBoard logs go.")
+    validate_data_pattern: str = _field(
+        "", "Optional records for validation Recall@K at each export.")
+    start_new_model: bool = _field(
+        False, "Wipe train_dir and start from scratch (no confirmation).")
+    batch_size: int = _field(256, "Global batch size; deep CCA needs more "
+                             "than 2 * embedding_dim.")
+    num_epochs: int = _field(5, "Passes over the training data.")
+    max_steps: int = _field(0, "Stop after this many steps (0: no limit).")
+    base_learning_rate: float = _field(3e-3, "Initial learning rate.")
+    learning_rate_decay: float = _field(
+        0.95, "Learning rate decay factor per decay interval.")
+    learning_rate_decay_examples: int = _field(
+        4_000_000, "Examples per learning rate decay interval.")
+    optimizer: str = _field("adam", "adam, adamw, sgd, rmsprop or adagrad.")
+    clip_gradient_norm: float = _field(
+        1.0, "Clip the global gradient norm to this (0: no clipping).")
+    skip_nonfinite_steps: bool = _field(
+        False, "Skip (and count) steps whose loss or gradient is not finite, "
+        "instead of stopping.")
+    skip_corrupt: bool = _field(
+        False, "Skip corrupt records and shards (counted and reported) "
+        "instead of stopping with an error.")
+    export_model_steps: int = _field(
+        1000, "Checkpoint, fit the subspace and export every N steps.")
+    keep_checkpoint_max: int = _field(5, "Checkpoints kept.")
+    distribution_strategy: str = _field(
+        "one_device", "one_device, mirrored, or multi_worker_mirrored "
+        "(TF_CONFIG).")
+    log_every_steps: int = _field(10, "Log and summarize every N steps.")
+    top_k: tuple = _field(
+        (1, 5, 10, 20), "Recall@K cut-offs for validation.")
+    vocabulary_file: str = _field(
+        "", "YT8M vocabulary.csv, for label names in TensorBoard.")
+    seed: int = _field(0, "Random seed (weights and data order).")
+
+    def __post_init__(self):
+        data = self.data
+        if isinstance(data, dict):
+            data = DataConfig(**data)
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "model_config",
+                           model_config(self.model, self.model_config))
+        object.__setattr__(self, "loss_config",
+                           loss_config(self.loss, self.loss_config))
+        object.__setattr__(self, "top_k", tuple(self.top_k))
+        level_ok = (self.model in VIDEO_LEVEL_MODELS) != data.frame_features
+        if not level_ok:
+            level = "frame-level" if data.frame_features else "video-level"
+            raise ConfigError(
+                f"{{model}} does not read {level} records ({{frame_features}})",
+                model=self.model, frame_features=data.frame_features)
+        if isinstance(self.model_config, ChunkAttentionConfig):
+            self.model_config.check_frames(data.max_frames)
+        _check_at_least(self, ("batch_size",), 2)
+        _check_at_least(self, ("subspace_dim", "export_model_steps",
+                               "keep_checkpoint_max", "log_every_steps"), 1)
+        _check_at_least(self, ("num_epochs", "max_steps"), 0)
+        if self.num_epochs < 1 and self.max_steps < 1:
+            raise ConfigError("set {num_epochs} or {max_steps} to a positive "
+                              "value", num_epochs=self.num_epochs,
+                              max_steps=self.max_steps)
+        if self.base_learning_rate <= 0:
+            raise ConfigError("{base_learning_rate} must be > 0",
+                              base_learning_rate=self.base_learning_rate)
+        if not 0 < self.learning_rate_decay <= 1:
+            raise ConfigError("{learning_rate_decay} must be in (0, 1]",
+                              learning_rate_decay=self.learning_rate_decay)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("distribution_strategy", self.distribution_strategy,
+                      STRATEGIES)
+        if any(k < 1 for k in self.top_k) or not self.top_k:
+            raise ConfigError("{top_k} must be positive integers",
+                              top_k=",".join(map(str, self.top_k)))
+        embedding_dim = self.model_config.embedding_dim
+        if not 1 <= self.subspace_dim <= embedding_dim:
+            raise ConfigError("{subspace_dim} must be between 1 and "
+                              "{embedding_dim}", subspace_dim=self.subspace_dim,
+                              embedding_dim=embedding_dim)
+        needed = min_cca_batch_size(embedding_dim, embedding_dim)
+        if self.loss in CCA_LOSSES and self.batch_size < needed:
+            raise ConfigError(
+                "{batch_size} is too small for {loss} with {embedding_dim}: "
+                f"CCA needs at least {needed} examples per global batch "
+                "(m - 1 >= o1 + o2); raise the batch size or lower the "
+                "embedding size", batch_size=self.batch_size, loss=self.loss,
+                embedding_dim=embedding_dim)
+
+    def replace(self, **changes):
+        """A copy with `changes`; model_config / loss_config follow a changed
+        model / loss unless given."""
+        if "model" in changes and changes["model"] != self.model:
+            changes.setdefault("model_config", None)
+        if "loss" in changes and changes["loss"] != self.loss:
+            changes.setdefault("loss_config", None)
+        return dataclasses.replace(self, **changes)
+
+    # What defines the trained model: a train_dir holds one of these.
+    MODEL_FIELDS = ("data", "model", "model_config", "loss", "loss_config",
+                    "subspace_dim")
+
+    def same_model(self, other):
+        return all(getattr(self, f) == getattr(other, f)
+                   for f in self.MODEL_FIELDS)
+
+    def to_dict(self):
+        return {"version": MODEL_FLAGS_VERSION, **dataclasses.asdict(self)}
 
     def to_json(self):
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, d):
-        data = dict(d["data"])
+        d = dict(d)
+        d.pop("version", None)
+        data = dict(d.pop("data"))
         data["feature_names"] = tuple(data["feature_names"])
         data["feature_sizes"] = tuple(data["feature_sizes"])
-        return cls(
-            data=DataConfig(**data), model=d["model"],
-            model_config=dict(d["model_config"]), loss=d["loss"],
-            loss_config=dict(d["loss_config"]),
-            subspace_dim=int(d["subspace_dim"]),
-            version=int(d.get("version", MODEL_FLAGS_VERSION)))
+        return cls(data=DataConfig(**data), **d)
+
+
+FRAME_LEVEL_RECIPE = TrainConfig()
+# On real YT8M video-level features deep CCA beat InfoNCE for the MLP towers,
+# at a 64-d embedding and a small ridge (BENCHMARKS.md, video level).
+VIDEO_LEVEL_RECIPE = TrainConfig(
+    data=DataConfig(frame_features=False), model="VideoLevelMlpModel",
+    model_config=VideoLevelMlpConfig(embedding_dim=64), loss="dcca",
+    loss_config=DeepCcaConfig(cca_ridge=1e-4), subspace_dim=64,
+    base_learning_rate=1e-3)
+
+
+def recipe(frame_features):
+    """The shipped recipe for frame-level or video-level records."""
+    return FRAME_LEVEL_RECIPE if frame_features else VIDEO_LEVEL_RECIPE
 
 
 def atomic_write_text(path, text):
@@ -101,36 +525,38 @@ def atomic_write_text(path, text):
         raise
 
 
-def write_model_flags(train_dir, model_flags):
-    atomic_write_text(os.path.join(train_dir, MODEL_FLAGS_FILE),
-                      model_flags.to_json())
+def write_model_flags(directory, config):
+    atomic_write_text(os.path.join(directory, MODEL_FLAGS_FILE),
+                      config.to_json())
 
 
 def read_model_flags(train_dir):
-    """Reads `train_dir/model_flags.json`.
+    """Reads the `TrainConfig` in `train_dir/model_flags.json`.
 
     Raises:
-      FlagError: naming `--train_dir` when the directory or file is missing or
-        was written by an incompatible version.
+      ConfigError: naming `train_dir` when the directory or file is missing
+        or was written by an incompatible version.
     """
     if not os.path.isdir(train_dir):
-        raise FlagError(f"--train_dir={train_dir} does not exist")
+        raise ConfigError("{train_dir} does not exist", train_dir=train_dir)
     path = os.path.join(train_dir, MODEL_FLAGS_FILE)
     if not os.path.exists(path):
-        raise FlagError(
-            f"--train_dir={train_dir} holds no {MODEL_FLAGS_FILE}: it was not "
-            "written by train.py (train a model there first)")
+        raise ConfigError(
+            f"{{train_dir}} holds no {MODEL_FLAGS_FILE}: it was not written "
+            "by train.py (train a model there first)", train_dir=train_dir)
     try:
         with open(path) as f:
             d = json.load(f)
-        flags = ModelFlags.from_dict(d)
-    except (ValueError, KeyError, TypeError) as e:
-        raise FlagError(
+        version = d.get("version")
+        if version != MODEL_FLAGS_VERSION:
+            raise ConfigError(
+                f"{path} has version {version}; this package reads version "
+                f"{MODEL_FLAGS_VERSION} (retrain with this version)")
+        return TrainConfig.from_dict(d)
+    except ConfigError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(
             f"{path} is not a model_flags.json this version can read ({e!r}); "
             "was the train_dir made by an incompatible version or model?"
         ) from None
-    if flags.version != MODEL_FLAGS_VERSION:
-        raise FlagError(
-            f"{path} has version {flags.version}; this package reads version "
-            f"{MODEL_FLAGS_VERSION}")
-    return flags

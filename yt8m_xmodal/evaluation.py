@@ -7,7 +7,6 @@ embeddings (N x k floats), never by an N x N similarity matrix.
 """
 
 import dataclasses
-import gc
 import json
 import logging
 import os
@@ -16,14 +15,12 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from yt8m_xmodal import cli
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import metrics
-from yt8m_xmodal import models
+from yt8m_xmodal import modeling
 from yt8m_xmodal import readers
-from yt8m_xmodal import subspace as subspace_lib
 from yt8m_xmodal import summaries
-from yt8m_xmodal.errors import DataError, FlagError
+from yt8m_xmodal.errors import DataError
 
 log = logging.getLogger("yt8m_xmodal")
 
@@ -146,111 +143,6 @@ def format_table(result, title=""):
     return "\n".join(lines)
 
 
-def load_model(train_dir, checkpoint_path=None):
-    """Rebuilds the model of `train_dir` from model_flags.json and restores it.
-
-    Returns:
-      (model_flags, model, subspace, step) with `step` the restored global
-      step.
-
-    Raises:
-      FlagError: naming --train_dir when there is no model or checkpoint, or
-        the checkpoint does not fit the model in model_flags.json.
-    """
-    flags = config_lib.read_model_flags(train_dir)
-    model, subspace = build_model(flags)
-    step = tf.Variable(0, dtype=tf.int64, trainable=False)
-    if checkpoint_path is None:
-        checkpoint_path = latest_checkpoint_or_error(train_dir)
-    ckpt = tf.train.Checkpoint(**checkpoint_objects(model, subspace, step))
-    try:
-        ckpt.read(checkpoint_path).expect_partial().assert_existing_objects_matched()
-    except tf.errors.NotFoundError:
-        raise
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
-        error = FlagError(
-            f"checkpoint {checkpoint_path} does not match the model described "
-            f"in {train_dir}/model_flags.json ({first})")
-    else:
-        return flags, model, subspace, int(step.numpy())
-    # A restore that failed before expect_partial() logs a warning for every
-    # value it did not restore when it is collected: dozens of lines after
-    # the one-line error. Collect it now, quietly.
-    tf_logger = tf.get_logger()
-    level = tf_logger.level
-    tf_logger.setLevel(logging.ERROR)
-    try:
-        del ckpt, model, subspace, step
-        gc.collect()
-    finally:
-        tf_logger.setLevel(level)
-    raise error
-
-
-def checkpoint_objects(model, subspace, step):
-    """What a checkpoint holds of the model, shared by train and eval.
-
-    The model's weights go in as one ordered list rather than as the model
-    object: TF's object-graph checkpoint does not follow the Python lists of
-    sub-layers that Keras 3 layers keep (e.g. a projection head's hidden
-    layers), so saving `model=` would silently leave those weights out. The
-    order of `model.weights` is fixed by the architecture, which
-    model_flags.json pins.
-    """
-    return {"model_weights": list(model.weights), "subspace": subspace,
-            "step": step}
-
-
-def build_model(flags):
-    """Builds the model named in model_flags and its `LinearCCA` subspace.
-
-    Both get their weights here (from a zero batch), so a checkpoint restores
-    into existing variables.
-
-    Returns:
-      (model, subspace).
-    """
-    data = flags.data
-    model = models.get_model(
-        flags.model, video_size=data.video_size, audio_size=data.audio_size,
-        **flags.model_config)
-    out = model(dummy_batch(data), training=False)
-    subspace = subspace_lib.LinearCCA(flags.subspace_dim)
-    subspace.build({"video": tuple(out["video"].shape),
-                    "audio": tuple(out["audio"].shape)})
-    return model, subspace
-
-
-def dummy_batch(data, batch_size=2):
-    """A zero batch of the right structure, used to create model weights."""
-    batch = {
-        "id": tf.constant([b"x"] * batch_size),
-        "labels": tf.zeros([batch_size, data.num_classes], tf.float32),
-    }
-    if data.frame_features:
-        t = data.max_frames
-        batch["video"] = tf.zeros([batch_size, t, data.video_size])
-        batch["audio"] = tf.zeros([batch_size, t, data.audio_size])
-        batch["num_frames"] = tf.fill([batch_size], t)
-        batch["mask"] = tf.ones([batch_size, t], tf.bool)
-    else:
-        batch["video"] = tf.zeros([batch_size, data.video_size])
-        batch["audio"] = tf.zeros([batch_size, data.audio_size])
-    return batch
-
-
-class CheckpointGoneError(RuntimeError):
-    """A checkpoint disappeared (e.g. removed by max_to_keep) while read."""
-
-
-def latest_checkpoint_or_error(train_dir):
-    path = tf.train.latest_checkpoint(train_dir)
-    if path is None:
-        raise FlagError(f"--train_dir={train_dir} holds no checkpoint yet")
-    return path
-
-
 def evaluate_checkpoint(train_dir, eval_data_pattern, top_k, checkpoint_path=None,
                         batch_size=256, use_subspace=True, skip_corrupt=False):
     """Embeds `eval_data_pattern` with one checkpoint and scores retrieval.
@@ -258,16 +150,9 @@ def evaluate_checkpoint(train_dir, eval_data_pattern, top_k, checkpoint_path=Non
     Returns:
       The `metrics.cross_modal_metrics` dict with "step" added.
     """
-    try:
-        flags, model, subspace, step = load_model(train_dir, checkpoint_path)
-    except tf.errors.NotFoundError as e:
-        raise CheckpointGoneError(str(e)) from None
-    reader = readers.get_reader(
-        frame_features=flags.data.frame_features,
-        feature_names=flags.data.feature_names,
-        feature_sizes=flags.data.feature_sizes,
-        max_frames=flags.data.max_frames, num_classes=flags.data.num_classes,
-        skip_corrupt=skip_corrupt)
+    config, model, subspace, step = modeling.restore(train_dir,
+                                                     checkpoint_path)
+    reader = readers.reader_for(config.data, skip_corrupt=skip_corrupt)
     dataset = reader.dataset(eval_data_pattern, batch_size=batch_size,
                              shuffle=False, num_epochs=1)
     emb = embed_dataset(model, readers.iterate(dataset, eval_data_pattern),
@@ -280,7 +165,6 @@ def write_metrics(result, train_dir, output_json=""):
     """Writes metrics.json (atomically) and TensorBoard scalars under eval/."""
     eval_dir = os.path.join(train_dir, "eval")
     path = output_json or os.path.join(eval_dir, "metrics.json")
-    cli.check_output_path("output_json", output_json)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     config_lib.atomic_write_text(path, json.dumps(result, indent=2))
     writer = tf.summary.create_file_writer(eval_dir)
@@ -313,7 +197,7 @@ def watch_checkpoints(train_dir, evaluate, poll_seconds=30.0, max_evaluations=No
         seen.add(path)
         try:
             evaluate(path)
-        except CheckpointGoneError:
+        except modeling.CheckpointGoneError:
             log.warning("checkpoint %s was removed while being read; waiting "
                         "for the next one", path)
             continue

@@ -7,7 +7,7 @@ extractor (feature_extractor/extract_tfrecords_main.py), 2018 release.
 import numpy as np
 import tensorflow as tf
 
-from yt8m_xmodal.errors import FlagError
+from yt8m_xmodal.errors import ConfigError
 
 # Frame-level records: one frame per second, at most 300 frames per video.
 MAX_FRAMES = 300
@@ -54,8 +54,8 @@ def default_feature_names(frame_features):
     return FRAME_FEATURE_NAMES if frame_features else VIDEO_FEATURE_NAMES
 
 
-def parse_feature_flags(feature_names, feature_sizes):
-    """Parses YT8M's comma-separated `--feature_names`/`--feature_sizes`.
+def parse_feature_lists(feature_names, feature_sizes):
+    """Parses YT8M's feature names and sizes: sequences or comma lists.
 
     The first name is the video view, the second the audio view.
 
@@ -63,7 +63,8 @@ def parse_feature_flags(feature_names, feature_sizes):
       A tuple ((video_name, audio_name), (video_size, audio_size)).
 
     Raises:
-      FlagError: naming the flag, when the lists are malformed or disagree.
+      ConfigError: naming `feature_names` / `feature_sizes`, when the lists
+        are malformed or disagree.
     """
     if isinstance(feature_names, str):
         feature_names = [n.strip() for n in feature_names.split(",") if n.strip()]
@@ -71,20 +72,24 @@ def parse_feature_flags(feature_names, feature_sizes):
         try:
             feature_sizes = [int(s) for s in feature_sizes.split(",") if s.strip()]
         except ValueError:
-            raise FlagError(
-                f"--feature_sizes={feature_sizes!r} must be comma-separated "
-                "integers, e.g. 1024,128") from None
-    feature_names, feature_sizes = list(feature_names), list(feature_sizes)
+            raise ConfigError(
+                "{feature_sizes} must be comma-separated integers, e.g. "
+                "1024,128", feature_sizes=feature_sizes) from None
+    feature_names = [str(n) for n in feature_names]
+    feature_sizes = [int(s) for s in feature_sizes]
     if len(feature_names) != 2:
-        raise FlagError(
-            f"--feature_names={','.join(feature_names)!r} must name exactly two "
-            "features: the video view first, then the audio view")
+        raise ConfigError(
+            "{feature_names} must name exactly two features: the video view "
+            "first, then the audio view", feature_names=",".join(feature_names))
     if len(feature_sizes) != len(feature_names):
-        raise FlagError(
-            f"--feature_names has {len(feature_names)} names but --feature_sizes "
-            f"has {len(feature_sizes)} sizes; they must match one to one")
+        raise ConfigError(
+            f"{{feature_names}} has {len(feature_names)} names but "
+            f"{{feature_sizes}} has {len(feature_sizes)} sizes; they must "
+            "match one to one", feature_names=",".join(feature_names),
+            feature_sizes=",".join(map(str, feature_sizes)))
     if any(s <= 0 for s in feature_sizes):
-        raise FlagError(f"--feature_sizes={feature_sizes} must be positive")
+        raise ConfigError("{feature_sizes} must be positive",
+                          feature_sizes=",".join(map(str, feature_sizes)))
     return tuple(feature_names), tuple(feature_sizes)
 
 

@@ -43,11 +43,14 @@ inside `strategy.scope()` (InfoNCE's temperature is a variable). Every replica
 must call the loss (the all-reduce is collective), also with an empty shard.
 """
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
 from yt8m_xmodal import linalg
-from yt8m_xmodal.errors import FlagError
+from yt8m_xmodal import config as config_lib
+from yt8m_xmodal.errors import ConfigError
 
 # Andrew et al. 2013 regularize each covariance with a ridge r·I (r tuned);
 # public DCCA code commonly uses an absolute r = 1e-4. Here r is relative to
@@ -78,29 +81,21 @@ def scale_loss_for_replicas(value):
     return value * tf.cast(1.0 / replicas, value.dtype)
 
 
-def min_batch_size(dim1, dim2):
-    """Smallest global batch m with m - 1 >= o1 + o2 (full-rank joint covariance).
-
-    Below it the sample covariance of [H1 H2] is singular and the
-    unregularized canonical correlations are trivially 1.
-    """
-    return int(dim1) + int(dim2) + 1
-
-
 def _check_batch(video, audio, loss_name):
-    """Raises FlagError when static shapes show a batch too small for CCA."""
+    """Raises ConfigError when static shapes show a batch too small for CCA."""
     batch = video.shape[0]
     dim1 = video.shape[-1]
     dim2 = audio.shape[-1]
     if batch is None or dim1 is None or dim2 is None:
         return
     global_batch = batch * linalg.num_replicas_in_sync()
-    needed = min_batch_size(dim1, dim2)
+    needed = config_lib.min_cca_batch_size(dim1, dim2)
     if global_batch < needed:
-        raise FlagError(
+        raise ConfigError(
             f"{loss_name}: a global batch of {global_batch} examples is too "
             f"small for embeddings of size o1={dim1} and o2={dim2}: CCA needs "
-            f"m - 1 >= o1 + o2, i.e. --batch_size >= {needed}.")
+            f"m - 1 >= o1 + o2, i.e. {{batch_size}} >= {needed}.",
+            batch_size=global_batch)
 
 
 def _check_equal_sizes(video, audio, loss_name):
@@ -179,8 +174,8 @@ class DeepCCALoss(_CrossModalLoss):
 
     Small batches: with m - 1 < o1 + o2 the joint covariance of [H1 H2] is
     rank-deficient and the unregularized correlations are trivially 1.
-    If the static shapes show it the call raises FlagError naming the sizes
-    (`min_batch_size(o1, o2)` gives the bound for start-up checks). With
+    If the static shapes show it the call raises ConfigError naming the sizes
+    (`config.min_cca_batch_size(o1, o2)` gives the bound for start-up checks). With
     dynamic shapes no check is possible; the ridge (or, with r = 0, the
     eigenvalue floor `eps`) keeps the result well defined and finite, but it
     then mostly measures the regularization.
@@ -199,7 +194,7 @@ class DeepCCALoss(_CrossModalLoss):
       r1: ridge of the video covariance, relative to its mean variance.
       r2: ridge of the audio covariance, relative to its mean variance.
       eps: floor of the eigenvalues of the scale-normalized covariances.
-      check_batch_size: raise FlagError for statically too-small batches.
+      check_batch_size: raise ConfigError for statically too-small batches.
       **kwargs: keras.layers.Layer arguments (name, ...).
 
     Call arguments:
@@ -212,8 +207,9 @@ class DeepCCALoss(_CrossModalLoss):
       >>> value = loss(tf.random.normal([64, 4]), tf.random.normal([64, 3]))
     """
 
-    def __init__(self, top_k=None, r1=DEFAULT_RIDGE, r2=DEFAULT_RIDGE,
-                 eps=DEFAULT_EPS, check_batch_size=True, **kwargs):
+    def __init__(self, top_k=None, r1=config_lib.DeepCcaConfig.cca_ridge,
+                 r2=config_lib.DeepCcaConfig.cca_ridge, eps=DEFAULT_EPS,
+                 check_batch_size=True, **kwargs):
         super().__init__(**kwargs)
         if top_k is not None and int(top_k) < 1:
             raise ValueError(f"DeepCCALoss: top_k must be >= 1, got {top_k}")
@@ -619,12 +615,40 @@ LOSSES = {
 
 
 def get_loss(name, **kwargs):
-    """Builds the loss named by `--loss` (dcca, cluster_cca, soft_cca,
-    infonce, triplet) with keyword arguments of its class."""
+    """Builds loss `name` (a key of LOSSES) with keyword arguments of its
+    class.
+
+    Raises:
+      ConfigError: naming the loss, for an unknown name or bad options.
+    """
     if name not in LOSSES:
-        raise FlagError(f"--loss={name!r} is not one of {sorted(LOSSES)}")
+        raise ConfigError(f"{{loss}} is not one of {', '.join(LOSSES)}",
+                          loss=name)
     try:
         return LOSSES[name](**kwargs)
     except (TypeError, ValueError) as error:
-        raise FlagError(f"--loss={name}: bad loss options {kwargs}: "
-                        f"{error}") from error
+        raise ConfigError(f"{{loss}}: bad loss options {kwargs}: {error}",
+                          loss=name) from error
+
+
+def build_loss(name, loss_config=None, num_classes=None):
+    """Builds loss `name` from its typed config (`config.LOSS_CONFIGS`).
+
+    Args:
+      name: a key of LOSSES.
+      loss_config: the loss's config (dataclass or dict); None: defaults.
+      num_classes: the label vocabulary size (cluster CCA's class sums).
+    """
+    config = config_lib.loss_config(name, loss_config)
+    # Config fields are the flag names; the loss classes take the names of
+    # their papers' symbols.
+    renamed = {"cca_top_k": "top_k", "cluster_cca_beta": "beta",
+               "triplet_margin": "margin"}
+    kwargs = {renamed.get(k, k): v for k, v in dataclasses.asdict(config).items()}
+    if "cca_ridge" in kwargs:
+        kwargs["r1"] = kwargs["r2"] = kwargs.pop("cca_ridge")
+    if "top_k" in kwargs:
+        kwargs["top_k"] = kwargs["top_k"] or None  # 0 means all
+    if name == "cluster_cca" and num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    return get_loss(name, **kwargs)

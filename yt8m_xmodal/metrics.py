@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from yt8m_xmodal.errors import DataError, FlagError
+from yt8m_xmodal.errors import ConfigError, DataError
 
 # The cut-offs the lead's eval reports by default (YT8M-style --top_k flag).
 DEFAULT_TOP_K = (1, 5, 10, 20)
@@ -60,16 +60,16 @@ _SIGN_FLIP = 0x7FFFFFFF
 _SORT_ON_HOST = not tf.config.list_physical_devices("GPU")
 
 
-def parse_top_k(value, flag_name="top_k"):
-    """Parses ``"1,5,10,20"`` (or a list such as absl's list flags give).
+def parse_top_k(value):
+    """Parses ``"1,5,10,20"`` (or a list of ints or strings, or one int).
 
-    Returns a sorted tuple of distinct positive ints. Raises FlagError naming
-    ``--top_k`` for empty input, text, zero or negative values.
+    Returns a sorted tuple of distinct positive ints. Raises ConfigError
+    naming ``top_k`` for empty input, text, zero or negative values.
     """
     def fail(why):
-        raise FlagError(
-            f"--{flag_name} must be a comma-separated list of positive "
-            f"integers such as 1,5,10,20; {why} (got {value!r})")
+        raise ConfigError(
+            "{top_k} must be a comma-separated list of positive integers "
+            f"such as 1,5,10,20; {why}", top_k=value)
 
     if isinstance(value, str):
         parts = value.split(",")

@@ -1,31 +1,30 @@
 """Two-tower audio-video models, picked by name with `--model`.
 
-Every model takes the reader's batch dictionary (see CONTRACTS.md) and returns
+Every model takes the reader's batch dictionary (see readers.py) and returns
 `{"video": [B, E], "audio": [B, E]}` linear, unnormalized embeddings (deep CCA
 whitens them itself; InfoNCE normalizes inside the loss).
 
-  ChunkAttentionModel  chunked GRU + attention over chunks (the method)
-  ChunkMeanModel       the same chunks and GRU, mean over chunks (ablation)
+  ChunkAttentionModel  chunked GRU + attention over chunks (the method;
+                       attention="mean" is the ablation without attention)
   FrameLstmModel       one LSTM over all 300 frames (YT8M's LstmModel)
   MeanPoolModel        masked mean over frames + MLP
   VideoLevelMlpModel   mean_rgb / mean_audio records + MLP
 
-`get_model(name, **config)` builds one from flag values; `train_dir` can store
-`model.get_config()` so eval and inference rebuild the same model.
+Each named model takes the feature sizes and the fields of its config class
+(config.py) as keyword arguments, with the config's defaults: the shipped
+recipe. `build_model(name, data, model_config)` builds one from typed configs.
 """
 
-import inspect
+import dataclasses
 
 import keras
 import tensorflow as tf
 
-from yt8m_xmodal.errors import FlagError
+from yt8m_xmodal import config as config_lib
+from yt8m_xmodal.errors import ConfigError
 from yt8m_xmodal.features import FEATURE_SIZES, MAX_FRAMES
-from yt8m_xmodal.layers import (NORMALIZATION_KINDS, POSITION_ENCODINGS,
-                                RNN_TYPES)
-from yt8m_xmodal.towers import (CHUNK_POOLINGS, ChunkAttentionTower,
-                                FrameLstmTower, MeanPoolTower,
-                                VideoLevelMlpTower)
+from yt8m_xmodal.towers import (ChunkAttentionTower, FrameLstmTower,
+                                MeanPoolTower, VideoLevelMlpTower)
 
 VIDEO_SIZE, AUDIO_SIZE = FEATURE_SIZES
 
@@ -91,17 +90,18 @@ class CrossModalModel(keras.Model):
         rank = 3 if self.frame_level else 2
         if len(shape) != rank:
             level = "frame-level" if self.frame_level else "video-level"
-            raise FlagError(
+            raise ConfigError(
                 f"{self.name} is a {level} model and expects {key!r} of rank "
-                f"{rank}, got shape {tuple(shape)}; check --frame_features "
-                "and --model")
+                f"{rank}, got shape {tuple(shape)}; check {{frame_features}} "
+                "and {model}", frame_features=self.frame_level,
+                model=type(self).__name__)
         # Any keras.Model can be a tower; the package's towers know their size.
         input_size = getattr(tower, "input_size", None)
         if None not in (shape[-1], input_size) and int(shape[-1]) != input_size:
-            raise FlagError(
+            raise ConfigError(
                 f"{key!r} features have size {shape[-1]} but {self.name} was "
-                f"built for {key}_size={input_size}; check "
-                "--feature_sizes")
+                f"built for {key}_size={input_size}; check {{feature_sizes}}",
+                feature_sizes=f"{shape[-1]} (data)")
 
     def call(self, inputs, training=None, return_attention=False):
         outputs = {}
@@ -136,25 +136,41 @@ class CrossModalModel(keras.Model):
         return cls(**config)
 
 
-class _NamedModel(CrossModalModel):
-    """A CrossModalModel defined by flat flag values (its get_config)."""
+# Keyword arguments of keras.Model itself, passed through unchanged.
+_KERAS_KWARGS = ("name", "trainable", "dtype")
 
+
+class _ConfiguredModel(CrossModalModel):
+    """A CrossModalModel whose towers are built from one config class.
+
+    Keyword arguments are the feature sizes and the fields of
+    `config_class`; `self.config` holds them typed, and `get_config()`
+    returns exactly them.
+    """
+
+    config_class = None
+    tower_class = None
     frame_level = True
 
-    def _init_towers(self, tower_class, video_size, audio_size, kwargs,
-                     **tower_config):
-        self._flag_config = {"video_size": int(video_size),
-                             "audio_size": int(audio_size), **tower_config}
-        video_tower = tower_class(video_size, name="video_tower",
-                                  **tower_config)
-        audio_tower = tower_class(audio_size, name="audio_tower",
-                                  **tower_config)
-        CrossModalModel.__init__(self, video_tower, audio_tower,
-                                 frame_level=type(self).frame_level, **kwargs)
+    def __init__(self, video_size=VIDEO_SIZE, audio_size=AUDIO_SIZE,
+                 tower_kwargs=None, **kwargs):
+        keras_kwargs = {k: kwargs.pop(k) for k in _KERAS_KWARGS if k in kwargs}
+        self.config = config_lib.model_config(type(self).__name__, kwargs)
+        self.video_size, self.audio_size = int(video_size), int(audio_size)
+        self._tower_kwargs = dict(tower_kwargs or {})
+        towers = [self.tower_class(size, name=f"{key}_tower",
+                                   **dataclasses.asdict(self.config),
+                                   **self._tower_kwargs)
+                  for key, size in (("video", self.video_size),
+                                    ("audio", self.audio_size))]
+        CrossModalModel.__init__(self, *towers,
+                                 frame_level=type(self).frame_level,
+                                 **keras_kwargs)
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable,
-                **self._flag_config}
+                "video_size": self.video_size, "audio_size": self.audio_size,
+                **self._tower_kwargs, **dataclasses.asdict(self.config)}
 
     @classmethod
     def from_config(cls, config):
@@ -162,212 +178,87 @@ class _NamedModel(CrossModalModel):
 
 
 @keras.saving.register_keras_serializable(package="yt8m_xmodal")
-class ChunkAttentionModel(_NamedModel):
+class ChunkAttentionModel(_ConfiguredModel):
     """Chunk-attention towers for both modalities (the method).
 
-    Args (defaults in parentheses; all are `--flags` of train.py):
-      video_size (1024), audio_size (128): feature sizes.
-      embedding_dim (64): shared embedding size E.
-      chunk_size (30): frames per chunk; 300 frames -> 10 chunks.
-      rnn_type ("gru"): gru | lstm | bigru | bilstm.
-      rnn_units (128): recurrent width per direction.
-      attention ("additive"): additive | multihead.
-      attention_units (128), num_heads (4): attention sizes.
-      position_encoding ("learned"): slot | learned | sinusoidal | none (with
-        slot, embedding_dim must be a multiple of the chunk positions,
-        ceil(max_frames / chunk_size); see ChunkAttentionTower).
-      max_frames (300): longest video, sizes the learned position table.
-      hidden_units (256), num_hidden_layers (1): projection head MLP.
-      dropout (0.0), input_norm ("l2"): see ChunkAttentionTower.
-      unroll (False): unroll the chunk_size-step recurrence.
-      skip_empty_chunks (True): run the recurrence on non-empty chunks only
-        (data-dependent shapes: turn off for XLA).
-      input_projection_units (0): 0, or P for a linear per-frame projection
-        to P features before the chunk recurrence (see ChunkRecurrentEncoder).
+    Args:
+      video_size, audio_size: feature sizes (1024, 128).
+      max_frames: the longest video (300), which fixes the chunk positions.
+      **config: fields of `config.ChunkAttentionConfig` (chunk_size,
+        rnn_type, attention, position_encoding, embedding_dim, ...), whose
+        defaults are the shipped recipe; see ChunkAttentionTower.
+
+    Example:
+    >>> model = ChunkAttentionModel(chunk_size=100, embedding_dim=12)
+    >>> out = model({"video": tf.ones([2, 300, 1024]),
+    ...              "audio": tf.ones([2, 300, 128])})
+    >>> out["audio"].shape
+    TensorShape([2, 12])
     """
 
+    config_class = config_lib.ChunkAttentionConfig
+    tower_class = ChunkAttentionTower
+
     def __init__(self, video_size=VIDEO_SIZE, audio_size=AUDIO_SIZE,
-                 embedding_dim=64, chunk_size=30, rnn_type="gru",
-                 rnn_units=128, attention="additive", attention_units=128,
-                 num_heads=4, position_encoding="learned",
-                 max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
-                 dropout=0.0, input_norm="l2", unroll=False,
-                 skip_empty_chunks=True, input_projection_units=0, **kwargs):
-        self._init_towers(
-            ChunkAttentionTower, video_size, audio_size, kwargs,
-            embedding_dim=embedding_dim, chunk_size=chunk_size,
-            rnn_type=rnn_type, rnn_units=rnn_units, attention=attention,
-            attention_units=attention_units, num_heads=num_heads,
-            position_encoding=position_encoding, max_frames=max_frames,
-            hidden_units=hidden_units, num_hidden_layers=num_hidden_layers,
-            dropout=dropout, input_norm=input_norm, unroll=unroll,
-            skip_empty_chunks=skip_empty_chunks,
-            input_projection_units=input_projection_units)
+                 max_frames=MAX_FRAMES, **config):
+        super().__init__(video_size, audio_size,
+                         tower_kwargs={"max_frames": int(max_frames)}, **config)
 
 
 @keras.saving.register_keras_serializable(package="yt8m_xmodal")
-class ChunkMeanModel(_NamedModel):
-    """The ChunkAttentionModel with a masked mean over chunks (no attention).
-
-    The ablation that shows what attention adds. Args as ChunkAttentionModel,
-    without the attention ones; `return_attention` gives the uniform weights.
-    """
-
-    def __init__(self, video_size=VIDEO_SIZE, audio_size=AUDIO_SIZE,
-                 embedding_dim=64, chunk_size=30, rnn_type="gru",
-                 rnn_units=128, position_encoding="learned",
-                 max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
-                 dropout=0.0, input_norm="l2", unroll=False,
-                 skip_empty_chunks=True, input_projection_units=0, **kwargs):
-        self._init_towers(
-            ChunkAttentionTower, video_size, audio_size, kwargs,
-            embedding_dim=embedding_dim, chunk_size=chunk_size,
-            rnn_type=rnn_type, rnn_units=rnn_units, attention="mean",
-            position_encoding=position_encoding, max_frames=max_frames,
-            hidden_units=hidden_units, num_hidden_layers=num_hidden_layers,
-            dropout=dropout, input_norm=input_norm, unroll=unroll,
-            skip_empty_chunks=skip_empty_chunks,
-            input_projection_units=input_projection_units)
-        # "attention" is fixed, not a flag of this model.
-        self._flag_config.pop("attention")
-
-
-@keras.saving.register_keras_serializable(package="yt8m_xmodal")
-class FrameLstmModel(_NamedModel):
+class FrameLstmModel(_ConfiguredModel):
     """One LSTM per modality over the whole frame sequence, no chunks.
 
-    Args: video_size, audio_size, embedding_dim, rnn_units, hidden_units,
-    num_hidden_layers, dropout, input_norm as ChunkAttentionModel;
-    rnn_type defaults to "lstm".
+    Args: video_size, audio_size, and the fields of `config.FrameLstmConfig`.
     """
 
-    def __init__(self, video_size=VIDEO_SIZE, audio_size=AUDIO_SIZE,
-                 embedding_dim=64, rnn_type="lstm", rnn_units=128,
-                 hidden_units=256, num_hidden_layers=1, dropout=0.0,
-                 input_norm="l2", **kwargs):
-        self._init_towers(
-            FrameLstmTower, video_size, audio_size, kwargs,
-            embedding_dim=embedding_dim, rnn_type=rnn_type,
-            rnn_units=rnn_units, hidden_units=hidden_units,
-            num_hidden_layers=num_hidden_layers, dropout=dropout,
-            input_norm=input_norm)
+    config_class = config_lib.FrameLstmConfig
+    tower_class = FrameLstmTower
 
 
 @keras.saving.register_keras_serializable(package="yt8m_xmodal")
-class MeanPoolModel(_NamedModel):
+class MeanPoolModel(_ConfiguredModel):
     """Masked mean over frames, then an MLP, per modality.
 
-    Args: video_size, audio_size, embedding_dim, hidden_units,
-    num_hidden_layers, dropout, input_norm as ChunkAttentionModel.
+    Args: video_size, audio_size, and the fields of `config.MeanPoolConfig`.
     """
 
-    def __init__(self, video_size=VIDEO_SIZE, audio_size=AUDIO_SIZE,
-                 embedding_dim=64, hidden_units=256, num_hidden_layers=1,
-                 dropout=0.0, input_norm="l2", **kwargs):
-        self._init_towers(
-            MeanPoolTower, video_size, audio_size, kwargs,
-            embedding_dim=embedding_dim, hidden_units=hidden_units,
-            num_hidden_layers=num_hidden_layers, dropout=dropout,
-            input_norm=input_norm)
+    config_class = config_lib.MeanPoolConfig
+    tower_class = MeanPoolTower
 
 
 @keras.saving.register_keras_serializable(package="yt8m_xmodal")
-class VideoLevelMlpModel(_NamedModel):
+class VideoLevelMlpModel(_ConfiguredModel):
     """An MLP per modality on video-level records (mean_rgb, mean_audio).
 
-    Args: video_size, audio_size, embedding_dim, hidden_units,
-    num_hidden_layers, dropout, input_norm as ChunkAttentionModel.
+    Args: video_size, audio_size, and the fields of
+    `config.VideoLevelMlpConfig`.
     """
 
+    config_class = config_lib.VideoLevelMlpConfig
+    tower_class = VideoLevelMlpTower
     frame_level = False
-
-    def __init__(self, video_size=VIDEO_SIZE, audio_size=AUDIO_SIZE,
-                 embedding_dim=64, hidden_units=256, num_hidden_layers=1,
-                 dropout=0.0, input_norm="l2", **kwargs):
-        self._init_towers(
-            VideoLevelMlpTower, video_size, audio_size, kwargs,
-            embedding_dim=embedding_dim, hidden_units=hidden_units,
-            num_hidden_layers=num_hidden_layers, dropout=dropout,
-            input_norm=input_norm)
 
 
 MODELS = {cls.__name__: cls for cls in (
-    ChunkAttentionModel, ChunkMeanModel, FrameLstmModel, MeanPoolModel,
-    VideoLevelMlpModel)}
+    ChunkAttentionModel, FrameLstmModel, MeanPoolModel, VideoLevelMlpModel)}
+assert set(MODELS) == set(config_lib.MODEL_CONFIGS)
 
 
-def config_names(model_class):
-    """The flag names a model class takes (its __init__ arguments)."""
-    parameters = inspect.signature(model_class.__init__).parameters
-    return tuple(name for name, p in parameters.items()
-                 if name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD)
+def build_model(name, data, model_config=None):
+    """The model `name` for records described by `data`, from its config.
 
-
-# Every flag name some model takes; a name outside this set is a typo.
-ALL_CONFIG_NAMES = frozenset(
-    name for cls in MODELS.values() for name in config_names(cls))
-
-_CHOICES = {"rnn_type": RNN_TYPES, "attention": CHUNK_POOLINGS[:-1],
-            "position_encoding": POSITION_ENCODINGS,
-            "input_norm": NORMALIZATION_KINDS}
-_POSITIVE = ("video_size", "audio_size", "embedding_dim", "chunk_size",
-             "rnn_units", "attention_units", "num_heads", "max_frames",
-             "hidden_units")
-
-
-def check_config(config):
-    """Raises FlagError, naming the flag, for a value no model can use."""
-    for name, choices in _CHOICES.items():
-        if name in config and config[name] not in choices:
-            raise FlagError(f"--{name}={config[name]!r} must be one of "
-                            f"{', '.join(choices)}")
-    for name in _POSITIVE:
-        if name in config and int(config[name]) < 1:
-            raise FlagError(f"--{name}={config[name]} must be >= 1")
-    if int(config.get("input_projection_units", 0)) < 0:
-        raise FlagError(f"--input_projection_units="
-                        f"{config['input_projection_units']} must be >= 0 "
-                        "(0: no projection)")
-    if config.get("position_encoding") == "slot":
-        positions = -(-int(config.get("max_frames", MAX_FRAMES))
-                      // int(config.get("chunk_size", 30)))
-        if int(config.get("embedding_dim", 64)) % positions:
-            raise FlagError(
-                f"--embedding_dim={config.get('embedding_dim', 64)} must be a "
-                f"multiple of the {positions} chunk positions (--max_frames / "
-                "--chunk_size, rounded up) with --position_encoding=slot: each "
-                "position fills an equal slot of the embedding")
-    if int(config.get("num_hidden_layers", 0)) < 0:
-        raise FlagError(f"--num_hidden_layers={config['num_hidden_layers']} "
-                        "must be >= 0")
-    if not 0.0 <= float(config.get("dropout", 0.0)) < 1.0:
-        raise FlagError(f"--dropout={config['dropout']} must be in [0, 1)")
-    if (config.get("attention") == "multihead"
-            and int(config.get("attention_units", 128))
-            % int(config.get("num_heads", 4))):
-        raise FlagError(
-            f"--attention_units={config.get('attention_units', 128)} must be "
-            f"divisible by --num_heads={config.get('num_heads', 4)}")
-
-
-def get_model(name, **config):
-    """Builds the model called `name` (a key of MODELS) from flag values.
-
-    Config names that only other models use (e.g. `chunk_size` for
-    MeanPoolModel) are ignored, so a trainer can pass all its model flags;
-    names that no model takes raise FlagError, as do bad values.
+    Args:
+      name: a key of MODELS.
+      data: a `config.DataConfig` (feature sizes, max_frames).
+      model_config: the model's config (dataclass or dict); None: defaults.
 
     Raises:
-      FlagError: naming `--model` for an unknown name, or the bad flag.
+      ConfigError: naming the field, for an unknown model or a bad value.
     """
-    if name not in MODELS:
-        raise FlagError(f"--model={name!r} is not a model; choose one of "
-                        f"{', '.join(sorted(MODELS))}")
-    unknown = sorted(set(config) - ALL_CONFIG_NAMES)
-    if unknown:
-        raise FlagError(f"unknown model config {unknown} for --model={name}; "
-                        f"known: {', '.join(sorted(ALL_CONFIG_NAMES))}")
-    check_config(config)
+    config = config_lib.model_config(name, model_config)
     model_class = MODELS[name]
-    accepted = config_names(model_class)
-    return model_class(**{k: v for k, v in config.items() if k in accepted})
+    extra = ({"max_frames": data.max_frames}
+             if model_class is ChunkAttentionModel else {})
+    return model_class(video_size=data.video_size, audio_size=data.audio_size,
+                       **extra, **dataclasses.asdict(config))

@@ -75,15 +75,17 @@ Example:
 ...     step(batch)
 """
 
+import logging
 import re
 
-from absl import logging
 from google.protobuf import message
 import numpy as np
 import tensorflow as tf
 
 from yt8m_xmodal import features
-from yt8m_xmodal.errors import DataError, FlagError
+from yt8m_xmodal.errors import ConfigError, DataError
+
+log = logging.getLogger("yt8m_xmodal")
 
 # Every TFRecord is framed as: uint64 length, uint32 CRC of the length, the
 # data, uint32 CRC of the data (tensorflow/core/lib/io/record_writer.cc).
@@ -237,10 +239,11 @@ class _BaseReader:
 
     def __init__(self, feature_names, feature_sizes, num_classes,
                  ragged_labels, skip_corrupt):
-        (self.feature_names, self.feature_sizes) = features.parse_feature_flags(
+        (self.feature_names, self.feature_sizes) = features.parse_feature_lists(
             feature_names, feature_sizes)
         if int(num_classes) <= 0:
-            raise FlagError(f"--num_classes={num_classes} must be positive")
+            raise ConfigError("{num_classes} must be positive",
+                              num_classes=num_classes)
         self.num_classes = int(num_classes)
         self.ragged_labels = bool(ragged_labels)
         self.skip_corrupt = bool(skip_corrupt)
@@ -270,7 +273,8 @@ class _BaseReader:
             while iterating, see the module docstring and `iterate`.
         """
         if int(batch_size) <= 0:
-            raise FlagError(f"--batch_size={batch_size} must be positive")
+            raise ConfigError("{batch_size} must be positive",
+                              batch_size=batch_size)
         batch_size = int(batch_size)
         files = resolve_files(data_pattern)
         sizes = [tf.io.gfile.stat(f).length for f in files]
@@ -414,7 +418,7 @@ class _BaseReader:
         self.skip_counts[reason] += 1
         if len(self.skipped) < MAX_SKIPPED_DESCRIPTIONS:
             self.skipped.append(f"{reason}: {description}")
-            logging.warning("skipping %s: %s", reason, description)
+            log.warning("skipping %s: %s", reason, description)
 
     def parse_serialized(self, serialized):
         """Parses a [B] batch of serialized records, with no Python callback.
@@ -472,7 +476,8 @@ class YT8MFrameFeatureReader(_BaseReader):
         super().__init__(feature_names, feature_sizes, num_classes,
                          ragged_labels, skip_corrupt)
         if int(max_frames) <= 0:
-            raise FlagError(f"--max_frames={max_frames} must be positive")
+            raise ConfigError("{max_frames} must be positive",
+                              max_frames=max_frames)
         self.max_frames = int(max_frames)
 
     def _parse_batch(self, names, serialized):
@@ -641,33 +646,20 @@ def _lenient_context_features():
     return spec
 
 
-def get_reader(frame_features, feature_names=None, feature_sizes=None,
-               max_frames=features.MAX_FRAMES, num_classes=features.NUM_CLASSES,
-               ragged_labels=False, skip_corrupt=False):
-    """The reader the YT8M flags ask for (as in the starter code's train.py).
+def reader_for(data, ragged_labels=False, skip_corrupt=False):
+    """The reader a `config.DataConfig` describes (as the starter code's
+    train.py picks one from its flags).
 
     Args:
-      frame_features: True for frame-level records (`--frame_features`).
-      feature_names: `--feature_names`, a comma-separated string or a
-        sequence; None gives the level's default (rgb,audio / mean_rgb,
-        mean_audio).
-      feature_sizes: `--feature_sizes`, e.g. "1024,128"; None gives 1024,128.
-      max_frames: `--max_frames`, frame level only.
-      num_classes: label vocabulary size.
+      data: a `config.DataConfig` (frame or video level, feature names and
+        sizes, max_frames, num_classes).
       ragged_labels, skip_corrupt: see the reader classes.
-
-    Raises:
-      FlagError: naming the flag, for malformed names, sizes or counts.
     """
-    if feature_names is None or feature_names == "":
-        feature_names = features.default_feature_names(frame_features)
-    if feature_sizes is None or feature_sizes == "":
-        feature_sizes = features.FEATURE_SIZES
-    if frame_features:
+    if data.frame_features:
         return YT8MFrameFeatureReader(
-            feature_names, feature_sizes, max_frames=max_frames,
-            num_classes=num_classes, ragged_labels=ragged_labels,
+            data.feature_names, data.feature_sizes, max_frames=data.max_frames,
+            num_classes=data.num_classes, ragged_labels=ragged_labels,
             skip_corrupt=skip_corrupt)
     return YT8MAggregatedFeatureReader(
-        feature_names, feature_sizes, num_classes=num_classes,
+        data.feature_names, data.feature_sizes, num_classes=data.num_classes,
         ragged_labels=ragged_labels, skip_corrupt=skip_corrupt)

@@ -13,15 +13,20 @@ the two-tower models in `models.py` hold one tower per modality.
 import keras
 import tensorflow as tf
 
+from yt8m_xmodal import config as config_lib
+from yt8m_xmodal.config import CHUNK_POOLINGS
 from yt8m_xmodal.features import MAX_FRAMES
-from yt8m_xmodal.layers import (ATTENTION_KINDS, ChunkAttentionPooling,
+from yt8m_xmodal.layers import (ChunkAttentionPooling,
                                 ChunkPositionEncoding, ChunkRecurrentEncoder,
                                 ChunkSplit, FrameNormalization,
                                 MaskedMeanPooling, ProjectionHead, make_rnn,
                                 masked_mean_weights)
 
-# "mean" replaces attention by a masked mean over chunks (ChunkMeanModel).
-CHUNK_POOLINGS = ATTENTION_KINDS + ("mean",)
+# Each tower's defaults are its model family's config (config.py): one
+# definition of the shipped recipe.
+_HEAD = config_lib.MeanPoolConfig
+_CHUNK = config_lib.ChunkAttentionConfig
+_LSTM = config_lib.FrameLstmConfig
 
 
 def _check_input_size(tower, input_shape):
@@ -37,8 +42,10 @@ class _Tower(keras.Model):
 
     has_attention = False
 
-    def __init__(self, input_size, embedding_dim=64, hidden_units=256,
-                 num_hidden_layers=1, dropout=0.0, input_norm="l2",
+    def __init__(self, input_size, embedding_dim=_HEAD.embedding_dim,
+                 hidden_units=_HEAD.hidden_units,
+                 num_hidden_layers=_HEAD.num_hidden_layers,
+                 dropout=_HEAD.dropout, input_norm=_HEAD.input_norm,
                  head_dim=None, **kwargs):
         super().__init__(**kwargs)
         # Masks are explicit call arguments; nothing implicit is attached.
@@ -94,11 +101,12 @@ class ChunkAttentionTower(_Tower):
     Args:
       input_size: D, feature size of each frame (1024 rgb, 128 audio).
       embedding_dim: E, output size.
-      chunk_size: frames per chunk (default 30 -> 10 chunks for 300 frames).
+      chunk_size: frames per chunk.
       rnn_type: "gru", "lstm", "bigru" or "bilstm".
       rnn_units: recurrent width (per direction).
       attention: "additive", "multihead", or "mean" (masked mean over chunks,
-        no attention weights learned: the ChunkMeanModel ablation).
+        no attention weights learned: the ablation that shows what attention
+        adds).
       attention_units: hidden size of the attention scorer / key size.
       num_heads: heads of multihead attention.
       position_encoding: "slot", "learned", "sinusoidal" or "none" (see
@@ -112,9 +120,6 @@ class ChunkAttentionTower(_Tower):
       hidden_units, num_hidden_layers: hidden MLP of the projection head.
       dropout: on chunk summaries and in the projection head.
       input_norm: "l2", "layer" or "none" (see FrameNormalization).
-      unroll: unroll the chunk_size-step recurrence (see ChunkRecurrentEncoder).
-      skip_empty_chunks: run the recurrence on non-empty chunks only (see
-        ChunkRecurrentEncoder; turn off under XLA).
       input_projection_units: 0 (none) or P, a linear per-frame projection
         of the normalized frames to P features before the chunk recurrence
         (see ChunkRecurrentEncoder): fewer parameters and fewer
@@ -134,13 +139,18 @@ class ChunkAttentionTower(_Tower):
 
     has_attention = True
 
-    def __init__(self, input_size, embedding_dim=64, chunk_size=30,
-                 rnn_type="gru", rnn_units=128, attention="additive",
-                 attention_units=128, num_heads=4, position_encoding="learned",
-                 max_frames=MAX_FRAMES, hidden_units=256, num_hidden_layers=1,
-                 dropout=0.0, input_norm="l2", unroll=False,
-                 skip_empty_chunks=True, input_projection_units=0, **kwargs):
-        num_positions = -(-int(max_frames) // int(chunk_size))
+    def __init__(self, input_size, embedding_dim=_CHUNK.embedding_dim,
+                 chunk_size=_CHUNK.chunk_size, rnn_type=_CHUNK.rnn_type,
+                 rnn_units=_CHUNK.rnn_units, attention=_CHUNK.attention,
+                 attention_units=_CHUNK.attention_units,
+                 num_heads=_CHUNK.num_heads,
+                 position_encoding=_CHUNK.position_encoding,
+                 max_frames=MAX_FRAMES, hidden_units=_CHUNK.hidden_units,
+                 num_hidden_layers=_CHUNK.num_hidden_layers,
+                 dropout=_CHUNK.dropout, input_norm=_CHUNK.input_norm,
+                 input_projection_units=_CHUNK.input_projection_units,
+                 **kwargs):
+        num_positions = config_lib.num_chunk_positions(max_frames, chunk_size)
         slots = position_encoding == "slot"
         if slots and int(embedding_dim) % num_positions:
             raise ValueError(
@@ -164,13 +174,10 @@ class ChunkAttentionTower(_Tower):
         self.num_heads = int(num_heads)
         self.position_encoding = position_encoding
         self.max_frames = int(max_frames)
-        self.unroll = bool(unroll)
-        self.skip_empty_chunks = bool(skip_empty_chunks)
         self.input_projection_units = int(input_projection_units)
         self.split = ChunkSplit(self.chunk_size, name="chunk_split")
         self.encoder = ChunkRecurrentEncoder(
-            self.rnn_units, rnn_type=rnn_type, unroll=self.unroll,
-            skip_empty_chunks=self.skip_empty_chunks,
+            self.rnn_units, rnn_type=rnn_type,
             input_projection_units=self.input_projection_units,
             name="chunk_encoder")
         self.position = ChunkPositionEncoding(
@@ -233,8 +240,7 @@ class ChunkAttentionTower(_Tower):
             "attention_units": self.attention_units,
             "num_heads": self.num_heads,
             "position_encoding": self.position_encoding,
-            "max_frames": self.max_frames, "unroll": self.unroll,
-            "skip_empty_chunks": self.skip_empty_chunks,
+            "max_frames": self.max_frames,
             "input_projection_units": self.input_projection_units})
         return config
 
@@ -265,9 +271,11 @@ class FrameLstmTower(_Tower):
     TensorShape([2, 16])
     """
 
-    def __init__(self, input_size, embedding_dim=64, rnn_type="lstm",
-                 rnn_units=128, hidden_units=256, num_hidden_layers=1,
-                 dropout=0.0, input_norm="l2", **kwargs):
+    def __init__(self, input_size, embedding_dim=_LSTM.embedding_dim,
+                 rnn_type=_LSTM.rnn_type, rnn_units=_LSTM.rnn_units,
+                 hidden_units=_LSTM.hidden_units,
+                 num_hidden_layers=_LSTM.num_hidden_layers,
+                 dropout=_LSTM.dropout, input_norm=_LSTM.input_norm, **kwargs):
         super().__init__(input_size, embedding_dim=embedding_dim,
                          hidden_units=hidden_units,
                          num_hidden_layers=num_hidden_layers, dropout=dropout,
@@ -322,12 +330,8 @@ class MeanPoolTower(_Tower):
     TensorShape([2, 16])
     """
 
-    def __init__(self, input_size, embedding_dim=64, hidden_units=256,
-                 num_hidden_layers=1, dropout=0.0, input_norm="l2", **kwargs):
-        super().__init__(input_size, embedding_dim=embedding_dim,
-                         hidden_units=hidden_units,
-                         num_hidden_layers=num_hidden_layers, dropout=dropout,
-                         input_norm=input_norm, **kwargs)
+    def __init__(self, input_size, **kwargs):
+        super().__init__(input_size, **kwargs)
         self.pooling = MaskedMeanPooling(name="frame_pooling")
 
     def call(self, inputs, mask=None, training=None):

@@ -32,82 +32,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from yt8m_xmodal import cli
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
-from yt8m_xmodal import export as export_lib
 from yt8m_xmodal import losses as losses_lib
-from yt8m_xmodal import metrics
-from yt8m_xmodal import models
+from yt8m_xmodal import modeling
 from yt8m_xmodal import readers
 from yt8m_xmodal import summaries
-from yt8m_xmodal.tools import synthetic
-from yt8m_xmodal.errors import FlagError
+from yt8m_xmodal.config import TrainConfig
+from yt8m_xmodal.errors import ConfigError
 
 log = logging.getLogger("yt8m_xmodal")
-
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
-STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored")
-# The demo set has 1,600 training videos: 15 epochs (about 190 steps of 128)
-# train the default model in a few minutes on 2 CPU cores.
-DEMO_NUM_EPOCHS = 15
-# train.py's flag defaults are the frame-level recipe (BENCHMARKS.md, frame
-# level). With --noframe_features, the flags below that the user does not set
-# take the video-level recipe instead (BENCHMARKS.md, video level: on real
-# video-level features, deep CCA beat InfoNCE for the MLP towers).
-VIDEO_LEVEL_DEFAULTS = {"model": "VideoLevelMlpModel", "loss": "dcca",
-                        "embedding_dim": 64, "subspace_dim": 64,
-                        "base_learning_rate": 1e-3, "cca_ridge": 1e-4}
-# Losses that whiten each view, so the global batch must exceed o1 + o2.
-CCA_LOSSES = ("dcca", "cluster_cca")
-# Which of train.py's objective flags each --loss takes.
-LOSS_FLAGS = {
-    "dcca": ("top_k", "r1", "r2"),
-    "cluster_cca": ("top_k", "r1", "r2", "beta"),
-    "soft_cca": (),
-    "infonce": ("temperature", "learn_temperature"),
-    "triplet": ("margin",),
-}
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything train.py's flags decide."""
-
-    train_data_pattern: str
-    train_dir: str
-    data: config_lib.DataConfig
-    model: str = "ChunkAttentionModel"
-    model_config: dict = dataclasses.field(default_factory=dict)
-    loss: str = "dcca"
-    loss_config: dict = dataclasses.field(default_factory=dict)
-    subspace_dim: int = 16
-    validate_data_pattern: str = ""
-    start_new_model: bool = False
-    batch_size: int = 128
-    num_epochs: int = 5
-    max_steps: int = 0
-    base_learning_rate: float = 3e-3
-    learning_rate_decay: float = 0.95
-    learning_rate_decay_examples: int = 4_000_000
-    optimizer: str = "adam"
-    clip_gradient_norm: float = 1.0
-    export_model_steps: int = 1000
-    keep_checkpoint_max: int = 5
-    distribution_strategy: str = "one_device"
-    seed: int = 0
-    log_every_steps: int = 10
-    skip_nonfinite_steps: bool = False
-    skip_corrupt: bool = False
-    vocabulary_file: str = ""
-    top_k: tuple = (1, 5, 10, 20)
-
-    def model_flags(self):
-        return config_lib.ModelFlags(
-            data=self.data, model=self.model, model_config=self.model_config,
-            loss=self.loss, loss_config=self.loss_config,
-            subspace_dim=self.subspace_dim)
-
 
 @dataclasses.dataclass
 class TrainResult:
@@ -150,8 +84,9 @@ def make_strategy(name):
         # Workers and this process's role come from the TF_CONFIG environment
         # variable, the tf.distribute convention.
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise FlagError(
-        f"--distribution_strategy={name!r} is not one of {', '.join(STRATEGIES)}")
+    raise ConfigError(f"{{distribution_strategy}} is not one of "
+                      f"{', '.join(config_lib.STRATEGIES)}",
+                      distribution_strategy=name)
 
 
 def is_chief(strategy):
@@ -174,16 +109,13 @@ def make_optimizer(name, learning_rate):
         "adagrad": keras.optimizers.Adagrad,
     }
     if name not in optimizers:
-        raise FlagError(
-            f"--optimizer={name!r} is not one of {', '.join(OPTIMIZERS)}")
+        raise ConfigError(f"{{optimizer}} is not one of "
+                          f"{', '.join(optimizers)}", optimizer=name)
     return optimizers[name](learning_rate=learning_rate)
 
 
 def learning_rate_schedule(cfg):
     """YT8M's staircase exponential decay, counted in examples."""
-    if not 0 < cfg.learning_rate_decay <= 1:
-        raise FlagError(
-            f"--learning_rate_decay={cfg.learning_rate_decay} must be in (0, 1]")
     decay_steps = max(1, cfg.learning_rate_decay_examples // cfg.batch_size)
     return keras.optimizers.schedules.ExponentialDecay(
         cfg.base_learning_rate, decay_steps, cfg.learning_rate_decay,
@@ -191,37 +123,12 @@ def learning_rate_schedule(cfg):
 
 
 def check_config(cfg):
-    """Fails at start-up, naming the flag, for settings that cannot work."""
-    if cfg.model not in models.MODELS:
-        raise FlagError(f"--model={cfg.model!r} is not a model; choose one of "
-                        f"{', '.join(sorted(models.MODELS))}")
-    if cfg.loss not in losses_lib.LOSSES:
-        raise FlagError(f"--loss={cfg.loss!r} is not one of "
-                        f"{', '.join(sorted(losses_lib.LOSSES))}")
+    """What TrainConfig cannot check alone: the run needs data and a dir."""
     if not cfg.train_data_pattern:
-        raise FlagError("--train_data_pattern is empty")
+        raise ConfigError("{train_data_pattern} is empty",
+                          train_data_pattern="")
     if not cfg.train_dir:
-        raise FlagError("--train_dir is empty")
-    if cfg.batch_size < 2:
-        raise FlagError(f"--batch_size={cfg.batch_size} must be >= 2")
-    if cfg.export_model_steps < 1:
-        raise FlagError(
-            f"--export_model_steps={cfg.export_model_steps} must be >= 1")
-    if cfg.num_epochs < 1 and cfg.max_steps < 1:
-        raise FlagError("set --num_epochs or --max_steps to a positive value")
-    embedding_dim = cfg.model_config.get("embedding_dim")
-    if embedding_dim is not None and not 1 <= cfg.subspace_dim <= embedding_dim:
-        raise FlagError(
-            f"--subspace_dim={cfg.subspace_dim} must be between 1 and "
-            f"--embedding_dim={embedding_dim}")
-    if cfg.loss in CCA_LOSSES and embedding_dim is not None:
-        needed = losses_lib.min_batch_size(embedding_dim, embedding_dim)
-        if cfg.batch_size < needed:
-            raise FlagError(
-                f"--batch_size={cfg.batch_size} is too small for --loss="
-                f"{cfg.loss} with --embedding_dim={embedding_dim}: CCA needs "
-                f"at least {needed} examples per global batch (m - 1 >= "
-                "o1 + o2); raise --batch_size or lower --embedding_dim")
+        raise ConfigError("{train_dir} is empty", train_dir="")
 
 
 def prepare_train_dir(cfg):
@@ -230,16 +137,15 @@ def prepare_train_dir(cfg):
         shutil.rmtree(cfg.train_dir)
     os.makedirs(cfg.train_dir, exist_ok=True)
     path = os.path.join(cfg.train_dir, config_lib.MODEL_FLAGS_FILE)
-    wanted = cfg.model_flags()
     if os.path.exists(path):
         existing = config_lib.read_model_flags(cfg.train_dir)
-        if existing != wanted:
-            raise FlagError(
-                f"--train_dir={cfg.train_dir} holds a model trained with other "
-                f"flags ({path}); pass --start_new_model to replace it, or use "
-                "another --train_dir")
-    else:
-        config_lib.write_model_flags(cfg.train_dir, wanted)
+        if not existing.same_model(cfg):
+            raise ConfigError(
+                f"{{train_dir}} holds a model trained with another "
+                f"configuration ({path}); start a new model there "
+                "({start_new_model}) or use another train_dir",
+                train_dir=cfg.train_dir, start_new_model=True)
+    config_lib.write_model_flags(cfg.train_dir, cfg)
 
 
 class Trainer:
@@ -250,12 +156,8 @@ class Trainer:
         self.cfg = cfg
         self.strategy = make_strategy(cfg.distribution_strategy)
         self.chief = is_chief(self.strategy)
-        self.reader = readers.get_reader(
-            frame_features=cfg.data.frame_features,
-            feature_names=cfg.data.feature_names,
-            feature_sizes=cfg.data.feature_sizes,
-            max_frames=cfg.data.max_frames, num_classes=cfg.data.num_classes,
-            skip_corrupt=cfg.skip_corrupt)
+        self.reader = readers.reader_for(cfg.data,
+                                         skip_corrupt=cfg.skip_corrupt)
         readers.resolve_files(cfg.train_data_pattern)
         if cfg.validate_data_pattern:
             readers.resolve_files(cfg.validate_data_pattern)
@@ -263,8 +165,9 @@ class Trainer:
             prepare_train_dir(cfg)
         keras.utils.set_random_seed(cfg.seed)
         with self.strategy.scope():
-            self.model, self.subspace = evaluation.build_model(cfg.model_flags())
-            self.loss = losses_lib.get_loss(cfg.loss, **cfg.loss_config)
+            self.model, self.subspace = modeling.build_model(cfg)
+            self.loss = losses_lib.build_loss(cfg.loss, cfg.loss_config,
+                                              cfg.data.num_classes)
             self.optimizer = make_optimizer(
                 cfg.optimizer, learning_rate_schedule(cfg))
             self.variables = (list(self.model.trainable_variables)
@@ -273,9 +176,9 @@ class Trainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-        checkpoint = tf.train.Checkpoint(
-            **evaluation.checkpoint_objects(self.model, self.subspace, self.step),
-            optimizer=self.optimizer, loss=self.loss, epoch=self.epoch,
+        checkpoint = modeling.new_checkpoint(
+            self.model, self.subspace, self.step, optimizer=self.optimizer,
+            loss=self.loss, epoch=self.epoch,
             batch_in_epoch=self.batch_in_epoch)
         # Non-chief workers write to a scratch directory that is discarded:
         # MultiWorkerMirroredStrategy needs every worker to take part in a save.
@@ -389,13 +292,13 @@ class Trainer:
                 f"step {int(self.step.numpy())}: the training-set embeddings "
                 "are not finite (the model diverged); no checkpoint was "
                 f"written and the last good one ({self.manager.latest_checkpoint})"
-                " is kept. Lower --base_learning_rate or set "
-                "--clip_gradient_norm")
+                " is kept. Lower base_learning_rate or set "
+                "clip_gradient_norm")
         path = self.manager.save(checkpoint_number=self.step)
         export_dir = None
         if self.chief:
-            export_dir = export_lib.export_model(
-                self.cfg.train_dir, int(self.step.numpy()), self.cfg.model_flags(),
+            export_dir = modeling.export_model(
+                self.cfg.train_dir, int(self.step.numpy()), self.cfg,
                 self.model, self.subspace)
             log.info("step %d: checkpoint %s, export %s", int(self.step.numpy()),
                      path, export_dir)
@@ -448,10 +351,11 @@ class Trainer:
                     break
             else:
                 if not got_batch and int(self.batch_in_epoch.numpy()) == 0:
-                    raise FlagError(
-                        f"--train_data_pattern={cfg.train_data_pattern} "
-                        f"yields no full batch of --batch_size="
-                        f"{cfg.batch_size}")
+                    raise ConfigError(
+                        "{train_data_pattern} yields no full batch of "
+                        "{batch_size}",
+                        train_data_pattern=cfg.train_data_pattern,
+                        batch_size=cfg.batch_size)
                 self.epoch.assign_add(1)
                 self.batch_in_epoch.assign(0)
         step = int(self.step.numpy())
@@ -473,7 +377,7 @@ class Trainer:
                 f"({report['grad_norm']}) is not finite; the update was not "
                 f"applied and the last good checkpoint "
                 f"({self.manager.latest_checkpoint}) is kept. Lower "
-                "--base_learning_rate, or pass --skip_nonfinite_steps to skip "
+                "base_learning_rate, or set skip_nonfinite_steps to skip "
                 "such steps")
         self.skipped_nonfinite += 1
         log.warning("step %d: non-finite loss or gradient, update skipped "
@@ -506,114 +410,3 @@ def train(cfg):
     if trainer.chief:
         write_train_result(result)
     return result
-
-
-def model_config_from_flags(f):
-    """The --model's constructor arguments taken from the flags it accepts."""
-    candidates = {
-        "chunk_size": f.chunk_size, "rnn_type": f.rnn_type,
-        "rnn_units": f.rnn_units, "attention": f.attention,
-        "num_heads": f.num_heads, "position_encoding": f.position_encoding,
-        "hidden_units": f.hidden_units, "embedding_dim": f.embedding_dim,
-        "dropout": f.dropout, "max_frames": f.max_frames,
-        "attention_units": f.attention_units,
-        "num_hidden_layers": f.num_hidden_layers, "input_norm": f.input_norm,
-        "input_projection_units": f.input_projection_units,
-    }
-    if f.model not in models.MODELS:
-        return candidates  # get_model names the bad --model
-    accepted = models.config_names(models.MODELS[f.model])
-    return {k: v for k, v in candidates.items() if k in accepted}
-
-
-def loss_config_from_flags(f):
-    candidates = {
-        "top_k": f.cca_top_k or None, "r1": f.cca_ridge, "r2": f.cca_ridge,
-        "beta": f.cluster_cca_beta, "temperature": f.temperature,
-        "learn_temperature": f.learn_temperature, "margin": f.triplet_margin,
-    }
-    accepted = LOSS_FLAGS.get(f.loss, ())  # get_loss names a bad --loss
-    return {k: v for k, v in candidates.items() if k in accepted}
-
-
-class _WithDefaults:
-    """Flag values, with other defaults for the flags the user did not set."""
-
-    def __init__(self, flag_values, defaults):
-        self._flags = flag_values
-        self._defaults = {k: v for k, v in defaults.items()
-                          if not flag_values[k].present}
-
-    def __getattr__(self, name):
-        if name in self._defaults:
-            return self._defaults[name]
-        return getattr(self._flags, name)
-
-    def __getitem__(self, name):
-        return self._flags[name]
-
-
-def config_from_flags(f):
-    """A `TrainConfig` from train.py's flags; demo data when no pattern.
-
-    With --noframe_features, unset flags take VIDEO_LEVEL_DEFAULTS.
-    """
-    data = cli.data_config_from_flags()
-    if not data.frame_features:
-        f = _WithDefaults(f, VIDEO_LEVEL_DEFAULTS)
-    train_pattern, validate_pattern = f.train_data_pattern, f.validate_data_pattern
-    vocabulary_file = f.vocabulary_file
-    num_epochs = f.num_epochs
-    if not train_pattern:
-        demo_dir = synthetic.ensure_demo_data()
-        log.info("no --train_data_pattern: training on the built-in demo data "
-                 "in %s", demo_dir)
-        train_pattern = os.path.join(demo_dir, "train-*.tfrecord")
-        validate_pattern = validate_pattern or os.path.join(
-            demo_dir, "validate-*.tfrecord")
-        if not f["num_epochs"].present:
-            num_epochs = DEMO_NUM_EPOCHS
-    return TrainConfig(
-        train_data_pattern=train_pattern, train_dir=f.train_dir, data=data,
-        model=f.model, model_config=model_config_from_flags(f), loss=f.loss,
-        loss_config=loss_config_from_flags(f), subspace_dim=f.subspace_dim,
-        validate_data_pattern=validate_pattern,
-        start_new_model=f.start_new_model, batch_size=f.batch_size,
-        num_epochs=num_epochs, max_steps=f.max_steps,
-        base_learning_rate=f.base_learning_rate,
-        learning_rate_decay=f.learning_rate_decay,
-        learning_rate_decay_examples=f.learning_rate_decay_examples,
-        optimizer=f.optimizer, clip_gradient_norm=f.clip_gradient_norm,
-        export_model_steps=f.export_model_steps,
-        keep_checkpoint_max=f.keep_checkpoint_max,
-        distribution_strategy=f.distribution_strategy, seed=f.seed,
-        log_every_steps=f.log_every_steps,
-        skip_nonfinite_steps=f.skip_nonfinite_steps,
-        skip_corrupt=f.skip_corrupt, vocabulary_file=vocabulary_file,
-        top_k=metrics.parse_top_k(f.top_k))
-
-
-def summary_text(cfg, result):
-    """What train.py prints at the end: figures, paths and next commands."""
-    lines = [f"Trained {cfg.model} with --loss={cfg.loss} to step {result.step} "
-             f"in {result.wall_seconds:.0f} s: {result.examples} examples in "
-             f"{result.step_seconds:.0f} s of training steps "
-             f"({result.examples_per_second:.0f} examples/s), the rest "
-             "checkpoints, exports and validation."]
-    if result.skipped_nonfinite_steps:
-        lines.append(f"Skipped non-finite steps: {result.skipped_nonfinite_steps}")
-    if result.validation:
-        lines.append(evaluation.format_table(
-            result.validation,
-            title=f"Validation ({cfg.validate_data_pattern}), in the "
-                  f"{cfg.subspace_dim}-d CCA subspace"))
-    lines += [
-        f"Checkpoints and TensorBoard logs: {cfg.train_dir}",
-        f"Exported model: {result.export_dir}",
-        "Next:",
-        f"  tensorboard --logdir={cfg.train_dir}",
-        f"  python eval.py --train_dir={cfg.train_dir} "
-        f"--eval_data_pattern='{cfg.validate_data_pattern or '...'}' "
-        "--top_k 1,5,10,20 --run_once",
-    ]
-    return "\n".join(lines)

@@ -1,10 +1,14 @@
-"""Flags shared by the scripts, and their one-line error handling.
+"""The command line: flags, and errors as one line naming the flag.
 
-Each root script (train.py, eval.py, inference.py) defines its own flags at
-its top, as in the YouTube-8M starter code; the reader flags that all of them
-share are defined once here.
+The library takes typed configs (`yt8m_xmodal.config`) and raises
+`ConfigError` naming config fields, or `DataError` naming files and records.
+The commands here (train, eval, inference, ...) are the only code that knows
+about flags: their flags are generated from the config dataclasses (so each
+default and help text is written once), and `run` prints any library error
+with the flag names a command-line user passed.
 """
 
+import dataclasses
 import logging
 import os
 import sys
@@ -13,36 +17,74 @@ from absl import app
 from absl import flags
 
 from yt8m_xmodal import config as config_lib
-from yt8m_xmodal import features
-from yt8m_xmodal.errors import DataError, FlagError
+from yt8m_xmodal.errors import ConfigError, DataError
+
+
+class FlagError(ValueError):
+    """A command-line flag, or a combination of flags, that cannot work."""
+
+
+def _flag_text(value):
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return value
+
+
+def _calling_command():
+    """The module name of the command defining flags through this module, so
+    --help lists them as the command's own."""
+    frame = sys._getframe(1)
+    while frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    return frame.f_globals.get("__name__")
+
+
+def define_config_flags(config_class, names=None):
+    """Defines one absl flag per field of `config_class`.
+
+    Args:
+      config_class: a config dataclass; each field's `help` metadata is the
+        flag's help and its default the flag's default. A field already
+        defined as a flag (by an earlier config) is skipped.
+      names: fields to define (default: all with help text).
+    """
+    for field in dataclasses.fields(config_class):
+        if "help" not in field.metadata:
+            continue
+        if (names is not None and field.name not in names) or (
+                field.name in flags.FLAGS):
+            continue
+        default = field.default
+        kind = field.type if isinstance(field.type, type) else type(default)
+        define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
+                  float: flags.DEFINE_float}.get(kind, flags.DEFINE_string)
+        define(field.name, _flag_text(default), field.metadata["help"],
+               module_name=_calling_command())
+
+
+def set_flags(config_class):
+    """{field: value} of the fields of `config_class` set on the command line.
+
+    A flag left unset takes the recipe's value, not its shown default.
+    """
+    values = {}
+    for field in dataclasses.fields(config_class):
+        if field.name in flags.FLAGS and flags.FLAGS[field.name].present:
+            values[field.name] = flags.FLAGS[field.name].value
+    return values
 
 
 def define_data_flags():
     """YT8M's reader flags: --frame_features, --feature_names, ..."""
-    flags.DEFINE_bool(
-        "frame_features", True,
-        "If set, read frame-level SequenceExamples (rgb/audio per frame); "
-        "otherwise video-level Examples (mean_rgb/mean_audio).")
-    flags.DEFINE_string(
-        "feature_names", "",
-        "Comma-separated feature names: the video view, then the audio view. "
-        "Empty: rgb,audio at frame level, mean_rgb,mean_audio at video level.")
-    flags.DEFINE_string("feature_sizes", "1024,128",
-                        "Comma-separated sizes of the features in --feature_names.")
-    flags.DEFINE_integer("max_frames", features.MAX_FRAMES,
-                         "Frames per video kept; longer videos are truncated.")
-    flags.DEFINE_integer("num_classes", features.NUM_CLASSES,
-                         "Size of the label vocabulary.")
-    flags.DEFINE_bool("skip_corrupt", False,
-                      "Skip corrupt records and shards (counted and reported) "
-                      "instead of stopping with an error.")
+    define_config_flags(config_lib.DataConfig)
 
 
-def data_config_from_flags():
-    f = flags.FLAGS
-    return config_lib.DataConfig.from_flags(
-        f.frame_features, f.feature_names, f.feature_sizes, f.max_frames,
-        f.num_classes)
+def data_config_from_flags(default=None):
+    """The DataConfig of the reader flags: those set override `default`."""
+    values = set_flags(config_lib.DataConfig)
+    if default is None:
+        return config_lib.DataConfig(**values)
+    return dataclasses.replace(default, **{"feature_names": (), **values})
 
 
 def check_output_path(flag_name, path):
@@ -55,6 +97,13 @@ def check_output_path(flag_name, path):
                         "exist")
 
 
+def flag_message(error):
+    """A ConfigError's text with flag names (`--field=value`)."""
+    if isinstance(error, ConfigError):
+        return error.render(lambda field: f"--{field}")
+    return str(error)
+
+
 def run(main):
     """absl's app.run, with user errors as one line and no stack trace."""
 
@@ -63,9 +112,9 @@ def run(main):
         logging.getLogger("yt8m_xmodal").setLevel(logging.INFO)
         try:
             return main(argv)
-        except (FlagError, DataError) as e:
+        except (FlagError, ConfigError, DataError) as e:
             name = sys.argv[0].rsplit("/", 1)[-1]
-            print(f"{name}: error: {e}", file=sys.stderr)
+            print(f"{name}: error: {flag_message(e)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             return 130

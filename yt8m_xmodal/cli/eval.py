@@ -17,6 +17,7 @@ from yt8m_xmodal import cli
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
 from yt8m_xmodal import metrics
+from yt8m_xmodal import modeling
 from yt8m_xmodal.tools import synthetic
 
 FLAGS = flags.FLAGS
@@ -66,7 +67,7 @@ def main(argv):
         print(f"metrics written to {path}")
 
     if FLAGS.run_once:
-        latest = evaluation.latest_checkpoint_or_error(FLAGS.train_dir)
+        latest = modeling.latest_checkpoint(FLAGS.train_dir)
         evaluate(latest)
         return 0
     log.info("watching %s for new checkpoints (Ctrl-C to stop)", FLAGS.train_dir)

@@ -15,9 +15,8 @@ import tempfile
 from absl import flags
 
 from yt8m_xmodal import cli
-from yt8m_xmodal import export
+from yt8m_xmodal import modeling
 from yt8m_xmodal import matching
-from yt8m_xmodal.errors import FlagError
 
 FLAGS = flags.FLAGS
 
@@ -44,28 +43,28 @@ log = logging.getLogger("yt8m_xmodal")
 def main(argv):
     del argv
     if FLAGS.query_modality not in ("audio", "video", "both"):
-        raise FlagError(f"--query_modality={FLAGS.query_modality!r} must be "
+        raise cli.FlagError(f"--query_modality={FLAGS.query_modality!r} must be "
                         "audio, video or both")
     if FLAGS.top_k < 1:
-        raise FlagError(f"--top_k={FLAGS.top_k} must be >= 1")
+        raise cli.FlagError(f"--top_k={FLAGS.top_k} must be >= 1")
     for name in ("output_file", "embeddings_file", "output_model_tgz"):
         cli.check_output_path(name, getattr(FLAGS, name))
     with tempfile.TemporaryDirectory(prefix="yt8m_xmodal_model_") as tmp:
         if FLAGS.input_model_tgz:
-            export_dir = export.unbundle(FLAGS.input_model_tgz, tmp)
+            export_dir = modeling.unbundle(FLAGS.input_model_tgz, tmp)
         else:
-            export_dir = export.latest_export_or_error(FLAGS.train_dir)
+            export_dir = modeling.latest_export_or_error(FLAGS.train_dir)
         if FLAGS.output_model_tgz:
-            export.bundle(export_dir, FLAGS.output_model_tgz)
+            modeling.bundle(export_dir, FLAGS.output_model_tgz)
             print(f"model bundle written to {FLAGS.output_model_tgz}")
         if not FLAGS.input_data_pattern:
             if FLAGS.output_model_tgz:
                 return 0
-            raise FlagError("--input_data_pattern is empty")
+            raise cli.FlagError("--input_data_pattern is empty")
         if not (FLAGS.output_file or FLAGS.embeddings_file):
-            raise FlagError("nothing to write: set --output_file and/or "
+            raise cli.FlagError("nothing to write: set --output_file and/or "
                             "--embeddings_file")
-        serve = export.load_serving(export_dir)
+        serve = modeling.load_serving(export_dir)
         result = matching.run_inference(
             serve, FLAGS.input_data_pattern, output_file=FLAGS.output_file,
             gallery_data_pattern=FLAGS.gallery_data_pattern,

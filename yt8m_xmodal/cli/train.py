@@ -1,4 +1,4 @@
-"""Trains audio and video towers with a deep CCA objective on YT8M records.
+"""train.py: trains the audio and video towers on YT8M records.
 
     python train.py --train_data_pattern='/data/yt8m/frame/train*.tfrecord' \
         --train_dir=/tmp/yt8m_xmodal_model
@@ -6,115 +6,86 @@
 
 With no --train_data_pattern it trains on the built-in synthetic demo data
 (generated once into a cache directory) and validates on its validate split.
+
+The flags are the fields of `config.TrainConfig` and of the model and loss
+configs, with the shipped recipe's values as defaults. A flag left unset
+takes the recipe of the records' level (`config.recipe`): with
+--noframe_features the video-level recipe, and for --model / --loss other than
+the recipe's, that model's or loss's own defaults.
 """
 
+import dataclasses
+import logging
+import os
 import sys
 
 from absl import flags
 
 from yt8m_xmodal import cli
+from yt8m_xmodal import config as config_lib
+from yt8m_xmodal import evaluation
+from yt8m_xmodal import metrics
 from yt8m_xmodal import training
+from yt8m_xmodal.tools import synthetic
 
 FLAGS = flags.FLAGS
+log = logging.getLogger("yt8m_xmodal")
 
-flags.DEFINE_string("train_data_pattern", "",
-                    "File glob(s), comma-separated, of the training records. "
-                    "Empty: the built-in demo data.")
-flags.DEFINE_string("validate_data_pattern", "",
-                    "Optional records for validation Recall@K at each export.")
-flags.DEFINE_string("train_dir", "/tmp/yt8m_xmodal_model/",
-                    "Where checkpoints, exports and TensorBoard logs go.")
-flags.DEFINE_bool("start_new_model", False,
-                  "Wipe --train_dir and start from scratch (no confirmation).")
+# The demo set has 1,600 training videos: 15 epochs train the default model
+# in a few minutes on 2 CPU cores.
+DEMO_NUM_EPOCHS = 15
+
 cli.define_data_flags()
+cli.define_config_flags(config_lib.TrainConfig)
+# Model flags: the union of the model configs' fields. The recipe's model
+# comes first, so the defaults shown for shared fields are its own.
+for _config_class in config_lib.MODEL_CONFIGS.values():
+    cli.define_config_flags(_config_class)
+for _config_class in config_lib.LOSS_CONFIGS.values():
+    cli.define_config_flags(_config_class)
 
-# Model.
-flags.DEFINE_string("model", "ChunkAttentionModel",
-                    "ChunkAttentionModel, ChunkMeanModel, FrameLstmModel, "
-                    "MeanPoolModel, or VideoLevelMlpModel (video level). The "
-                    "defaults of all flags are the frame-level recipe; with "
-                    "--noframe_features, --model, --loss, --embedding_dim, "
-                    "--subspace_dim and --base_learning_rate default to the "
-                    "video-level one: VideoLevelMlpModel, dcca, 64, 64, 1e-3.")
-flags.DEFINE_integer("chunk_size", 20, "Frames per chunk.")
-flags.DEFINE_string("rnn_type", "gru", "Recurrent cell: gru, lstm, bigru, bilstm.")
-flags.DEFINE_integer("input_projection_units", 64,
-                     "Chunk models: project every frame to this size before "
-                     "the chunk recurrence (0: no projection).")
-flags.DEFINE_integer("rnn_units", 128, "Width of the recurrent layer.")
-flags.DEFINE_string("attention", "additive",
-                    "Pooling over chunks: additive or multihead.")
-flags.DEFINE_integer("attention_units", 128, "Width of the attention layer.")
-flags.DEFINE_integer("num_heads", 4, "Heads of multi-head attention pooling.")
-flags.DEFINE_string("position_encoding", "slot",
-                    "Chunk-position encoding: slot (each chunk position "
-                    "pools into its own slot of the embedding), learned, "
-                    "sinusoidal or none.")
-flags.DEFINE_integer("hidden_units", 256, "Width of the projection MLP layers.")
-flags.DEFINE_integer("num_hidden_layers", 1, "Hidden layers of the projection MLP.")
-flags.DEFINE_string("input_norm", "l2",
-                    "Per-frame input normalization: l2 (YT8M practice), "
-                    "layer (learned) or none.")
-flags.DEFINE_integer("embedding_dim", 120,
-                     "Tower output size (with slot position encoding, a "
-                     "multiple of the chunk positions: 120 = 15 x 8).")
-flags.DEFINE_float("dropout", 0.0, "Dropout rate inside the towers.")
-flags.DEFINE_integer("subspace_dim", 96,
-                     "Dimensions k of the post-hoc linear CCA subspace.")
 
-# Objective.
-flags.DEFINE_string("loss", "infonce",
-                    "dcca, cluster_cca, soft_cca, infonce or triplet.")
-flags.DEFINE_integer("cca_top_k", 0,
-                     "Sum only the k largest canonical correlations (0: all).")
-flags.DEFINE_float("cca_ridge", 1.0,
-                   "dcca/cluster_cca: ridge r1 = r2 added to each covariance, "
-                   "relative to its mean eigenvalue (trace / dim). 1 suits "
-                   "the default 120-d frame-level embedding at batch 256 "
-                   "(chosen on the synthetic data's validate split); "
-                   "--noframe_features defaults to 1e-4.")
-flags.DEFINE_float("cluster_cca_beta", 0.5,
-                   "cluster_cca: weight of the paired cross-covariance.")
-flags.DEFINE_float("temperature", 0.07, "infonce: initial temperature.")
-flags.DEFINE_bool("learn_temperature", True, "infonce: learn the temperature.")
-flags.DEFINE_float("triplet_margin", 0.2, "triplet: margin.")
+def config_from_flags():
+    """The `TrainConfig` of train.py's flags; the demo data when no pattern.
 
-# Schedule.
-flags.DEFINE_integer("batch_size", 256,
-                     "Global batch size; deep CCA needs more than "
-                     "2 * --embedding_dim.")
-flags.DEFINE_integer("num_epochs", 5,
-                     "Passes over the training data (the demo data: 15 "
-                     "unless given).")
-flags.DEFINE_integer("max_steps", 0, "Stop after this many steps (0: no limit).")
-flags.DEFINE_float("base_learning_rate", 3e-3, "Initial learning rate.")
-flags.DEFINE_float("learning_rate_decay", 0.95,
-                   "Learning rate decay factor per decay interval.")
-flags.DEFINE_integer("learning_rate_decay_examples", 4_000_000,
-                     "Examples per learning rate decay interval.")
-flags.DEFINE_string("optimizer", "adam", "adam, adamw, sgd, rmsprop or adagrad.")
-flags.DEFINE_float("clip_gradient_norm", 1.0,
-                   "Clip the global gradient norm to this (0: no clipping).")
-flags.DEFINE_bool("skip_nonfinite_steps", False,
-                  "Skip (and count) steps whose loss or gradient is not "
-                  "finite, instead of stopping.")
+    Flags set on the command line override the recipe of the data's level;
+    unset ones keep it (see the module docstring).
+    """
+    data = cli.data_config_from_flags()
+    base = config_lib.recipe(data.frame_features)
+    data = cli.data_config_from_flags(base.data)
+    values = cli.set_flags(config_lib.TrainConfig)
+    if "top_k" in values:
+        values["top_k"] = metrics.parse_top_k(values["top_k"])
+    model = values.get("model", base.model)
+    loss = values.get("loss", base.loss)
+    model_config = _typed_flags(config_lib.MODEL_CONFIGS[model],
+                                base.model_config if model == base.model
+                                else None)
+    loss_config = _typed_flags(config_lib.LOSS_CONFIGS[loss],
+                               base.loss_config if loss == base.loss else None)
+    if not values.get("train_data_pattern"):
+        demo_dir = synthetic.ensure_demo_data()
+        log.info("no --train_data_pattern: training on the built-in demo data "
+                 "in %s", demo_dir)
+        values["train_data_pattern"] = os.path.join(demo_dir,
+                                                    "train-*.tfrecord")
+        values.setdefault("validate_data_pattern",
+                          os.path.join(demo_dir, "validate-*.tfrecord"))
+        values.setdefault("num_epochs", DEMO_NUM_EPOCHS)
+    return dataclasses.replace(base, data=data, model_config=model_config,
+                               loss_config=loss_config, **values)
 
-# Export and distribution.
-flags.DEFINE_integer("export_model_steps", 1000,
-                     "Checkpoint, fit the subspace and export every N steps.")
-flags.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints kept.")
-flags.DEFINE_string("distribution_strategy", "one_device",
-                    "one_device, mirrored, or multi_worker_mirrored (TF_CONFIG).")
-flags.DEFINE_integer("log_every_steps", 10, "Log and summarize every N steps.")
-flags.DEFINE_string("top_k", "1,5,10,20", "Recall@K cut-offs for validation.")
-flags.DEFINE_string("vocabulary_file", "",
-                    "YT8M vocabulary.csv, for label names in TensorBoard.")
-flags.DEFINE_integer("seed", 0, "Random seed (weights and data order).")
+
+def _typed_flags(config_class, base):
+    """`base` (or the class defaults) with the fields set as flags."""
+    return dataclasses.replace(base or config_class(),
+                               **cli.set_flags(config_class))
 
 
 def main(argv):
     del argv
-    cfg = training.config_from_flags(FLAGS)
+    cfg = config_from_flags()
     try:
         result = training.train(cfg)
     except training.NonFiniteStepError as e:
@@ -122,7 +93,33 @@ def main(argv):
         # line, no stack trace.
         print(f"train.py: error: {e}", file=sys.stderr)
         return 1
-    print(training.summary_text(cfg, result))
+    print(summary_text(cfg, result))
+
+
+def summary_text(cfg, result):
+    """What train.py prints at the end: figures, paths and next commands."""
+    lines = [f"Trained {cfg.model} with --loss={cfg.loss} to step {result.step} "
+             f"in {result.wall_seconds:.0f} s: {result.examples} examples in "
+             f"{result.step_seconds:.0f} s of training steps "
+             f"({result.examples_per_second:.0f} examples/s), the rest "
+             "checkpoints, exports and validation."]
+    if result.skipped_nonfinite_steps:
+        lines.append(f"Skipped non-finite steps: {result.skipped_nonfinite_steps}")
+    if result.validation:
+        lines.append(evaluation.format_table(
+            result.validation,
+            title=f"Validation ({cfg.validate_data_pattern}), in the "
+                  f"{cfg.subspace_dim}-d CCA subspace"))
+    lines += [
+        f"Checkpoints and TensorBoard logs: {cfg.train_dir}",
+        f"Exported model: {result.export_dir}",
+        "Next:",
+        f"  tensorboard --logdir={cfg.train_dir}",
+        f"  python eval.py --train_dir={cfg.train_dir} "
+        f"--eval_data_pattern='{cfg.validate_data_pattern or '...'}' "
+        "--top_k 1,5,10,20 --run_once",
+    ]
+    return "\n".join(lines)
 
 
 def run():

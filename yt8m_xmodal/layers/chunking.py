@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from yt8m_xmodal.config import ChunkAttentionConfig as _RECIPE
+
 
 @keras.saving.register_keras_serializable(package="yt8m_xmodal")
 class ChunkSplit(keras.layers.Layer):
@@ -32,7 +34,7 @@ class ChunkSplit(keras.layers.Layer):
     (TensorShape([2, 3, 30, 8]), [[True, True, True], [True, False, False]])
     """
 
-    def __init__(self, chunk_size=30, **kwargs):
+    def __init__(self, chunk_size=_RECIPE.chunk_size, **kwargs):
         super().__init__(**kwargs)
         # Masks are explicit call arguments (see compute_mask).
         self.supports_masking = True

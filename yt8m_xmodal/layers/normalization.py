@@ -14,7 +14,8 @@ no signal into later layers even when a reader leaves junk past `num_frames`.
 import keras
 import tensorflow as tf
 
-NORMALIZATION_KINDS = ("l2", "layer", "none")
+from yt8m_xmodal.config import NORMALIZATION_KINDS
+
 # Keeps l2_normalize finite on the all-zero padded frames.
 L2_EPSILON = 1e-12
 

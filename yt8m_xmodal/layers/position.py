@@ -5,7 +5,10 @@ import math
 import keras
 import tensorflow as tf
 
-POSITION_ENCODINGS = ("learned", "sinusoidal", "slot", "none")
+from yt8m_xmodal.config import POSITION_ENCODINGS, num_chunk_positions
+from yt8m_xmodal.config import ChunkAttentionConfig as _RECIPE
+from yt8m_xmodal.features import MAX_FRAMES
+
 # Wavelength base of the sinusoidal encoding (Vaswani et al., 2017,
 # "Attention Is All You Need", section 3.5).
 SINUSOID_BASE = 10000.0
@@ -56,7 +59,9 @@ class ChunkPositionEncoding(keras.layers.Layer):
     TensorShape([2, 10, 16])
     """
 
-    def __init__(self, kind="learned", max_chunks=10, **kwargs):
+    def __init__(self, kind=_RECIPE.position_encoding,
+                 max_chunks=num_chunk_positions(MAX_FRAMES, _RECIPE.chunk_size),
+                 **kwargs):
         super().__init__(**kwargs)
         if kind not in POSITION_ENCODINGS:
             raise ValueError(f"position encoding must be one of "

@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from yt8m_xmodal.config import ChunkAttentionConfig as _RECIPE
+
 
 @keras.saving.register_keras_serializable(package="yt8m_xmodal")
 class ProjectionHead(keras.layers.Layer):
@@ -28,7 +30,8 @@ class ProjectionHead(keras.layers.Layer):
     TensorShape([4, 64])
     """
 
-    def __init__(self, embedding_dim=64, hidden_units=(256,), activation="relu",
+    def __init__(self, embedding_dim=_RECIPE.embedding_dim,
+                 hidden_units=(_RECIPE.hidden_units,), activation="relu",
                  dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.embedding_dim = int(embedding_dim)

@@ -3,10 +3,12 @@
 import keras
 import tensorflow as tf
 
-RNN_TYPES = ("gru", "lstm", "bigru", "bilstm")
+from yt8m_xmodal.config import RNN_TYPES
+from yt8m_xmodal.config import ChunkAttentionConfig as _RECIPE
 
 
-def make_rnn(rnn_type, units, unroll=False, name="rnn"):
+
+def make_rnn(rnn_type, units, name="rnn"):
     """A masked GRU/LSTM (optionally bidirectional) returning its last output.
 
     The output size is `units`, or 2 * `units` for the bidirectional kinds.
@@ -17,8 +19,8 @@ def make_rnn(rnn_type, units, unroll=False, name="rnn"):
     cell = keras.layers.LSTM if rnn_type.endswith("lstm") else keras.layers.GRU
     if rnn_type.startswith("bi"):
         return keras.layers.Bidirectional(
-            cell(units, unroll=unroll), merge_mode="concat", name=name)
-    return cell(units, unroll=unroll, name=name)
+            cell(units), merge_mode="concat", name=name)
+    return cell(units, name=name)
 
 
 def rnn_output_size(rnn_type, units):
@@ -38,13 +40,6 @@ class ChunkRecurrentEncoder(keras.layers.Layer):
       units: recurrent width.
       rnn_type: "gru", "lstm", "bigru" or "bilstm"; bidirectional kinds output
         2 * units (forward and backward final states, concatenated).
-      unroll: unroll the L-step loop (possible because L is static and
-        short). Measured no faster on CPU and slower to trace, so off.
-      skip_empty_chunks: run the recurrence only on chunks with at least one
-        valid frame (gather, run, scatter back). Chunks are independent, so
-        the padding of short videos costs nothing; a full-sequence RNN cannot
-        do this. The gathered batch has a data-dependent size, so turn it off
-        for XLA (`jit_compile=True`). Results are identical either way.
       input_projection_units: 0 (none), or the size P of a linear projection
         (a Dense with bias, no activation) applied to every frame before the
         recurrence. The cell's input kernel then is P x 3H (GRU) instead of
@@ -67,15 +62,14 @@ class ChunkRecurrentEncoder(keras.layers.Layer):
     TensorShape([2, 3, 32])
     """
 
-    def __init__(self, units=128, rnn_type="gru", unroll=False,
-                 skip_empty_chunks=True, input_projection_units=0, **kwargs):
+    def __init__(self, units=_RECIPE.rnn_units, rnn_type=_RECIPE.rnn_type,
+                 input_projection_units=_RECIPE.input_projection_units,
+                 **kwargs):
         super().__init__(**kwargs)
         # Masks are explicit call arguments (see compute_mask).
         self.supports_masking = True
         self.units = int(units)
         self.rnn_type = rnn_type
-        self.unroll = bool(unroll)
-        self.skip_empty_chunks = bool(skip_empty_chunks)
         if int(input_projection_units) < 0:
             raise ValueError("input_projection_units must be >= 0, got "
                              f"{input_projection_units}")
@@ -84,7 +78,7 @@ class ChunkRecurrentEncoder(keras.layers.Layer):
             keras.layers.Dense(self.input_projection_units,
                                name="input_projection")
             if self.input_projection_units else None)
-        self.rnn = make_rnn(rnn_type, self.units, unroll=self.unroll)
+        self.rnn = make_rnn(rnn_type, self.units)
 
     @property
     def output_size(self):
@@ -114,20 +108,16 @@ class ChunkRecurrentEncoder(keras.layers.Layer):
         mask = tf.cast(mask, tf.bool)
         frame_mask = tf.reshape(mask, [-1, chunk_size])
         chunk_mask = tf.reduce_any(frame_mask, axis=-1)  # [B*C]
-        if self.skip_empty_chunks:
-            # [N, 1] indices of the non-empty chunks.
-            valid = tf.cast(tf.where(chunk_mask), tf.int32)
-            summaries = self.rnn(self._project(tf.gather_nd(frames, valid)),
-                                 mask=tf.gather_nd(frame_mask, valid),
-                                 training=training)
-            summaries = tf.scatter_nd(
-                valid, summaries,
-                tf.stack([batch_size * num_chunks, self.output_size]))
-        else:
-            summaries = self.rnn(self._project(frames), mask=frame_mask,
-                                 training=training)
-            summaries = tf.where(chunk_mask[:, tf.newaxis], summaries,
-                                 tf.zeros_like(summaries))
+        # Only chunks with a valid frame run through the recurrence (gather,
+        # run, scatter back): chunks are independent, so the padding of short
+        # videos costs nothing, which a full-sequence RNN cannot offer.
+        valid = tf.cast(tf.where(chunk_mask), tf.int32)  # [N, 1]
+        summaries = self.rnn(self._project(tf.gather_nd(frames, valid)),
+                             mask=tf.gather_nd(frame_mask, valid),
+                             training=training)
+        summaries = tf.scatter_nd(
+            valid, summaries,
+            tf.stack([batch_size * num_chunks, self.output_size]))
         return tf.reshape(summaries,
                           [batch_size, num_chunks, self.output_size])
 
@@ -140,7 +130,5 @@ class ChunkRecurrentEncoder(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"units": self.units, "rnn_type": self.rnn_type,
-                       "unroll": self.unroll,
-                       "skip_empty_chunks": self.skip_empty_chunks,
                        "input_projection_units": self.input_projection_units})
         return config

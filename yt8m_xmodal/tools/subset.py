@@ -86,7 +86,8 @@ from yt8m_xmodal import features
 from yt8m_xmodal import readers
 from yt8m_xmodal.tools import vocabulary
 from yt8m_xmodal import writers
-from yt8m_xmodal.errors import DataError, FlagError
+from yt8m_xmodal.cli import FlagError
+from yt8m_xmodal.errors import DataError
 
 SPLITS = ("train", "validate", "test")
 DEFAULT_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -620,7 +621,7 @@ def extract_subset(input_data_pattern, output_dir, frame_features=False,
         feature_names = features.default_feature_names(frame_features)
     if not feature_sizes:
         feature_sizes = features.FEATURE_SIZES
-    feature_names, feature_sizes = features.parse_feature_flags(
+    feature_names, feature_sizes = features.parse_feature_lists(
         feature_names, feature_sizes)
     if selection is None:
         selection = build_selection()

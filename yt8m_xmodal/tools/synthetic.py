@@ -91,7 +91,7 @@ import tensorflow as tf
 from yt8m_xmodal import features
 from yt8m_xmodal import metrics
 from yt8m_xmodal import writers
-from yt8m_xmodal.errors import FlagError
+from yt8m_xmodal.cli import FlagError
 
 # Bump when the generative model changes: the demo cache is keyed on it.
 GENERATOR_VERSION = 2
@@ -722,7 +722,7 @@ def main(argv):
     flag_values = _FLAGS
     names = flag_values.feature_names or ",".join(
         features.default_feature_names(flag_values.frame_features))
-    names, sizes = features.parse_feature_flags(
+    names, sizes = features.parse_feature_lists(
         names, flag_values.feature_sizes)
     info = generate_dataset(
         flag_values.output_dir, num_videos=flag_values.num_videos,

@@ -1,0 +1,271 @@
+"""Builds, restores and exports a model from its configuration.
+
+One module for the model's life outside the training loop, used by training,
+evaluation and inference alike:
+
+- `build_model(config)`: the two-tower model and its `LinearCCA` subspace, with
+  their weights created, from a `config.TrainConfig`;
+- `new_checkpoint(model, subspace, step, **extra)`: the `tf.train.Checkpoint`
+  that training writes and `restore` reads;
+- `restore(train_dir)`: rebuilds the model of a train_dir from its
+  model_flags.json and restores the newest (or a given) checkpoint;
+- `export_model(...)`: writes `train_dir/export/step_NNNNNNNN/`, holding
+
+  - `audio_tower.keras`, `video_tower.keras`: the two towers, loadable with
+    `keras.models.load_model` and no training flags;
+  - `subspace.keras`: the fitted `LinearCCA` layer;
+  - `model_flags.json`: the configuration that built the model;
+  - `saved_model/`: a SavedModel whose `serving_default` signature takes a
+    batch of serialized YT8M records (`SequenceExample`s at frame level,
+    `Example`s at video level) and returns `id` and the subspace embeddings
+    `audio` and `video`.
+
+An export is written to a temporary directory and renamed into place, so a
+reader never sees half of one. `bundle` / `unbundle` pack and unpack it as a
+.tgz, as the YouTube-8M starter code's --output_model_tgz does.
+"""
+
+import gc
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from yt8m_xmodal import config as config_lib
+from yt8m_xmodal import models
+from yt8m_xmodal import readers
+from yt8m_xmodal import subspace as subspace_lib
+from yt8m_xmodal.errors import ConfigError, DataError
+
+EXPORT_DIR = "export"
+SAVED_MODEL_DIR = "saved_model"
+
+
+# -- build -------------------------------------------------------------------
+
+
+def build_model(config):
+    """The model `config` describes and its `LinearCCA` subspace.
+
+    Both get their weights here (from a zero batch), so a checkpoint restores
+    into existing variables.
+
+    Args:
+      config: a `config.TrainConfig` (data, model, model_config,
+        subspace_dim are read).
+
+    Returns:
+      (model, subspace).
+    """
+    model = models.build_model(config.model, config.data, config.model_config)
+    out = model(dummy_batch(config.data), training=False)
+    subspace = subspace_lib.LinearCCA(config.subspace_dim)
+    subspace.build({"video": tuple(out["video"].shape),
+                    "audio": tuple(out["audio"].shape)})
+    return model, subspace
+
+
+def dummy_batch(data, batch_size=2):
+    """A zero batch of the structure `data` describes (to create weights)."""
+    batch = {
+        "id": tf.constant([b"x"] * batch_size),
+        "labels": tf.zeros([batch_size, data.num_classes], tf.float32),
+    }
+    if data.frame_features:
+        t = data.max_frames
+        batch["video"] = tf.zeros([batch_size, t, data.video_size])
+        batch["audio"] = tf.zeros([batch_size, t, data.audio_size])
+        batch["num_frames"] = tf.fill([batch_size], t)
+        batch["mask"] = tf.ones([batch_size, t], tf.bool)
+    else:
+        batch["video"] = tf.zeros([batch_size, data.video_size])
+        batch["audio"] = tf.zeros([batch_size, data.audio_size])
+    return batch
+
+
+# -- checkpoints ---------------------------------------------------------------
+
+
+def new_checkpoint(model, subspace, step, **extra):
+    """The checkpoint of a run: model, fitted subspace, global step, and
+    whatever else training keeps (optimizer, loss, data position).
+
+    Keras 3 keeps sub-layers in lists that `tf.train.Checkpoint` does not
+    follow; the package's layers hold each sub-layer in its own attribute
+    instead (see ProjectionHead), so the plain object graph sees every weight
+    (tests/test_models.py checks it for every model).
+    """
+    return tf.train.Checkpoint(model=model, subspace=subspace, step=step,
+                               **extra)
+
+
+class CheckpointGoneError(RuntimeError):
+    """A checkpoint disappeared (e.g. removed by max_to_keep) while read."""
+
+
+def latest_checkpoint(train_dir):
+    """The newest checkpoint of `train_dir`.
+
+    Raises:
+      ConfigError: naming train_dir when it holds none.
+    """
+    path = tf.train.latest_checkpoint(train_dir)
+    if path is None:
+        raise ConfigError("{train_dir} holds no checkpoint yet",
+                          train_dir=train_dir)
+    return path
+
+
+def restore(train_dir, checkpoint_path=None):
+    """Rebuilds the model of `train_dir` from model_flags.json and restores it.
+
+    Returns:
+      (config, model, subspace, step): the run's `TrainConfig`, the restored
+      model and subspace, and the restored global step.
+
+    Raises:
+      ConfigError: naming train_dir when there is no model or checkpoint, or
+        the checkpoint does not fit the model in model_flags.json.
+      CheckpointGoneError: the checkpoint was deleted while being read.
+    """
+    config = config_lib.read_model_flags(train_dir)
+    model, subspace = build_model(config)
+    step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    if checkpoint_path is None:
+        checkpoint_path = latest_checkpoint(train_dir)
+    ckpt = new_checkpoint(model, subspace, step)
+    try:
+        ckpt.read(checkpoint_path).expect_partial().assert_existing_objects_matched()
+    except tf.errors.NotFoundError as e:
+        raise CheckpointGoneError(str(e)) from None
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+        error = ConfigError(
+            f"checkpoint {checkpoint_path} does not match the model described "
+            f"in {{train_dir}}/model_flags.json ({first})", train_dir=train_dir)
+    else:
+        return config, model, subspace, int(step.numpy())
+    # A restore that failed before expect_partial() logs a warning for every
+    # value it did not restore when it is collected: dozens of lines after
+    # the one-line error. Collect it now, quietly.
+    tf_logger = tf.get_logger()
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
+    try:
+        del ckpt, model, subspace, step
+        gc.collect()
+    finally:
+        tf_logger.setLevel(level)
+    raise error
+
+
+# -- export --------------------------------------------------------------------
+
+
+class ServingModule(tf.Module):
+    """Serialized YT8M records in, subspace embeddings out."""
+
+    def __init__(self, model, subspace, data_config):
+        super().__init__()
+        self.model = model
+        self.subspace = subspace
+        self._reader = readers.reader_for(data_config)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve(self, serialized):
+        batch = self._reader.parse_serialized(serialized)
+        out = self.model(batch, training=False)
+        return {
+            "id": batch["id"],
+            "video": self.subspace.project_video(out["video"]),
+            "audio": self.subspace.project_audio(out["audio"]),
+        }
+
+
+def export_model(train_dir, step, config, model, subspace):
+    """Writes `train_dir/export/step_NNNNNNNN/` atomically; returns its path."""
+    base = os.path.join(train_dir, EXPORT_DIR)
+    os.makedirs(base, exist_ok=True)
+    final = os.path.join(base, f"step_{step:08d}")
+    tmp = tempfile.mkdtemp(dir=base, prefix=".tmp-")
+    try:
+        model.audio_tower.save(os.path.join(tmp, "audio_tower.keras"))
+        model.video_tower.save(os.path.join(tmp, "video_tower.keras"))
+        keras.saving.save_model(subspace, os.path.join(tmp, "subspace.keras"))
+        config_lib.write_model_flags(tmp, config)
+        module = ServingModule(model, subspace, config.data)
+        tf.saved_model.save(
+            module, os.path.join(tmp, SAVED_MODEL_DIR),
+            signatures={"serving_default": module.serve})
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+    return final
+
+
+def latest_export(train_dir):
+    """The newest complete export directory of `train_dir`, or None."""
+    base = os.path.join(train_dir, EXPORT_DIR)
+    if not os.path.isdir(base):
+        return None
+    steps = sorted(d for d in os.listdir(base) if d.startswith("step_"))
+    return os.path.join(base, steps[-1]) if steps else None
+
+
+def latest_export_or_error(train_dir):
+    if not os.path.isdir(train_dir):
+        raise ConfigError("{train_dir} does not exist", train_dir=train_dir)
+    path = latest_export(train_dir)
+    if path is None:
+        raise ConfigError(f"{{train_dir}} holds no exported model "
+                          f"({EXPORT_DIR}/step_*): run train.py first",
+                          train_dir=train_dir)
+    return path
+
+
+def bundle(export_dir, output_model_tgz):
+    """Packs an export directory into a .tgz bundle."""
+    output_tgz = output_model_tgz
+    out_dir = os.path.dirname(os.path.abspath(output_tgz))
+    if not os.path.isdir(out_dir):
+        raise ConfigError(f"{{output_model_tgz}}: directory {out_dir} does "
+                          "not exist", output_model_tgz=output_tgz)
+    tmp = output_tgz + ".tmp"
+    with tarfile.open(tmp, "w:gz") as tar:
+        tar.add(export_dir, arcname="model")
+    os.replace(tmp, output_tgz)
+    return output_tgz
+
+
+def unbundle(input_model_tgz, target_dir):
+    """Unpacks a bundle made by `bundle`; returns the export directory."""
+    input_tgz = input_model_tgz
+    if not os.path.exists(input_tgz):
+        raise ConfigError("{input_model_tgz} does not exist",
+                          input_model_tgz=input_tgz)
+    try:
+        with tarfile.open(input_tgz, "r:gz") as tar:
+            tar.extractall(target_dir, filter="data")
+    except (tarfile.TarError, OSError) as e:
+        raise ConfigError(f"{{input_model_tgz}} is not a model bundle ({e})",
+                          input_model_tgz=input_tgz) from None
+    export_dir = os.path.join(target_dir, "model")
+    if not os.path.isdir(os.path.join(export_dir, SAVED_MODEL_DIR)):
+        raise ConfigError(f"{{input_model_tgz}} holds no {SAVED_MODEL_DIR}",
+                          input_model_tgz=input_tgz)
+    return export_dir
+
+
+def load_serving(export_dir):
+    """Loads the SavedModel of an export: a callable on serialized records."""
+    path = os.path.join(export_dir, SAVED_MODEL_DIR)
+    if not os.path.isdir(path):
+        raise DataError(f"{export_dir} holds no {SAVED_MODEL_DIR}")
+    return tf.saved_model.load(path).signatures["serving_default"]
