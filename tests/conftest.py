@@ -73,9 +73,9 @@ def trained_dir(tiny_frame_data, tmp_path_factory):
     from yt8m_xmodal import config as config_lib
     from yt8m_xmodal import training
     train_dir = tmp_path_factory.mktemp("trained") / "run"
-    data = config_lib.DataConfig.from_flags(
-        True, "", ",".join(map(str, TINY_FEATURE_SIZES)), 40, 4)
-    cfg = training.TrainConfig(
+    data = config_lib.DataConfig(feature_sizes=TINY_FEATURE_SIZES,
+                                 max_frames=40, num_classes=4)
+    cfg = config_lib.TrainConfig(
         train_data_pattern=os.path.join(tiny_frame_data, "train-*"),
         train_dir=str(train_dir), data=data, model="MeanPoolModel",
         model_config={"embedding_dim": 4, "hidden_units": 16}, subspace_dim=2,
@@ -88,11 +88,9 @@ def checkpoint_embeddings(train_dir, data_pattern, batch_size):
     """Subspace embeddings of a data set with train_dir's latest checkpoint,
     read through the project's reader (the path eval.py takes)."""
     from yt8m_xmodal import evaluation
+    from yt8m_xmodal import modeling
     from yt8m_xmodal import readers
-    flags, model, subspace, _ = evaluation.load_model(str(train_dir))
-    data = flags.data
-    reader = readers.get_reader(data.frame_features, data.feature_names,
-                                data.feature_sizes, data.max_frames,
-                                data.num_classes)
+    config, model, subspace, _ = modeling.restore(str(train_dir))
+    reader = readers.reader_for(config.data)
     return evaluation.embed_dataset(
         model, reader.batches(data_pattern, batch_size), subspace=subspace)

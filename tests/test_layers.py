@@ -102,10 +102,6 @@ def test_chunk_encoder_equals_rnn_on_each_trimmed_chunk(rnn_type, size,
                         + bias).astype(np.float32)
             alone = encoder.rnn(real[None]).numpy()[0]
             np.testing.assert_allclose(summaries[b, c], alone, atol=1e-6)
-    # Running the recurrence on the empty chunks too changes nothing.
-    encoder.skip_empty_chunks = False
-    np.testing.assert_allclose(encoder(chunks, mask=frame_mask), summaries,
-                               atol=1e-6)
 
 
 def test_chunk_encoder_rejects_a_negative_projection():
@@ -328,8 +324,7 @@ def test_every_layer_round_trips_through_keras_file(tmp_path):
 
 
 @pytest.mark.parametrize("layer", [
-    ChunkSplit(7), ChunkRecurrentEncoder(3, rnn_type="bigru", unroll=True,
-                                         skip_empty_chunks=False,
+    ChunkSplit(7), ChunkRecurrentEncoder(3, rnn_type="bigru",
                                          input_projection_units=4),
     ChunkPositionEncoding("sinusoidal", max_chunks=5),
     ChunkPositionEncoding("slot", max_chunks=5),

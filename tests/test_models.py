@@ -1,17 +1,35 @@
 """Tests of the towers and two-tower models: masking, order, saving, grads."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import models
-from yt8m_xmodal.errors import FlagError
+from yt8m_xmodal.errors import ConfigError
 from yt8m_xmodal.towers import ChunkAttentionTower, MeanPoolTower
 
-# Small sizes keep the suite fast; chunk_size and max_frames are the defaults.
-SMALL = dict(video_size=16, audio_size=8, embedding_dim=6, rnn_units=8,
-             hidden_units=12, attention_units=8, num_heads=2)
+# Small sizes keep the suite fast.
+SIZES = dict(video_size=16, audio_size=8)
+HEAD = dict(embedding_dim=6, hidden_units=12)
+# Test cases: a model class and the config that makes the case. The chunk
+# cases read 30-frame chunks with learned positions (10 chunk positions for
+# 300 frames) and no input projection unless a variant says otherwise; the
+# shipped recipe itself is trained end to end in test_training.py.
+_CHUNK = dict(chunk_size=30, position_encoding="learned", rnn_units=8,
+              input_projection_units=0)
+CASES = {
+    "ChunkAttentionModel": (models.ChunkAttentionModel,
+                            dict(_CHUNK, attention_units=8, num_heads=2)),
+    "ChunkMeanModel": (models.ChunkAttentionModel,
+                       dict(_CHUNK, attention="mean")),
+    "FrameLstmModel": (models.FrameLstmModel, dict(rnn_units=8)),
+    "MeanPoolModel": (models.MeanPoolModel, {}),
+    "VideoLevelMlpModel": (models.VideoLevelMlpModel, {}),
+}
 FRAME_MODELS = ("ChunkAttentionModel", "ChunkMeanModel", "FrameLstmModel",
                 "MeanPoolModel")
 CHUNK_MODELS = ("ChunkAttentionModel", "ChunkMeanModel")
@@ -24,8 +42,7 @@ VARIANTS = {
                                         input_norm="layer"),
     "lstm_additive_none": dict(rnn_type="lstm", position_encoding="none",
                                num_hidden_layers=2, dropout=0.2),
-    "bigru_multihead": dict(rnn_type="bigru", attention="multihead",
-                            skip_empty_chunks=False),
+    "bigru_multihead": dict(rnn_type="bigru", attention="multihead"),
     "gru_input_projection": dict(input_projection_units=4),
     # 10 chunk positions (300 frames / 30) of 2 dimensions each.
     "gru_slot_position": dict(position_encoding="slot", embedding_dim=20),
@@ -33,7 +50,8 @@ VARIANTS = {
 
 
 def small_model(name, **overrides):
-    return models.get_model(name, **{**SMALL, **overrides})
+    model_class, case = CASES[name]
+    return model_class(**{**SIZES, **HEAD, **case, **overrides})
 
 
 def frames(num_videos, num_frames, size, seed):
@@ -74,21 +92,36 @@ def assert_same_embeddings(a, b, atol=1e-5):
         np.testing.assert_allclose(a[key], b[key], atol=atol, rtol=0)
 
 
-# get_model ----------------------------------------------------------------
+# Building -----------------------------------------------------------------
 
-def test_get_model_names_the_model_flag_for_unknown_names():
-    with pytest.raises(FlagError, match="--model='LstmModel'"):
-        models.get_model("LstmModel")
-    assert set(models.MODELS) == set(FRAME_MODELS) | {"VideoLevelMlpModel"}
+def test_the_library_defaults_are_the_shipped_recipe():
+    """ChunkAttentionModel() and the model of TrainConfig() are one model."""
+    recipe = config_lib.TrainConfig()
+    built = models.build_model(recipe.model, recipe.data, recipe.model_config)
+    default = models.ChunkAttentionModel()
+    assert ({**built.get_config(), "name": None}
+            == {**default.get_config(), "name": None})
+    assert default.config == recipe.model_config
+    tower = ChunkAttentionTower(1024)
+    for name, value in dataclasses.asdict(recipe.model_config).items():
+        assert tower.get_config()[name] == value, name
 
 
-@pytest.mark.parametrize("flag,value", [
-    ("rnn_type", "rnn"), ("attention", "mean"), ("position_encoding", "rope"),
+def test_build_model_names_the_model_for_unknown_names():
+    data = config_lib.DataConfig()
+    with pytest.raises(ConfigError, match="model=LstmModel is not one of"):
+        models.build_model("LstmModel", data)
+    assert set(models.MODELS) == {"ChunkAttentionModel", "FrameLstmModel",
+                                  "MeanPoolModel", "VideoLevelMlpModel"}
+
+
+@pytest.mark.parametrize("field,value", [
+    ("rnn_type", "rnn"), ("attention", "max"), ("position_encoding", "rope"),
     ("input_norm", "batch"), ("chunk_size", 0), ("dropout", 1.0),
     ("embedding_dim", -1), ("input_projection_units", -1)])
-def test_get_model_names_the_flag_of_a_bad_value(flag, value):
-    with pytest.raises(FlagError, match=f"--{flag}="):
-        models.get_model("ChunkAttentionModel", **{flag: value})
+def test_a_bad_value_names_its_config_field(field, value):
+    with pytest.raises(ConfigError, match=f"^{field}={value}"):
+        models.ChunkAttentionModel(**{field: value})
 
 
 def test_input_projection_shrinks_the_recurrent_input_and_skips_lstm():
@@ -98,34 +131,35 @@ def test_input_projection_shrinks_the_recurrent_input_and_skips_lstm():
     batch = frame_batch(frames(2, 40, 64, 0), frames(2, 40, 8, 1), [40, 9], 40)
     plain(batch), projected(batch)
     kernel = projected.video_tower.encoder.rnn.cell.kernel
-    assert tuple(kernel.shape) == (4, 3 * SMALL["rnn_units"])
+    assert tuple(kernel.shape) == (4, 3 * _CHUNK["rnn_units"])
     # 64x24 GRU input kernel -> 64x4 projection (+4 bias) and 4x24 kernel.
     saved = 64 * 24 - (64 * 4 + 4 + 4 * 24)
     saved += 8 * 24 - (8 * 4 + 4 + 4 * 24)  # audio: the projection costs
     assert plain.count_params() - projected.count_params() == saved
     # The baseline LSTM is YT8M's LstmModel: it takes no projection.
-    lstm = small_model("FrameLstmModel", input_projection_units=4)
-    assert "input_projection_units" not in lstm.get_config()
+    with pytest.raises(ConfigError, match="takes no option "
+                       "input_projection_units"):
+        small_model("FrameLstmModel", input_projection_units=4)
 
 
-def test_get_model_ignores_other_models_flags_and_rejects_typos():
-    model = models.get_model("MeanPoolModel", chunk_size=10, rnn_type="bigru",
-                             **SMALL)
-    assert isinstance(model, models.MeanPoolModel)
-    assert "chunk_size" not in model.get_config()
-    with pytest.raises(FlagError, match="rnn_unit"):
-        models.get_model("ChunkAttentionModel", rnn_unit=8)
-    with pytest.raises(FlagError, match="--num_heads"):
-        models.get_model("ChunkAttentionModel", attention="multihead",
-                         attention_units=10, num_heads=4)
+def test_options_of_other_models_and_typos_are_refused():
+    with pytest.raises(ConfigError, match="model=MeanPoolModel takes no "
+                       "option chunk_size"):
+        small_model("MeanPoolModel", chunk_size=10)
+    with pytest.raises(ConfigError, match="rnn_unit"):
+        models.ChunkAttentionModel(rnn_unit=8)
+    with pytest.raises(ConfigError, match="attention_units=10 must be "
+                       "divisible by num_heads=4"):
+        models.ChunkAttentionModel(attention="multihead", attention_units=10,
+                                   num_heads=4)
 
 
-def test_feature_size_mismatch_names_feature_sizes_flag():
+def test_feature_size_mismatch_names_feature_sizes():
     model = small_model("ChunkAttentionModel")
     batch = frame_batch(frames(2, 30, 12, 0), frames(2, 30, 8, 1), [30, 5], 30)
-    with pytest.raises(FlagError, match="--feature_sizes"):
+    with pytest.raises(ConfigError, match="feature_sizes"):
         model(batch)
-    with pytest.raises(FlagError, match="--frame_features"):
+    with pytest.raises(ConfigError, match="frame_features"):
         small_model("VideoLevelMlpModel")(batch_for("ChunkMeanModel"))
 
 
@@ -246,8 +280,8 @@ def test_slot_pooling_knows_which_chunk_said_what():
 
 
 def test_slot_embedding_size_must_split_into_equal_slots():
-    with pytest.raises(FlagError, match="--embedding_dim=16 must be a "
-                                        "multiple of the 10 chunk positions"):
+    with pytest.raises(ValueError, match="embedding_dim=16 must be a "
+                                         "multiple of the 10 chunk positions"):
         small_model("ChunkAttentionModel", position_encoding="slot",
                     embedding_dim=16)
 
@@ -271,20 +305,19 @@ def test_model_round_trips_through_keras_file(name, variant, tmp_path):
     assert set(after) == set(before)
     for key in before:
         np.testing.assert_array_equal(before[key], after[key])
-    # The flat config rebuilds the same model through get_model (this is
-    # what train_dir/model_flags.json relies on).
-    config = {k: v for k, v in model.get_config().items()
-              if k not in ("name", "trainable")}
-    rebuilt = models.get_model(name, **config).get_config()
-    assert {**rebuilt, "name": model.name} == model.get_config()
+    # The flat config rebuilds the same model through its typed config
+    # (what train_dir/model_flags.json relies on).
+    rebuilt = type(model).from_config(model.get_config())
+    assert rebuilt.get_config() == model.get_config()
+    assert rebuilt.config == model.config
 
 
 def test_cross_modal_model_of_tower_objects_round_trips(tmp_path):
     model = models.CrossModalModel(
-        ChunkAttentionTower(16, embedding_dim=5, chunk_size=4, rnn_units=3,
+        ChunkAttentionTower(16, embedding_dim=6, chunk_size=4, rnn_units=3,
                             attention="multihead", attention_units=4,
                             num_heads=2, max_frames=12),
-        MeanPoolTower(8, embedding_dim=5, hidden_units=4, num_hidden_layers=0))
+        MeanPoolTower(8, embedding_dim=6, hidden_units=4, num_hidden_layers=0))
     batch = frame_batch(frames(2, 12, 16, 10), frames(2, 12, 8, 11), [12, 5],
                         12)
     before = model(batch, return_attention=True)
@@ -304,7 +337,8 @@ def test_cross_modal_model_of_tower_objects_round_trips(tmp_path):
                              "bilstm_multihead_sinusoidal"),
                             ("ChunkMeanModel", "gru_input_projection")])
 def test_gradients_reach_every_trainable_weight(name, variant):
-    model = small_model(name, **VARIANTS[variant], max_frames=60)
+    frames_kwarg = {"max_frames": 60} if name in CHUNK_MODELS else {}
+    model = small_model(name, **VARIANTS[variant], **frames_kwarg)
     if name == "VideoLevelMlpModel":
         batch = video_batch(num_videos=4)
     else:  # Full-length videos so every learned position row is used.

@@ -1,5 +1,6 @@
 """End-to-end tests of the training loop on small synthetic data."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,55 +15,75 @@ import tensorflow as tf
 from conftest import REPO_ROOT, TINY_FEATURE_SIZES
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
+from yt8m_xmodal import modeling
 from yt8m_xmodal import models
+from yt8m_xmodal import readers
 from yt8m_xmodal import training
-from yt8m_xmodal.errors import FlagError
+from yt8m_xmodal.errors import ConfigError
 
-TINY_MODEL = {"embedding_dim": 4, "rnn_units": 8, "hidden_units": 16,
-              "attention_units": 8, "num_heads": 2, "chunk_size": 8,
-              "max_frames": 40}
+# Small towers; 40 frames in chunks of 8 give 5 chunk positions, so the
+# recipe's slot pooling takes an embedding of 5.
+TINY_MODEL = {"embedding_dim": 5, "rnn_units": 8, "hidden_units": 16,
+              "attention_units": 8, "num_heads": 2, "chunk_size": 8}
+TINY_DATA = dict(feature_sizes=TINY_FEATURE_SIZES, max_frames=40,
+                 num_classes=4)
 
 
-def tiny_config(data_dir, train_dir, model="ChunkAttentionModel", loss="dcca",
-                frame_features=True, **overrides):
-    data = config_lib.DataConfig.from_flags(
-        frame_features, "", ",".join(map(str, TINY_FEATURE_SIZES)), 40, 4)
-    accepted = models.config_names(models.MODELS[model])
-    cfg = training.TrainConfig(
+def tiny_config(data_dir, train_dir, model="ChunkAttentionModel", loss=None,
+                frame_features=True, model_config=None, **overrides):
+    """The shipped recipe on the tiny data, with small towers."""
+    fields = {f.name for f in dataclasses.fields(
+        config_lib.MODEL_CONFIGS[model])}
+    model_config = {**{k: v for k, v in TINY_MODEL.items() if k in fields},
+                    **(model_config or {})}
+    recipe = config_lib.recipe(frame_features)
+    schedule = dict(
         train_data_pattern=os.path.join(data_dir, "train-*"),
         validate_data_pattern=os.path.join(data_dir, "validate-*"),
-        train_dir=str(train_dir), data=data, model=model,
-        model_config={k: v for k, v in TINY_MODEL.items() if k in accepted},
-        loss=loss, subspace_dim=2, batch_size=32, num_epochs=1, max_steps=3,
-        export_model_steps=3, log_every_steps=1, seed=1)
-    for key, value in overrides.items():
-        setattr(cfg, key, value)
-    return cfg
+        train_dir=str(train_dir), subspace_dim=2, batch_size=32, num_epochs=1,
+        max_steps=3, export_model_steps=3, log_every_steps=1, seed=1)
+    return recipe.replace(
+        data=config_lib.DataConfig(frame_features=frame_features, **TINY_DATA),
+        model=model, model_config=model_config, loss=loss or recipe.loss,
+        **{**schedule, **overrides})
 
 
 def assert_trained(cfg, result, steps, trainer=None):
     assert result.step == steps
     if trainer is not None:
         # What eval.py restores is exactly what was trained, weight for weight.
-        _, model, subspace, step = evaluation.load_model(cfg.train_dir)
+        _, model, subspace, step = modeling.restore(cfg.train_dir)
         assert step == steps
         trained = trainer.model.weights + trainer.subspace.weights
         restored = model.weights + subspace.weights
         assert len(trained) == len(restored) > 0
         for a, b in zip(trained, restored):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
-    flags = config_lib.read_model_flags(cfg.train_dir)
-    assert flags == cfg.model_flags()
+    assert config_lib.read_model_flags(cfg.train_dir) == cfg
     assert tf.train.latest_checkpoint(cfg.train_dir).endswith(f"ckpt-{steps}")
     assert os.path.isdir(os.path.join(result.export_dir, "saved_model"))
+    # The validation figures of training are eval.py's figures for the final
+    # checkpoint on the same records.
+    evaluated = evaluation.evaluate_checkpoint(
+        cfg.train_dir, cfg.validate_data_pattern, cfg.top_k)
+    assert result.validation["num_queries"] == evaluated["num_queries"] > 0
     for direction in ("audio_to_video", "video_to_audio"):
-        assert 0.0 <= result.validation[direction]["recall@20"] <= 1.0
+        for key in ("recall@1", "recall@10", "mrr", "median_rank"):
+            assert result.validation[direction][key] == pytest.approx(
+                evaluated[direction][key], abs=1e-6), (direction, key)
+    recorded = json.loads(open(os.path.join(
+        cfg.train_dir, training.TRAIN_RESULT_FILE)).read())
+    assert recorded["step"] == steps
+    assert recorded["export_dir"] == result.export_dir
 
 
-@pytest.mark.parametrize("model", [m for m in models.MODELS
-                                   if m != "VideoLevelMlpModel"])
-def test_every_frame_model_trains_and_checkpoints(tiny_frame_data, tmp_path, model):
-    cfg = tiny_config(tiny_frame_data, tmp_path / "run", model=model)
+@pytest.mark.parametrize("model,model_config", [
+    (m, None) for m in models.MODELS if m != "VideoLevelMlpModel"]
+    + [("ChunkAttentionModel", {"attention": "mean"})])
+def test_every_frame_model_trains_and_checkpoints(tiny_frame_data, tmp_path,
+                                                  model, model_config):
+    cfg = tiny_config(tiny_frame_data, tmp_path / "run", model=model,
+                      model_config=model_config)
     trainer = training.Trainer(cfg)
     assert_trained(cfg, trainer.run(), 3, trainer)
 
@@ -74,7 +95,7 @@ def test_video_level_model_trains(tiny_video_data, tmp_path):
     assert_trained(cfg, trainer.run(), 3, trainer)
 
 
-@pytest.mark.parametrize("loss", ["cluster_cca", "soft_cca", "infonce", "triplet"])
+@pytest.mark.parametrize("loss", ["dcca", "cluster_cca", "soft_cca", "triplet"])
 def test_every_loss_trains(tiny_frame_data, tmp_path, loss):
     cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
                       loss=loss)
@@ -85,7 +106,7 @@ def test_rerun_resumes_from_checkpoint(tiny_frame_data, tmp_path):
     cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
                       max_steps=4, export_model_steps=2, num_epochs=5)
     training.train(cfg)
-    cfg.max_steps = 7
+    cfg = cfg.replace(max_steps=7)
     trainer = training.Trainer(cfg)
     # Restored, not restarted: step, data position and optimizer moments.
     assert int(trainer.step.numpy()) == 4
@@ -102,9 +123,7 @@ def test_start_new_model_wipes_train_dir(tiny_frame_data, tmp_path):
     cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
                       max_steps=2, export_model_steps=2)
     training.train(cfg)
-    cfg.start_new_model = True
-    cfg.max_steps = 1
-    cfg.export_model_steps = 1
+    cfg = cfg.replace(start_new_model=True, max_steps=1, export_model_steps=1)
     assert training.train(cfg).step == 1
 
 
@@ -113,32 +132,38 @@ def test_other_flags_in_same_train_dir_are_refused(tiny_frame_data, tmp_path):
                       max_steps=1, export_model_steps=1)
     training.train(cfg)
     other = tiny_config(tiny_frame_data, tmp_path / "run", model="FrameLstmModel")
-    with pytest.raises(FlagError, match="--start_new_model"):
+    with pytest.raises(ConfigError, match="start_new_model=true"):
         training.train(other)
 
 
-@pytest.mark.parametrize("change, flag", [
-    ({"model": "NoSuchModel"}, "--model"),
-    ({"loss": "no_such_loss"}, "--loss"),
-    ({"batch_size": 6}, "--batch_size"),
-    ({"subspace_dim": 9}, "--subspace_dim"),
-    ({"optimizer": "lbfgs"}, "--optimizer"),
-    ({"distribution_strategy": "tpu"}, "--distribution_strategy"),
-    ({"train_data_pattern": "/nonexistent/train-*"}, "/nonexistent/train-"),
+@pytest.mark.parametrize("change, field", [
+    ({"model": "NoSuchModel"}, "model=NoSuchModel"),
+    ({"loss": "no_such_loss"}, "loss=no_such_loss"),
+    ({"loss": "dcca", "batch_size": 6}, "batch_size=6"),
+    ({"subspace_dim": 9}, "subspace_dim=9"),
+    ({"optimizer": "lbfgs"}, "optimizer=lbfgs"),
+    ({"distribution_strategy": "tpu"}, "distribution_strategy=tpu"),
+    ({"model": "VideoLevelMlpModel"}, "frame_features=true"),
 ])
-def test_bad_flags_fail_at_start_naming_the_flag(tiny_frame_data, tmp_path,
-                                                 change, flag):
+def test_bad_configs_fail_at_once_naming_the_field(tiny_frame_data, tmp_path,
+                                                   change, field):
     cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel")
-    for key, value in change.items():
-        setattr(cfg, key, value)
-    with pytest.raises((FlagError, ValueError)) as info:
+    with pytest.raises(ConfigError) as info:
+        cfg.replace(**change)
+    assert field in str(info.value)
+
+
+def test_missing_training_data_names_the_pattern(tiny_frame_data, tmp_path):
+    cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
+                      train_data_pattern="/nonexistent/train-*")
+    with pytest.raises(ValueError, match="/nonexistent/train-"):
         training.train(cfg)
-    assert flag in str(info.value)
 
 
-def test_feature_flags_must_agree():
-    with pytest.raises(FlagError, match="--feature_sizes"):
-        config_lib.DataConfig.from_flags(True, "rgb,audio", "1024", 300)
+def test_feature_lists_must_agree():
+    with pytest.raises(ConfigError, match="feature_sizes"):
+        config_lib.DataConfig(feature_names=("rgb", "audio"),
+                              feature_sizes="1024")
 
 
 def poison_loss(trainer, bad_calls):
@@ -167,7 +192,7 @@ def test_nonfinite_loss_stops_without_applying_the_update(tiny_frame_data, tmp_p
                       max_steps=2, export_model_steps=2)
     training.train(cfg)
     good = tf.train.latest_checkpoint(cfg.train_dir)
-    cfg.max_steps = 6
+    cfg = cfg.replace(max_steps=6)
     trainer = training.Trainer(cfg)
     poison_loss(trainer, [2])
     with pytest.raises(training.NonFiniteStepError, match="not finite"):
@@ -265,7 +290,7 @@ def test_train_script_reports_bad_flag_in_one_line(tmp_path):
         capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
-    assert "--model" in out.stderr.strip().splitlines()[-1]
+    assert "--model=NoSuchModel" in out.stderr.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
@@ -288,9 +313,10 @@ def test_training_beats_the_untrained_model(learning_data, tmp_path):
     """
     cfg = tiny_config(learning_data, tmp_path / "run", batch_size=32,
                       max_steps=0, num_epochs=10, export_model_steps=10_000,
-                      subspace_dim=4, base_learning_rate=3e-3)
-    cfg.model_config.update(embedding_dim=8, rnn_units=16, chunk_size=10,
-                            attention_units=16, hidden_units=32)
+                      subspace_dim=4, base_learning_rate=3e-3,
+                      model_config=dict(embedding_dim=8, rnn_units=16,
+                                        chunk_size=10, attention_units=16,
+                                        hidden_units=32))
     trainer = training.Trainer(cfg)
     trainer.fit_subspace()
     before = trainer.validate()
@@ -303,12 +329,11 @@ def test_training_beats_the_untrained_model(learning_data, tmp_path):
 
 
 def test_video_level_training_on_real_shards(shared_video_dir, tmp_path):
-    """VideoLevelMlpModel on real YT8M video-level records (mean_rgb/audio)."""
-    data = config_lib.DataConfig.from_flags(False, "", "1024,128", 300)
-    cfg = training.TrainConfig(
+    """The video-level recipe on real YT8M video-level records."""
+    cfg = config_lib.VIDEO_LEVEL_RECIPE.replace(
         train_data_pattern=f"{shared_video_dir}/validate000[0-1].tfrecord",
         validate_data_pattern=f"{shared_video_dir}/validate0002.tfrecord",
-        train_dir=str(tmp_path / "run"), data=data, model="VideoLevelMlpModel",
+        train_dir=str(tmp_path / "run"),
         model_config={"embedding_dim": 16, "hidden_units": 64}, subspace_dim=8,
         batch_size=64, num_epochs=1, max_steps=6, export_model_steps=6, seed=0)
     trainer = training.Trainer(cfg)
@@ -319,26 +344,92 @@ def test_video_level_training_on_real_shards(shared_video_dir, tmp_path):
     assert_trained(cfg, result, 6, trainer)
 
 
-def test_video_level_defaults_fill_only_the_flags_not_given():
+# One recipe -------------------------------------------------------------------
+
+def _parse_train_flags(*argv):
     from absl import flags
-    values = flags.FlagValues()
-    defaults = {"model": "ChunkAttentionModel", "loss": "infonce",
-                "embedding_dim": 120, "subspace_dim": 96,
-                "base_learning_rate": 3e-3, "cca_ridge": 1.0}
-    for name, value in defaults.items():
-        define = {str: flags.DEFINE_string, int: flags.DEFINE_integer,
-                  float: flags.DEFINE_float}[type(value)]
-        define(name, value, "", flag_values=values)
-    flags.DEFINE_integer("batch_size", 256, "", flag_values=values)
-    values(["train.py", "--embedding_dim=32", "--batch_size=64"])
-    view = training._WithDefaults(values, training.VIDEO_LEVEL_DEFAULTS)
-    assert view.embedding_dim == 32 and view.batch_size == 64
-    for name in ("model", "loss", "subspace_dim", "base_learning_rate",
-                 "cca_ridge"):
-        assert getattr(view, name) == training.VIDEO_LEVEL_DEFAULTS[name]
-    assert view.model == "VideoLevelMlpModel" and view.loss == "dcca"
-    assert view.cca_ridge == 1e-4  # the ridge the video-level recipe used
-    assert view["embedding_dim"].present and not view["loss"].present
-    values(["train.py", "--cca_ridge=0.5"])
-    assert training._WithDefaults(values, training.VIDEO_LEVEL_DEFAULTS
-                                  ).cca_ridge == 0.5
+    from yt8m_xmodal.cli import train as train_cli
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["train.py", *argv])
+    try:
+        return train_cli.config_from_flags()
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+def test_cli_defaults_library_defaults_and_configs_agree(tmp_path):
+    """train.py with no recipe flags, TrainConfig() and the library classes
+    build the same model and the same run configuration."""
+    cfg = _parse_train_flags("--train_data_pattern=/data/train*",
+                             f"--train_dir={tmp_path}")
+    recipe = config_lib.TrainConfig()
+    assert cfg == recipe.replace(train_data_pattern="/data/train*",
+                                 train_dir=str(tmp_path))
+    from_cli = models.build_model(cfg.model, cfg.data, cfg.model_config)
+    unnamed = lambda m: {**m.get_config(), "name": None}  # noqa: E731
+    assert unnamed(from_cli) == unnamed(models.ChunkAttentionModel())
+    assert cfg.loss == "infonce"
+    assert losses_config(cfg) == losses_config(recipe)
+
+
+def losses_config(cfg):
+    from yt8m_xmodal import losses
+    config = losses.build_loss(cfg.loss, cfg.loss_config).get_config()
+    return {**config, "name": None}
+
+
+def test_noframe_features_takes_the_video_level_recipe_for_unset_flags(
+        tmp_path):
+    cfg = _parse_train_flags("--train_data_pattern=/data/train*",
+                             "--noframe_features", "--embedding_dim=80",
+                             "--batch_size=512")
+    video = config_lib.VIDEO_LEVEL_RECIPE
+    assert (cfg.model, cfg.loss) == (video.model, video.loss)
+    assert cfg.model_config.embedding_dim == 80 and cfg.batch_size == 512
+    assert cfg.loss_config == video.loss_config  # cca_ridge 1e-4
+    assert (cfg.subspace_dim, cfg.base_learning_rate) == (
+        video.subspace_dim, video.base_learning_rate)
+    assert cfg.data.feature_names == ("mean_rgb", "mean_audio")
+    cfg = _parse_train_flags("--train_data_pattern=/data/train*",
+                             "--noframe_features", "--cca_ridge=0.5")
+    assert cfg.loss_config.cca_ridge == 0.5
+    # Another --model or --loss takes that model's or loss's own defaults.
+    cfg = _parse_train_flags("--train_data_pattern=/data/train*",
+                             "--model=FrameLstmModel", "--loss=dcca")
+    assert cfg.model_config == config_lib.FrameLstmConfig()
+    assert cfg.loss_config == config_lib.DeepCcaConfig()
+
+
+def test_default_run_trains_exports_and_reloads_the_shipped_recipe(
+        tiny_frame_data, tmp_path):
+    """`python train.py` with only data and schedule flags writes a
+    model_flags.json whose model and loss are the shipped recipe's, and its
+    export serves the embeddings of the restored checkpoint."""
+    train_dir = tmp_path / "run"
+    out = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "train.py"),
+         f"--train_data_pattern={tiny_frame_data}/train-*",
+         f"--validate_data_pattern={tiny_frame_data}/validate-*",
+         f"--train_dir={train_dir}",
+         f"--feature_sizes={','.join(map(str, TINY_FEATURE_SIZES))}",
+         "--num_classes=4", "--batch_size=32", "--max_steps=2",
+         "--export_model_steps=2"],
+        capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    written = config_lib.read_model_flags(str(train_dir))
+    recipe = config_lib.TrainConfig()
+    for field in ("model", "model_config", "loss", "loss_config",
+                  "subspace_dim", "base_learning_rate", "optimizer"):
+        assert getattr(written, field) == getattr(recipe, field), field
+    config, model, subspace, step = modeling.restore(str(train_dir))
+    assert config == written and step == 2
+    emb = evaluation.embed_dataset(
+        model, readers.reader_for(config.data).batches(
+            f"{tiny_frame_data}/validate-*", 64), subspace=subspace)
+    serve = modeling.load_serving(modeling.latest_export(str(train_dir)))
+    records = [r.numpy() for r in tf.data.TFRecordDataset(
+        sorted(tf.io.gfile.glob(f"{tiny_frame_data}/validate-*")))]
+    served = serve(tf.constant(records))
+    np.testing.assert_array_equal(served["id"].numpy().astype(str), emb.ids)
+    np.testing.assert_allclose(served["audio"].numpy(), emb.audio, atol=1e-5)
+    np.testing.assert_allclose(served["video"].numpy(), emb.video, atol=1e-5)

@@ -365,9 +365,12 @@ class Trainer:
         elif validation is None:
             validation = self.validate()
         self.writer.flush()
-        return TrainResult(cfg.train_dir, step, time.time() - start,
-                           self.skipped_nonfinite, validation, export_dir,
-                           examples, step_seconds)
+        result = TrainResult(cfg.train_dir, step, time.time() - start,
+                             self.skipped_nonfinite, validation, export_dir,
+                             examples, step_seconds)
+        if self.chief:
+            write_train_result(result)
+        return result
 
     def _handle_nonfinite(self, report):
         step = int(self.step.numpy())
@@ -405,8 +408,4 @@ def train(cfg):
 
     The chief also writes `train_dir/train_result.json` (see TrainResult).
     """
-    trainer = Trainer(cfg)
-    result = trainer.run()
-    if trainer.chief:
-        write_train_result(result)
-    return result
+    return Trainer(cfg).run()

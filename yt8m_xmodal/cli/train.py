@@ -59,11 +59,12 @@ def config_from_flags():
         values["top_k"] = metrics.parse_top_k(values["top_k"])
     model = values.get("model", base.model)
     loss = values.get("loss", base.loss)
-    model_config = _typed_flags(config_lib.MODEL_CONFIGS[model],
-                                base.model_config if model == base.model
-                                else None)
-    loss_config = _typed_flags(config_lib.LOSS_CONFIGS[loss],
-                               base.loss_config if loss == base.loss else None)
+    model_config = _typed_flags(
+        config_lib.model_config(model, base.model_config
+                                if model == base.model else None))
+    loss_config = _typed_flags(
+        config_lib.loss_config(loss, base.loss_config
+                               if loss == base.loss else None))
     if not values.get("train_data_pattern"):
         demo_dir = synthetic.ensure_demo_data()
         log.info("no --train_data_pattern: training on the built-in demo data "
@@ -77,10 +78,9 @@ def config_from_flags():
                                loss_config=loss_config, **values)
 
 
-def _typed_flags(config_class, base):
-    """`base` (or the class defaults) with the fields set as flags."""
-    return dataclasses.replace(base or config_class(),
-                               **cli.set_flags(config_class))
+def _typed_flags(base):
+    """The typed config `base` with its fields that were set as flags."""
+    return dataclasses.replace(base, **cli.set_flags(type(base)))
 
 
 def main(argv):
