@@ -194,10 +194,16 @@ class ChunkAttentionConfig(_HeadConfig):
                 chunk_size=self.chunk_size)
 
 
+# The frame-level baselines embed at the method's size, so a comparison holds
+# the embedding and the subspace fixed.
+_BASELINE_EMBEDDING = 120
+
+
 @dataclasses.dataclass(frozen=True)
 class FrameLstmConfig(_HeadConfig):
     """One recurrent pass over all frames (YT8M's LstmModel): a baseline."""
 
+    embedding_dim: int = _field(_BASELINE_EMBEDDING, _EMBEDDING_HELP)
     rnn_type: str = _field("lstm", "Recurrent cell: gru, lstm, bigru, bilstm.")
     rnn_units: int = _field(128, "Width of the recurrent layer (per "
                             "direction).")
@@ -211,6 +217,8 @@ class FrameLstmConfig(_HeadConfig):
 @dataclasses.dataclass(frozen=True)
 class MeanPoolConfig(_HeadConfig):
     """Masked mean over frames, then the head: the order-free baseline."""
+
+    embedding_dim: int = _field(_BASELINE_EMBEDDING, _EMBEDDING_HELP)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,7 @@ from yt8m_xmodal.layers import (ChunkAttentionPooling,
 
 # Each tower's defaults are its model family's config (config.py): one
 # definition of the shipped recipe.
-_HEAD = config_lib.MeanPoolConfig
+_HEAD = config_lib.VideoLevelMlpConfig
 _CHUNK = config_lib.ChunkAttentionConfig
 _LSTM = config_lib.FrameLstmConfig
 
