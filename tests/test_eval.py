@@ -13,8 +13,9 @@ import tensorflow as tf
 from conftest import REPO_ROOT, TINY_FEATURE_SIZES, checkpoint_embeddings
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
+from yt8m_xmodal import modeling
 from yt8m_xmodal import writers
-from yt8m_xmodal.errors import DataError, FlagError
+from yt8m_xmodal.errors import ConfigError, DataError
 
 
 def run_script(*args, timeout=180):
@@ -120,22 +121,22 @@ def test_checkpoint_removed_while_watching_is_passed_over(trained_dir, tmp_path,
     assert len(attempts) == 1
 
 
-def test_missing_or_foreign_train_dir_is_a_flag_error(tmp_path, trained_dir,
-                                                      tiny_frame_data):
-    with pytest.raises(FlagError, match="does not exist"):
-        evaluation.load_model(str(tmp_path / "nope"))
+def test_missing_or_foreign_train_dir_names_it(tmp_path, trained_dir,
+                                                tiny_frame_data):
+    with pytest.raises(ConfigError, match="train_dir=.*nope does not exist"):
+        modeling.restore(str(tmp_path / "nope"))
     os.makedirs(tmp_path / "empty")
-    with pytest.raises(FlagError, match="model_flags.json"):
-        evaluation.load_model(str(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match="model_flags.json"):
+        modeling.restore(str(tmp_path / "empty"))
     # model_flags.json of another model beside this checkpoint.
     other = tmp_path / "other"
     shutil.copytree(trained_dir, other)
-    flags = config_lib.read_model_flags(str(other))
-    flags.model = "FrameLstmModel"
-    flags.model_config = {"embedding_dim": 4, "rnn_units": 8, "hidden_units": 16}
-    config_lib.write_model_flags(str(other), flags)
-    with pytest.raises(FlagError, match="does not match"):
-        evaluation.load_model(str(other))
+    config = config_lib.read_model_flags(str(other)).replace(
+        model="FrameLstmModel",
+        model_config={"embedding_dim": 4, "rnn_units": 8, "hidden_units": 16})
+    config_lib.write_model_flags(str(other), config)
+    with pytest.raises(ConfigError, match="does not match"):
+        modeling.restore(str(other))
 
 
 def test_empty_eval_set_is_a_data_error(trained_dir, tmp_path):
