@@ -15,42 +15,35 @@ from absl import flags
 
 from yt8m_xmodal import cli
 from yt8m_xmodal import features
-from yt8m_xmodal.errors import ConfigError, FlagError
+from yt8m_xmodal.cli import FlagError
 from yt8m_xmodal.tools import synthetic
 
 log = logging.getLogger("yt8m_xmodal")
 
 
+# (name, default, help): each flag is the argument of the same name of
+# `synthetic.generate_dataset`.
+_FLAGS = (
+    ("output_dir", None, "Where to write the shards and dataset.json."),
+    ("num_videos", synthetic.DEFAULT_NUM_VIDEOS,
+     "Total videos, split 80/10/10 train/validate/test."),
+    ("seed", 0, "Seed of everything generated."),
+    ("num_shards", synthetic.DEFAULT_NUM_SHARDS,
+     "Train shards; validate and test get a quarter."),
+    ("frame_features", True, "Frame-level SequenceExamples (rgb, audio); "
+     "else video-level mean_rgb, mean_audio Examples."),
+    ("min_frames", synthetic.DEFAULT_MIN_FRAMES, "Shortest video, in frames."),
+    ("max_frames", synthetic.DEFAULT_MAX_FRAMES, "Longest video, in frames."),
+    ("feature_sizes", "1024,128", "Video and audio feature sizes."),
+    ("feature_names", None, "Video and audio feature names; default "
+                            "rgb,audio (frame level) or mean_rgb,mean_audio."),
+    ("num_classes", synthetic.DEFAULT_NUM_CLASSES, "Number of genre labels."),
+)
+
+
 def define_flags(flag_values=flags.FLAGS):
     """Defines the tool's flags on `flag_values` (tests pass a fresh one)."""
-    flags.DEFINE_string("output_dir", None,
-                        "Where to write the shards and dataset.json.",
-                        flag_values=flag_values)
-    flags.DEFINE_integer("num_videos", synthetic.DEFAULT_NUM_VIDEOS,
-                         "Total videos, split 80/10/10 train/validate/test.",
-                         flag_values=flag_values)
-    flags.DEFINE_integer("seed", 0, "Seed of everything generated.",
-                         flag_values=flag_values)
-    flags.DEFINE_integer("num_shards", synthetic.DEFAULT_NUM_SHARDS,
-                         "Train shards; validate and test get a quarter.",
-                         flag_values=flag_values)
-    flags.DEFINE_bool("frame_features", True,
-                      "Frame-level SequenceExamples (rgb, audio); else "
-                      "video-level mean_rgb, mean_audio Examples.",
-                      flag_values=flag_values)
-    flags.DEFINE_integer("min_frames", synthetic.DEFAULT_MIN_FRAMES,
-                         "Shortest video, in frames.", flag_values=flag_values)
-    flags.DEFINE_integer("max_frames", synthetic.DEFAULT_MAX_FRAMES,
-                         "Longest video, in frames.", flag_values=flag_values)
-    flags.DEFINE_string("feature_sizes", "1024,128",
-                        "Video and audio feature sizes.",
-                        flag_values=flag_values)
-    flags.DEFINE_string("feature_names", None,
-                        "Video and audio feature names; default rgb,audio "
-                        "(frame level) or mean_rgb,mean_audio.",
-                        flag_values=flag_values)
-    flags.DEFINE_integer("num_classes", synthetic.DEFAULT_NUM_CLASSES,
-                         "Number of genre labels.", flag_values=flag_values)
+    cli.define_flag_table(_FLAGS, flag_values)
 
 
 def run_from_flags(flag_values=flags.FLAGS):
@@ -58,26 +51,24 @@ def run_from_flags(flag_values=flags.FLAGS):
     dataset.json content.
 
     Raises:
-      FlagError: naming the flag, for an impossible option.
+      FlagError: --output_dir is missing.
+      ConfigError: from the tool, naming the argument (the flag of the same
+        name; `cli.run` shows it as the flag).
     """
     if not flag_values.output_dir:
         raise FlagError("--output_dir is required")
     names = flag_values.feature_names or ",".join(
         features.default_feature_names(flag_values.frame_features))
-    names, sizes = features.parse_feature_flags(
+    names, sizes = features.parse_feature_lists(
         names, flag_values.feature_sizes)
-    try:
-        return synthetic.generate_dataset(
-            flag_values.output_dir, num_videos=flag_values.num_videos,
-            seed=flag_values.seed, num_shards=flag_values.num_shards,
-            frame_features=flag_values.frame_features,
-            min_frames=flag_values.min_frames,
-            max_frames=flag_values.max_frames, feature_sizes=sizes,
-            num_classes=flag_values.num_classes, feature_names=names,
-            log=log.info)
-    except ConfigError as e:
-        # The flags are named as the arguments.
-        raise FlagError(e.render(lambda field: f"--{field}")) from None
+    return synthetic.generate_dataset(
+        flag_values.output_dir, num_videos=flag_values.num_videos,
+        seed=flag_values.seed, num_shards=flag_values.num_shards,
+        frame_features=flag_values.frame_features,
+        min_frames=flag_values.min_frames,
+        max_frames=flag_values.max_frames, feature_sizes=sizes,
+        num_classes=flag_values.num_classes, feature_names=names,
+        log=log.info)
 
 
 def main(argv):

@@ -132,10 +132,6 @@ class InputError(DataError, ConfigError):
     with: a `DataError`, whose `{field}` places render as `ConfigError`'s."""
 
 
-def _literal(text):
-    """`text` (a path, an error message) placed into a ConfigError template."""
-    return str(text).replace("{", "{{").replace("}", "}}")
-
 _DUPLICATE_RULE = (
     "records with the same id that pass every other rule: the one whose "
     "serialized bytes have the smallest SHA-256 (first 8 bytes, big-endian) "
@@ -267,13 +263,13 @@ def build_selection(label_names=None, label_indices=None, verticals=None,
                 index = int(text)
             except ValueError:
                 raise ConfigError(
-                    f"{{label_indices}}: {_literal(repr(text))} is not an "
+                    f"{{label_indices}}: {text!r} is not an "
                     "integer class index",
                     label_indices=",".join(index_texts)) from None
             if index < 0 or (labels is not None and index not in by_index):
                 raise ConfigError(
                     f"{{label_indices}}: {index} is not a class index"
-                    + (f" of {_literal(vocabulary_file)}" if labels is not None
+                    + (f" of {vocabulary_file}" if labels is not None
                        else ""), label_indices=",".join(index_texts))
             indices.append(index)
         selected.update(indices)
@@ -284,9 +280,9 @@ def build_selection(label_names=None, label_indices=None, verticals=None,
                 lowered = {n.lower(): n for n in by_name}
                 hint = lowered.get(name.lower())
                 raise ConfigError(
-                    f"{{label_names}}: {_literal(repr(name))} is not a label "
-                    f"name in {_literal(vocabulary_file)}"
-                    + (f"; did you mean {_literal(repr(hint))}?" if hint
+                    f"{{label_names}}: {name!r} is not a label "
+                    f"name in {vocabulary_file}"
+                    + (f"; did you mean {hint!r}?" if hint
                        else ""), label_names=",".join(label_names))
             selected.add(by_name[name].index)
         parts.append("--label_names=" + ",".join(label_names))
@@ -296,9 +292,9 @@ def build_selection(label_names=None, label_indices=None, verticals=None,
             if not matched:
                 known = sorted({v for l in labels for v in l.verticals})
                 raise ConfigError(
-                    f"{{verticals}}: {_literal(repr(vertical))} is not a "
-                    f"vertical in {_literal(vocabulary_file)} (Vertical1-3); "
-                    f"known: {_literal(known)}", verticals=",".join(verticals))
+                    f"{{verticals}}: {vertical!r} is not a "
+                    f"vertical in {vocabulary_file} (Vertical1-3); "
+                    f"known: {known}", verticals=",".join(verticals))
             selected.update(matched)
         parts.append("--verticals=" + ",".join(verticals) +
                      " (labels whose Vertical1, Vertical2 or Vertical3 matches)")
@@ -661,7 +657,7 @@ def _clear_output(output_dir, overwrite):
             r"(train|validate|test)-\d{5}-of-\d{5}\.tfrecord", name))
     if existing and not overwrite:
         raise ConfigError(
-            f"{{output_dir}} already holds a subset ({_literal(existing[0])} "
+            f"{{output_dir}} already holds a subset ({existing[0]} "
             "...); set {overwrite} to replace it", output_dir=output_dir,
             overwrite=True)
     for name in existing:
@@ -726,7 +722,7 @@ def extract_subset(input_data_pattern, output_dir, frame_features=True,
         # Sorted over all globs, so the output does not depend on their order.
         paths = sorted(readers.resolve_files(input_data_pattern))
     except DataError as e:
-        raise InputError(f"{{input_data_pattern}}: {_literal(e)}",
+        raise InputError(f"{{input_data_pattern}}: {e}",
                          input_data_pattern=input_data_pattern) from None
     _clear_output(output_dir, overwrite)
     read_with = dict(feature_names=",".join(feature_names),
@@ -747,8 +743,8 @@ def extract_subset(input_data_pattern, output_dir, frame_features=True,
                     else readers.tf_error_detail(readers.tf_error_message(e)))
             if not skip_corrupt:
                 raise InputError(
-                    f"cannot read {_literal(path)} as {level}-level YouTube-8M "
-                    f"records: {_literal(text)} (read with {{feature_names}}, "
+                    f"cannot read {path} as {level}-level YouTube-8M "
+                    f"records: {text} (read with {{feature_names}}, "
                     "{feature_sizes}); set {skip_corrupt} to skip unreadable "
                     "files", **read_with, skip_corrupt=True) from None
             skipped.append({"file": path, "error": text})
@@ -762,8 +758,8 @@ def extract_subset(input_data_pattern, output_dir, frame_features=True,
     if len(skipped) == len(paths):
         raise InputError(
             "no input file of {input_data_pattern} could be read; first "
-            f"error: {_literal(skipped[0]['file'])}: "
-            f"{_literal(skipped[0]['error'])}",
+            f"error: {skipped[0]['file']}: "
+            f"{skipped[0]['error']}",
             input_data_pattern=input_data_pattern)
 
     silent = {}
