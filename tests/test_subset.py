@@ -300,7 +300,7 @@ def test_label_selection_flags(tmp_path):
     union = subset.build_selection(label_indices="20,0", verticals="Games",
                                    vocabulary_file=vocab)
     assert union.indices == (0, 20)
-    assert "--label_indices=20,0" in union.rule
+    assert "label_indices=20,0; verticals=Games" in union.rule
 
     # Selecting GAME only keeps x001 and the 20 m-videos that carry it.
     records = _frame_records()

@@ -15,24 +15,24 @@ function of plain values below (`selected_labels`, `frame_drop_reason`,
 pipeline that cuts the same subset calls these rather than restating them.
 
 1. `not_selected`: the record carries none of the selected labels. By default
-   the 17 music labels of `vocabulary.MUSIC_LABELS`; `--label_indices`,
-   `--label_names` and `--verticals` replace them by the union of what they
-   name (`--verticals` matches Vertical1, Vertical2 or Vertical3).
+   the 17 music labels of `vocabulary.MUSIC_LABELS`; `label_indices`,
+   `label_names` and `verticals` replace them by the union of what they
+   name (`verticals` matches Vertical1, Vertical2 or Vertical3).
 2. Frame level only:
-   `too_short`: fewer than `--min_frames` frames in the video view.
+   `too_short`: fewer than `min_frames` frames in the video view.
    `no_audio_signal`: the audio view has no frames, or every audio frame is
    byte-identical to the first one (YT8M stores one constant vector per second
    for a silent or missing track; a 1-frame video counts as constant).
    `frame_count_mismatch`: the audio and video views have different numbers of
    frames (the starter code's reader asserts they are equal).
    NaN or out-of-range values cannot occur: frames are uint8 codes. A frame
-   with the wrong number of bytes contradicts `--feature_sizes` and is an error.
+   with the wrong number of bytes contradicts `feature_sizes` and is an error.
 3. Video level only:
    `bad_values`: a NaN or infinite value, or a value outside the range the
    8-bit codes can dequantize to, [FEATURE_MIN, FEATURE_MAX] widened by
    RANGE_TOLERANCE, in either view.
    `no_audio_signal`: the exact audio vector (its float32 bytes) is shared by
-   at least `--repeated_audio_min_videos` distinct ids over all readable
+   at least `repeated_audio_min_videos` distinct ids over all readable
    input files (counted in the first pass, before selection). Real audio
    never averages to the same 128 floats twice; the features of a silent or
    missing track do (435 of the 28,792 videos of the 100 validate shards in
@@ -44,14 +44,14 @@ pipeline that cuts the same subset calls these rather than restating them.
 
 Splits: key(id) = the first 8 bytes of SHA-256(id bytes) as a big-endian
 unsigned integer, u = key / 2**64. With fractions (f_train, f_validate,
-f_test) from `--split_fractions`, taken exactly as decimals, a video goes to
+f_test) from `split_fractions`, taken exactly as decimals, a video goes to
 train if key < floor(f_train * 2**64), else to validate if
 key < floor((f_train + f_validate) * 2**64), else to test. Within a split,
-records are ordered by (key, id) and dealt round-robin to `--num_shards`
-shards by `writers.ShardedRecordWriter` (`split_of` is the rule). So the output depends only on the set
-of input records, not on their files, file order, machine or Python's hash
-seed; two runs give byte-identical shards (and manifest, for the same input
-paths).
+records are ordered by (key, id) and dealt round-robin to `num_shards`
+shards by `writers.ShardedRecordWriter` (`split_of` is the rule). So the
+output depends only on the set of input records, not on their files, file
+order, machine or Python's hash seed; two runs give byte-identical shards
+(and manifest, for the same input paths).
 
 Two passes over the input. The first streams every file with tf.data, parses
 records with the parse specs of `features.py` and keeps, per record that
@@ -273,7 +273,7 @@ def build_selection(label_names=None, label_indices=None, verticals=None,
                        else ""), label_indices=",".join(index_texts))
             indices.append(index)
         selected.update(indices)
-        parts.append("--label_indices=" + ",".join(str(i) for i in indices))
+        parts.append("label_indices=" + ",".join(str(i) for i in indices))
     if label_names:
         for name in label_names:
             if name not in by_name:
@@ -285,7 +285,7 @@ def build_selection(label_names=None, label_indices=None, verticals=None,
                     + (f"; did you mean {hint!r}?" if hint
                        else ""), label_names=",".join(label_names))
             selected.add(by_name[name].index)
-        parts.append("--label_names=" + ",".join(label_names))
+        parts.append("label_names=" + ",".join(label_names))
     if verticals:
         for vertical in verticals:
             matched = [l.index for l in labels if vertical in l.verticals]
@@ -296,7 +296,7 @@ def build_selection(label_names=None, label_indices=None, verticals=None,
                     f"vertical in {vocabulary_file} (Vertical1-3); "
                     f"known: {known}", verticals=",".join(verticals))
             selected.update(matched)
-        parts.append("--verticals=" + ",".join(verticals) +
+        parts.append("verticals=" + ",".join(verticals) +
                      " (labels whose Vertical1, Vertical2 or Vertical3 matches)")
     indices = tuple(sorted(selected))
     names = {i: by_index[i].name for i in indices if i in by_index}
@@ -858,7 +858,7 @@ def extract_subset(input_data_pattern, output_dir, frame_features=True,
 def _quality_rules(frame_features, min_frames, repeated_audio_min_videos):
     if frame_features:
         return {
-            "too_short": f"fewer than --min_frames={min_frames} frames in the "
+            "too_short": f"fewer than min_frames={min_frames} frames in the "
                          "video view",
             "no_audio_signal": "the audio view has no frames, or every audio "
                                "frame is byte-identical to the first",
@@ -871,6 +871,6 @@ def _quality_rules(frame_features, min_frames, repeated_audio_min_videos):
                        "in either view"),
         "no_audio_signal": (
             "the exact audio vector (float32 bytes) is shared by at least "
-            f"--repeated_audio_min_videos={repeated_audio_min_videos} distinct "
+            f"repeated_audio_min_videos={repeated_audio_min_videos} distinct "
             "ids over all readable input records"),
     }

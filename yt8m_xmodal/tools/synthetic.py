@@ -68,9 +68,12 @@ dataset.json reports it separately:
 in random order) and "oracle_with_frame_count" (the oracle ranking among
 equal-length candidates), the ceiling for a model that also counts frames.
 
-dataset.json also reports "mean_linear_cca": linear CCA fitted on the train
-split's mean features (dequantized, as a reader sees them), ridge chosen on
-validate, retrieval on each split: the classic mean-pooled baseline.
+dataset.json also reports "mean_linear_cca": linear CCA (the package's
+`subspace.LinearCCA`) fitted on the train split's mean features (dequantized,
+as a reader sees them), ridge chosen on validate, retrieval on each split:
+the classic mean-pooled baseline. Every retrieval figure here is a rank
+computed by `metrics` (`true_pair_ranks_of_scores`, `rank_metrics`), so ties
+and medians follow eval.py's conventions.
 
 The default demo set (`ensure_demo_data`) is 2,000 videos (1,600 / 200 / 200)
 of 60-300 frames at the real 1024/128 feature sizes: about 0.4 GB, enough for
