@@ -193,6 +193,28 @@ def test_split_of_matches_the_documented_rule():
     assert abs(splits["test"] / 20000 - 0.1) < 0.01
 
 
+def test_rules_as_pure_functions():
+    assert subset.selected_labels([0, 14, 3], frozenset({3, 4, 14})) == [3, 14]
+    assert subset.selected_labels([0], frozenset({3})) == []
+    assert subset.frame_drop_reason(5, 5, False, min_frames=10) == "too_short"
+    # The earlier rule wins: too short and silent is too_short.
+    assert subset.frame_drop_reason(5, 0, True, min_frames=10) == "too_short"
+    assert subset.frame_drop_reason(12, 0, False, 10) == "no_audio_signal"
+    assert subset.frame_drop_reason(12, 12, True, 10) == "no_audio_signal"
+    assert subset.frame_drop_reason(12, 11, False, 10) == "frame_count_mismatch"
+    assert subset.frame_drop_reason(12, 12, False, 10) is None
+    assert subset.video_drop_reason(False) == "bad_values"
+    assert subset.video_drop_reason(True) is None
+    # Audio hash 1 is shared by 3 distinct ids (11 twice), hash 2 by 2.
+    pairs = [(1, 10), (1, 11), (2, 13), (1, 11), (1, 12), (2, 14)]
+    assert subset.repeated_audio(pairs, 3) == {1: 3}
+    assert subset.repeated_audio(pairs, 2) == {1: 3, 2: 2}
+    assert subset.kept_copy([5, 3, 3, 9]) == 1
+    record = b"serialized record"
+    assert subset.record_digest(record) == _key(record)
+    assert subset.id_key("v1") == subset.id_key(b"v1") == _key(b"v1")
+
+
 def test_output_is_byte_identical_and_independent_of_input_files(tmp_path):
     records = _frame_records()
     _run_frame(_write_frame_shards(tmp_path / "a", records, 3), tmp_path / "out1")
