@@ -1,4 +1,5 @@
-"""Tests of `python -m yt8m_xmodal.tools.subset` on shards where the answer is known."""
+"""Tests of the subset tool (yt8m_xmodal/tools/subset.py) and its command,
+`python -m yt8m_xmodal.cli.subset`, on shards where the answer is known."""
 
 import collections
 import csv
@@ -6,6 +7,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -14,10 +16,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from yt8m_xmodal import cli
+from yt8m_xmodal.cli import FlagError
+from yt8m_xmodal.cli import subset as subset_cli
 from yt8m_xmodal.tools import subset
 from yt8m_xmodal.tools import vocabulary
 from yt8m_xmodal import writers
-from yt8m_xmodal.errors import DataError, FlagError
+from yt8m_xmodal.errors import ConfigError, DataError
 
 # Small views keep the synthetic shards tiny; they also exercise the flags.
 FRAME_NAMES = ("rgb", "audio")
@@ -116,6 +121,21 @@ def _run_frame(pattern, output_dir, **kwargs):
     return subset.extract_subset(pattern, str(output_dir), **args)
 
 
+def _run_cli(*argv):
+    """The command's path: flags parsed as on the command line."""
+    flag_values = flags.FlagValues()
+    subset_cli.define_flags(flag_values)
+    flag_values(["subset", *argv])
+    return subset_cli.run_from_flags(flag_values, progress=None)
+
+
+def _cli_error(error_class, *argv):
+    """The error the command raises, as `cli.run` prints it (flag names)."""
+    with pytest.raises(error_class) as info:
+        _run_cli(*argv)
+    return cli.flag_message(info.value)
+
+
 def _output_files(output_dir):
     return sorted(glob.glob(os.path.join(str(output_dir), "*")))
 
@@ -173,6 +193,28 @@ def test_split_of_matches_the_documented_rule():
     assert abs(splits["test"] / 20000 - 0.1) < 0.01
 
 
+def test_rules_as_pure_functions():
+    assert subset.selected_labels([0, 14, 3], frozenset({3, 4, 14})) == [3, 14]
+    assert subset.selected_labels([0], frozenset({3})) == []
+    assert subset.frame_drop_reason(5, 5, False, min_frames=10) == "too_short"
+    # The earlier rule wins: too short and silent is too_short.
+    assert subset.frame_drop_reason(5, 0, True, min_frames=10) == "too_short"
+    assert subset.frame_drop_reason(12, 0, False, 10) == "no_audio_signal"
+    assert subset.frame_drop_reason(12, 12, True, 10) == "no_audio_signal"
+    assert subset.frame_drop_reason(12, 11, False, 10) == "frame_count_mismatch"
+    assert subset.frame_drop_reason(12, 12, False, 10) is None
+    assert subset.video_drop_reason(False) == "bad_values"
+    assert subset.video_drop_reason(True) is None
+    # Audio hash 1 is shared by 3 distinct ids (11 twice), hash 2 by 2.
+    pairs = [(1, 10), (1, 11), (2, 13), (1, 11), (1, 12), (2, 14)]
+    assert subset.repeated_audio(pairs, 3) == {1: 3}
+    assert subset.repeated_audio(pairs, 2) == {1: 3, 2: 2}
+    assert subset.kept_copy([5, 3, 3, 9]) == 1
+    record = b"serialized record"
+    assert subset.record_digest(record) == _key(record)
+    assert subset.id_key("v1") == subset.id_key(b"v1") == _key(b"v1")
+
+
 def test_output_is_byte_identical_and_independent_of_input_files(tmp_path):
     records = _frame_records()
     _run_frame(_write_frame_shards(tmp_path / "a", records, 3), tmp_path / "out1")
@@ -228,8 +270,8 @@ def test_video_level_quality_rules(tmp_path):
     ]
     _write(tmp_path / "v0.tfrecord", records[::2])
     _write(tmp_path / "v1.tfrecord", records[1::2])
-    kwargs = dict(feature_names=VIDEO_NAMES, feature_sizes=SIZES, num_shards=2,
-                  progress=None)
+    kwargs = dict(frame_features=False, feature_names=VIDEO_NAMES,
+                  feature_sizes=SIZES, num_shards=2, progress=None)
     manifest = subset.extract_subset(str(tmp_path / "v*.tfrecord"),
                                      str(tmp_path / "out"), **kwargs)
     assert manifest["level"] == "video"
@@ -280,7 +322,7 @@ def test_label_selection_flags(tmp_path):
     union = subset.build_selection(label_indices="20,0", verticals="Games",
                                    vocabulary_file=vocab)
     assert union.indices == (0, 20)
-    assert "--label_indices=20,0" in union.rule
+    assert "label_indices=20,0; verticals=Games" in union.rule
 
     # Selecting GAME only keeps x001 and the 20 m-videos that carry it.
     records = _frame_records()
@@ -292,19 +334,24 @@ def test_label_selection_flags(tmp_path):
         **{s: manifest["kept"][s] for s in subset.SPLITS}, "total": 21}}]
 
 
-def test_bad_label_flags_and_vocabulary(tmp_path):
+def test_bad_label_arguments_and_vocabulary(tmp_path):
     vocab = _write_vocabulary(tmp_path / "vocabulary.csv")
-    with pytest.raises(FlagError, match=r"--label_names: 'Concertt' is not a label name"):
+    # The library names its arguments...
+    with pytest.raises(ConfigError, match=r"^label_names=Game,Concertt: "
+                                          r"'Concertt' is not a label name"):
         subset.build_selection(label_names="Game,Concertt", vocabulary_file=vocab)
-    with pytest.raises(FlagError, match="did you mean 'Concert'"):
+    with pytest.raises(ConfigError, match="did you mean 'Concert'"):
         subset.build_selection(label_names="concert", vocabulary_file=vocab)
-    with pytest.raises(FlagError, match="--label_names needs --vocabulary_file"):
+    with pytest.raises(ConfigError, match=r"^label_names=Concert cannot be "
+                                          "looked up without a vocabulary: "
+                                          "vocabulary_file=None"):
         subset.build_selection(label_names="Concert")
-    with pytest.raises(FlagError, match="--verticals: 'Music'"):
+    with pytest.raises(ConfigError, match=r"^verticals=Music: 'Music'"):
         subset.build_selection(verticals="Music", vocabulary_file=vocab)
-    with pytest.raises(FlagError, match="--label_indices: 'x3'"):
+    with pytest.raises(ConfigError, match=r"^label_indices=x3: 'x3'"):
         subset.build_selection(label_indices="x3")
-    with pytest.raises(FlagError, match="--label_indices: 7 is not a class index"):
+    with pytest.raises(ConfigError, match=r"^label_indices=7: 7 is not a "
+                                          "class index"):
         subset.build_selection(label_indices="7", vocabulary_file=vocab)
     bad = _write_vocabulary(tmp_path / "bad.csv", ("Index", "Label", "Vertical1"))
     with pytest.raises(DataError, match=r"bad\.csv lacks the column\(s\) Name, "
@@ -314,19 +361,54 @@ def test_bad_label_flags_and_vocabulary(tmp_path):
     with pytest.raises(DataError, match="names index 4 None.*'Musician'"):
         subset.build_selection(vocabulary_file=vocab)
     for fractions in ("0.8,0.1", "0.8,0.3,0.1", "a,b,c", "1.2,-0.1,-0.1"):
-        with pytest.raises(FlagError, match="--split_fractions"):
+        with pytest.raises(ConfigError, match=f"^split_fractions={fractions}"):
             subset.parse_split_fractions(fractions)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--label_names=Game,Concertt", "--vocabulary_file={vocab}"],
+     r"^--label_names=Game,Concertt: 'Concertt' is not a label name"),
+    (["--label_names=concert", "--vocabulary_file={vocab}"],
+     "did you mean 'Concert'"),
+    (["--verticals=Music", "--vocabulary_file={vocab}"],
+     r"^--verticals=Music: 'Music' is not a vertical"),
+    (["--label_indices=7", "--vocabulary_file={vocab}"],
+     r"^--label_indices=7: 7 is not a class index"),
+    (["--label_names=Concert"],
+     r"^--label_names=Concert cannot be looked up without a vocabulary: "
+     "--vocabulary_file=None"),
+    (["--split_fractions=0.8,0.3,0.1"],
+     r"^--split_fractions=0.8,0.3,0.1 must sum to 1"),
+    (["--num_shards=0"], r"^--num_shards=0 must be at least 1"),
+    (["--min_frames=0"], r"^--min_frames=0 must be at least 1"),
+    (["--repeated_audio_min_videos=1"],
+     r"^--repeated_audio_min_videos=1 must be at least 2"),
+])
+def test_command_line_errors_name_the_flags(tmp_path, argv, message):
+    vocab = _write_vocabulary(tmp_path / "vocabulary.csv")
+    text = _cli_error(ConfigError,
+                      f"--input_data_pattern={tmp_path}/*.tfrecord",
+                      f"--output_dir={tmp_path / 'out'}",
+                      *[a.format(vocab=vocab) for a in argv])
+    assert re.search(message, text), text
+
+
+def test_command_line_requires_pattern_and_output(tmp_path):
+    with pytest.raises(FlagError, match="^--output_dir is required"):
+        _run_cli(f"--input_data_pattern={tmp_path}/*.tfrecord")
+    with pytest.raises(FlagError, match="^--input_data_pattern is required"):
+        _run_cli(f"--output_dir={tmp_path}")
 
 
 def test_bad_inputs(tmp_path):
     records = _frame_records()
     pattern = _write_frame_shards(tmp_path / "in", records, 2)
-    with pytest.raises(DataError, match=r"--input_data_pattern: .*nothing\*"
-                                        r"\.tfrecord.* matches no files"):
+    with pytest.raises(DataError, match=r"^input_data_pattern=.*nothing\*"
+                                        r"\.tfrecord: .* matches no files"):
         _run_frame(str(tmp_path / "nothing*.tfrecord"), tmp_path / "out")
-    # Frames whose byte length contradicts --feature_sizes.
+    # Frames whose byte length contradicts feature_sizes.
     with pytest.raises(DataError, match=r"in0\.tfrecord.*record id 'm000'.*"
-                                        r"--feature_sizes=16,4"):
+                                        r"feature_sizes=16,4"):
         _run_frame(pattern, tmp_path / "out", feature_sizes=(16, 4))
     # Frame-level input read as video level.
     with pytest.raises(DataError, match=r"cannot read .*in0\.tfrecord as "
@@ -334,9 +416,27 @@ def test_bad_inputs(tmp_path):
         _run_frame(pattern, tmp_path / "out", frame_features=False,
                    feature_names=VIDEO_NAMES)
     manifest = _run_frame(pattern, tmp_path / "out")
-    with pytest.raises(FlagError, match="already holds a subset"):
+    with pytest.raises(ConfigError, match=r"^output_dir=.*out already holds "
+                                          "a subset .*; set overwrite=true"):
         _run_frame(pattern, tmp_path / "out")
     assert _run_frame(pattern, tmp_path / "out", overwrite=True) == manifest
+
+    # The command line names the flags.
+    flags_of_run = ["--feature_sizes=16,8", "--min_frames=10",
+                    f"--output_dir={tmp_path / 'out'}"]
+    text = _cli_error(DataError, "--input_data_pattern="
+                      f"{tmp_path / 'nothing*.tfrecord'}", *flags_of_run)
+    assert re.search(r"^--input_data_pattern=.*nothing\*\.tfrecord: .* "
+                     "matches no files", text), text
+    text = _cli_error(DataError, f"--input_data_pattern={pattern}",
+                      "--feature_sizes=16,4",
+                      f"--output_dir={tmp_path / 'out2'}")
+    assert re.search(r"in0\.tfrecord.*record id 'm000'.*--feature_sizes=16,4"
+                     ".*; set --skip_corrupt=true to skip", text), text
+    text = _cli_error(ConfigError, f"--input_data_pattern={pattern}",
+                      *flags_of_run)
+    assert re.search(r"^--output_dir=.*out already holds a subset .*; set "
+                     "--overwrite=true", text), text
 
 
 def test_corrupt_shard_with_and_without_skip_corrupt(tmp_path):
@@ -349,7 +449,7 @@ def test_corrupt_shard_with_and_without_skip_corrupt(tmp_path):
     (tmp_path / "in" / "in1.tfrecord").write_bytes(bytes(data))
     (tmp_path / "in" / "in2.tfrecord").write_bytes(b"not a tfrecord at all")
     with pytest.raises(DataError, match=r"cannot read .*in1\.tfrecord.*"
-                                        "--skip_corrupt"):
+                                        "; set skip_corrupt=true to skip"):
         _run_frame(pattern, tmp_path / "out")
     manifest = _run_frame(pattern, tmp_path / "out", skip_corrupt=True)
     assert [s["file"] for s in manifest["skipped_files"]] == [
@@ -368,27 +468,33 @@ def test_corrupt_shard_with_and_without_skip_corrupt(tmp_path):
 
 def test_flags_run_the_tool(tmp_path):
     pattern = _write_frame_shards(tmp_path / "in", _frame_records(), 2)
-    flag_values = flags.FlagValues()
-    subset.define_flags(flag_values)
-    flag_values(["subset", f"--input_data_pattern={pattern}",
-                 f"--output_dir={tmp_path / 'out'}", "--frame_features",
-                 "--feature_names=rgb,audio", "--feature_sizes=16,8",
-                 "--label_indices=3", "--min_frames=10", "--num_shards=2",
-                 "--split_fractions=0.5,0.3,0.2"])
-    manifest = subset.run_from_flags(flag_values, progress=None)
+    # --frame_features is the default, as for train, eval and inference.
+    manifest = _run_cli(f"--input_data_pattern={pattern}",
+                        f"--output_dir={tmp_path / 'out'}",
+                        "--feature_names=rgb,audio", "--feature_sizes=16,8",
+                        "--label_indices=3", "--min_frames=10",
+                        "--num_shards=2", "--split_fractions=0.5,0.3,0.2")
+    assert manifest["level"] == "frame"
+    assert manifest["tool"] == "python -m yt8m_xmodal.cli.subset"
     # Concert: 20 m-videos, q003, d001, d002.
     assert manifest["kept"]["total"] == 23
     assert manifest["num_shards"] == 2
     assert len(glob.glob(str(tmp_path / "out" / "*.tfrecord"))) == 6
+    # The same frame-level shards read with --noframe_features are an error.
+    with pytest.raises(DataError, match="as video-level"):
+        _run_cli(f"--input_data_pattern={pattern}",
+                 f"--output_dir={tmp_path / 'out2'}", "--noframe_features",
+                 "--feature_sizes=16,8")
 
 
 def test_command_line_reports_bad_pattern_without_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "yt8m_xmodal.tools.subset",
+        [sys.executable, "-m", "yt8m_xmodal.cli.subset",
          f"--input_data_pattern={tmp_path}/missing*.tfrecord",
          f"--output_dir={tmp_path / 'out'}"],
         capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0
+    assert result.returncode == 2
+    assert "error: --input_data_pattern=" in result.stderr
     assert "matches no files" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -434,7 +540,7 @@ def test_real_shards_music_count_and_silent_audio(tmp_path, shared_video_dir,
 
     pattern = ",".join(files)
     manifest = subset.extract_subset(
-        pattern, str(tmp_path / "music"), progress=None,
+        pattern, str(tmp_path / "music"), frame_features=False, progress=None,
         selection=subset.build_selection(vocabulary_file=str(shared_vocabulary)))
     music_ids = {i for i, labels, audio, _ in records
                  if labels & music and audio not in repeated}
@@ -451,6 +557,7 @@ def test_real_shards_music_count_and_silent_audio(tmp_path, shared_video_dir,
     # Every labelled video selected: exactly the repeated-audio records go.
     everything = subset.build_selection(label_indices=range(3862))
     manifest = subset.extract_subset(pattern, str(tmp_path / "all"),
+                                     frame_features=False,
                                      selection=everything, progress=None)
     assert manifest["dropped"] == {"not_selected": 0, "bad_values": 0,
                                    "no_audio_signal": REAL_REPEATED_AUDIO,

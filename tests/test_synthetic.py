@@ -11,16 +11,23 @@ from the module.
 import glob
 import json
 import os
+import subprocess
+import sys
 
+from absl import flags
 import numpy as np
 import pytest
 import scipy.linalg
 import scipy.stats
 import tensorflow as tf
 
+from yt8m_xmodal import cli
 from yt8m_xmodal import features
+from yt8m_xmodal import metrics
+from yt8m_xmodal.cli import FlagError
+from yt8m_xmodal.cli import synthetic as synthetic_cli
 from yt8m_xmodal.tools import synthetic
-from yt8m_xmodal.errors import FlagError
+from yt8m_xmodal.errors import ConfigError
 
 SMALL_SIZES = (64, 32)
 CHUNK_FRAMES = 30
@@ -206,12 +213,27 @@ def test_oracle_pair_score_is_the_gaussian_log_bayes_factor():
         synthetic._gaussian_pair_scores(xs, ys, noise, x_mask, y_mask), scores)
 
 
+def _full_matrix_metrics(scores):
+    """Metrics of the diagonal of a [N, N] score matrix, rows as queries, in
+    numpy: a tie with the true match counts against it."""
+    ranks = np.sum(scores >= np.diag(scores)[:, None], axis=1)
+    return metrics.rank_metrics(ranks, synthetic.RECALL_KS)
+
+
 def test_retrieval_metrics_by_hand():
     scores = np.array([[0.9, 0.1, 0.5],
                        [0.8, 0.2, 0.3],
                        [0.1, 0.2, 0.7]])
-    # True matches rank 1, 3 and 1.
-    result = synthetic.retrieval_metrics(scores)
+    # True matches rank 1, 3 and 1, also scored in blocks of 2 queries.
+    ranks = metrics.true_pair_ranks_of_scores(
+        lambda start, stop: scores[start:stop], 3, chunk_size=2)
+    assert ranks.tolist() == [1, 3, 1]
+    # A tie with the true match counts against it; -inf ranks last.
+    tied = np.array([[0.5, 0.5, -np.inf], [0.1, 0.2, 0.3], [0.0, 0.0, 0.0]])
+    assert metrics.true_pair_ranks_of_scores(
+        lambda start, stop: tied[start:stop], 3).tolist() == [2, 2, 3]
+    result = _full_matrix_metrics(scores)
+    assert result == metrics.rank_metrics(ranks, synthetic.RECALL_KS)
     assert result["recall@1"] == pytest.approx(2 / 3)
     assert result["recall@5"] == 1.0
     assert result["median_rank"] == 1.0
@@ -241,14 +263,14 @@ def test_blockwise_oracle_metrics_match_the_full_matrix(monkeypatch):
     monkeypatch.setattr(synthetic, "_QUERY_BLOCK", 8)
     result = synthetic.both_directions(
         synthetic._oracle_rows, views["audio"], views["video"], num)
-    assert result["audio_to_video"] == synthetic.retrieval_metrics(full)
-    assert result["video_to_audio"] == synthetic.retrieval_metrics(full.T)
+    assert result["audio_to_video"] == _full_matrix_metrics(full)
+    assert result["video_to_audio"] == _full_matrix_metrics(full.T)
     # Among equal lengths only: other lengths rank last.
     same = lengths[:, None] == lengths[None, :]
     restricted = synthetic.both_directions(
         synthetic._oracle_rows_same_length, views["audio"], views["video"],
         num)
-    assert restricted["audio_to_video"] == synthetic.retrieval_metrics(
+    assert restricted["audio_to_video"] == _full_matrix_metrics(
         np.where(same, full, -np.inf))
 
 
@@ -411,14 +433,99 @@ def test_dataset_json_mean_cca_matches_an_independent_cca(small_set):
             assert result[key] == pytest.approx(expected[key], abs=0.02), key
 
 
-def test_bad_options_raise_flag_errors(tmp_path):
-    with pytest.raises(FlagError, match="--min_frames"):
+def _reference_correlations(audio, video, ridge):
+    """The generalized eigenvalues of `_fit_cca`'s problem, largest first:
+    the regularized canonical correlations."""
+    joint = np.concatenate([audio - audio.mean(0), video - video.mean(0)], 1)
+    da = audio.shape[1]
+    cov = joint.T @ joint / (len(joint) - 1)
+    off = np.zeros_like(cov)
+    off[:da, da:] = cov[:da, da:]
+    off[da:, :da] = cov[da:, :da]
+    block = np.zeros_like(cov)
+    for part in (slice(0, da), slice(da, None)):
+        sub = cov[part, part]
+        block[part, part] = sub + ridge * np.trace(sub) / len(sub) * np.eye(
+            len(sub))
+    return np.sort(scipy.linalg.eigh(off, block, eigvals_only=True))[::-1]
+
+
+def test_linear_cca_matches_the_reference_cca():
+    # Two views of a shared 6-d latent, with view noise and offsets.
+    rng = np.random.default_rng(4)
+    latent = rng.standard_normal((400, 6))
+    audio = (latent @ rng.standard_normal((6, 12)) * 0.1 + 0.5
+             + 0.1 * rng.standard_normal((400, 12)))
+    video = (latent @ rng.standard_normal((6, 20)) * 0.2 - 1.0
+             + 0.3 * rng.standard_normal((400, 20)))
+    means = {"train": (audio[:300], video[:300]),
+             "validate": (audio[300:], video[300:])}
+    ridge, k, model = synthetic.select_mean_linear_cca(
+        means, ridges=(1e-2, 1e-1), components=(4, 8))
+    assert (ridge, k) in {(r, c) for r in (1e-2, 1e-1) for c in (4, 8)}
+    np.testing.assert_allclose(
+        model.correlations.numpy()[:k],
+        _reference_correlations(*means["train"], ridge)[:k], atol=1e-10)
+    reference = _embed_means(_fit_cca(*means["train"], ridge), k,
+                             means["validate"])
+    reference = [e / np.linalg.norm(e, axis=1, keepdims=True)
+                 for e in reference]
+    a, v = synthetic.linear_cca_embeddings(model, *means["validate"], k)
+    # Cosine scores do not depend on the sign or scale of each component.
+    np.testing.assert_allclose(a @ v.T, reference[0] @ reference[1].T,
+                               atol=1e-9)
+    np.testing.assert_allclose(a @ a.T, reference[0] @ reference[0].T,
+                               atol=1e-9)
+
+
+def test_bad_options_name_the_argument(tmp_path):
+    with pytest.raises(ConfigError, match=r"^min_frames=200 and max_frames=100 "
+                                          r"need 1 <= min_frames <= max_frames"):
         synthetic.generate_dataset(str(tmp_path), num_videos=40,
                                    min_frames=200, max_frames=100)
-    with pytest.raises(FlagError, match="--num_videos"):
+    with pytest.raises(ConfigError, match=r"^num_videos=3 must be at least 30"):
         synthetic.generate_dataset(str(tmp_path), num_videos=3)
-    with pytest.raises(FlagError, match="--num_shards"):
+    with pytest.raises(ConfigError, match=r"^num_shards=0 must be >= 1"):
         synthetic.generate_dataset(str(tmp_path), num_videos=40, num_shards=0)
+    assert not os.listdir(tmp_path)
+
+
+def _run_cli(*argv):
+    flag_values = flags.FlagValues()
+    synthetic_cli.define_flags(flag_values)
+    flag_values(["synthetic", *argv])
+    return synthetic_cli.run_from_flags(flag_values)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--num_videos=40", "--min_frames=200", "--max_frames=100"],
+     "--min_frames=200 and --max_frames=100 need 1 <= min_frames <= "
+     "max_frames"),
+    (["--num_shards=0"], "--num_shards=0 must be >= 1"),
+    (["--num_classes=1"], "--num_classes=1 must be >= 2"),
+])
+def test_command_line_errors_name_the_flags(tmp_path, argv, message):
+    with pytest.raises(ConfigError) as info:
+        _run_cli(f"--output_dir={tmp_path}", *argv)
+    # As cli.run prints it.
+    assert cli.flag_message(info.value) == message
+
+
+def test_command_line_writes_the_set(tmp_path):
+    with pytest.raises(FlagError, match=r"^--output_dir is required"):
+        _run_cli("--num_videos=40")
+    info = _run_cli(f"--output_dir={tmp_path / 'out'}", "--num_videos=30",
+                    "--num_shards=1", "--feature_sizes=16,8",
+                    "--max_frames=60", "--noframe_features")
+    assert info["feature_names"] == ["mean_rgb", "mean_audio"]
+    assert info["frame_features"] is False
+    result = subprocess.run(
+        [sys.executable, "-m", "yt8m_xmodal.cli.synthetic",
+         f"--output_dir={tmp_path / 'x'}", "--num_videos=3"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "error: --num_videos=3 must be at least 30" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_ensure_demo_data_generates_once(tmp_path, monkeypatch):

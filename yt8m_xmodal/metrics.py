@@ -426,6 +426,38 @@ def true_pair_ranks(queries, gallery, chunk_size=None, cosine=True):
     return _ranks_and_average_precision(q, g, rows, cosine)[0]
 
 
+def true_pair_ranks_of_scores(score_rows, num_queries, chunk_size=None):
+    """Rank of each query's true match under any pairwise score.
+
+    For scores that are not a similarity of two embeddings (a likelihood
+    ratio, a masked score); `true_pair_ranks` covers embeddings. The rank and
+    its ties follow the module docstring, in the scores' own dtype.
+
+    Args:
+      score_rows: callable(start, stop) -> [stop - start, M] scores (numpy or
+        tensor, any float dtype) of queries start..stop-1 against the whole
+        gallery; the true match of query i is gallery column i.
+      num_queries: N, the number of queries.
+      chunk_size: query rows per call; default fills SCORE_BLOCK_ELEMENTS
+        for a gallery of N.
+
+    Returns:
+      int64 numpy array [N] of ranks in 1..M.
+
+    Example:
+      >>> scores = np.array([[0.9, 0.1], [0.8, 0.2]])
+      >>> true_pair_ranks_of_scores(lambda a, b: scores[a:b], 2).tolist()
+      [1, 2]
+    """
+    rows = _chunk_rows(chunk_size, num_queries, SCORE_BLOCK_ELEMENTS)
+    ranks = []
+    for start in range(0, num_queries, rows):
+        stop = min(num_queries, start + rows)
+        scores = tf.convert_to_tensor(score_rows(start, stop))
+        ranks.append(_true_pair_ranks_of_block(scores, start).numpy())
+    return np.concatenate(ranks).astype(np.int64)
+
+
 def rank_metrics(ranks, top_k=DEFAULT_TOP_K):
     """Recall@K, median rank, mean rank and MRR from true-pair ranks.
 

@@ -90,6 +90,8 @@ log = logging.getLogger("yt8m_xmodal")
 # Every TFRecord is framed as: uint64 length, uint32 CRC of the length, the
 # data, uint32 CRC of the data (tensorflow/core/lib/io/record_writer.cc).
 TFRECORD_FRAMING_BYTES = 16
+# The length and its CRC, before the data.
+TFRECORD_HEADER_BYTES = 12
 
 SKIP_REASONS = (
     "corrupt_shard",
@@ -123,6 +125,7 @@ _TF_RECORD_NAME = re.compile(r"(?:example id|Name): ([^,\s]+)")
 # How TF's parse ops quote a record that is not a protobuf: its bytes to the
 # end of the message, or to the first NUL byte.
 _QUOTED_RECORD = re.compile(r"value: '.*", re.DOTALL)
+_UNQUOTED_RECORD = "value: <not a protobuf>"
 
 
 def resolve_files(data_pattern):
@@ -178,9 +181,8 @@ def iterate(batches, data_pattern=None):
             # TF quotes the bytes of a record it cannot parse in its error
             # message, and fails to decode that message when they are not
             # UTF-8; the message itself is in `error.object`.
-            raise _named(_data_error_from_text(
-                error.object.decode("utf-8", errors="replace")),
-                data_pattern) from None
+            raise _named(_data_error_from_text(tf_error_message(error)),
+                         data_pattern) from None
         yield batch
 
 
@@ -206,22 +208,58 @@ def _named(error, data_pattern):
 
 def as_data_error(error):
     """The `DataError` for a `tf.errors.OpError` from a reader's pipeline."""
-    return _data_error_from_text(error.message or str(error))
+    return _data_error_from_text(tf_error_message(error))
 
 
-def _data_error_from_text(message):
+def tf_error_message(error):
+    """The text of an error TF raised from inside tf.data.
+
+    `error` is a `tf.errors.OpError`, or the `UnicodeDecodeError` TF raises
+    when its message quotes the bytes of a record it cannot parse and they are
+    not UTF-8 (the message itself is then in `error.object`).
+    """
+    if isinstance(error, UnicodeDecodeError):
+        return error.object.decode("utf-8", errors="replace")
+    return error.message or str(error)
+
+
+def tf_error_detail(message):
+    """The useful line of a TF error message (see `tf_error_message`)."""
     # A record that is not a protobuf is quoted in full: drop its bytes.
-    message = _QUOTED_RECORD.sub("value: <not a protobuf>", message)
-    marked = _MARKED_ERROR.search(message)
-    if marked:
-        return DataError(marked.group(1))
+    message = _QUOTED_RECORD.sub(_UNQUOTED_RECORD, message)
     # Drop TF's "{{function_node ...}}" and "[[{{node ...}}]]" tags, the
     # tf.data transformation prefix and the op trailer.
     detail = re.sub(r"\s*\[\[\{\{node [^}]*\}\}\]\]", "", message)
     detail = re.sub(r"\{\{[^}]*\}\}\s*", "", detail)
     detail = re.sub(r"Error in user-defined function passed to \S+ "
                     r"transformation with iterator: \S+:\s*", "", detail)
-    detail = detail.split(" [Op:")[0].split("\n")[0].strip()
+    return detail.split(" [Op:")[0].split("\n")[0].strip()
+
+
+def shard_shortfall(path, bytes_read, size):
+    """Why a shard's readable records do not cover it, or None if they do.
+
+    TFRecordDataset ends quietly at a cut inside a record's length header (and
+    `ignore_errors` at any unreadable record), losing the records after it:
+    only comparing the framed bytes read with the file size tells.
+
+    Args:
+      path: the shard.
+      bytes_read: the records' lengths plus TFRECORD_FRAMING_BYTES each.
+      size: the file size in bytes.
+    """
+    if bytes_read == size:
+        return None
+    return (f"shard {path} is truncated or corrupt: its readable records "
+            f"cover {bytes_read} of its {size} bytes")
+
+
+def _data_error_from_text(message):
+    message = _QUOTED_RECORD.sub(_UNQUOTED_RECORD, message)
+    marked = _MARKED_ERROR.search(message)
+    if marked:
+        return DataError(marked.group(1))
+    detail = tf_error_detail(message)
     named = _TF_RECORD_NAME.search(message)
     if named:
         return DataError(f"record {named.group(1)} cannot be read: {detail}")
@@ -388,11 +426,8 @@ class _BaseReader:
 
     def _report_shard(self, path, bytes_read, size):
         def report(path, bytes_read, size):
-            path = path.numpy().decode()
-            description = (
-                f"shard {path} is truncated or corrupt: its readable records "
-                f"cover {int(bytes_read)} of its {int(size)} bytes")
-            self._fail_or_count("corrupt_shard", description)
+            self._fail_or_count("corrupt_shard", shard_shortfall(
+                path.numpy().decode(), int(bytes_read), int(size)))
             return []
         tf.py_function(report, [path, bytes_read, size], [])
 

@@ -182,3 +182,27 @@ class LinearCCA(keras.layers.Layer):
         config.update(subspace_dim=self.subspace_dim, r1=self.r1, r2=self.r2,
                       eps=self.eps)
         return config
+
+
+def fit_linear_cca(video, audio, subspace_dim, r1=DEFAULT_RIDGE,
+                   r2=DEFAULT_RIDGE, eps=DEFAULT_EPS):
+    """A `LinearCCA` fitted on paired rows held in memory, in one call.
+
+    Args:
+      video: [N, d1] array (numpy or tensor) of one view.
+      audio: [N, d2] array of the other view, rows paired with `video`.
+      subspace_dim, r1, r2, eps: as for `LinearCCA`.
+
+    Returns:
+      The fitted layer: `project_video` / `project_audio` give the canonical
+      variates (float64 for float64 input; `.numpy()` for arrays), and the
+      first j of its k columns are the fit with `subspace_dim=j`.
+
+    Example:
+      >>> cca = fit_linear_cca(video, audio, subspace_dim=16, r1=1e-2, r2=1e-2)
+      >>> audio_variates = cca.project_audio(audio).numpy()
+    """
+    cca = LinearCCA(subspace_dim, r1=r1, r2=r2, eps=eps)
+    cca.update_state(video, audio)
+    cca.fit()
+    return cca

@@ -24,6 +24,11 @@ class FlagError(ValueError):
     """A command-line flag, or a combination of flags, that cannot work."""
 
 
+# The absl definition of a flag whose default has this type (else a string).
+_DEFINE_BY_TYPE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
+                   float: flags.DEFINE_float}
+
+
 def _flag_text(value):
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value)
@@ -56,10 +61,23 @@ def define_config_flags(config_class, names=None):
             continue
         default = field.default
         kind = field.type if isinstance(field.type, type) else type(default)
-        define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
-                  float: flags.DEFINE_float}.get(kind, flags.DEFINE_string)
+        define = _DEFINE_BY_TYPE.get(kind, flags.DEFINE_string)
         define(field.name, _flag_text(default), field.metadata["help"],
                module_name=_calling_command())
+
+
+def define_flag_table(table, flag_values=flags.FLAGS):
+    """Defines a tool's flags from (name, default, help) rows on
+    `flag_values`; the default's type gives the flag's (None: a string)."""
+    # As absl names the module defining a flag: --help lists the main
+    # module's (sys.argv[0]) flags.
+    module = _calling_command()
+    if module == "__main__":
+        module = sys.argv[0]
+    for name, default, help_text in table:
+        define = _DEFINE_BY_TYPE.get(type(default), flags.DEFINE_string)
+        define(name, default, help_text, flag_values=flag_values,
+               module_name=module)
 
 
 def set_flags(config_class):

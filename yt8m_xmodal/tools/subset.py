@@ -1,6 +1,6 @@
 r"""Cuts a reproducible music subset out of YouTube-8M shards.
 
-    python -m yt8m_xmodal.tools.subset \
+    python -m yt8m_xmodal.cli.subset --noframe_features \
         --input_data_pattern=/data/yt8m/video/train*.tfrecord \
         --output_dir=/data/yt8m_music --vocabulary_file=/data/yt8m/vocabulary.csv
 
@@ -9,27 +9,30 @@ the input's own YT8M format (each kept record's original bytes, unchanged) and
 a `manifest.json` that says what was kept, what was dropped and why.
 
 Rules, applied to every record in this order; a record dropped by one rule is
-counted under that reason only (`manifest.json`, "dropped"):
+counted under that reason only (`manifest.json`, "dropped"). Each is a pure
+function of plain values below (`selected_labels`, `frame_drop_reason`,
+`video_drop_reason`, `repeated_audio`, `kept_copy`, `split_of`), so another
+pipeline that cuts the same subset calls these rather than restating them.
 
 1. `not_selected`: the record carries none of the selected labels. By default
-   the 17 music labels of `vocabulary.MUSIC_LABELS`; `--label_indices`,
-   `--label_names` and `--verticals` replace them by the union of what they
-   name (`--verticals` matches Vertical1, Vertical2 or Vertical3).
+   the 17 music labels of `vocabulary.MUSIC_LABELS`; `label_indices`,
+   `label_names` and `verticals` replace them by the union of what they
+   name (`verticals` matches Vertical1, Vertical2 or Vertical3).
 2. Frame level only:
-   `too_short`: fewer than `--min_frames` frames in the video view.
+   `too_short`: fewer than `min_frames` frames in the video view.
    `no_audio_signal`: the audio view has no frames, or every audio frame is
    byte-identical to the first one (YT8M stores one constant vector per second
    for a silent or missing track; a 1-frame video counts as constant).
    `frame_count_mismatch`: the audio and video views have different numbers of
    frames (the starter code's reader asserts they are equal).
    NaN or out-of-range values cannot occur: frames are uint8 codes. A frame
-   with the wrong number of bytes contradicts `--feature_sizes` and is an error.
+   with the wrong number of bytes contradicts `feature_sizes` and is an error.
 3. Video level only:
    `bad_values`: a NaN or infinite value, or a value outside the range the
    8-bit codes can dequantize to, [FEATURE_MIN, FEATURE_MAX] widened by
    RANGE_TOLERANCE, in either view.
    `no_audio_signal`: the exact audio vector (its float32 bytes) is shared by
-   at least `--repeated_audio_min_videos` distinct ids over all readable
+   at least `repeated_audio_min_videos` distinct ids over all readable
    input files (counted in the first pass, before selection). Real audio
    never averages to the same 128 floats twice; the features of a silent or
    missing track do (435 of the 28,792 videos of the 100 validate shards in
@@ -41,35 +44,41 @@ counted under that reason only (`manifest.json`, "dropped"):
 
 Splits: key(id) = the first 8 bytes of SHA-256(id bytes) as a big-endian
 unsigned integer, u = key / 2**64. With fractions (f_train, f_validate,
-f_test) from `--split_fractions`, taken exactly as decimals, a video goes to
+f_test) from `split_fractions`, taken exactly as decimals, a video goes to
 train if key < floor(f_train * 2**64), else to validate if
 key < floor((f_train + f_validate) * 2**64), else to test. Within a split,
-records are ordered by (key, id) and dealt round-robin to `--num_shards`
-shards by `writers.ShardedRecordWriter`. So the output depends only on the set
-of input records, not on their files, file order, machine or Python's hash
-seed; two runs give byte-identical shards (and manifest, for the same input
-paths).
+records are ordered by (key, id) and dealt round-robin to `num_shards`
+shards by `writers.ShardedRecordWriter` (`split_of` is the rule). So the
+output depends only on the set of input records, not on their files, file
+order, machine or Python's hash seed; two runs give byte-identical shards
+(and manifest, for the same input paths).
 
 Two passes over the input. The first streams every file with tf.data, parses
 records with the parse specs of `features.py` and keeps, per record that
 passes rules 1-3, only (id, key, digest, labels, file, byte offset), plus one
 (audio hash, id hash) pair per record at video level: memory is O(number of
 videos) small hashes, never features. The second pass reads each kept record
-back by its byte offset (the TFRecord framing is 8 bytes length, 4 bytes CRC,
-data, 4 bytes CRC), checks its digest and writes it. Inputs must therefore be
-uncompressed TFRecords, as YT8M is.
+back by its byte offset (the TFRecord framing of `readers`), checks its
+digest and writes it. Inputs must therefore be uncompressed TFRecords, as
+YT8M is.
 
 A file that cannot be read or parsed is a DataError naming it; with
-`--skip_corrupt` it is skipped as a whole (also records read from it before
+`skip_corrupt` it is skipped as a whole (also records read from it before
 the error), and listed with the error in the manifest's "skipped_files".
 `manifest.json` is written last: its presence marks a finished run.
+
+Bad arguments raise `ConfigError` naming the argument; the command line
+(`yt8m_xmodal/cli/subset.py`, whose flags are named as the arguments here)
+shows them as flags.
 """
 
 import array
 import collections
 import dataclasses
 import fractions
+import functools
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -77,17 +86,14 @@ import struct
 import sys
 import time
 
-from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from yt8m_xmodal import cli
 from yt8m_xmodal import features
 from yt8m_xmodal import readers
 from yt8m_xmodal.tools import vocabulary
 from yt8m_xmodal import writers
-from yt8m_xmodal.cli import FlagError
-from yt8m_xmodal.errors import DataError
+from yt8m_xmodal.errors import ConfigError, DataError
 
 SPLITS = ("train", "validate", "test")
 DEFAULT_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -111,10 +117,6 @@ FRAME_DROP_REASONS = ("not_selected", "too_short", "no_audio_signal",
 VIDEO_DROP_REASONS = ("not_selected", "bad_values", "no_audio_signal",
                       "duplicate_id")
 
-# TFRecord framing: uint64 length, uint32 masked CRC of the length, data,
-# uint32 masked CRC of the data (tensorflow/core/lib/io/record_writer.h).
-_RECORD_HEADER_BYTES = 12
-_RECORD_OVERHEAD_BYTES = 16
 _HASH_BYTES = 8
 # Records per tf.data batch: a frame-level record is ~400 KB, a video-level
 # one ~5 KB, so a batch stays within a few tens of MB at either level.
@@ -122,6 +124,13 @@ _FRAME_BATCH_SIZE = 32
 _VIDEO_BATCH_SIZE = 256
 _MAX_OPEN_FILES = 32
 MANIFEST_NAME = "manifest.json"
+TOOL_COMMAND = "python -m yt8m_xmodal.cli.subset"
+
+
+class InputError(DataError, ConfigError):
+    """Bad input data, in a message that also names the arguments it was read
+    with: a `DataError`, whose `{field}` places render as `ConfigError`'s."""
+
 
 _DUPLICATE_RULE = (
     "records with the same id that pass every other rule: the one whose "
@@ -191,7 +200,7 @@ def _as_list(value):
 
 def build_selection(label_names=None, label_indices=None, verticals=None,
                     vocabulary_file=None):
-    """Builds the label selection from the flags.
+    """Builds the label selection from the tool's label arguments.
 
     Args:
       label_names: comma string or list of vocabulary names.
@@ -205,8 +214,8 @@ def build_selection(label_names=None, label_indices=None, verticals=None,
       built-in `vocabulary.MUSIC_LABELS` when all three are empty.
 
     Raises:
-      FlagError: naming the flag, for an unknown name, vertical or index, or
-        a missing `--vocabulary_file`.
+      ConfigError: naming the argument, for an unknown name, vertical or
+        index, or names without `vocabulary_file`.
       DataError: naming the file, for a vocabulary with the wrong columns, or
         one that disagrees with the built-in music labels.
     """
@@ -222,9 +231,12 @@ def build_selection(label_names=None, label_indices=None, verticals=None,
     index_texts = _as_list(label_indices)
 
     if (label_names or verticals) and labels is None:
-        flag = "--label_names" if label_names else "--verticals"
-        raise FlagError(f"{flag} needs --vocabulary_file (the official "
-                        "YouTube-8M vocabulary.csv) to look the names up")
+        field, value = (("label_names", label_names) if label_names
+                        else ("verticals", verticals))
+        raise ConfigError(
+            f"{{{field}}} cannot be looked up without a vocabulary: "
+            "{vocabulary_file}; give the official YouTube-8M vocabulary.csv",
+            **{field: ",".join(value)}, vocabulary_file=None)
 
     if not (label_names or verticals or index_texts):
         if labels is not None:
@@ -235,7 +247,7 @@ def build_selection(label_names=None, label_indices=None, verticals=None,
                         f"vocabulary file {vocabulary_file} names index {index} "
                         f"{found!r}, but the built-in music label {index} is "
                         f"{name!r} (2018 vocabulary); select labels explicitly "
-                        "with --label_indices or --label_names")
+                        "by index or name")
         names = dict(vocabulary.MUSIC_LABELS)
         rule = ("a video is kept if its labels include at least one of the 17 "
                 "built-in music labels (vocabulary.MUSIC_LABELS, 2018 "
@@ -250,36 +262,41 @@ def build_selection(label_names=None, label_indices=None, verticals=None,
             try:
                 index = int(text)
             except ValueError:
-                raise FlagError(f"--label_indices: {text!r} is not an integer "
-                                "class index") from None
+                raise ConfigError(
+                    f"{{label_indices}}: {text!r} is not an "
+                    "integer class index",
+                    label_indices=",".join(index_texts)) from None
             if index < 0 or (labels is not None and index not in by_index):
-                raise FlagError(
-                    f"--label_indices: {index} is not a class index"
-                    + (f" of {vocabulary_file}" if labels is not None else ""))
+                raise ConfigError(
+                    f"{{label_indices}}: {index} is not a class index"
+                    + (f" of {vocabulary_file}" if labels is not None
+                       else ""), label_indices=",".join(index_texts))
             indices.append(index)
         selected.update(indices)
-        parts.append("--label_indices=" + ",".join(str(i) for i in indices))
+        parts.append("label_indices=" + ",".join(str(i) for i in indices))
     if label_names:
         for name in label_names:
             if name not in by_name:
                 lowered = {n.lower(): n for n in by_name}
                 hint = lowered.get(name.lower())
-                raise FlagError(
-                    f"--label_names: {name!r} is not a label name in "
-                    f"{vocabulary_file}"
-                    + (f"; did you mean {hint!r}?" if hint else ""))
+                raise ConfigError(
+                    f"{{label_names}}: {name!r} is not a label "
+                    f"name in {vocabulary_file}"
+                    + (f"; did you mean {hint!r}?" if hint
+                       else ""), label_names=",".join(label_names))
             selected.add(by_name[name].index)
-        parts.append("--label_names=" + ",".join(label_names))
+        parts.append("label_names=" + ",".join(label_names))
     if verticals:
         for vertical in verticals:
             matched = [l.index for l in labels if vertical in l.verticals]
             if not matched:
                 known = sorted({v for l in labels for v in l.verticals})
-                raise FlagError(
-                    f"--verticals: {vertical!r} is not a vertical in "
-                    f"{vocabulary_file} (Vertical1-3); known: {known}")
+                raise ConfigError(
+                    f"{{verticals}}: {vertical!r} is not a "
+                    f"vertical in {vocabulary_file} (Vertical1-3); "
+                    f"known: {known}", verticals=",".join(verticals))
             selected.update(matched)
-        parts.append("--verticals=" + ",".join(verticals) +
+        parts.append("verticals=" + ",".join(verticals) +
                      " (labels whose Vertical1, Vertical2 or Vertical3 matches)")
     indices = tuple(sorted(selected))
     names = {i: by_index[i].name for i in indices if i in by_index}
@@ -290,33 +307,105 @@ def build_selection(label_names=None, label_indices=None, verticals=None,
 
 
 def parse_split_fractions(text):
-    """Parses `--split_fractions` into three exact `fractions.Fraction`s.
+    """Parses `split_fractions` (a "0.8,0.1,0.1" string or three numbers)
+    into three exact `fractions.Fraction`s, each number taken as a decimal.
 
     Raises:
-      FlagError: unless there are three non-negative numbers summing to 1.
+      ConfigError: unless there are three non-negative numbers summing to 1.
     """
     parts = _as_list(text) if isinstance(text, str) else [str(t) for t in text]
+    shown = ",".join(parts)
     try:
         values = tuple(fractions.Fraction(p) for p in parts)
     except (ValueError, ZeroDivisionError):
-        raise FlagError(f"--split_fractions={text!r} must be three numbers "
-                        "for train,validate,test, e.g. 0.8,0.1,0.1") from None
+        raise ConfigError("{split_fractions} must be three numbers for "
+                          "train,validate,test, e.g. 0.8,0.1,0.1",
+                          split_fractions=shown) from None
     if len(values) != 3 or any(v < 0 for v in values):
-        raise FlagError(f"--split_fractions={text!r} must be three "
-                        "non-negative numbers for train,validate,test")
+        raise ConfigError("{split_fractions} must be three non-negative "
+                          "numbers for train,validate,test",
+                          split_fractions=shown)
     if abs(sum(values) - 1) > fractions.Fraction(1, 10**6):
-        raise FlagError(f"--split_fractions={text!r} must sum to 1, "
-                        f"not {float(sum(values))}")
+        raise ConfigError(f"{{split_fractions}} must sum to 1, not "
+                          f"{float(sum(values))}", split_fractions=shown)
     return values
+
+
+# ----------------------------------------------------------------------------
+# The rules, as pure functions of plain values (see the module docstring)
+
+
+def selected_labels(labels, selected):
+    """Rule 1: the record's labels that are in `selected` (a set of class
+    indices), sorted; empty means the record is dropped as not_selected."""
+    return sorted(selected.intersection(labels))
+
+
+def frame_drop_reason(video_frames, audio_frames, audio_constant, min_frames):
+    """Rule 2 (frame level): why a selected record is dropped, or None.
+
+    Args:
+      video_frames, audio_frames: frames in each view.
+      audio_constant: every audio frame is byte-identical to the first.
+      min_frames: fewer video frames are too_short.
+    """
+    if video_frames < min_frames:
+        return "too_short"
+    if audio_frames == 0 or audio_constant:
+        return "no_audio_signal"
+    if audio_frames != video_frames:
+        return "frame_count_mismatch"
+    return None
+
+
+def video_drop_reason(values_in_range):
+    """Rule 3 (video level, per record): why a selected record is dropped, or
+    None. `values_in_range`: every value of both views is finite and inside
+    [FEATURE_MIN, FEATURE_MAX] widened by RANGE_TOLERANCE."""
+    return None if values_in_range else "bad_values"
+
+
+def repeated_audio(pairs, min_videos):
+    """Rule 3 (video level, over all records): the silent-track vectors.
+
+    Args:
+      pairs: (audio hash, id key) of every readable record, in any order and
+        with repeats: an [n, 2] uint64 array or a sequence of pairs.
+      min_videos: an audio vector shared by this many distinct ids carries no
+        signal.
+
+    Returns:
+      {audio hash: number of distinct ids} of the audio vectors to drop.
+    """
+    pairs = np.unique(np.asarray(pairs, np.uint64).reshape(-1, 2), axis=0)
+    hashes, counts = np.unique(pairs[:, 0], return_counts=True)
+    return {int(h): int(c) for h, c in zip(hashes, counts) if c >= min_videos}
+
+
+def kept_copy(digests):
+    """Rule 4: which of the records left with one id is kept: the index of the
+    smallest `record_digest` (the first of equal ones)."""
+    return min(range(len(digests)), key=digests.__getitem__)
+
+
+def _hash64(data):
+    return int.from_bytes(hashlib.sha256(data).digest()[:_HASH_BYTES], "big")
+
+
+def record_digest(serialized):
+    """The duplicate rule's digest of a serialized record: the first 8 bytes
+    of its SHA-256, as a big-endian unsigned integer."""
+    return _hash64(serialized)
 
 
 def id_key(video_id):
     """The split and order key of an id: SHA-256 prefix as an integer."""
     if isinstance(video_id, str):
         video_id = video_id.encode()
-    return int.from_bytes(hashlib.sha256(video_id).digest()[:_HASH_BYTES], "big")
+    return _hash64(video_id)
 
 
+@functools.lru_cache(maxsize=None)
 def _split_thresholds(split_fractions):
     total = 2 ** (8 * _HASH_BYTES)
     first = split_fractions[0]
@@ -324,11 +413,18 @@ def _split_thresholds(split_fractions):
 
 
 def split_of(video_id, split_fractions=DEFAULT_SPLIT_FRACTIONS):
-    """The split ("train", "validate" or "test") an id goes to."""
+    """The split ("train", "validate" or "test") an id goes to.
+
+    Args:
+      video_id: str or bytes.
+      split_fractions: train, validate, test fractions: three
+        `fractions.Fraction`s (as `parse_split_fractions` returns), or
+        anything it parses.
+    """
     if not all(isinstance(f, fractions.Fraction) for f in split_fractions):
-        split_fractions = parse_split_fractions([str(f) for f in split_fractions])
+        split_fractions = parse_split_fractions(split_fractions)
     key = id_key(video_id)
-    train_end, validate_end = _split_thresholds(split_fractions)
+    train_end, validate_end = _split_thresholds(tuple(split_fractions))
     if key < train_end:
         return "train"
     return "validate" if key < validate_end else "test"
@@ -336,16 +432,6 @@ def split_of(video_id, split_fractions=DEFAULT_SPLIT_FRACTIONS):
 
 # ----------------------------------------------------------------------------
 # Files
-
-
-def _tf_error_text(error):
-    """The useful line of a tf.errors.OpError raised from inside tf.data."""
-    text = getattr(error, "message", str(error)).strip().splitlines()[0]
-    text = re.sub(r"\{\{[^}]*\}\}\s*", "", text)
-    text = re.sub(r"Error in user-defined function passed to \S+ "
-                  r"transformation with iterator: \S+:\s*", "", text)
-    text = re.sub(r"\s*\[Op:\w+\].*$", "", text)
-    return text.rstrip(". ")
 
 
 def _file_sha256(path):
@@ -374,9 +460,9 @@ class _RecordFetcher:
                 self._open.popitem(last=False)[1].close()
         self._open[file_index] = f
         f.seek(offset)
-        header = f.read(_RECORD_HEADER_BYTES)
+        header = f.read(readers.TFRECORD_HEADER_BYTES)
         data = f.read(length)
-        if (len(header) != _RECORD_HEADER_BYTES
+        if (len(header) != readers.TFRECORD_HEADER_BYTES
                 or struct.unpack("<Q", header[:8])[0] != length
                 or len(data) != length
                 or hashlib.sha256(data).digest()[:_HASH_BYTES] != digest):
@@ -496,12 +582,8 @@ class _Scan:
         return len(self.ids)
 
 
-def _hash64(data):
-    return int.from_bytes(hashlib.sha256(data).digest()[:_HASH_BYTES], "big")
-
-
 def _scan_file(path, file_index, frame_features, summarize, selected,
-               min_frames, feature_flags):
+               min_frames):
     """Scans one file; returns a `_Scan` for it. Raises tf.errors.OpError."""
     scan = _Scan()
     dataset = tf.data.TFRecordDataset(path)
@@ -524,45 +606,38 @@ def _scan_file(path, file_index, frame_features, summarize, selected,
             audio = batch["audio"].numpy()
         for i, record in enumerate(serialized):
             record_offset = offset
-            offset += len(record) + _RECORD_OVERHEAD_BYTES
+            offset += len(record) + readers.TFRECORD_FRAMING_BYTES
             scan.records_read += 1
             video_id = video_ids[i]
-            key = _hash64(video_id)
+            key = id_key(video_id)
             if frame_features:
                 if not sizes_ok[i]:
                     raise DataError(
-                        f"{path}: record id {video_id.decode(errors='replace')!r} "
-                        f"has frames whose byte length is not {feature_flags}")
+                        f"record id {video_id.decode(errors='replace')!r} "
+                        "has frames whose byte length is not the feature size")
                 audio_hash = 0
             else:
                 audio_hash = _hash64(audio[i].tobytes())
                 scan.audio_pairs.append(audio_hash)
                 scan.audio_pairs.append(key)
-            chosen = sorted(selected.intersection(labels[i]))
+            chosen = selected_labels(labels[i], selected)
             if not chosen:
                 reason = "not_selected"
             elif frame_features:
-                if video_frames[i] < min_frames:
-                    reason = "too_short"
-                elif audio_frames[i] == 0 or audio_constant[i]:
-                    reason = "no_audio_signal"
-                elif audio_frames[i] != video_frames[i]:
-                    reason = "frame_count_mismatch"
-                else:
-                    reason = None
+                reason = frame_drop_reason(video_frames[i], audio_frames[i],
+                                           audio_constant[i], min_frames)
             else:
-                reason = None if values_ok[i] else "bad_values"
+                reason = video_drop_reason(values_ok[i])
             if reason:
                 scan.dropped[reason] += 1
                 continue
-            scan.add_candidate(video_id, key, _hash64(record), audio_hash,
-                               file_index, record_offset, len(record), chosen)
-    # TFRecordDataset ends quietly at a cut inside a record's length header,
-    # losing the records after it: only the byte count tells.
-    size = tf.io.gfile.stat(path).length
-    if offset != size:
-        raise DataError(f"{path} is truncated or corrupt: its readable "
-                        f"records cover {offset} of its {size} bytes")
+            scan.add_candidate(video_id, key, record_digest(record),
+                               audio_hash, file_index, record_offset,
+                               len(record), chosen)
+    shortfall = readers.shard_shortfall(path, offset,
+                                        tf.io.gfile.stat(path).length)
+    if shortfall:
+        raise DataError(shortfall)
     return scan
 
 
@@ -581,14 +656,15 @@ def _clear_output(output_dir, overwrite):
         if name == MANIFEST_NAME or re.fullmatch(
             r"(train|validate|test)-\d{5}-of-\d{5}\.tfrecord", name))
     if existing and not overwrite:
-        raise FlagError(
-            f"--output_dir={output_dir} already holds a subset ({existing[0]} "
-            "...); pass --overwrite to replace it")
+        raise ConfigError(
+            f"{{output_dir}} already holds a subset ({existing[0]} "
+            "...); set {overwrite} to replace it", output_dir=output_dir,
+            overwrite=True)
     for name in existing:
         os.remove(os.path.join(output_dir, name))
 
 
-def extract_subset(input_data_pattern, output_dir, frame_features=False,
+def extract_subset(input_data_pattern, output_dir, frame_features=True,
                    feature_names=None, feature_sizes=None, selection=None,
                    min_frames=DEFAULT_MIN_FRAMES,
                    repeated_audio_min_videos=DEFAULT_REPEATED_AUDIO_MIN_VIDEOS,
@@ -614,7 +690,10 @@ def extract_subset(input_data_pattern, output_dir, frame_features=False,
       progress: stream for progress lines (None for quiet).
 
     Raises:
-      FlagError, DataError: naming the flag or the file.
+      ConfigError: naming the argument, for a bad argument.
+      DataError: naming the file (and the record, where one is to blame),
+        for input that cannot be read; `InputError` when the message also
+        names arguments.
     """
     started = time.monotonic()
     if not feature_names:
@@ -630,21 +709,24 @@ def extract_subset(input_data_pattern, output_dir, frame_features=False,
     else:
         split_fractions = parse_split_fractions([str(f) for f in split_fractions])
     if num_shards < 1:
-        raise FlagError(f"--num_shards={num_shards} must be at least 1")
+        raise ConfigError("{num_shards} must be at least 1",
+                          num_shards=num_shards)
     if frame_features and min_frames < 1:
-        raise FlagError(f"--min_frames={min_frames} must be at least 1")
+        raise ConfigError("{min_frames} must be at least 1",
+                          min_frames=min_frames)
     if repeated_audio_min_videos < 2:
-        raise FlagError(f"--repeated_audio_min_videos={repeated_audio_min_videos} "
-                        "must be at least 2 (one video always shares its "
-                        "audio with itself)")
+        raise ConfigError("{repeated_audio_min_videos} must be at least 2 (one "
+                          "video always shares its audio with itself)",
+                          repeated_audio_min_videos=repeated_audio_min_videos)
     try:
         # Sorted over all globs, so the output does not depend on their order.
         paths = sorted(readers.resolve_files(input_data_pattern))
     except DataError as e:
-        raise DataError(f"--input_data_pattern: {e}") from None
+        raise InputError(f"{{input_data_pattern}}: {e}",
+                         input_data_pattern=input_data_pattern) from None
     _clear_output(output_dir, overwrite)
-    feature_flags = (f"--feature_sizes={','.join(map(str, feature_sizes))} "
-                     f"for --feature_names={','.join(feature_names)}")
+    read_with = dict(feature_names=",".join(feature_names),
+                     feature_sizes=",".join(map(str, feature_sizes)))
     level = "frame" if frame_features else "video"
     summarize = (_frame_summary_fn if frame_features else _video_summary_fn)(
         feature_names, feature_sizes)
@@ -655,19 +737,16 @@ def extract_subset(input_data_pattern, output_dir, frame_features=False,
     for file_index, path in enumerate(paths):
         try:
             file_scan = _scan_file(path, file_index, frame_features, summarize,
-                                   selected, min_frames, feature_flags)
+                                   selected, min_frames)
         except (tf.errors.OpError, DataError, UnicodeDecodeError) as e:
-            if isinstance(e, UnicodeDecodeError):
-                # TF's message quotes an unparseable record's raw bytes, and
-                # then fails to decode itself.
-                e = DataError("a record is not a protobuf of this level")
-            text = (_tf_error_text(e) if isinstance(e, tf.errors.OpError)
-                    else str(e))
+            text = (str(e) if isinstance(e, DataError)
+                    else readers.tf_error_detail(readers.tf_error_message(e)))
             if not skip_corrupt:
-                raise DataError(
-                    f"cannot read {path} as {level}-level YouTube-8M records "
-                    f"({feature_flags}): {text}. Pass --skip_corrupt to skip "
-                    "unreadable files") from None
+                raise InputError(
+                    f"cannot read {path} as {level}-level YouTube-8M "
+                    f"records: {text} (read with {{feature_names}}, "
+                    "{feature_sizes}); set {skip_corrupt} to skip unreadable "
+                    "files", **read_with, skip_corrupt=True) from None
             skipped.append({"file": path, "error": text})
             _progress(progress, f"skipped unreadable file {path}: {text}")
             continue
@@ -677,42 +756,35 @@ def extract_subset(input_data_pattern, output_dir, frame_features=False,
             f"{scan.records_read} records, {len(scan)} pass the selection and "
             f"per-record checks, {sum(scan.dropped.values())} dropped"))
     if len(skipped) == len(paths):
-        raise DataError(f"no input file of --input_data_pattern="
-                        f"{input_data_pattern!r} could be read; first error: "
-                        f"{skipped[0]['file']}: {skipped[0]['error']}")
+        raise InputError(
+            "no input file of {input_data_pattern} could be read; first "
+            f"error: {skipped[0]['file']}: "
+            f"{skipped[0]['error']}",
+            input_data_pattern=input_data_pattern)
 
-    # Video level: audio vectors shared by many distinct ids carry no signal.
-    repeated_audio = {}
+    silent = {}
     if not frame_features and len(scan.audio_pairs):
-        pairs = np.unique(np.frombuffer(scan.audio_pairs, dtype=np.uint64)
-                          .reshape(-1, 2), axis=0)
-        hashes, counts = np.unique(pairs[:, 0], return_counts=True)
-        repeated_audio = {int(h): int(c) for h, c in zip(hashes, counts)
-                          if c >= repeated_audio_min_videos}
+        silent = repeated_audio(
+            np.frombuffer(scan.audio_pairs, dtype=np.uint64),
+            repeated_audio_min_videos)
 
-    # Order by (key, id, digest); drop repeated audio, then duplicate ids.
+    # In (key, id) order, each id's records: drop repeated audio, then keep
+    # one copy.
     dropped = collections.Counter(scan.dropped)
-    order = sorted(range(len(scan)),
-                   key=lambda i: (scan.keys[i], scan.ids[i], scan.digests[i]))
-    kept, previous = [], None
-    for i in order:
-        if scan.audio_hashes[i] in repeated_audio:
-            dropped["no_audio_signal"] += 1
-            continue
-        if scan.ids[i] == previous:
-            dropped["duplicate_id"] += 1
-            continue
-        previous = scan.ids[i]
-        kept.append(i)
+    order = sorted(range(len(scan)), key=lambda i: (scan.keys[i], scan.ids[i]))
+    kept = []
+    for _, copies in itertools.groupby(order, key=lambda i: scan.ids[i]):
+        copies = list(copies)
+        good = [i for i in copies if scan.audio_hashes[i] not in silent]
+        dropped["no_audio_signal"] += len(copies) - len(good)
+        if good:
+            kept.append(good[kept_copy([scan.digests[i] for i in good])])
+            dropped["duplicate_id"] += len(good) - 1
 
     # Pass 2: write each split in key order.
-    train_end, validate_end = _split_thresholds(split_fractions)
     split_members = {split: [] for split in SPLITS}
     for i in kept:
-        key = scan.keys[i]
-        split = ("train" if key < train_end
-                 else "validate" if key < validate_end else "test")
-        split_members[split].append(i)
+        split_members[split_of(scan.ids[i], split_fractions)].append(i)
     label_counts = {index: collections.Counter() for index in selection.indices}
     shards = {}
     fetcher = _RecordFetcher(paths)
@@ -741,7 +813,7 @@ def extract_subset(input_data_pattern, output_dir, frame_features=False,
     kept_counts = {split: len(split_members[split]) for split in SPLITS}
     kept_counts["total"] = len(kept)
     manifest = {
-        "tool": "python -m yt8m_xmodal.tools.subset",
+        "tool": TOOL_COMMAND,
         "level": level,
         "feature_names": list(feature_names),
         "feature_sizes": list(feature_sizes),
@@ -771,7 +843,7 @@ def extract_subset(input_data_pattern, output_dir, frame_features=False,
     if not frame_features:
         manifest["repeated_audio_vectors"] = [
             {"sha256_prefix": f"{h:016x}", "videos": c}
-            for h, c in sorted(repeated_audio.items(), key=lambda x: (-x[1], x[0]))]
+            for h, c in sorted(silent.items(), key=lambda x: (-x[1], x[0]))]
     with open(os.path.join(output_dir, MANIFEST_NAME), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
@@ -786,7 +858,7 @@ def extract_subset(input_data_pattern, output_dir, frame_features=False,
 def _quality_rules(frame_features, min_frames, repeated_audio_min_videos):
     if frame_features:
         return {
-            "too_short": f"fewer than --min_frames={min_frames} frames in the "
+            "too_short": f"fewer than min_frames={min_frames} frames in the "
                          "video view",
             "no_audio_signal": "the audio view has no frames, or every audio "
                                "frame is byte-identical to the first",
@@ -799,98 +871,6 @@ def _quality_rules(frame_features, min_frames, repeated_audio_min_videos):
                        "in either view"),
         "no_audio_signal": (
             "the exact audio vector (float32 bytes) is shared by at least "
-            f"--repeated_audio_min_videos={repeated_audio_min_videos} distinct "
+            f"repeated_audio_min_videos={repeated_audio_min_videos} distinct "
             "ids over all readable input records"),
     }
-
-
-# ----------------------------------------------------------------------------
-# Command line
-
-
-def define_flags(flag_values=flags.FLAGS):
-    """Defines the tool's flags on `flag_values` (tests pass a fresh one)."""
-    flags.DEFINE_string("input_data_pattern", None,
-                        "Comma-separated globs of YT8M TFRecord files.",
-                        flag_values=flag_values)
-    flags.DEFINE_string("output_dir", None, "Where shards and manifest.json go.",
-                        flag_values=flag_values)
-    flags.DEFINE_bool("frame_features", False,
-                      "Frame-level input (SequenceExample), else video level.",
-                      flag_values=flag_values)
-    flags.DEFINE_string("feature_names", None,
-                        "Video then audio feature name; default rgb,audio at "
-                        "frame level, mean_rgb,mean_audio at video level.",
-                        flag_values=flag_values)
-    flags.DEFINE_string("feature_sizes", "1024,128",
-                        "Sizes of the features in --feature_names.",
-                        flag_values=flag_values)
-    flags.DEFINE_string("label_names", None,
-                        "Comma list of vocabulary names to select (needs "
-                        "--vocabulary_file). Default: the 17 music labels.",
-                        flag_values=flag_values)
-    flags.DEFINE_string("label_indices", None,
-                        "Comma list of class indices to select.",
-                        flag_values=flag_values)
-    flags.DEFINE_string("verticals", None,
-                        "Comma list of verticals, e.g. 'Arts & Entertainment', "
-                        "matched against Vertical1-3 (needs --vocabulary_file).",
-                        flag_values=flag_values)
-    flags.DEFINE_string("vocabulary_file", None,
-                        "The official YouTube-8M vocabulary.csv.",
-                        flag_values=flag_values)
-    flags.DEFINE_integer("min_frames", DEFAULT_MIN_FRAMES,
-                         "Frame level: drop videos with fewer frames.",
-                         flag_values=flag_values)
-    flags.DEFINE_integer("repeated_audio_min_videos",
-                         DEFAULT_REPEATED_AUDIO_MIN_VIDEOS,
-                         "Video level: drop videos whose exact audio vector is "
-                         "shared by at least this many distinct ids.",
-                         flag_values=flag_values)
-    flags.DEFINE_string("split_fractions", "0.8,0.1,0.1",
-                        "Train,validate,test fractions of the id hash range.",
-                        flag_values=flag_values)
-    flags.DEFINE_integer("num_shards", DEFAULT_NUM_SHARDS,
-                         "Output shards per split.", flag_values=flag_values)
-    flags.DEFINE_bool("skip_corrupt", False,
-                      "Skip unreadable input files (listed in the manifest) "
-                      "instead of stopping.", flag_values=flag_values)
-    flags.DEFINE_bool("overwrite", False,
-                      "Replace an existing subset in --output_dir.",
-                      flag_values=flag_values)
-
-
-def run_from_flags(flag_values=flags.FLAGS, progress=sys.stderr):
-    """Runs `extract_subset` with parsed flags; returns the manifest."""
-    for name in ("input_data_pattern", "output_dir"):
-        if not flag_values[name].value:
-            raise FlagError(f"--{name} is required")
-    selection = build_selection(
-        label_names=flag_values.label_names,
-        label_indices=flag_values.label_indices,
-        verticals=flag_values.verticals,
-        vocabulary_file=flag_values.vocabulary_file)
-    return extract_subset(
-        flag_values.input_data_pattern, flag_values.output_dir,
-        frame_features=flag_values.frame_features,
-        feature_names=flag_values.feature_names,
-        feature_sizes=flag_values.feature_sizes,
-        selection=selection,
-        min_frames=flag_values.min_frames,
-        repeated_audio_min_videos=flag_values.repeated_audio_min_videos,
-        split_fractions=flag_values.split_fractions,
-        num_shards=flag_values.num_shards,
-        skip_corrupt=flag_values.skip_corrupt,
-        overwrite=flag_values.overwrite,
-        progress=progress)
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise FlagError(f"unexpected arguments: {argv[1:]}")
-    run_from_flags()
-
-
-if __name__ == "__main__":
-    define_flags()
-    cli.run(main)

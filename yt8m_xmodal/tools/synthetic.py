@@ -1,6 +1,6 @@
 r"""Built-in demo data: a music-like audio-video dataset in the YT8M format.
 
-    python -m yt8m_xmodal.tools.synthetic --output_dir=/tmp/demo --num_videos=2000
+    python -m yt8m_xmodal.cli.synthetic --output_dir=/tmp/demo --num_videos=2000
 
 writes `train-*`, `validate-*` and `test-*` shards (80/10/10) of frame-level
 `tf.train.SequenceExample`s (`rgb`, `audio`, 8-bit quantized exactly like the
@@ -68,9 +68,12 @@ dataset.json reports it separately:
 in random order) and "oracle_with_frame_count" (the oracle ranking among
 equal-length candidates), the ceiling for a model that also counts frames.
 
-dataset.json also reports "mean_linear_cca": linear CCA fitted on the train
-split's mean features (dequantized, as a reader sees them), ridge chosen on
-validate, retrieval on each split: the classic mean-pooled baseline.
+dataset.json also reports "mean_linear_cca": linear CCA (the package's
+`subspace.LinearCCA`) fitted on the train split's mean features (dequantized,
+as a reader sees them), ridge chosen on validate, retrieval on each split:
+the classic mean-pooled baseline. Every retrieval figure here is a rank
+computed by `metrics` (`true_pair_ranks_of_scores`, `rank_metrics`), so ties
+and medians follow eval.py's conventions.
 
 The default demo set (`ensure_demo_data`) is 2,000 videos (1,600 / 200 / 200)
 of 60-300 frames at the real 1024/128 feature sizes: about 0.4 GB, enough for
@@ -81,7 +84,6 @@ generate in well under a minute.
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 
@@ -90,8 +92,9 @@ import tensorflow as tf
 
 from yt8m_xmodal import features
 from yt8m_xmodal import metrics
+from yt8m_xmodal import subspace
 from yt8m_xmodal import writers
-from yt8m_xmodal.cli import FlagError
+from yt8m_xmodal.errors import ConfigError
 
 # Bump when the generative model changes: the demo cache is keyed on it.
 GENERATOR_VERSION = 2
@@ -303,35 +306,17 @@ def oracle_scores(audio, video):
                                     video["shown"]))
 
 
-def rank_metrics(ranks):
-    """Recall@K, median and mean rank and MRR of true-match ranks (1 = first).
-
-    The same figures eval.py reports (metrics.rank_metrics), at RECALL_KS.
-    """
-    return metrics.rank_metrics(ranks, RECALL_KS)
-
-
-def retrieval_metrics(scores):
-    """Metrics of the diagonal of a [N, N] score matrix, rows as queries.
-
-    A tie with the true match counts against it.
-    """
-    return rank_metrics(np.sum(scores >= np.diag(scores)[:, None], axis=1))
-
-
 # Query rows scored at once, so a large gallery never needs [N, N] in memory.
 _QUERY_BLOCK = 512
 
 
-def _true_match_ranks(score_rows, num):
-    """Ranks of the true matches; score_rows(rows) -> [len(rows), num]."""
-    ranks = []
-    for start in range(0, num, _QUERY_BLOCK):
-        rows = np.arange(start, min(start + _QUERY_BLOCK, num))
-        scores = score_rows(rows)
-        true = scores[np.arange(len(rows)), rows][:, None]
-        ranks.append(np.sum(scores >= true, axis=1))
-    return np.concatenate(ranks)
+def _true_match_ranks(score_rows, queries, gallery, num):
+    """`metrics.true_pair_ranks_of_scores` for score_rows(queries, gallery,
+    rows), which scores queries[rows] against the whole gallery."""
+    return metrics.true_pair_ranks_of_scores(
+        lambda start, stop: score_rows(queries, gallery,
+                                       np.arange(start, stop)),
+        num, chunk_size=_QUERY_BLOCK)
 
 
 def both_directions(score_rows, audio, video, num):
@@ -339,12 +324,14 @@ def both_directions(score_rows, audio, video, num):
 
     score_rows(queries, gallery, rows) scores queries[rows] against the whole
     gallery; `audio` and `video` are passed through as queries and gallery.
+    The figures are those eval.py reports (`metrics.rank_metrics`), at
+    RECALL_KS.
     """
     return {
-        "audio_to_video": rank_metrics(_true_match_ranks(
-            lambda rows: score_rows(audio, video, rows), num)),
-        "video_to_audio": rank_metrics(_true_match_ranks(
-            lambda rows: score_rows(video, audio, rows), num)),
+        "audio_to_video": metrics.rank_metrics(
+            _true_match_ranks(score_rows, audio, video, num), RECALL_KS),
+        "video_to_audio": metrics.rank_metrics(
+            _true_match_ranks(score_rows, video, audio, num), RECALL_KS),
         "gallery_size": int(num)}
 
 
@@ -382,41 +369,19 @@ def frame_count_only_metrics(num_frames):
             "gallery_size": int(len(num_frames))}
 
 
-def _whiteners(cov, ridges):
-    """(C + ridge * mean variance * I)^(-1/2) for each ridge, one eigh."""
-    vals, vecs = np.linalg.eigh(cov)
-    scale = np.trace(cov) / len(cov)
-    return [(vecs / np.sqrt(np.maximum(vals + r * scale, 1e-12))) @ vecs.T
-            for r in ridges]
+def linear_cca_embeddings(model, audio, video, num_components):
+    """Unit-norm top canonical variates of both views, float64.
 
-
-def fit_linear_cca(x, y, ridges):
-    """Regularized linear CCA (float64), one model per ridge.
-
-    Returns a list of (means, projections, canonical correlations).
+    model: a fitted `subspace.LinearCCA` with at least `num_components`
+    directions (as `select_mean_linear_cca` returns).
     """
-    x = np.asarray(x, np.float64)
-    y = np.asarray(y, np.float64)
-    mx, my = x.mean(0), y.mean(0)
-    x, y = x - mx, y - my
-    n = len(x) - 1
-    cross = x.T @ y / n
-    models = []
-    for wx, wy in zip(_whiteners(x.T @ x / n, ridges),
-                      _whiteners(y.T @ y / n, ridges)):
-        u, corrs, vt = np.linalg.svd(wx @ cross @ wy, full_matrices=False)
-        models.append(((mx, my), (wx @ u, wy @ vt.T), corrs))
-    return models
-
-
-def linear_cca_embeddings(model, x, y, num_components):
-    """Unit-norm top canonical components of both views."""
-    (mx, my), (px, py), _ = model
-    a = (np.asarray(x, np.float64) - mx) @ px[:, :num_components]
-    b = (np.asarray(y, np.float64) - my) @ py[:, :num_components]
-    a /= np.linalg.norm(a, axis=1, keepdims=True) + 1e-12
-    b /= np.linalg.norm(b, axis=1, keepdims=True) + 1e-12
-    return a, b
+    embeddings = []
+    for project, x in ((model.project_audio, audio),
+                       (model.project_video, video)):
+        e = project(np.asarray(x, np.float64)).numpy()[:, :num_components]
+        embeddings.append(e / (np.linalg.norm(e, axis=1, keepdims=True)
+                               + 1e-12))
+    return tuple(embeddings)
 
 
 def _cosine_rows(queries, gallery, rows):
@@ -428,20 +393,27 @@ def select_mean_linear_cca(means, ridges=(1e-3, 1e-2, 1e-1, 1.0),
     """Linear CCA on mean features: fit on train, choose on validate.
 
     means: {split: (audio [N, Da], video [N, Dv])}, with "train" and
-    "validate". The ridge and the number of top canonical components are
+    "validate". Each ridge (r1 = r2, relative as in `subspace.LinearCCA`) is
+    fitted once; the ridge and the number of top canonical components are
     chosen by validate Recall@10 (audio to video, cosine similarity).
 
     Returns:
-      (ridge, number of components, model for `linear_cca_embeddings`).
+      (ridge, number of components, fitted `subspace.LinearCCA` for
+      `linear_cca_embeddings`).
     """
     train_audio, train_video = means["train"]
+    largest = min(max(components), np.shape(train_audio)[1],
+                  np.shape(train_video)[1])
     best = None
-    for ridge, model in zip(ridges, fit_linear_cca(train_audio, train_video,
-                                                   ridges)):
+    for ridge in ridges:
+        model = subspace.fit_linear_cca(train_video, train_audio, largest,
+                                        r1=ridge, r2=ridge)
         for k in components:
-            k = min(k, len(model[2]))
+            k = min(k, largest)
             a, v = linear_cca_embeddings(model, *means["validate"], k)
-            r10 = retrieval_metrics(a @ v.T)["recall@10"]
+            r10 = metrics.rank_metrics(
+                _true_match_ranks(_cosine_rows, a, v, len(a)),
+                RECALL_KS)["recall@10"]
             if best is None or r10 > best[0]:
                 best = (r10, ridge, k, model)
     return best[1:]
@@ -462,18 +434,21 @@ def mean_linear_cca(means):
 def _check_options(num_videos, num_shards, min_frames, max_frames,
                    feature_sizes, num_classes):
     if num_videos < 30:
-        raise FlagError(f"--num_videos={num_videos} must be at least 30 so "
-                        "every split gets videos")
+        raise ConfigError("{num_videos} must be at least 30 so every split "
+                          "gets videos", num_videos=num_videos)
     if num_shards < 1:
-        raise FlagError(f"--num_shards={num_shards} must be >= 1")
+        raise ConfigError("{num_shards} must be >= 1", num_shards=num_shards)
     if not 1 <= min_frames <= max_frames:
-        raise FlagError(f"--min_frames={min_frames} and --max_frames="
-                        f"{max_frames} need 1 <= min_frames <= max_frames")
+        raise ConfigError("{min_frames} and {max_frames} need 1 <= "
+                          "min_frames <= max_frames", min_frames=min_frames,
+                          max_frames=max_frames)
     if len(feature_sizes) != 2 or min(feature_sizes) < 1:
-        raise FlagError(f"--feature_sizes={feature_sizes} must be two "
-                        "positive sizes: video, audio")
+        raise ConfigError("{feature_sizes} must be two positive sizes: "
+                          "video, audio",
+                          feature_sizes=",".join(map(str, feature_sizes)))
     if num_classes < 2:
-        raise FlagError(f"--num_classes={num_classes} must be >= 2")
+        raise ConfigError("{num_classes} must be >= 2",
+                          num_classes=num_classes)
 
 
 def _quantize(frames):
@@ -520,6 +495,9 @@ def generate_dataset(output_dir, num_videos=DEFAULT_NUM_VIDEOS, seed=0,
 
     Returns:
       The dict written to dataset.json.
+
+    Raises:
+      ConfigError: naming the argument, for an impossible option.
     """
     feature_sizes = tuple(int(s) for s in feature_sizes)
     _check_options(num_videos, num_shards, min_frames, max_frames,
@@ -687,59 +665,3 @@ def summary(info):
             f"R@10 {test['recall@10']:.3f} median rank "
             f"{test['median_rank']:g}")
     return "\n".join(lines)
-
-
-def _define_flags():
-    from absl import flags
-    flags.DEFINE_string("output_dir", None,
-                        "Where to write the shards and dataset.json.")
-    flags.DEFINE_integer("num_videos", DEFAULT_NUM_VIDEOS,
-                         "Total videos, split 80/10/10 train/validate/test.")
-    flags.DEFINE_integer("seed", 0, "Seed of everything generated.")
-    flags.DEFINE_integer("num_shards", DEFAULT_NUM_SHARDS,
-                         "Train shards; validate and test get a quarter.")
-    flags.DEFINE_bool("frame_features", True,
-                      "Frame-level SequenceExamples (rgb, audio); else "
-                      "video-level mean_rgb, mean_audio Examples.")
-    flags.DEFINE_integer("min_frames", DEFAULT_MIN_FRAMES,
-                         "Shortest video, in frames.")
-    flags.DEFINE_integer("max_frames", DEFAULT_MAX_FRAMES,
-                         "Longest video, in frames.")
-    flags.DEFINE_string("feature_sizes", "1024,128",
-                        "Video and audio feature sizes.")
-    flags.DEFINE_string("feature_names", None,
-                        "Video and audio feature names; default rgb,audio "
-                        "(frame level) or mean_rgb,mean_audio.")
-    flags.DEFINE_integer("num_classes", DEFAULT_NUM_CLASSES,
-                         "Number of genre labels.")
-    flags.mark_flag_as_required("output_dir")
-    return flags.FLAGS
-
-
-def main(argv):
-    from absl import logging
-    del argv
-    flag_values = _FLAGS
-    names = flag_values.feature_names or ",".join(
-        features.default_feature_names(flag_values.frame_features))
-    names, sizes = features.parse_feature_lists(
-        names, flag_values.feature_sizes)
-    info = generate_dataset(
-        flag_values.output_dir, num_videos=flag_values.num_videos,
-        seed=flag_values.seed, num_shards=flag_values.num_shards,
-        frame_features=flag_values.frame_features,
-        min_frames=flag_values.min_frames, max_frames=flag_values.max_frames,
-        feature_sizes=sizes, num_classes=flag_values.num_classes,
-        feature_names=names, log=logging.info)
-    print(f"wrote {flag_values.output_dir} in "
-          f"{info['generation_seconds']:.1f} s")
-    print(summary(info))
-
-
-if __name__ == "__main__":
-    from absl import app
-    _FLAGS = _define_flags()
-    try:
-        app.run(main)
-    except FlagError as error:
-        sys.exit(f"error: {error}")

@@ -12,10 +12,9 @@ import dataclasses
 from yt8m_xmodal.errors import DataError
 
 # The 17 labels that make a video "music" by default, as (index, name) in the
-# 2018 vocabulary.csv. Source: the music subset of the project's issue 3
-# ("Music subset extraction from YouTube-8M"); indices and names checked
-# against the official vocabulary.csv (all have Vertical1 "Arts &
-# Entertainment").
+# 2018 vocabulary.csv: the project's music subset. Indices and names match the
+# official vocabulary.csv (tests/test_subset.py checks them); all have
+# Vertical1 "Arts & Entertainment".
 MUSIC_LABELS = (
     (3, "Concert"),
     (4, "Musician"),
