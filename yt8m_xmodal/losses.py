@@ -359,13 +359,11 @@ class SoftCCALoss(_CrossModalLoss):
     Args:
       decorrelation_weight: λ (our default, not the paper's).
       bn_eps: variance epsilon, relative to the mean variance of each view.
-      monitor_ridge, monitor_eps: regularization of the monitored CCA.
-      **kwargs: keras.layers.Layer arguments.
+      **kwargs: monitor_ridge and monitor_eps of the monitored batch CCA,
+        and keras.layers.Layer arguments.
 
-    Call arguments:
-      video: [B, o] embeddings.
-      audio: [B, o] embeddings.
-      labels: ignored.
+    Call arguments: `video` and `audio`, [B, o] embeddings; `labels`
+    is ignored.
 
     Example:
       >>> loss = SoftCCALoss(decorrelation_weight=0.5)
@@ -510,13 +508,11 @@ class InfoNCELoss(_ContrastiveLoss):
     Args:
       temperature: initial (or fixed) τ.
       learn_temperature: whether τ is trained.
-      monitor_ridge, monitor_eps: regularization of the monitored CCA.
-      **kwargs: keras.layers.Layer arguments.
+      **kwargs: monitor_ridge and monitor_eps of the monitored batch CCA,
+        and keras.layers.Layer arguments.
 
-    Call arguments:
-      video: [B, d] embeddings.
-      audio: [B, d] embeddings.
-      labels: ignored.
+    Call arguments: `video` and `audio`, [B, d] embeddings; `labels`
+    is ignored.
 
     Example:
       >>> loss = InfoNCELoss(temperature=0.1, learn_temperature=False)
@@ -553,10 +549,8 @@ class InfoNCELoss(_ContrastiveLoss):
             labels=positive_index, logits=similarity)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(temperature=self.temperature,
-                      learn_temperature=self.learn_temperature)
-        return config
+        return {**super().get_config(), "temperature": self.temperature,
+                "learn_temperature": self.learn_temperature}
 
 
 @keras.saving.register_keras_serializable(package="yt8m_xmodal")
@@ -570,13 +564,11 @@ class TripletLoss(_ContrastiveLoss):
 
     Args:
       margin: hinge margin.
-      monitor_ridge, monitor_eps: regularization of the monitored CCA.
-      **kwargs: keras.layers.Layer arguments.
+      **kwargs: monitor_ridge and monitor_eps of the monitored batch CCA,
+        and keras.layers.Layer arguments.
 
-    Call arguments:
-      video: [B, d] embeddings.
-      audio: [B, d] embeddings.
-      labels: ignored.
+    Call arguments: `video` and `audio`, [B, d] embeddings; `labels`
+    is ignored.
 
     Example:
       >>> loss = TripletLoss(margin=0.2)
