@@ -114,7 +114,18 @@ def _check_rank(video, audio):
 
 
 class _CrossModalLoss(keras.layers.Layer):
-    """Shared plumbing: dtype handling, CCA monitoring, config."""
+    """Shared plumbing: dtype handling, CCA monitoring, config.
+
+    Args:
+      monitor_ridge, monitor_eps: regularization of the batch CCA that losses
+        which are not CCA report (under stop_gradient) for logging.
+      **kwargs: keras.layers.Layer arguments.
+
+    Call arguments:
+      video: [B, o1] embeddings.
+      audio: [B, o2] embeddings.
+      labels: the batch's multi-hot [B, C] labels (cluster CCA only).
+    """
 
     def __init__(self, monitor_ridge=DEFAULT_RIDGE, monitor_eps=DEFAULT_EPS,
                  **kwargs):
@@ -359,11 +370,9 @@ class SoftCCALoss(_CrossModalLoss):
     Args:
       decorrelation_weight: λ (our default, not the paper's).
       bn_eps: variance epsilon, relative to the mean variance of each view.
-      **kwargs: monitor_ridge and monitor_eps of the monitored batch CCA,
-        and keras.layers.Layer arguments.
+      **kwargs: as `_CrossModalLoss`.
 
-    Call arguments: `video` and `audio`, [B, o] embeddings; `labels`
-    is ignored.
+    Call arguments: as `_CrossModalLoss`; `labels` is ignored.
 
     Example:
       >>> loss = SoftCCALoss(decorrelation_weight=0.5)
@@ -508,11 +517,9 @@ class InfoNCELoss(_ContrastiveLoss):
     Args:
       temperature: initial (or fixed) τ.
       learn_temperature: whether τ is trained.
-      **kwargs: monitor_ridge and monitor_eps of the monitored batch CCA,
-        and keras.layers.Layer arguments.
+      **kwargs: as `_CrossModalLoss`.
 
-    Call arguments: `video` and `audio`, [B, d] embeddings; `labels`
-    is ignored.
+    Call arguments: as `_CrossModalLoss`; `labels` is ignored.
 
     Example:
       >>> loss = InfoNCELoss(temperature=0.1, learn_temperature=False)
@@ -564,11 +571,9 @@ class TripletLoss(_ContrastiveLoss):
 
     Args:
       margin: hinge margin.
-      **kwargs: monitor_ridge and monitor_eps of the monitored batch CCA,
-        and keras.layers.Layer arguments.
+      **kwargs: as `_CrossModalLoss`.
 
-    Call arguments: `video` and `audio`, [B, d] embeddings; `labels`
-    is ignored.
+    Call arguments: as `_CrossModalLoss`; `labels` is ignored.
 
     Example:
       >>> loss = TripletLoss(margin=0.2)
