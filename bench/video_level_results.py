@@ -444,11 +444,11 @@ def csls_embeddings(audio, video, bank_audio, bank_video, k=10):
 
 # One recipe per objective, the same architecture for all four so the table
 # compares objectives. Chosen on validation (validation R@10 on 597 music
-# videos, the "Systems" list of video_level.md): towers on CCA-projected, L2-normalized inputs
-# beat towers on raw means for every objective (dcca 0.31 -> 0.33, infonce
-# 0.31 -> 0.32, soft_cca 0.29 -> 0.32, cluster_cca 0.29 -> 0.33), and keeping
-# the whole 64-d embedding in the post-hoc CCA subspace beats 32 (dcca 0.33 ->
-# 0.35). Dropout 0.5 + AdamW hurt (dcca 0.19); PCA whitening of raw inputs
+# videos, as in the "Systems" list of video_level.md): towers on
+# CCA-projected, L2-normalized inputs beat towers on raw means for every
+# objective (dcca 0.31 -> 0.33, infonce 0.31 -> 0.32, soft_cca 0.29 -> 0.32,
+# cluster_cca 0.29 -> 0.33), and keeping the whole 64-d embedding in the
+# post-hoc CCA subspace beats 32 (dcca 0.33 -> 0.35). Dropout 0.5 + AdamW hurt (dcca 0.19); PCA whitening of raw inputs
 # hurt (dcca 0.20); wider towers overfit within 2 epochs.
 MLP_RECIPES = tuple(
     MlpRecipe(f"mlp_{loss}", loss=loss, inputs="cca", subspace_dim=64,
