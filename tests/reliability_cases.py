@@ -32,17 +32,18 @@ def example(rng, video_id, frame_features, sizes=TINY_FEATURE_SIZES):
     frames); `sizes` other than the fixture's make a record of the wrong
     feature size."""
     labels = sorted({int(x) for x in rng.integers(0, NUM_CLASSES, 2)})
-    if frame_features:
-        frames = int(rng.integers(3, 11))
-        return writers.make_frame_example(
-            video_id, labels,
-            rng.integers(0, 256, (frames, sizes[0]), dtype=np.uint8),
-            rng.integers(0, 256, (frames, sizes[1]), dtype=np.uint8))
-    # Inside the range 8-bit codes dequantize to, so the subset tool keeps
-    # them.
-    return writers.make_video_example(video_id, labels,
-                                      rng.uniform(-1.5, 1.5, sizes[0]),
-                                      rng.uniform(-1.5, 1.5, sizes[1]))
+    video_size, audio_size = sizes
+    if not frame_features:
+        # Inside the range 8-bit codes dequantize to, so the subset tool
+        # keeps the record.
+        means = rng.uniform(-1.5, 1.5, video_size + audio_size)
+        return writers.make_video_example(video_id, labels,
+                                          means[:video_size],
+                                          means[video_size:])
+    codes = rng.integers(0, 256, (int(rng.integers(3, 11)),
+                                  video_size + audio_size), dtype=np.uint8)
+    return writers.make_frame_example(video_id, labels, codes[:, :video_size],
+                                      codes[:, video_size:])
 
 
 def write_records(path, records):
