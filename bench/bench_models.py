@@ -5,7 +5,7 @@ Adam update) at batch 64 and 300 frames, with the same recurrent width for
 every recurrent model, and prints a markdown table with the rate, the ratio to
 FrameLstmModel (the full-sequence LSTM baseline) and parameter counts.
 
-Goal (issue 4): ChunkAttentionModel >= 5x FrameLstmModel.
+Goal: ChunkAttentionModel >= 5x FrameLstmModel.
 
     python bench/bench_models.py
     python bench/bench_models.py --models=ChunkAttentionModel,FrameLstmModel \
