@@ -243,10 +243,11 @@ _REFERENCE = {}
 
 
 def _reader(frame_features, skip_corrupt):
+    from yt8m_xmodal import config as config_lib
     from yt8m_xmodal import readers
-    return readers.get_reader(
-        frame_features, None, ",".join(map(str, FEATURE_SIZES)),
-        max_frames=MAX_FRAMES, num_classes=NUM_CLASSES,
+    return readers.reader_for(config_lib.DataConfig(
+        frame_features=frame_features, feature_sizes=FEATURE_SIZES,
+        max_frames=MAX_FRAMES, num_classes=NUM_CLASSES),
         skip_corrupt=skip_corrupt)
 
 
@@ -502,9 +503,9 @@ def train_tiny_model(data_dir, train_dir):
         data_dir, num_videos=160, seed=7, num_shards=2, frame_features=True,
         min_frames=10, max_frames=40, feature_sizes=FEATURE_SIZES,
         num_classes=NUM_CLASSES)
-    data = config_lib.DataConfig.from_flags(
-        True, "", ",".join(map(str, FEATURE_SIZES)), MAX_FRAMES, NUM_CLASSES)
-    cfg = training.TrainConfig(
+    data = config_lib.DataConfig(feature_sizes=FEATURE_SIZES,
+                                 max_frames=MAX_FRAMES, num_classes=NUM_CLASSES)
+    cfg = config_lib.TrainConfig(
         train_data_pattern=os.path.join(data_dir, "train-*"),
         train_dir=train_dir, data=data, model="MeanPoolModel",
         model_config={"embedding_dim": 4, "hidden_units": 16}, subspace_dim=2,
@@ -652,7 +653,7 @@ def kill_at(cmd, train_dir, moment, rng, interval, deadline_s=240):
 def kill_and_resume(work, seed, kills=5):
     """SIGKILL train.py at 5 moments; after each, rerun until done."""
     import tensorflow as tf
-    from yt8m_xmodal import evaluation
+    from yt8m_xmodal import modeling
     from yt8m_xmodal.tools import synthetic
     rng = np.random.default_rng(seed)
     data_dir = os.path.join(work, "killdata")
@@ -685,7 +686,7 @@ def kill_and_resume(work, seed, kills=5):
         if steps != list(range(interval, kept + 1, interval)):
             failures.append(f"{moment}: checkpoints {steps}")
         if steps:
-            _, _, _, restored = evaluation.load_model(train_dir)
+            _, _, _, restored = modeling.restore(train_dir)
             if restored != kept:
                 failures.append(f"{moment}: restored step {restored} != {kept}")
         out = subprocess.run([sys.executable, *cmd], capture_output=True,
@@ -799,9 +800,7 @@ def nonfinite(work):
                                            frame_features=False))
     # train_result.json does not carry the reader's skip counts, so the
     # reader itself counts what --skip_corrupt drops from this file.
-    from yt8m_xmodal import readers
-    counter = readers.get_reader(False, None, ",".join(map(str, FEATURE_SIZES)),
-                                 num_classes=NUM_CLASSES, skip_corrupt=True)
+    counter = _reader(False, skip_corrupt=True)
     for _ in counter.batches(f"{vdir}/train-0.tfrecord", 32):
         pass
     ok = (one_line_error(strict, "train.py", f"{vdir}/train-0.tfrecord:")

@@ -11,7 +11,7 @@ Every number comes from `../shared/yt8m/video`:
   videos dropped), touched only after every choice is fixed: once in full and
   as the mean of 5 seeded 1,000-video galleries.
 
-The subsets are cut with `python -m yt8m_xmodal.tools.subset` into --work_dir
+The subsets are cut with `python -m yt8m_xmodal.cli.subset` into --work_dir
 (never into the repo):
 
     python bench/video_level_results.py --work_dir=/tmp/vl \
@@ -108,7 +108,7 @@ def build_subsets(video_dir, work_dir):
         if os.path.exists(os.path.join(directory, "manifest.json")):
             continue
         subprocess.run(
-            [sys.executable, "-m", "yt8m_xmodal.tools.subset",
+            [sys.executable, "-m", "yt8m_xmodal.cli.subset", "--noframe_features",
              f"--input_data_pattern={pattern}", f"--output_dir={directory}",
              "--num_shards=2", "--overwrite", *extra], check=True)
     return out
@@ -278,6 +278,13 @@ class MlpRecipe:
     max_epochs: int = 30
     patience: int = 5
 
+    def full_loss_config(self):
+        """The loss settings, with deep CCA's ridge at the 1e-4 these
+        results were obtained with (the video-level recipe's ridge)."""
+        ridge = ({"cca_ridge": config_lib.VIDEO_LEVEL_RECIPE.loss_config.cca_ridge}
+                 if self.loss in config_lib.CCA_LOSSES else {})
+        return {**ridge, **self.loss_config}
+
     def flags(self):
         """The train.py command line of this recipe (one run, no stopping)."""
         f = [f"--noframe_features --model=VideoLevelMlpModel --loss={self.loss}",
@@ -297,12 +304,8 @@ class MlpRecipe:
                      "split)")
         elif self.inputs:
             f.append(f"(inputs transformed by {self.inputs})")
-        names = {"r1": "cca_ridge", "top_k": "cca_top_k",
-                 "beta": "cluster_cca_beta"}
-        for k, v in self.loss_config.items():
-            if k == "r2":
-                continue
-            f.append(f"--{names.get(k, k)}={v}")
+        for k, v in self.full_loss_config().items():
+            f.append(f"--{k}={v}")
         return " ".join(f)
 
 
@@ -310,7 +313,7 @@ def mlp_config(recipe, train_pattern, train_dir, feature_sizes, seed=0):
     data = config_lib.DataConfig(
         frame_features=False, feature_names=features.VIDEO_FEATURE_NAMES,
         feature_sizes=tuple(feature_sizes))
-    return training.TrainConfig(
+    return config_lib.TrainConfig(
         train_data_pattern=train_pattern, train_dir=train_dir, data=data,
         model="VideoLevelMlpModel",
         model_config=dict(hidden_units=recipe.hidden_units,
@@ -318,7 +321,7 @@ def mlp_config(recipe, train_pattern, train_dir, feature_sizes, seed=0):
                           embedding_dim=recipe.embedding_dim,
                           dropout=recipe.dropout,
                           input_norm=recipe.input_norm),
-        loss=recipe.loss, loss_config=dict(recipe.loss_config),
+        loss=recipe.loss, loss_config=recipe.full_loss_config(),
         subspace_dim=recipe.subspace_dim, start_new_model=True,
         batch_size=recipe.batch_size, num_epochs=1,
         base_learning_rate=recipe.base_learning_rate,
@@ -349,7 +352,7 @@ def train_mlp(recipe, train_pattern, validate, work_dir, seed=0):
                        trainer.model.weights + trainer.subspace.weights]
     history, best, best_weights, seconds = [], (-1.0, 0), None, 0.0
     for epoch in range(1, recipe.max_epochs + 1):
-        trainer.cfg.num_epochs = epoch
+        trainer.cfg = trainer.cfg.replace(num_epochs=epoch)
         start = time.time()
         trainer.run()  # also fits the CCA subspace on training embeddings
         seconds += time.time() - start

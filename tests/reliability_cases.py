@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from conftest import TINY_FEATURE_SIZES
+from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import readers
 from yt8m_xmodal import writers
 
@@ -56,9 +57,9 @@ def write_records(path, records):
 
 
 def reader(frame_features, skip_corrupt=False):
-    return readers.get_reader(
-        frame_features, None, ",".join(map(str, TINY_FEATURE_SIZES)),
-        max_frames=MAX_FRAMES, num_classes=NUM_CLASSES,
+    return readers.reader_for(config_lib.DataConfig(
+        frame_features=frame_features, feature_sizes=TINY_FEATURE_SIZES,
+        max_frames=MAX_FRAMES, num_classes=NUM_CLASSES),
         skip_corrupt=skip_corrupt)
 
 

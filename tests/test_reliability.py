@@ -25,6 +25,7 @@ import tensorflow as tf
 import reliability_cases as cases
 from conftest import REPO_ROOT, TINY_FEATURE_SIZES
 from yt8m_xmodal import evaluation
+from yt8m_xmodal import modeling
 from yt8m_xmodal.errors import DataError
 from yt8m_xmodal.tools import subset
 
@@ -260,7 +261,7 @@ def test_train_script_with_huge_learning_rate(tiny_frame_data, tmp_path):
     steps = [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths]
     assert 2 in steps and max(steps) < 10, steps
     for step in steps:
-        _, model, subspace, restored = evaluation.load_model(
+        _, model, subspace, restored = modeling.restore(
             str(train_dir), str(train_dir / f"ckpt-{step}"))
         assert restored == step
         assert all(np.all(np.isfinite(w.numpy()))
