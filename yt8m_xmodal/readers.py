@@ -474,8 +474,33 @@ class YT8MFrameFeatureReader(_BaseReader):
         if int(max_frames) <= 0:
             raise FlagError(f"--max_frames={max_frames} must be positive")
         self.max_frames = int(max_frames)
+        # The fast path's frame layout per view: (header, stride); None
+        # when both views have one name (only the general parse tells
+        # such lists apart as it does).
+        self._layout = None
+        if self.feature_names[0] != self.feature_names[1]:
+            self._layout = {
+                view: (_frame_header(size), len(_frame_header(size)) + size)
+                for view, size in zip(("video", "audio"), self.feature_sizes)}
+            # Bytes of a record the fast path decodes at once: all kept
+            # frames, and room for the context and the list headers.
+            self._record_width = _REGULAR_RECORD_SLACK + self.max_frames * sum(
+                stride for _, stride in self._layout.values())
 
     def _parse_batch(self, names, serialized):
+        """The fast path where every record of the batch has the regular
+        layout (see `_locate_lists`), else the general parse."""
+        if self._layout is None:
+            return self._parse_any(names, serialized)
+        located = _locate_lists(serialized, self.feature_names, self._layout)
+        return tf.cond(
+            tf.reduce_all(located["regular"]),
+            lambda: self._parse_regular(names, serialized, located),
+            lambda: self._parse_any(names, serialized))
+
+    def _parse_any(self, names, serialized):
+        """Parses any batch with `parse_sequence_example`: every frame becomes
+        its own string before the decode."""
         video_name, audio_name = self.feature_names
         context, lists, lengths = tf.io.parse_sequence_example(
             serialized,
@@ -487,13 +512,9 @@ class YT8MFrameFeatureReader(_BaseReader):
                 for name in self.feature_names},
             example_names=names)
         stream_frames = [lengths[video_name], lengths[audio_name]]
-        num_frames = tf.minimum(tf.minimum(*stream_frames), self.max_frames)
-        mask = tf.range(self.max_frames, dtype=tf.int64) < num_frames[:, None]
-
+        num_frames, mask = self._frame_mask(stream_frames)
         batch = {"id": context["id"], "_labels": context["labels"]}
-        bad_frame_size = []
-        first_bad_frame = []
-        bad_frame_bytes = []
+        frame_checks = []
         for key, name, size, count in zip(("video", "audio"), self.feature_names,
                                           self.feature_sizes, stream_frames):
             frames = lists[name]
@@ -503,11 +524,10 @@ class YT8MFrameFeatureReader(_BaseReader):
                          < count[:, None])
             frame_bytes = tf.strings.length(frames)
             wrong = in_stream & tf.not_equal(frame_bytes, size)
-            bad_frame_size.append(tf.reduce_any(wrong, axis=1))
             first = tf.argmax(tf.cast(wrong, tf.int32), axis=1,
                               output_type=tf.int32)
-            first_bad_frame.append(first)
-            bad_frame_bytes.append(tf.gather(frame_bytes, first, batch_dims=1))
+            frame_checks.append((tf.reduce_any(wrong, axis=1), first,
+                                 tf.gather(frame_bytes, first, batch_dims=1)))
 
             # fixed_length keeps a bad-size frame from failing the batch (the
             # record is reported above) and is faster than a plain decode.
@@ -520,22 +540,102 @@ class YT8MFrameFeatureReader(_BaseReader):
                 lambda: codes)
             codes = tf.ensure_shape(codes, [None, self.max_frames, size])
             batch[key] = _dequantize_frames(codes, mask)
+        return self._frame_batch(batch, num_frames, mask, stream_frames,
+                                 frame_checks)
 
+    def _parse_regular(self, names, serialized, located):
+        """Parses a batch of records that all have the regular layout: each
+        view's kept frames are read straight out of the record's bytes; the
+        general parse takes over if a frame header is off."""
+        # The context field with its tag and length is itself a serialized
+        # tf.train.Example (whose field 1 is the Features).
+        context_end = located["context_end"]
+        context = tf.io.parse_example(
+            tf.strings.substr(serialized, tf.zeros_like(context_end),
+                              context_end),
+            _lenient_context_features(), example_names=names)
+        stream_frames = [located["video_frames"], located["audio_frames"]]
+        num_frames, mask = self._frame_mask(stream_frames)
+        kept = [tf.minimum(count, self.max_frames) for count in stream_frames]
+        ends = [located[view + "_start"] + frames * self._layout[view][1]
+                for view, frames in zip(("video", "audio"), kept)]
+        # One decode of whole records (padded to a fixed width, so that XLA
+        # compiles once) is a pass less over the bytes than cutting each
+        # block out first, which records with more bytes than that need.
+        fits = tf.reduce_all(tf.maximum(*ends) <= self._record_width)
+        views, headers_ok = tf.cond(
+            fits,
+            lambda: self._frames_from_records(serialized, located, kept, mask),
+            lambda: self._frames_from_blocks(serialized, located, kept, mask))
+        batch = {"id": context["id"], "_labels": context["labels"],
+                 "video": views[0], "audio": views[1]}
+        frame_checks = []
+        for view, size, count, ok in zip(("video", "audio"), self.feature_sizes,
+                                         stream_frames, headers_ok):
+            header, stride = self._layout[view]
+            headers_ok_all = ok & _tail_headers_ok(
+                serialized, located[view + "_start"], count, self.max_frames,
+                header, stride)
+            no = tf.zeros_like(count, tf.int32)
+            frame_checks.append((~headers_ok_all, no, no + size))
+        parsed = self._frame_batch(batch, num_frames, mask, stream_frames,
+                                   frame_checks)
+        all_ok = ~tf.reduce_any(frame_checks[0][0] | frame_checks[1][0])
+        return tf.cond(all_ok, lambda: parsed,
+                       lambda: self._parse_any(names, serialized))
+
+    def _frames_from_records(self, serialized, located, kept, mask):
+        records = tf.io.decode_raw(serialized, tf.uint8,
+                                   fixed_length=self._record_width)
+        views, headers_ok = [], []
+        for view, frames in zip(("video", "audio"), kept):
+            frames_out, ok = _gather_regular_frames(
+                records, located[view + "_start"], frames, mask,
+                self._layout[view][0], self._layout[view][1])
+            views.append(frames_out)
+            headers_ok.append(ok)
+        return views, headers_ok
+
+    def _frames_from_blocks(self, serialized, located, kept, mask):
+        views, headers_ok = [], []
+        for view, frames in zip(("video", "audio"), kept):
+            header, stride = self._layout[view]
+            blocks = tf.io.decode_raw(
+                tf.strings.substr(serialized, located[view + "_start"],
+                                  frames * stride),
+                tf.uint8, fixed_length=self.max_frames * stride)
+            blocks = tf.reshape(blocks, [-1, self.max_frames, stride])
+            frames_out, ok = _dequantize_regular_frames(blocks, frames, mask,
+                                                        header)
+            views.append(frames_out)
+            headers_ok.append(ok)
+        return views, headers_ok
+
+    def _frame_mask(self, stream_frames):
+        num_frames = tf.minimum(tf.minimum(*stream_frames), self.max_frames)
+        mask = tf.range(self.max_frames, dtype=tf.int64) < num_frames[:, None]
+        return num_frames, mask
+
+    def _frame_batch(self, batch, num_frames, mask, stream_frames,
+                     frame_checks):
+        """(batch, reasons, evidence) from the parsed views and the checks
+        per view: (bad frame size, first bad frame, its byte length)."""
         batch["num_frames"] = tf.cast(num_frames, tf.int32)
         batch["mask"] = mask
         batch["id"] = tf.ensure_shape(batch["id"], [None])
 
+        (bad_video, first_video, video_bytes), (bad_audio, first_audio,
+                                                audio_bytes) = frame_checks
         has_video, has_audio = (c > 0 for c in stream_frames)
         reasons = tf.zeros_like(num_frames, tf.int32)
-        reasons = tf.where(bad_frame_size[0] | bad_frame_size[1],
+        reasons = tf.where(bad_video | bad_audio,
                            _REASON_CODE["bad_frame_size"], reasons)
         reasons = tf.where(has_video != has_audio,
                            _REASON_CODE["missing_feature_list"], reasons)
         reasons = tf.where(~has_video & ~has_audio,
                            _REASON_CODE["zero_frames"], reasons)
         evidence = (stream_frames[0], stream_frames[1],
-                    first_bad_frame[0], bad_frame_bytes[0],
-                    first_bad_frame[1], bad_frame_bytes[1])
+                    first_video, video_bytes, first_audio, audio_bytes)
         return batch, reasons, evidence
 
     def _describe(self, reason, evidence):
@@ -627,6 +727,243 @@ def _dequantize_frames(codes, mask):
     which made this the slowest step of the reader (bench/bench_reader.py).
     """
     return tf.where(mask[:, :, None], features.dequantize(codes), 0.0)
+
+
+# --- the regular frame-level layout -----------------------------------------
+#
+# A SequenceExample serialized by protobuf is its context then its feature
+# lists, each a length-delimited field: tag byte, varint length, bytes.
+#
+#   SequenceExample  0x0a context (a Features), 0x12 feature_lists
+#   FeatureLists     0x0a map entry per list: 0x0a key, 0x12 FeatureList
+#   FeatureList      0x0a Feature per frame
+#   Feature          0x0a BytesList
+#   BytesList        0x0a the frame's bytes
+#
+# Every frame of a list with D bytes per frame is therefore the same few
+# header bytes followed by D data bytes, and the list is one block with a
+# fixed stride. Locating the two blocks takes a handful of varints per
+# record; everything else about the layout is checked, and a record that
+# deviates (another field order, extra fields or lists, a missing list,
+# another frame size) is left to the general parse.
+
+_TAG_FIELD_1 = 0x0A  # field 1, length-delimited
+_TAG_FIELD_2 = 0x12  # field 2, length-delimited
+# A varint of up to 5 bytes holds any length below 2**35.
+_MAX_VARINT_BYTES = 5
+# Room for the context and list headers in the bytes the fast path decodes
+# per record; a record that needs more takes the slower cut-out route.
+_REGULAR_RECORD_SLACK = 4096
+
+
+def _varint_bytes(value):
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _frame_header(size):
+    """The bytes before each frame's data in a list of `size`-byte frames,
+    as a uint8 array: Feature tag and length, BytesList tag and length,
+    value tag and length."""
+    value = bytes([_TAG_FIELD_1]) + _varint_bytes(size)
+    bytes_list = bytes([_TAG_FIELD_1]) + _varint_bytes(len(value) + size)
+    feature = bytes([_TAG_FIELD_1]) + _varint_bytes(
+        len(bytes_list) + len(value) + size)
+    return np.frombuffer(feature + bytes_list + value, np.uint8)
+
+
+def _window(serialized, length, pos, width):
+    """[B, width] uint8: each record's bytes from `pos`, zero past its end."""
+    pos = tf.minimum(pos, length)
+    return tf.io.decode_raw(
+        tf.strings.substr(serialized, pos, tf.fill(tf.shape(pos), tf.constant(width, tf.int64))),
+        tf.uint8, fixed_length=width)
+
+
+def _byte_at(window, at):
+    """window[b, at[b]] as int64 (0 past the window)."""
+    width = tf.shape(window, tf.int64)[1]
+    byte = tf.gather(window, tf.minimum(at, width - 1), batch_dims=1)
+    return tf.where(at < width, tf.cast(byte, tf.int64), 0)
+
+
+def _varint(window, at):
+    """Decodes the varint at offset `at[b]` of each window row.
+
+    Returns (value, offset after it, ok); ok is False when it runs past the
+    window or is longer than `_MAX_VARINT_BYTES`.
+    """
+    offsets = at[:, None] + tf.range(_MAX_VARINT_BYTES, dtype=tf.int64)
+    width = tf.shape(window, tf.int64)[1]
+    raw = tf.gather(window, tf.minimum(offsets, width - 1), batch_dims=1)
+    raw = tf.cast(raw, tf.int64)
+    more = raw >= 0x80
+    # Byte i belongs to the varint when every byte before it continues it.
+    used = tf.math.cumprod(tf.cast(more, tf.int64), axis=1, exclusive=True)
+    value = tf.reduce_sum(
+        used * (raw % 0x80)
+        * (0x80 ** tf.range(_MAX_VARINT_BYTES, dtype=tf.int64)), axis=1)
+    count = tf.reduce_sum(used, axis=1)
+    ok = ~tf.reduce_all(more, axis=1) & (at + count <= width)
+    return value, at + count, ok
+
+
+def _map_entry(window, at):
+    """One FeatureLists map entry at offset `at` of each window row.
+
+    Returns a dict of offsets in the window: key (start), key_length,
+    list (start of the FeatureList's frames), list_length, end; and ok,
+    False unless the entry is exactly a key then a FeatureList.
+    """
+    ok = _byte_at(window, at) == _TAG_FIELD_1
+    entry_length, at, varint_ok = _varint(window, at + 1)
+    ok &= varint_ok
+    entry_end = at + entry_length
+    ok &= _byte_at(window, at) == _TAG_FIELD_1
+    key_length, key, varint_ok = _varint(window, at + 1)
+    ok &= varint_ok
+    # The window is wide enough for the longest expected key only.
+    key_length = tf.minimum(key_length, tf.shape(window, tf.int64)[1])
+    at = key + key_length
+    ok &= _byte_at(window, at) == _TAG_FIELD_2
+    list_length, start, varint_ok = _varint(window, at + 1)
+    ok &= varint_ok & (start + list_length == entry_end)
+    return {"key": key, "key_length": key_length, "list": start,
+            "list_length": list_length, "end": entry_end, "ok": ok}
+
+
+def _locate_lists(serialized, feature_names, layout):
+    """Where each record's video and audio frames are, if it is regular.
+
+    A record is regular when it is exactly: the context, then the feature
+    lists holding exactly two entries, the video and audio names (either
+    order), each a whole number of `layout` strides. Whether each frame
+    header matches is checked by the decode (`_dequantize_regular_frames`).
+
+    Returns a dict of [B] tensors: regular (bool), context_end (bytes of
+    the context field), video_start, video_frames, audio_start,
+    audio_frames (int64).
+    """
+    length = tf.cast(tf.strings.length(serialized), tf.int64)
+    longest_key = max(len(name.encode()) for name in feature_names)
+    # An entry's tags and varints, and its key.
+    entry_width = 3 * (1 + _MAX_VARINT_BYTES) + longest_key
+
+    head = _window(serialized, length, tf.zeros_like(length),
+                   1 + _MAX_VARINT_BYTES)
+    regular = tf.cast(head[:, 0], tf.int64) == _TAG_FIELD_1
+    context_length, context_start, ok = _varint(head, tf.ones_like(length))
+    regular &= ok
+    context_end = context_start + context_length
+
+    lists = _window(serialized, length, context_end,
+                    1 + _MAX_VARINT_BYTES + entry_width)
+    regular &= _byte_at(lists, tf.zeros_like(length)) == _TAG_FIELD_2
+    lists_length, at, ok = _varint(lists, tf.ones_like(length))
+    regular &= ok & (context_end + at + lists_length == length)
+    first = _map_entry(lists, at)
+    first_end = context_end + first["end"]
+    second = _map_entry(
+        _window(serialized, length, first_end, entry_width),
+        tf.zeros_like(length))
+    regular &= first["ok"] & second["ok"] & (first_end + second["end"]
+                                             == length)
+
+    def key(entry, base):
+        return tf.strings.substr(
+            serialized, tf.minimum(base + entry["key"], length),
+            entry["key_length"])
+
+    first_key, second_key = key(first, context_end), key(second, first_end)
+    video_name, audio_name = feature_names
+    video_first = (first_key == video_name) & (second_key == audio_name)
+    regular &= video_first | ((first_key == audio_name)
+                              & (second_key == video_name))
+    located = {"context_end": context_end}
+    for view, in_first in (("video", video_first), ("audio", ~video_first)):
+        start = tf.where(in_first, context_end + first["list"],
+                         first_end + second["list"])
+        list_length = tf.where(in_first, first["list_length"],
+                               second["list_length"])
+        stride = layout[view][1]
+        regular &= list_length % stride == 0
+        located[view + "_start"] = tf.minimum(start, length)
+        located[view + "_frames"] = list_length // stride
+    located["regular"] = regular
+    return located
+
+
+@tf.function(jit_compile=True)
+def _gather_regular_frames(records, start, frames, mask, header, stride):
+    """Frames [B,T,D] float32 of the list at `start` in each row of
+    `records` [B, width] uint8, zero where `mask` is off, and whether the
+    first `frames` frames start with `header` (bool [B]).
+
+    XLA fuses the gather of the frame bytes with the dequantization: one
+    pass from the record bytes to the output.
+    """
+    header_size = header.shape[0]
+    width = tf.shape(records)[1]
+    num_frames = mask.shape[1]
+    frame_starts = (tf.cast(start, tf.int32)[:, None]
+                    + stride * tf.range(num_frames))
+
+    def gather(offset, size):
+        index = (frame_starts[:, :, None] + offset
+                 + tf.range(size)[None, None, :])
+        return tf.gather(records, tf.minimum(index, width - 1), batch_dims=1)
+
+    in_list = tf.range(num_frames, dtype=tf.int64) < frames[:, None]
+    header_ok = tf.reduce_all(
+        (gather(0, header_size) == header) | ~in_list[:, :, None], axis=[1, 2])
+    codes = gather(header_size, stride - header_size)
+    return (tf.where(mask[:, :, None], features.dequantize(codes), 0.0),
+            header_ok)
+
+
+@tf.function(jit_compile=True)
+def _dequantize_regular_frames(blocks, frames, mask, header):
+    """Frames [B,T,D] float32 from a regular list's blocks [B,T,stride]
+    uint8, zero where `mask` is off, and whether the first `frames` frames
+    of each row start with `header` (bool [B]).
+
+    One XLA pass drops the headers and dequantizes, as `_dequantize_frames`.
+    """
+    header_size = header.shape[0]
+    in_list = tf.range(tf.shape(blocks, tf.int64)[1]) < frames[:, None]
+    header_ok = tf.reduce_all(
+        (blocks[:, :, :header_size] == header) | ~in_list[:, :, None],
+        axis=[1, 2])
+    codes = blocks[:, :, header_size:]
+    return (tf.where(mask[:, :, None], features.dequantize(codes), 0.0),
+            header_ok)
+
+
+def _tail_headers_ok(serialized, start, frames, max_frames, header, stride):
+    """Whether the frames past `max_frames` start with `header` (bool [B]):
+    the decode checks the kept ones, and a frame of another size anywhere in
+    the list makes the record bad."""
+    def check():
+        tail = tf.maximum(frames - max_frames, 0)
+        width = tf.reduce_max(tail) * stride
+        blocks = tf.io.decode_raw(
+            tf.strings.substr(
+                serialized,
+                tf.minimum(start + max_frames * stride,
+                           tf.cast(tf.strings.length(serialized), tf.int64)),
+                tail * stride),
+            tf.uint8, fixed_length=tf.cast(width, tf.int32))
+        blocks = tf.reshape(blocks, [tf.shape(serialized)[0], -1, stride])
+        in_tail = tf.range(tf.shape(blocks, tf.int64)[1]) < tail[:, None]
+        return tf.reduce_all(
+            (blocks[:, :, :len(header)] == header) | ~in_tail[:, :, None],
+            axis=[1, 2])
+    return tf.cond(tf.reduce_any(frames > max_frames), check,
+                   lambda: tf.ones_like(frames, tf.bool))
 
 
 def _lenient_context_features():
