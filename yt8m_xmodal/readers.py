@@ -488,15 +488,37 @@ class YT8MFrameFeatureReader(_BaseReader):
                 stride for _, stride in self._layout.values())
 
     def _parse_batch(self, names, serialized):
-        """The fast path where every record of the batch has the regular
-        layout (see `_locate_lists`), else the general parse."""
+        """The fast path when every record of the batch has the regular
+        layout and fits it (see `_fast_path`), else the general parse."""
         if self._layout is None:
             return self._parse_any(names, serialized)
-        located = _locate_lists(serialized, self.feature_names, self._layout)
+        fast, located, records = self._fast_path(serialized)
         return tf.cond(
-            tf.reduce_all(located["regular"]),
-            lambda: self._parse_regular(names, serialized, located),
+            tf.reduce_all(fast),
+            lambda: self._parse_regular(names, serialized, located, records),
             lambda: self._parse_any(names, serialized))
+
+    def _fast_path(self, serialized):
+        """(fast, located, records): whether the fast path can read each
+        record (bool [B]), `_locate_lists`'s offsets, and the record bytes
+        (uint8 [B, width], padded or cut to a fixed width so that XLA
+        compiles once; no per-block copy is needed before the frames are
+        read)."""
+        located = _locate_lists(serialized, self.feature_names, self._layout)
+        records = tf.io.decode_raw(serialized, tf.uint8,
+                                   fixed_length=self._record_width)
+        fast = located["regular"]
+        for view in ("video", "audio"):
+            header, stride = self._layout[view]
+            frames = located[view + "_frames"]
+            start = located[view + "_start"]
+            # Longer lists or bigger contexts than the decoded width holds go
+            # to the general parse, as do frames of another size.
+            fast &= ((frames <= self.max_frames)
+                     & (start + frames * stride <= self._record_width))
+            fast &= _regular_headers_ok(records, start, frames, header,
+                                        stride, self.max_frames)
+        return fast, located, records
 
     def _parse_any(self, names, serialized):
         """Parses any batch with `parse_sequence_example`: every frame becomes
@@ -522,8 +544,11 @@ class YT8MFrameFeatureReader(_BaseReader):
             # means the record was written with another feature layout.
             in_stream = (tf.range(tf.shape(frames, tf.int64)[1])
                          < count[:, None])
-            frame_bytes = tf.strings.length(frames)
-            wrong = in_stream & tf.not_equal(frame_bytes, size)
+            # A column past the last frame keeps the argmax and gather
+            # defined when no record of the batch has a frame in the list.
+            frame_bytes = tf.pad(tf.strings.length(frames), [[0, 0], [0, 1]])
+            wrong = tf.pad(in_stream, [[0, 0], [0, 1]]) & tf.not_equal(
+                frame_bytes, size)
             first = tf.argmax(tf.cast(wrong, tf.int32), axis=1,
                               output_type=tf.int32)
             frame_checks.append((tf.reduce_any(wrong, axis=1), first,
@@ -543,10 +568,9 @@ class YT8MFrameFeatureReader(_BaseReader):
         return self._frame_batch(batch, num_frames, mask, stream_frames,
                                  frame_checks)
 
-    def _parse_regular(self, names, serialized, located):
-        """Parses a batch of records that all have the regular layout: each
-        view's kept frames are read straight out of the record's bytes; the
-        general parse takes over if a frame header is off."""
+    def _parse_regular(self, names, serialized, located, records):
+        """Parses a batch of regular records: each view's frames are read
+        straight out of the decoded record bytes."""
         # The context field with its tag and length is itself a serialized
         # tf.train.Example (whose field 1 is the Features).
         context_end = located["context_end"]
@@ -556,60 +580,20 @@ class YT8MFrameFeatureReader(_BaseReader):
             _lenient_context_features(), example_names=names)
         stream_frames = [located["video_frames"], located["audio_frames"]]
         num_frames, mask = self._frame_mask(stream_frames)
-        kept = [tf.minimum(count, self.max_frames) for count in stream_frames]
-        ends = [located[view + "_start"] + frames * self._layout[view][1]
-                for view, frames in zip(("video", "audio"), kept)]
-        # One decode of whole records (padded to a fixed width, so that XLA
-        # compiles once) is a pass less over the bytes than cutting each
-        # block out first, which records with more bytes than that need.
-        fits = tf.reduce_all(tf.maximum(*ends) <= self._record_width)
-        views, headers_ok = tf.cond(
-            fits,
-            lambda: self._frames_from_records(serialized, located, kept, mask),
-            lambda: self._frames_from_blocks(serialized, located, kept, mask))
-        batch = {"id": context["id"], "_labels": context["labels"],
-                 "video": views[0], "audio": views[1]}
+        batch = {"id": context["id"], "_labels": context["labels"]}
         frame_checks = []
-        for view, size, count, ok in zip(("video", "audio"), self.feature_sizes,
-                                         stream_frames, headers_ok):
-            header, stride = self._layout[view]
-            headers_ok_all = ok & _tail_headers_ok(
-                serialized, located[view + "_start"], count, self.max_frames,
-                header, stride)
-            no = tf.zeros_like(count, tf.int32)
-            frame_checks.append((~headers_ok_all, no, no + size))
-        parsed = self._frame_batch(batch, num_frames, mask, stream_frames,
-                                   frame_checks)
-        all_ok = ~tf.reduce_any(frame_checks[0][0] | frame_checks[1][0])
-        return tf.cond(all_ok, lambda: parsed,
-                       lambda: self._parse_any(names, serialized))
-
-    def _frames_from_records(self, serialized, located, kept, mask):
-        records = tf.io.decode_raw(serialized, tf.uint8,
-                                   fixed_length=self._record_width)
-        views, headers_ok = [], []
-        for view, frames in zip(("video", "audio"), kept):
-            frames_out, ok = _gather_regular_frames(
-                records, located[view + "_start"], frames, mask,
-                self._layout[view][0], self._layout[view][1])
-            views.append(frames_out)
-            headers_ok.append(ok)
-        return views, headers_ok
-
-    def _frames_from_blocks(self, serialized, located, kept, mask):
-        views, headers_ok = [], []
-        for view, frames in zip(("video", "audio"), kept):
-            header, stride = self._layout[view]
-            blocks = tf.io.decode_raw(
-                tf.strings.substr(serialized, located[view + "_start"],
-                                  frames * stride),
-                tf.uint8, fixed_length=self.max_frames * stride)
-            blocks = tf.reshape(blocks, [-1, self.max_frames, stride])
-            frames_out, ok = _dequantize_regular_frames(blocks, frames, mask,
-                                                        header)
-            views.append(frames_out)
-            headers_ok.append(ok)
-        return views, headers_ok
+        for view, size, count in zip(("video", "audio"), self.feature_sizes,
+                                     stream_frames):
+            batch[view] = _gather_regular_frames(
+                records, located[view + "_start"], mask,
+                *self._layout[view])
+            # Every frame has the header of `size` bytes (checked above); the
+            # evidence is what the general parse gives for such a list.
+            frame_checks.append((tf.zeros_like(count, tf.bool),
+                                 tf.zeros_like(count, tf.int32),
+                                 tf.where(count > 0, size, 0)))
+        return self._frame_batch(batch, num_frames, mask, stream_frames,
+                                 frame_checks)
 
     def _frame_mask(self, stream_frames):
         num_frames = tf.minimum(tf.minimum(*stream_frames), self.max_frames)
@@ -752,7 +736,7 @@ _TAG_FIELD_2 = 0x12  # field 2, length-delimited
 # A varint of up to 5 bytes holds any length below 2**35.
 _MAX_VARINT_BYTES = 5
 # Room for the context and list headers in the bytes the fast path decodes
-# per record; a record that needs more takes the slower cut-out route.
+# per record; a record that needs more goes to the general parse.
 _REGULAR_RECORD_SLACK = 4096
 
 
@@ -842,7 +826,7 @@ def _locate_lists(serialized, feature_names, layout):
     A record is regular when it is exactly: the context, then the feature
     lists holding exactly two entries, the video and audio names (either
     order), each a whole number of `layout` strides. Whether each frame
-    header matches is checked by the decode (`_dequantize_regular_frames`).
+    header matches is checked on the decoded bytes (`_regular_headers_ok`).
 
     Returns a dict of [B] tensors: regular (bool), context_end (bytes of
     the context field), video_start, video_frames, audio_start,
@@ -897,73 +881,40 @@ def _locate_lists(serialized, feature_names, layout):
     return located
 
 
+def _frame_offsets(start, num_frames, offset, size, stride):
+    """[B, num_frames, size] int32 offsets of bytes offset..offset+size of
+    each frame of the lists at `start` [B]."""
+    frame_starts = (tf.cast(start, tf.int32)[:, None]
+                    + stride * tf.range(num_frames))
+    return frame_starts[:, :, None] + offset + tf.range(size)
+
+
 @tf.function(jit_compile=True)
-def _gather_regular_frames(records, start, frames, mask, header, stride):
-    """Frames [B,T,D] float32 of the list at `start` in each row of
-    `records` [B, width] uint8, zero where `mask` is off, and whether the
-    first `frames` frames start with `header` (bool [B]).
+def _regular_headers_ok(records, start, frames, header, stride, max_frames):
+    """Whether the first `frames` frames of the list at `start` of each
+    record row (`frames` <= `max_frames`) start with `header` (bool [B])."""
+    width = tf.shape(records)[1]
+    offsets = _frame_offsets(start, max_frames, 0, header.shape[0], stride)
+    headers = tf.gather(records, tf.minimum(offsets, width - 1), batch_dims=1)
+    in_list = tf.range(max_frames, dtype=tf.int64) < frames[:, None]
+    return tf.reduce_all((headers == header) | ~in_list[:, :, None],
+                         axis=[1, 2])
+
+
+@tf.function(jit_compile=True)
+def _gather_regular_frames(records, start, mask, header, stride):
+    """Frames [B,T,D] float32 of the list at `start` of each record row
+    (uint8 [B, width]), zero where `mask` [B,T] is off.
 
     XLA fuses the gather of the frame bytes with the dequantization: one
-    pass from the record bytes to the output.
+    pass from the record bytes to the output, as `_dequantize_frames`.
     """
     header_size = header.shape[0]
     width = tf.shape(records)[1]
-    num_frames = mask.shape[1]
-    frame_starts = (tf.cast(start, tf.int32)[:, None]
-                    + stride * tf.range(num_frames))
-
-    def gather(offset, size):
-        index = (frame_starts[:, :, None] + offset
-                 + tf.range(size)[None, None, :])
-        return tf.gather(records, tf.minimum(index, width - 1), batch_dims=1)
-
-    in_list = tf.range(num_frames, dtype=tf.int64) < frames[:, None]
-    header_ok = tf.reduce_all(
-        (gather(0, header_size) == header) | ~in_list[:, :, None], axis=[1, 2])
-    codes = gather(header_size, stride - header_size)
-    return (tf.where(mask[:, :, None], features.dequantize(codes), 0.0),
-            header_ok)
-
-
-@tf.function(jit_compile=True)
-def _dequantize_regular_frames(blocks, frames, mask, header):
-    """Frames [B,T,D] float32 from a regular list's blocks [B,T,stride]
-    uint8, zero where `mask` is off, and whether the first `frames` frames
-    of each row start with `header` (bool [B]).
-
-    One XLA pass drops the headers and dequantizes, as `_dequantize_frames`.
-    """
-    header_size = header.shape[0]
-    in_list = tf.range(tf.shape(blocks, tf.int64)[1]) < frames[:, None]
-    header_ok = tf.reduce_all(
-        (blocks[:, :, :header_size] == header) | ~in_list[:, :, None],
-        axis=[1, 2])
-    codes = blocks[:, :, header_size:]
-    return (tf.where(mask[:, :, None], features.dequantize(codes), 0.0),
-            header_ok)
-
-
-def _tail_headers_ok(serialized, start, frames, max_frames, header, stride):
-    """Whether the frames past `max_frames` start with `header` (bool [B]):
-    the decode checks the kept ones, and a frame of another size anywhere in
-    the list makes the record bad."""
-    def check():
-        tail = tf.maximum(frames - max_frames, 0)
-        width = tf.reduce_max(tail) * stride
-        blocks = tf.io.decode_raw(
-            tf.strings.substr(
-                serialized,
-                tf.minimum(start + max_frames * stride,
-                           tf.cast(tf.strings.length(serialized), tf.int64)),
-                tail * stride),
-            tf.uint8, fixed_length=tf.cast(width, tf.int32))
-        blocks = tf.reshape(blocks, [tf.shape(serialized)[0], -1, stride])
-        in_tail = tf.range(tf.shape(blocks, tf.int64)[1]) < tail[:, None]
-        return tf.reduce_all(
-            (blocks[:, :, :len(header)] == header) | ~in_tail[:, :, None],
-            axis=[1, 2])
-    return tf.cond(tf.reduce_any(frames > max_frames), check,
-                   lambda: tf.ones_like(frames, tf.bool))
+    offsets = _frame_offsets(start, mask.shape[1], header_size,
+                             stride - header_size, stride)
+    codes = tf.gather(records, tf.minimum(offsets, width - 1), batch_dims=1)
+    return tf.where(mask[:, :, None], features.dequantize(codes), 0.0)
 
 
 def _lenient_context_features():
