@@ -902,18 +902,23 @@ def _regular_headers_ok(records, start, frames, header, stride, max_frames):
 
 
 @tf.function(jit_compile=True)
-def _gather_regular_frames(records, start, mask, header, stride):
+def _gather_regular_frames(records, start, mask, header, stride,
+                           dequantize=True):
     """Frames [B,T,D] float32 of the list at `start` of each record row
     (uint8 [B, width]), zero where `mask` [B,T] is off.
 
     XLA fuses the gather of the frame bytes with the dequantization: one
     pass from the record bytes to the output, as `_dequantize_frames`.
+    `dequantize=False` gives the uint8 codes instead (bench/bench_reader.py
+    times the two steps apart with it).
     """
     header_size = header.shape[0]
     width = tf.shape(records)[1]
     offsets = _frame_offsets(start, mask.shape[1], header_size,
                              stride - header_size, stride)
     codes = tf.gather(records, tf.minimum(offsets, width - 1), batch_dims=1)
+    if not dequantize:
+        return tf.where(mask[:, :, None], codes, tf.zeros_like(codes))
     return tf.where(mask[:, :, None], features.dequantize(codes), 0.0)
 
 
