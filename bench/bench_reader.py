@@ -7,6 +7,8 @@ with:
 
   (a) ours: `readers.YT8MFrameFeatureReader` (the whole pipeline: shard
       bookkeeping, the batch parse's fast path, per-record checks, labels);
+      (a') the same with the fast path off (every batch through the general
+      `parse_sequence_example` parse);
   (b) starter-style: the YT8M starter code's per-record path
       (`tf.io.parse_single_sequence_example`, decode_raw, dequantize, pad to
       `max_frames`), tuned: parallel reads, an AUTOTUNE map, no ordering
@@ -321,9 +323,16 @@ def main(argv):
         pattern = os.path.join(work_dir, "bench-*.tfrecord")
         printed, figures = fragments.capture_stdout(), {}
         reader = readers.YT8MFrameFeatureReader()
+        # The same reader with its fast path off: every batch through the
+        # general parse (parse_sequence_example), to see what the fast path
+        # gains in the whole pipeline.
+        general = readers.YT8MFrameFeatureReader()
+        general._layout = None
         contenders = [
             ("(a) ours: YT8MFrameFeatureReader", "ours",
              lambda: reader.dataset(pattern, FLAGS.batch_size)),
+            ("(a') ours, fast path off (general parse only)", "ours_general",
+             lambda: general.dataset(pattern, FLAGS.batch_size)),
             ("(b1) starter-style, tuned: per-record parse and dequantize",
              "starter", lambda: _starter_style_dataset(
                  files, FLAGS.batch_size, dequantize_per_batch=False)),

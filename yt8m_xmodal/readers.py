@@ -21,18 +21,23 @@ The pipeline, and why it is shaped this way:
          them, and checked whole (see corrupt_shard below)
       -> training: unbatch, seeded record shuffle, batch
          evaluation: rebatch the chunks in order
-      -> one vectorized parse per batch (`tf.io.parse_sequence_example` /
-         `tf.io.parse_example`, one `decode_raw` over all frames, and the
-         dequantization fused by XLA into one pass)
+      -> one vectorized parse per batch (`tf.io.parse_example` at video
+         level; at frame level the fast path below, else
+         `tf.io.parse_sequence_example` and one `decode_raw` over all
+         frames; the dequantization fused by XLA into one pass)
       -> prefetch
 
 Parsing a whole batch in one op saves the per-record op overhead, which
 dominates for small video-level records. A 300-frame record is ~350 KB, and
-there the cost is per byte (parse, decode_raw, dequantize): the dequantization
-is one XLA-fused pass, but measured per example the batch parse is about as
-costly as the starter code's per-record parse (bench/bench_reader.py has the
-figures). Evaluation order is deterministic; training order is deterministic
-too when a seed is given.
+there the cost is per byte. The frame-level fast path avoids making a string
+of every frame: in a serialized SequenceExample every frame of a feature list
+is the same few header bytes and then its data, so a few varints per record
+locate each list (`_locate_lists`), and XLA reads the frames straight out of
+the decoded record bytes, dequantizing in the same pass. A batch with any
+record of another layout goes through the general parse; both give the same
+bytes (tests/test_fast_parse.py). bench/bench_reader.py has the figures.
+Evaluation order is deterministic; training order is deterministic too when a
+seed is given.
 
 Bad input and how it surfaces
 -----------------------------
