@@ -768,9 +768,9 @@ def _frame_header(size):
 def _window(serialized, length, pos, width):
     """[B, width] uint8: each record's bytes from `pos`, zero past its end."""
     pos = tf.minimum(pos, length)
-    return tf.io.decode_raw(
-        tf.strings.substr(serialized, pos, tf.fill(tf.shape(pos), tf.constant(width, tf.int64))),
-        tf.uint8, fixed_length=width)
+    widths = tf.fill(tf.shape(pos), tf.constant(width, tf.int64))
+    return tf.io.decode_raw(tf.strings.substr(serialized, pos, widths),
+                            tf.uint8, fixed_length=width)
 
 
 def _byte_at(window, at):
