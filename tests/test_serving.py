@@ -55,6 +55,41 @@ def test_one_modality_embeddings_equal_the_two_stream_ones(
                                    both[f"{modality}_attention"], atol=1e-6)
 
 
+def _without(serialized, feature, frame_level=True):
+    """The records with one feature (list) removed."""
+    out = []
+    for record in serialized:
+        if frame_level:
+            example = tf.train.SequenceExample.FromString(record)
+            del example.feature_lists.feature_list[feature]
+        else:
+            example = tf.train.Example.FromString(record)
+            del example.features.feature[feature]
+        out.append(example.SerializeToString())
+    return out
+
+
+@pytest.mark.parametrize("modality,other", [("audio", "rgb"),
+                                            ("video", "audio")])
+def test_records_with_one_modality_embed_like_the_two_stream_path(
+        chunk_export, tiny_frame_data, modality, other):
+    model = modeling.load_export(chunk_export)
+    serialized, _ = _records_and_batch(model.config,
+                                       f"{tiny_frame_data}/validate-*")
+    both = model.embed_records(serialized)
+    one = _without(serialized, other)
+    alone = getattr(model, f"embed_{modality}_records")(one)
+    assert np.array_equal(alone["id"], both["id"])
+    np.testing.assert_allclose(alone["embedding"], both[modality], atol=1e-5)
+    np.testing.assert_allclose(alone["attention"],
+                               both[f"{modality}_attention"], atol=1e-6)
+    # Records without the query's modality are refused, naming the list.
+    name = "rgb" if modality == "video" else "audio"
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"records without frames in \\*'" + name):
+        getattr(model, f"embed_{modality}_records")(_without(serialized, name))
+
+
 def test_attention_weights_cover_only_the_valid_chunks(
         chunk_export, tiny_frame_data):
     model = modeling.load_export(chunk_export)
@@ -103,8 +138,70 @@ def test_video_level_exports_embed_one_modality_too(tiny_video_data,
         model.config, f"{tiny_video_data}/validate-*")
     both = model.embed_records(serialized)
     assert "audio_attention" not in both
+    alone = model.embed_audio_records(_without(serialized, "mean_rgb",
+                                               frame_level=False))
+    np.testing.assert_allclose(alone["embedding"], both["audio"], atol=1e-5)
     for modality in ("audio", "video"):
         alone = getattr(model, f"embed_{modality}")(batch[modality].numpy())
         assert set(alone) == {"embedding"}
         np.testing.assert_allclose(alone["embedding"], both[modality],
                                    atol=1e-5)
+
+
+def _write(path, records):
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(record)
+    return str(path)
+
+
+def _inference(*args):
+    import subprocess
+    import sys
+    from conftest import REPO_ROOT
+    out = subprocess.run([sys.executable, str(REPO_ROOT / "inference.py"),
+                          *args], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def _csv_rows(path):
+    import csv
+    with open(path) as f:
+        return {(r["QueryId"], r["QueryModality"]): r["MatchScorePairs"]
+                for r in csv.DictReader(f)}
+
+
+def test_a_song_alone_finds_its_videos_and_the_page_says_why(
+        chunk_export, tiny_frame_data, tmp_path):
+    train_dir = chunk_export.split("/export/")[0]
+    model = modeling.load_export(chunk_export)
+    serialized, _ = _records_and_batch(model.config,
+                                       f"{tiny_frame_data}/validate-*")
+    songs = _write(tmp_path / "songs.tfrecord", _without(serialized, "rgb"))
+    videos = _write(tmp_path / "videos.tfrecord", _without(serialized, "audio"))
+    both = _write(tmp_path / "both.tfrecord", serialized)
+    _inference(f"--train_dir={train_dir}", f"--input_data_pattern={songs}",
+               f"--gallery_data_pattern={videos}", "--query_modality=audio",
+               "--top_k=5", f"--output_file={tmp_path}/songs.csv",
+               f"--embeddings_file={tmp_path}/songs.npz",
+               f"--explain_file={tmp_path}/why.html")
+    _inference(f"--train_dir={train_dir}", f"--input_data_pattern={both}",
+               "--top_k=5", f"--output_file={tmp_path}/both.csv")
+    alone, together = _csv_rows(tmp_path / "songs.csv"), _csv_rows(
+        tmp_path / "both.csv")
+    assert len(alone) == len(serialized)
+    for key, pairs in alone.items():
+        assert key[1] == "audio"
+        got, want = pairs.split(), together[key].split()
+        assert got[0::2] == want[0::2]  # the same videos, in the same order
+        np.testing.assert_allclose(np.float64(got[1::2]),
+                                   np.float64(want[1::2]), atol=2e-5)
+    saved = np.load(tmp_path / "songs.npz")
+    assert set(saved.files) == {"ids", "audio", "attention_audio"}
+    np.testing.assert_allclose(saved["attention_audio"].sum(axis=1), 1.0,
+                               atol=1e-5)
+    page = (tmp_path / "why.html").read_text()
+    for (query, _), pairs in alone.items():
+        assert query in page and pairs.split()[0] in page
+    assert page.count("<svg") == len(alone) * 6  # the query and 5 matches

@@ -448,10 +448,11 @@ def test_default_run_trains_exports_and_reloads_the_shipped_recipe(
     emb = evaluation.embed_dataset(
         model, readers.reader_for(config.data).batches(
             f"{tiny_frame_data}/validate-*", 64), subspace=subspace)
-    serve = modeling.load_serving(modeling.latest_export(str(train_dir)))
+    serve = modeling.load_signatures(
+        modeling.latest_export(str(train_dir)))["serving_default"]
     records = [r.numpy() for r in tf.data.TFRecordDataset(
         sorted(tf.io.gfile.glob(f"{tiny_frame_data}/validate-*")))]
-    served = serve(tf.constant(records))
+    served = serve(serialized=tf.constant(records))
     np.testing.assert_array_equal(served["id"].numpy().astype(str), emb.ids)
     np.testing.assert_allclose(served["audio"].numpy(), emb.audio, atol=1e-5)
     np.testing.assert_allclose(served["video"].numpy(), emb.video, atol=1e-5)

@@ -175,10 +175,12 @@ class ServingModule(tf.Module):
     - `serving_default`: a [B] batch of serialized YT8M records with both
       modalities -> `id`, `audio`, `video` [B, k], and `audio_attention`,
       `video_attention` [B, C] where the towers have chunk attention;
-    - `embed_audio_features`, `embed_video_features`: one modality's dense
-      features ([B, T, D] frames and [B] frame counts at frame level,
-      [B, D] at video level) -> `embedding` [B, k] (and `attention`).
-      A song alone, without any video, is embedded this way.
+    - `embed_audio`, `embed_video`: serialized records that need to hold
+      only that modality -> `id`, `embedding` [B, k] (and `attention`). A
+      song alone, without any video, is embedded this way;
+    - `embed_audio_features`, `embed_video_features`: the same from one
+      modality's dense features ([B, T, D] frames and [B] frame counts at
+      frame level, [B, D] at video level), for Python callers.
     """
 
     def __init__(self, model, subspace, data_config):
@@ -192,8 +194,11 @@ class ServingModule(tf.Module):
         self.signature_functions = {"serving_default": self.serve}
         for modality in MODALITIES:
             embed = self._embed_function(modality, sizes[modality])
+            records = self._records_function(modality)
             setattr(self, f"embed_{modality}_features", embed)
+            setattr(self, f"embed_{modality}", records)
             self.signature_functions[f"embed_{modality}_features"] = embed
+            self.signature_functions[f"embed_{modality}"] = records
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def serve(self, serialized):
@@ -209,7 +214,27 @@ class ServingModule(tf.Module):
     def _project(self, modality, embedding):
         return getattr(self.subspace, f"project_{modality}")(embedding)
 
+    def _records_function(self, modality):
+        embed = self._embed_tower(modality)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def records(serialized):
+            batch = self._reader.parse_one_view(serialized, modality)
+            out = embed(batch[modality], batch.get("num_frames"))
+            return {"id": batch["id"], **out}
+        return records
+
     def _embed_function(self, modality, size):
+        embed = self._embed_tower(modality)
+        if self._frame_level:
+            return tf.function(embed, input_signature=[
+                tf.TensorSpec([None, None, size], tf.float32),
+                tf.TensorSpec([None], tf.int32)])
+        return tf.function(lambda features: embed(features), input_signature=[
+            tf.TensorSpec([None, size], tf.float32)])
+
+    def _embed_tower(self, modality):
+        """features (, num_frames) -> {"embedding" (, "attention")}."""
         tower = getattr(self.model, f"{modality}_tower")
         with_attention = getattr(tower, "has_attention", False)
 
@@ -225,13 +250,7 @@ class ServingModule(tf.Module):
                         "attention": attention}
             return {"embedding": self._project(modality, tower(features,
                                                                **kwargs))}
-
-        if self._frame_level:
-            return tf.function(embed, input_signature=[
-                tf.TensorSpec([None, None, size], tf.float32),
-                tf.TensorSpec([None], tf.int32)])
-        return tf.function(lambda features: embed(features), input_signature=[
-            tf.TensorSpec([None, size], tf.float32)])
+        return embed
 
 
 class ExportedModel:
@@ -259,12 +278,28 @@ class ExportedModel:
         self.export_dir = export_dir
         self.config = config_lib.read_model_flags(export_dir)
         self._saved = tf.saved_model.load(path)
+        self.signatures = self._saved.signatures
 
     def embed_records(self, serialized):
         """Serialized records with both modalities -> numpy `id`, `audio`,
         `video` (and chunk attention where the model has it)."""
-        out = self._saved.signatures["serving_default"](
-            tf.constant(serialized, tf.string))
+        return self._run("serving_default",
+                         serialized=tf.constant(serialized, tf.string))
+
+    def embed_audio_records(self, serialized):
+        """Serialized records holding (at least) audio -> numpy `id`,
+        `embedding` (and `attention`)."""
+        return self._run("embed_audio", serialized=tf.constant(serialized,
+                                                                tf.string))
+
+    def embed_video_records(self, serialized):
+        """Serialized records holding (at least) video: as
+        embed_audio_records."""
+        return self._run("embed_video", serialized=tf.constant(serialized,
+                                                               tf.string))
+
+    def _run(self, signature, **inputs):
+        out = self._saved.signatures[signature](**inputs)
         return {k: v.numpy() for k, v in out.items()}
 
     def embed_audio(self, features, num_frames=None):
@@ -283,8 +318,7 @@ class ExportedModel:
                 num_frames = np.full([features.shape[0]], features.shape[1])
             inputs["num_frames"] = tf.constant(np.asarray(num_frames, np.int32))
         # Signatures take keyword arguments only.
-        out = self._saved.signatures[f"embed_{modality}_features"](**inputs)
-        return {k: v.numpy() for k, v in out.items()}
+        return self._run(f"embed_{modality}_features", **inputs)
 
 
 def load_export(export_dir):
@@ -368,9 +402,7 @@ def unbundle(input_model_tgz, target_dir):
     return export_dir
 
 
-def load_serving(export_dir):
-    """Loads the SavedModel of an export: a callable on serialized records."""
-    path = os.path.join(export_dir, SAVED_MODEL_DIR)
-    if not os.path.isdir(path):
-        raise DataError(f"{export_dir} holds no {SAVED_MODEL_DIR}")
-    return tf.saved_model.load(path).signatures["serving_default"]
+def load_signatures(export_dir):
+    """The signatures of an export's SavedModel (see ServingModule), by
+    name; each takes keyword arguments."""
+    return load_export(export_dir).signatures

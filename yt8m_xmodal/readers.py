@@ -97,6 +97,8 @@ TFRECORD_FRAMING_BYTES = 16
 # The length and its CRC, before the data.
 TFRECORD_HEADER_BYTES = 12
 
+# The two views, in the order of `feature_names` and `feature_sizes`.
+_VIEWS = ("video", "audio")
 SKIP_REASONS = (
     "corrupt_shard",
     "zero_frames",
@@ -598,19 +600,56 @@ class YT8MFrameFeatureReader(_BaseReader):
             frame_checks.append((tf.reduce_any(wrong, axis=1), first,
                                  tf.gather(frame_bytes, first, batch_dims=1)))
 
-            # fixed_length keeps a bad-size frame from failing the batch (the
-            # record is reported above) and is faster than a plain decode.
-            codes = tf.io.decode_raw(frames[:, :self.max_frames], tf.uint8,
-                                     fixed_length=size)
-            missing = self.max_frames - tf.shape(codes)[1]
-            codes = tf.cond(
-                missing > 0,
-                lambda: tf.pad(codes, [[0, 0], [0, missing], [0, 0]]),
-                lambda: codes)
-            codes = tf.ensure_shape(codes, [None, self.max_frames, size])
-            batch[key] = _dequantize_frames(codes, mask)
+            batch[key] = _dequantize_frames(self._decode_padded(frames, size),
+                                            mask)
         return self._frame_batch(batch, num_frames, mask, stream_frames,
                                  frame_checks)
+
+    def _decode_padded(self, frames, size):
+        """[B, F] frame strings -> [B, max_frames, size] uint8, zero-padded."""
+        # fixed_length keeps a bad-size frame from failing the batch (the
+        # record is reported by the checks) and is faster than a plain decode.
+        codes = tf.io.decode_raw(frames[:, :self.max_frames], tf.uint8,
+                                 fixed_length=size)
+        missing = self.max_frames - tf.shape(codes)[1]
+        codes = tf.cond(
+            missing > 0,
+            lambda: tf.pad(codes, [[0, 0], [0, missing], [0, 0]]),
+            lambda: codes)
+        return tf.ensure_shape(codes, [None, self.max_frames, size])
+
+    def parse_one_view(self, serialized, view):
+        """Parses records that need to hold only one modality, for serving.
+
+        Args:
+          serialized: [B] serialized records.
+          view: "video" or "audio".
+
+        Returns:
+          {"id", view: [B, max_frames, D], "num_frames", "mask"}. A record
+          without frames of the view, or with a frame of another size, fails
+          the call with an InvalidArgumentError naming the feature list.
+        """
+        name = self.feature_names[_VIEWS.index(view)]
+        size = self.feature_sizes[_VIEWS.index(view)]
+        context, lists, lengths = tf.io.parse_sequence_example(
+            serialized, context_features=_lenient_context_features(),
+            sequence_features={name: tf.io.FixedLenSequenceFeature(
+                [], tf.string, allow_missing=True)})
+        frames = lists[name]
+        tf.debugging.assert_positive(
+            lengths[name], message=f"records without frames in {name!r}")
+        in_stream = (tf.range(tf.shape(frames, tf.int64)[1])
+                     < lengths[name][:, None])
+        tf.debugging.assert_equal(
+            tf.reduce_all((tf.strings.length(frames) == size) | ~in_stream),
+            True, message=f"{name!r} frames are not {size} bytes")
+        num_frames = tf.minimum(lengths[name], self.max_frames)
+        mask = tf.range(self.max_frames, dtype=tf.int64) < num_frames[:, None]
+        return {"id": context["id"],
+                view: _dequantize_frames(self._decode_padded(frames, size),
+                                         mask),
+                "num_frames": tf.cast(num_frames, tf.int32), "mask": mask}
 
     def _parse_regular(self, names, serialized, located, records):
         """Parses a batch of regular records: each view's frames are read
@@ -733,6 +772,22 @@ class YT8MAggregatedFeatureReader(_BaseReader):
                       | (lengths[1] != self.feature_sizes[1]))
         reasons = tf.where(wrong_size, _REASON_CODE["bad_feature_size"], reasons)
         return batch, reasons, tuple(lengths)
+
+    def parse_one_view(self, serialized, view):
+        """Parses records that need to hold only one modality, for serving:
+        {"id", view: [B, D]}; a missing or wrong-size vector, or NaN, fails
+        the call with an InvalidArgumentError naming the feature."""
+        name = self.feature_names[_VIEWS.index(view)]
+        size = self.feature_sizes[_VIEWS.index(view)]
+        spec = _lenient_context_features()
+        spec[name] = tf.io.RaggedFeature(tf.float32)
+        parsed = tf.io.parse_example(serialized, spec)
+        tf.debugging.assert_equal(parsed[name].row_lengths(),
+                                  tf.cast(size, tf.int64),
+                                  message=f"{name!r} is not {size} floats")
+        values = parsed[name].to_tensor(shape=[None, size])
+        tf.debugging.assert_all_finite(values, f"{name!r} holds NaN or inf")
+        return {"id": parsed["id"], view: values}
 
     def _describe(self, reason, evidence):
         if reason == "bad_feature_size":

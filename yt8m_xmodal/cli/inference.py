@@ -30,12 +30,19 @@ flags.DEFINE_string("input_data_pattern", "",
                     "File glob(s), comma-separated, of the query records.")
 flags.DEFINE_string("gallery_data_pattern", "",
                     "Records to search (default: the input records).")
-flags.DEFINE_string("query_modality", "both", "audio, video or both.")
+flags.DEFINE_string("query_modality", "both",
+                    "audio, video or both. With audio (a song) the query "
+                    "records need to hold only audio, and the gallery "
+                    "(--gallery_data_pattern) only video; video likewise.")
 flags.DEFINE_string("output_file", "", "The top-K matches CSV to write.")
 flags.DEFINE_integer("top_k", 20, "Matches per query.")
 flags.DEFINE_string("embeddings_file", "",
                     "Write subspace embeddings (ids, audio, video) to this .npz.")
 flags.DEFINE_integer("batch_size", 256, "Videos embedded per batch.")
+flags.DEFINE_string("explain_file", "",
+                    "Write an HTML page showing, for each query and its top "
+                    "matches, the chunk attention of both sides over the "
+                    "seconds (ChunkAttentionModel exports).")
 
 log = logging.getLogger("yt8m_xmodal")
 
@@ -47,7 +54,8 @@ def main(argv):
                         "audio, video or both")
     if FLAGS.top_k < 1:
         raise cli.FlagError(f"--top_k={FLAGS.top_k} must be >= 1")
-    for name in ("output_file", "embeddings_file", "output_model_tgz"):
+    for name in ("output_file", "embeddings_file", "output_model_tgz",
+                 "explain_file"):
         cli.check_output_path(name, getattr(FLAGS, name))
     with tempfile.TemporaryDirectory(prefix="yt8m_xmodal_model_") as tmp:
         if FLAGS.input_model_tgz:
@@ -61,15 +69,20 @@ def main(argv):
             if FLAGS.output_model_tgz:
                 return 0
             raise cli.FlagError("--input_data_pattern is empty")
-        if not (FLAGS.output_file or FLAGS.embeddings_file):
-            raise cli.FlagError("nothing to write: set --output_file and/or "
-                            "--embeddings_file")
-        serve = modeling.load_serving(export_dir)
+        if not (FLAGS.output_file or FLAGS.embeddings_file
+                or FLAGS.explain_file):
+            raise cli.FlagError("nothing to write: set --output_file, "
+                                "--embeddings_file and/or --explain_file")
+        exported = modeling.load_export(export_dir)
         result = matching.run_inference(
-            serve, FLAGS.input_data_pattern, output_file=FLAGS.output_file,
+            exported.signatures, FLAGS.input_data_pattern,
+            output_file=FLAGS.output_file,
             gallery_data_pattern=FLAGS.gallery_data_pattern,
             query_modality=FLAGS.query_modality, top_k=FLAGS.top_k,
-            embeddings_file=FLAGS.embeddings_file, batch_size=FLAGS.batch_size)
+            embeddings_file=FLAGS.embeddings_file, batch_size=FLAGS.batch_size,
+            explain_file=FLAGS.explain_file,
+            chunk_seconds=getattr(exported.config.model_config, "chunk_size",
+                                  None))
     print(f"{result['num_queries']} videos embedded with {export_dir}; "
           f"gallery {result['gallery_size']}")
     if FLAGS.output_file:
@@ -77,6 +90,8 @@ def main(argv):
               f"{FLAGS.output_file}")
     if FLAGS.embeddings_file:
         print(f"embeddings written to {FLAGS.embeddings_file}")
+    if FLAGS.explain_file:
+        print(f"why each match was made: {FLAGS.explain_file}")
     return 0
 
 
