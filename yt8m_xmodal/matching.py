@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from yt8m_xmodal import metrics
+from yt8m_xmodal import progress
 from yt8m_xmodal import readers
 from yt8m_xmodal.errors import DataError
 
@@ -111,13 +112,17 @@ class SpooledEmbeddings:
             yield np.asarray(data[start:start + chunk_size])
 
 
-def spool(serve, data_pattern, directory, batch_size=256):
+def spool(serve, data_pattern, directory, batch_size=256, label="embed"):
     emb = SpooledEmbeddings(directory)
+    bar = progress.Progress(label, progress.count_records(data_pattern),
+                            "video")
     try:
         for ids, audio, video in embed_records(serve, data_pattern, batch_size):
             emb.append(ids, audio, video)
+            bar.advance(len(ids))
     finally:
         emb.close()
+        bar.close()
     if not len(emb):
         raise DataError(f"{data_pattern}: no records")
     return emb
@@ -165,7 +170,7 @@ def run_inference(serve, input_data_pattern, output_file="",
     with tempfile.TemporaryDirectory(prefix="yt8m_xmodal_inference_") as tmp:
         os.makedirs(os.path.join(tmp, "queries"))
         queries = spool(serve, input_data_pattern, os.path.join(tmp, "queries"),
-                        batch_size)
+                        batch_size, label="embed queries")
         log.info("embedded %d videos of %s", len(queries), input_data_pattern)
         if embeddings_file:
             write_embeddings(queries, embeddings_file)
@@ -173,7 +178,8 @@ def run_inference(serve, input_data_pattern, output_file="",
         if gallery_data_pattern and gallery_data_pattern != input_data_pattern:
             os.makedirs(os.path.join(tmp, "gallery"))
             gallery = spool(serve, gallery_data_pattern,
-                            os.path.join(tmp, "gallery"), batch_size)
+                            os.path.join(tmp, "gallery"), batch_size,
+                            label="embed gallery")
         rows = 0
         if output_file:
             rows = write_matches(queries, gallery, modalities, top_k, output_file)

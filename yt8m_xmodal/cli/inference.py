@@ -15,8 +15,9 @@ import tempfile
 from absl import flags
 
 from yt8m_xmodal import cli
-from yt8m_xmodal import modeling
 from yt8m_xmodal import matching
+from yt8m_xmodal import metrics
+from yt8m_xmodal import modeling
 
 FLAGS = flags.FLAGS
 
@@ -32,7 +33,8 @@ flags.DEFINE_string("gallery_data_pattern", "",
                     "Records to search (default: the input records).")
 flags.DEFINE_string("query_modality", "both", "audio, video or both.")
 flags.DEFINE_string("output_file", "", "The top-K matches CSV to write.")
-flags.DEFINE_integer("top_k", 20, "Matches per query.")
+flags.DEFINE_string("top_k", "20", cli.top_k_flag_help(
+    "Matches written per query: the largest K (1,5,10,20 writes 20)."))
 flags.DEFINE_string("embeddings_file", "",
                     "Write subspace embeddings (ids, audio, video) to this .npz.")
 flags.DEFINE_integer("batch_size", 256, "Videos embedded per batch.")
@@ -45,8 +47,8 @@ def main(argv):
     if FLAGS.query_modality not in ("audio", "video", "both"):
         raise cli.FlagError(f"--query_modality={FLAGS.query_modality!r} must be "
                         "audio, video or both")
-    if FLAGS.top_k < 1:
-        raise cli.FlagError(f"--top_k={FLAGS.top_k} must be >= 1")
+    # Sorted and validated; only the largest K makes sense here.
+    top_k = max(metrics.parse_top_k(FLAGS.top_k))
     for name in ("output_file", "embeddings_file", "output_model_tgz"):
         cli.check_output_path(name, getattr(FLAGS, name))
     with tempfile.TemporaryDirectory(prefix="yt8m_xmodal_model_") as tmp:
@@ -68,12 +70,12 @@ def main(argv):
         result = matching.run_inference(
             serve, FLAGS.input_data_pattern, output_file=FLAGS.output_file,
             gallery_data_pattern=FLAGS.gallery_data_pattern,
-            query_modality=FLAGS.query_modality, top_k=FLAGS.top_k,
+            query_modality=FLAGS.query_modality, top_k=top_k,
             embeddings_file=FLAGS.embeddings_file, batch_size=FLAGS.batch_size)
     print(f"{result['num_queries']} videos embedded with {export_dir}; "
           f"gallery {result['gallery_size']}")
     if FLAGS.output_file:
-        print(f"{result['rows']} rows of top-{FLAGS.top_k} matches written to "
+        print(f"{result['rows']} rows of top-{top_k} matches written to "
               f"{FLAGS.output_file}")
     if FLAGS.embeddings_file:
         print(f"embeddings written to {FLAGS.embeddings_file}")
