@@ -227,18 +227,18 @@ STARTER_FLAGS = (
 )
 
 
-def define_starter_flags():
+def define_starter_flags(flag_values=flags.FLAGS):
     """Defines the starter-code flags of `STARTER_FLAGS` so that they are
     refused with a one-line pointer (`run` checks them) rather than absl's
     "Unknown command line flag". They are listed under this module in
     --helpfull, not in a command's --help."""
     for name, default, instead in STARTER_FLAGS:
-        if name in flags.FLAGS:
+        if name in flag_values:
             continue
         define = (flags.DEFINE_bool if isinstance(default, bool)
                   else flags.DEFINE_string)
         define(name, default, f"YouTube-8M starter-code flag, not used here: "
-               f"{instead}.", module_name=__name__)
+               f"{instead}.", flag_values=flag_values, module_name=__name__)
 
 
 def check_starter_flags(flag_values=flags.FLAGS):
