@@ -1,4 +1,4 @@
-"""Evaluates cross-modal retrieval of the checkpoints in a train_dir.
+r"""Evaluates cross-modal retrieval of the checkpoints in a train_dir.
 
     python eval.py --train_dir=/tmp/yt8m_xmodal_model \
         --eval_data_pattern='/data/yt8m/frame/validate*.tfrecord' --top_k 1,5,10,20

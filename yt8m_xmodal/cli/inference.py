@@ -1,4 +1,4 @@
-"""Embeds YT8M records and writes top-K cross-modal matches.
+r"""Embeds YT8M records and writes top-K cross-modal matches.
 
     python inference.py --train_dir=/tmp/yt8m_xmodal_model \
         --input_data_pattern='/data/yt8m/frame/test*.tfrecord' \

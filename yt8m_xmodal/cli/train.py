@@ -1,4 +1,4 @@
-"""train.py: trains the audio and video towers on YT8M records.
+r"""train.py: trains the audio and video towers on YT8M records.
 
     python train.py --train_data_pattern='/data/yt8m/frame/train*.tfrecord' \
         --train_dir=/tmp/yt8m_xmodal_model
