@@ -18,6 +18,7 @@ import tensorflow as tf
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import metrics
 from yt8m_xmodal import modeling
+from yt8m_xmodal import progress
 from yt8m_xmodal import readers
 from yt8m_xmodal import summaries
 from yt8m_xmodal.errors import DataError
@@ -46,7 +47,8 @@ def _labels_to_lists(labels):
     return [np.flatnonzero(row > 0) for row in dense]
 
 
-def embed_dataset(model, batches, subspace=None, with_attention=False):
+def embed_dataset(model, batches, subspace=None, with_attention=False,
+                  label="embed", total=None):
     """Runs the model over `batches` and collects row-aligned embeddings.
 
     Args:
@@ -56,6 +58,8 @@ def embed_dataset(model, batches, subspace=None, with_attention=False):
         embeddings are projected into the CCA subspace.
       with_attention: also average the chunk-attention weights over the set
         (models without attention return none).
+      label, total: the progress report's label and expected number of
+        videos (see `progress`; reports are off unless enabled).
 
     Returns:
       An `Embeddings`.
@@ -65,7 +69,8 @@ def embed_dataset(model, batches, subspace=None, with_attention=False):
                             return_attention=with_attention))
     ids, audio, video, labels = [], [], [], []
     attention_sum, attention_count = {}, 0
-    for batch in batches:
+    for batch in progress.track(batches, label, total, "video",
+                                size=lambda b: len(b["id"])):
         out = call(batch)
         a, v = out["audio"], out["video"]
         if subspace is not None:
@@ -164,7 +169,8 @@ def evaluate_checkpoint(train_dir, eval_data_pattern, top_k, checkpoint_path=Non
     dataset = reader.dataset(eval_data_pattern, batch_size=batch_size,
                              shuffle=False, num_epochs=1)
     emb = embed_dataset(model, readers.iterate(dataset, eval_data_pattern),
-                        subspace=subspace if use_subspace else None)
+                        subspace=subspace if use_subspace else None,
+                        total=progress.count_records(eval_data_pattern))
     result = score(emb, top_k, with_map)
     return {"step": step, **result}
 

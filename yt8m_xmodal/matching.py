@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from yt8m_xmodal import explain
 from yt8m_xmodal import metrics
+from yt8m_xmodal import progress
 from yt8m_xmodal import readers
 from yt8m_xmodal.errors import DataError
 
@@ -139,14 +140,18 @@ class SpooledEmbeddings:
 
 
 def spool(signature, data_pattern, directory, batch_size=256,
-          modalities=MODALITIES):
+          modalities=MODALITIES, label="embed"):
     emb = SpooledEmbeddings(directory)
+    bar = progress.Progress(label, progress.count_records(data_pattern),
+                            "video")
     try:
         for ids, arrays in embed_records(signature, data_pattern, batch_size,
                                          modalities):
             emb.append(ids, arrays)
+            bar.advance(len(ids))
     finally:
         emb.close()
+        bar.close()
     if not len(emb):
         raise DataError(f"{data_pattern}: no records")
     return emb
@@ -222,7 +227,8 @@ def run_inference(signatures, input_data_pattern, output_file="",
     with tempfile.TemporaryDirectory(prefix="yt8m_xmodal_inference_") as tmp:
         os.makedirs(os.path.join(tmp, "queries"))
         queries = spool(query_signature, input_data_pattern,
-                        os.path.join(tmp, "queries"), batch_size, query_views)
+                        os.path.join(tmp, "queries"), batch_size, query_views,
+                        label="embed queries")
         log.info("embedded %d videos of %s", len(queries), input_data_pattern)
         if embeddings_file:
             write_embeddings(queries, embeddings_file)
@@ -233,7 +239,7 @@ def run_inference(signatures, input_data_pattern, output_file="",
             gallery = spool(gallery_signature,
                             gallery_data_pattern or input_data_pattern,
                             os.path.join(tmp, "gallery"), batch_size,
-                            gallery_views)
+                            gallery_views, label="embed gallery")
         rows = 0
         if output_file or explain_file:
             matches = top_matches(queries, gallery, modalities, top_k)

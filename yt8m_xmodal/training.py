@@ -36,6 +36,7 @@ from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
 from yt8m_xmodal import losses as losses_lib
 from yt8m_xmodal import modeling
+from yt8m_xmodal import progress
 from yt8m_xmodal import readers
 from yt8m_xmodal import summaries
 from yt8m_xmodal.config import TrainConfig
@@ -277,7 +278,12 @@ class Trainer:
         call = tf.function(lambda b: self.model(b, training=False))
         seen = 0
         self.subspace_complete = True
-        for batch in self.ordered_batches(self.cfg.train_data_pattern):
+        total = progress.count_records(self.cfg.train_data_pattern)
+        if max_examples and total:
+            total = min(total, max_examples)
+        for batch in progress.track(
+                self.ordered_batches(self.cfg.train_data_pattern),
+                "fit subspace", total, "video", size=lambda b: len(b["id"])):
             out = call(batch)
             self.subspace.update_state(out["video"], out["audio"])
             seen += int(out["video"].shape[0])
@@ -291,7 +297,8 @@ class Trainer:
             return None
         emb = evaluation.embed_dataset(
             self.model, self.ordered_batches(self.cfg.validate_data_pattern),
-            subspace=self.subspace, with_attention=True)
+            subspace=self.subspace, with_attention=True, label="validate",
+            total=progress.count_records(self.cfg.validate_data_pattern))
         result = evaluation.score(emb, self.cfg.top_k,
                                   with_map=self.cfg.validation_map)
         self.writer.validation(int(self.step.numpy()), result, emb,
@@ -336,6 +343,8 @@ class Trainer:
         last_saved = int(self.step.numpy()) if self.manager.latest_checkpoint else -1
         window_start, window_examples = time.time(), 0
         examples, export_seconds = 0, 0.0
+        bar = progress.Progress("train", self.planned_steps(), "step",
+                                initial=int(self.step.numpy()))
         while True:
             epoch = int(self.epoch.numpy())
             # As in YT8M, whichever of --num_epochs and --max_steps comes
@@ -357,6 +366,7 @@ class Trainer:
                     self._handle_nonfinite(report)
                     continue
                 step = int(self.step.assign_add(1).numpy())
+                bar.update(step, epoch=epoch + 1, loss=float(report["loss"]))
                 window_examples += cfg.batch_size
                 examples += cfg.batch_size
                 if step % cfg.log_every_steps == 0 or step == 1:
@@ -383,6 +393,7 @@ class Trainer:
                         batch_size=cfg.batch_size)
                 self.epoch.assign_add(1)
                 self.batch_in_epoch.assign(0)
+        bar.close()
         step = int(self.step.numpy())
         step_seconds = time.time() - start - export_seconds
         # The last export must hold the subspace of the whole training set,
@@ -398,6 +409,15 @@ class Trainer:
         if self.chief:
             write_train_result(result)
         return result
+
+    def planned_steps(self):
+        """The step training stops at, for the progress report: the sooner
+        of max_steps and num_epochs full batches (None: not known cheaply)."""
+        records = progress.count_records(self.cfg.train_data_pattern)
+        ends = [self.cfg.max_steps] if self.cfg.max_steps > 0 else []
+        if self.cfg.num_epochs > 0 and records is not None:
+            ends.append(self.cfg.num_epochs * (records // self.cfg.batch_size))
+        return min(ends) if ends else None
 
     def _handle_nonfinite(self, report):
         step = int(self.step.numpy())

@@ -1,4 +1,4 @@
-"""Evaluates cross-modal retrieval of the checkpoints in a train_dir.
+r"""Evaluates cross-modal retrieval of the checkpoints in a train_dir.
 
     python eval.py --train_dir=/tmp/yt8m_xmodal_model \
         --eval_data_pattern='/data/yt8m/frame/validate*.tfrecord' --top_k 1,5,10,20
@@ -27,7 +27,8 @@ flags.DEFINE_string("train_dir", "/tmp/yt8m_xmodal_model/",
 flags.DEFINE_string("eval_data_pattern", "",
                     "File glob(s), comma-separated, of the evaluation records. "
                     "Empty: the test split of the built-in demo data.")
-flags.DEFINE_string("top_k", "1,5,10,20", "Recall@K cut-offs.")
+flags.DEFINE_string("top_k", "1,5,10,20",
+                    cli.top_k_flag_help("Recall@K is reported for each K."))
 flags.DEFINE_integer("batch_size", 256, "Videos embedded per batch.")
 flags.DEFINE_bool("run_once", False,
                   "Evaluate the latest checkpoint once instead of watching.")

@@ -1,4 +1,4 @@
-"""Embeds YT8M records and writes top-K cross-modal matches.
+r"""Embeds YT8M records and writes top-K cross-modal matches.
 
     python inference.py --train_dir=/tmp/yt8m_xmodal_model \
         --input_data_pattern='/data/yt8m/frame/test*.tfrecord' \
@@ -15,8 +15,9 @@ import tempfile
 from absl import flags
 
 from yt8m_xmodal import cli
-from yt8m_xmodal import modeling
 from yt8m_xmodal import matching
+from yt8m_xmodal import metrics
+from yt8m_xmodal import modeling
 
 FLAGS = flags.FLAGS
 
@@ -35,7 +36,8 @@ flags.DEFINE_string("query_modality", "both",
                     "records need to hold only audio, and the gallery "
                     "(--gallery_data_pattern) only video; video likewise.")
 flags.DEFINE_string("output_file", "", "The top-K matches CSV to write.")
-flags.DEFINE_integer("top_k", 20, "Matches per query.")
+flags.DEFINE_string("top_k", "20", cli.top_k_flag_help(
+    "Matches written per query: the largest K (1,5,10,20 writes 20)."))
 flags.DEFINE_string("embeddings_file", "",
                     "Write subspace embeddings (ids, audio, video) to this .npz.")
 flags.DEFINE_integer("batch_size", 256, "Videos embedded per batch.")
@@ -52,8 +54,8 @@ def main(argv):
     if FLAGS.query_modality not in ("audio", "video", "both"):
         raise cli.FlagError(f"--query_modality={FLAGS.query_modality!r} must be "
                         "audio, video or both")
-    if FLAGS.top_k < 1:
-        raise cli.FlagError(f"--top_k={FLAGS.top_k} must be >= 1")
+    # Sorted and validated; only the largest K makes sense here.
+    top_k = max(metrics.parse_top_k(FLAGS.top_k))
     for name in ("output_file", "embeddings_file", "output_model_tgz",
                  "explain_file"):
         cli.check_output_path(name, getattr(FLAGS, name))
@@ -78,7 +80,7 @@ def main(argv):
             exported.signatures, FLAGS.input_data_pattern,
             output_file=FLAGS.output_file,
             gallery_data_pattern=FLAGS.gallery_data_pattern,
-            query_modality=FLAGS.query_modality, top_k=FLAGS.top_k,
+            query_modality=FLAGS.query_modality, top_k=top_k,
             embeddings_file=FLAGS.embeddings_file, batch_size=FLAGS.batch_size,
             explain_file=FLAGS.explain_file,
             chunk_seconds=getattr(exported.config.model_config, "chunk_size",
@@ -86,7 +88,7 @@ def main(argv):
     print(f"{result['num_queries']} videos embedded with {export_dir}; "
           f"gallery {result['gallery_size']}")
     if FLAGS.output_file:
-        print(f"{result['rows']} rows of top-{FLAGS.top_k} matches written to "
+        print(f"{result['rows']} rows of top-{top_k} matches written to "
               f"{FLAGS.output_file}")
     if FLAGS.embeddings_file:
         print(f"embeddings written to {FLAGS.embeddings_file}")

@@ -1,4 +1,4 @@
-"""train.py: trains the audio and video towers on YT8M records.
+r"""train.py: trains the audio and video towers on YT8M records.
 
     python train.py --train_data_pattern='/data/yt8m/frame/train*.tfrecord' \
         --train_dir=/tmp/yt8m_xmodal_model
@@ -86,6 +86,7 @@ def _typed_flags(base):
 def main(argv):
     del argv
     cfg = config_from_flags()
+    log.info("%s", plan_text(cfg))
     try:
         result = training.train(cfg)
     except training.NonFiniteStepError as e:
@@ -94,6 +95,18 @@ def main(argv):
         print(f"train.py: error: {e}", file=sys.stderr)
         return 1
     print(summary_text(cfg, result))
+
+
+def plan_text(cfg):
+    """What train.py says before it starts: what it trains, on what, where."""
+    plural = lambda n, unit: f"{n} {unit}" + ("" if n == 1 else "s")
+    ends = [plural(cfg.num_epochs, "epoch")] if cfg.num_epochs > 0 else []
+    ends += [plural(cfg.max_steps, "step")] if cfg.max_steps > 0 else []
+    return (f"training {cfg.model} with --loss={cfg.loss} "
+            f"({cfg.subspace_dim}-d CCA subspace, batches of {cfg.batch_size}) "
+            f"on {cfg.train_data_pattern} for "
+            f"{' or '.join(ends) or 'ever (no --num_epochs or --max_steps)'}; "
+            f"writing to {cfg.train_dir}")
 
 
 def summary_text(cfg, result):

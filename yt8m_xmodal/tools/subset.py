@@ -90,6 +90,7 @@ import numpy as np
 import tensorflow as tf
 
 from yt8m_xmodal import features
+from yt8m_xmodal import progress as progress_lib
 from yt8m_xmodal import readers
 from yt8m_xmodal.tools import vocabulary
 from yt8m_xmodal import writers
@@ -647,7 +648,7 @@ def _scan_file(path, file_index, frame_features, summarize, selected,
 
 def _progress(stream, text):
     if stream is not None:
-        print(f"subset: {text}", file=stream, flush=True)
+        progress_lib.write_line(f"subset: {text}", stream)
 
 
 def _clear_output(output_dir, overwrite):
@@ -687,7 +688,9 @@ def extract_subset(input_data_pattern, output_dir, frame_features=True,
       num_shards: shards per split.
       skip_corrupt: skip (and list) unreadable files instead of failing.
       overwrite: replace an existing subset in `output_dir`.
-      progress: stream for progress lines (None for quiet).
+      progress: stream for the tool's lines: skipped files, splits written,
+        the summary (None for quiet). The per-file progress is a
+        `yt8m_xmodal.progress` report, shown when reports are enabled.
 
     Raises:
       ConfigError: naming the argument, for a bad argument.
@@ -734,6 +737,7 @@ def extract_subset(input_data_pattern, output_dir, frame_features=True,
 
     # Pass 1.
     scan, skipped = _Scan(), []
+    bar = progress_lib.Progress("subset: scan", len(paths), "file")
     for file_index, path in enumerate(paths):
         try:
             file_scan = _scan_file(path, file_index, frame_features, summarize,
@@ -749,12 +753,12 @@ def extract_subset(input_data_pattern, output_dir, frame_features=True,
                     "files", **read_with, skip_corrupt=True) from None
             skipped.append({"file": path, "error": text})
             _progress(progress, f"skipped unreadable file {path}: {text}")
+            bar.update(file_index + 1)
             continue
         scan.extend(file_scan)
-        _progress(progress, (
-            f"scanned {file_index + 1}/{len(paths)} files: "
-            f"{scan.records_read} records, {len(scan)} pass the selection and "
-            f"per-record checks, {sum(scan.dropped.values())} dropped"))
+        bar.update(file_index + 1, records=scan.records_read,
+                   selected=len(scan), dropped=sum(scan.dropped.values()))
+    bar.close()
     if len(skipped) == len(paths):
         raise InputError(
             "no input file of {input_data_pattern} could be read; first "
