@@ -30,6 +30,12 @@ def chunk_export(tiny_frame_data, tmp_path_factory):
     return modeling.latest_export(str(train_dir))
 
 
+@pytest.fixture(scope="module")
+def exported(chunk_export):
+    """The export, loaded once for the module's tests."""
+    return modeling.load_export(chunk_export)
+
+
 def _records_and_batch(config, pattern):
     files = readers.resolve_files(pattern)
     serialized = [r.numpy() for r in tf.data.TFRecordDataset(files)]
@@ -39,8 +45,8 @@ def _records_and_batch(config, pattern):
 
 
 def test_one_modality_embeddings_equal_the_two_stream_ones(
-        chunk_export, tiny_frame_data):
-    model = modeling.load_export(chunk_export)
+        exported, tiny_frame_data):
+    model = exported
     serialized, batch = _records_and_batch(
         model.config, f"{tiny_frame_data}/validate-*")
     both = model.embed_records(serialized)
@@ -72,8 +78,8 @@ def _without(serialized, feature, frame_level=True):
 @pytest.mark.parametrize("modality,other", [("audio", "rgb"),
                                             ("video", "audio")])
 def test_records_with_one_modality_embed_like_the_two_stream_path(
-        chunk_export, tiny_frame_data, modality, other):
-    model = modeling.load_export(chunk_export)
+        exported, tiny_frame_data, modality, other):
+    model = exported
     serialized, _ = _records_and_batch(model.config,
                                        f"{tiny_frame_data}/validate-*")
     both = model.embed_records(serialized)
@@ -91,8 +97,8 @@ def test_records_with_one_modality_embed_like_the_two_stream_path(
 
 
 def test_attention_weights_cover_only_the_valid_chunks(
-        chunk_export, tiny_frame_data):
-    model = modeling.load_export(chunk_export)
+        exported, tiny_frame_data):
+    model = exported
     serialized, batch = _records_and_batch(
         model.config, f"{tiny_frame_data}/validate-*")
     out = model.embed_records(serialized)
@@ -107,9 +113,10 @@ def test_attention_weights_cover_only_the_valid_chunks(
         assert (weights[valid] > 0).all()
 
 
-def test_the_python_api_example_runs(chunk_export, tiny_frame_data):
+def test_the_python_api_example_runs(chunk_export, exported,
+                                     tiny_frame_data):
     train_dir = chunk_export.split("/export/")[0]
-    model = modeling.load_export(chunk_export)
+    model = exported
     _, batch = _records_and_batch(model.config, f"{tiny_frame_data}/test-*")
     globs = {"load_export": modeling.load_export,
              "latest_export": modeling.latest_export, "train_dir": train_dir,
@@ -173,9 +180,9 @@ def _csv_rows(path):
 
 
 def test_a_song_alone_finds_its_videos_and_the_page_says_why(
-        chunk_export, tiny_frame_data, tmp_path):
+        chunk_export, exported, tiny_frame_data, tmp_path):
     train_dir = chunk_export.split("/export/")[0]
-    model = modeling.load_export(chunk_export)
+    model = exported
     serialized, _ = _records_and_batch(model.config,
                                        f"{tiny_frame_data}/validate-*")
     songs = _write(tmp_path / "songs.tfrecord", _without(serialized, "rgb"))
