@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from yt8m_xmodal import metrics
 from yt8m_xmodal import readers
+from yt8m_xmodal import records
 from yt8m_xmodal.errors import DataError
 
 log = logging.getLogger("yt8m_xmodal")
@@ -155,12 +156,25 @@ def write_matches(queries, gallery, query_modalities, top_k, output_file,
 
 def run_inference(serve, input_data_pattern, output_file="",
                   gallery_data_pattern="", query_modality="both", top_k=20,
-                  embeddings_file="", batch_size=256):
+                  embeddings_file="", batch_size=256, data_config=None,
+                  model_dir=None):
     """Embeds the inputs, writes embeddings and/or the top-K CSV.
+
+    Args:
+      data_config: the exported model's `config.DataConfig` (its
+        model_flags.json); when given, the first record of the input and
+        gallery patterns is checked against it, so records the model cannot
+        read fail with a line saying what they hold.
+      model_dir: the export, named in that error.
 
     Returns:
       A dict with the number of queries, gallery size and rows written.
     """
+    if data_config is not None:
+        for pattern in (input_data_pattern, gallery_data_pattern):
+            if pattern:
+                records.check_records(data_config, pattern,
+                                      model_dir=model_dir)
     modalities = MODALITIES if query_modality == "both" else (query_modality,)
     with tempfile.TemporaryDirectory(prefix="yt8m_xmodal_inference_") as tmp:
         os.makedirs(os.path.join(tmp, "queries"))

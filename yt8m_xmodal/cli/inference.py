@@ -10,11 +10,13 @@ as in the YouTube-8M starter code.
 """
 
 import logging
+import os
 import tempfile
 
 from absl import flags
 
 from yt8m_xmodal import cli
+from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import modeling
 from yt8m_xmodal import matching
 
@@ -65,11 +67,18 @@ def main(argv):
             raise cli.FlagError("nothing to write: set --output_file and/or "
                             "--embeddings_file")
         serve = modeling.load_serving(export_dir)
+        # The export's model_flags.json says which records it reads.
+        data_config = None
+        if os.path.exists(os.path.join(export_dir,
+                                       config_lib.MODEL_FLAGS_FILE)):
+            data_config = config_lib.read_model_flags(export_dir).data
         result = matching.run_inference(
             serve, FLAGS.input_data_pattern, output_file=FLAGS.output_file,
             gallery_data_pattern=FLAGS.gallery_data_pattern,
             query_modality=FLAGS.query_modality, top_k=FLAGS.top_k,
-            embeddings_file=FLAGS.embeddings_file, batch_size=FLAGS.batch_size)
+            embeddings_file=FLAGS.embeddings_file, batch_size=FLAGS.batch_size,
+            data_config=data_config,
+            model_dir=FLAGS.input_model_tgz or export_dir)
     print(f"{result['num_queries']} videos embedded with {export_dir}; "
           f"gallery {result['gallery_size']}")
     if FLAGS.output_file:
