@@ -153,7 +153,8 @@ def evaluate_checkpoint(train_dir, eval_data_pattern, top_k, checkpoint_path=Non
     """
     config, model, subspace, step = modeling.restore(train_dir,
                                                      checkpoint_path)
-    records.check_records(config.data, eval_data_pattern, model_dir=train_dir)
+    records.check_records(config.data, eval_data_pattern, model_dir=train_dir,
+                          skip_corrupt=skip_corrupt)
     reader = readers.reader_for(config.data, skip_corrupt=skip_corrupt)
     dataset = reader.dataset(eval_data_pattern, batch_size=batch_size,
                              shuffle=False, num_epochs=1)

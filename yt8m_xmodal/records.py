@@ -26,6 +26,7 @@ formats, or a bad record further on, is the reader's to report.
 """
 
 import dataclasses
+import logging
 
 from google.protobuf import message
 import tensorflow as tf
@@ -33,6 +34,8 @@ import tensorflow as tf
 from yt8m_xmodal import features
 from yt8m_xmodal import readers
 from yt8m_xmodal.errors import DataError
+
+log = logging.getLogger("yt8m_xmodal")
 
 # The context feature holding the video id in each release.
 ID_FEATURE = "id"
@@ -233,7 +236,7 @@ def reading_flags(data, fmt):
     return [flag_text(k, v) for k, v in changes.items()], None
 
 
-def check_format(data, fmt, model_dir=None, field=None):
+def check_format(data, fmt, model_dir=None, field=None, skip_corrupt=False):
     """Raises `DataError` unless `data` (a `DataConfig`) reads `fmt`'s records.
 
     Args:
@@ -244,6 +247,10 @@ def check_format(data, fmt, model_dir=None, field=None):
         trained on rather than which flags to pass.
       field: the config field or argument naming the pattern, for the
         message (e.g. "validate_data_pattern").
+      skip_corrupt: the reader skips bad records, so a first record whose
+        features or labels are off may be one of them: that is logged, and
+        only a level or id key the config does not read (never one bad
+        record) raises.
 
     Raises:
       DataError: one line naming the file, what it holds and the flags that
@@ -255,6 +262,13 @@ def check_format(data, fmt, model_dir=None, field=None):
     if not flags and not problem:
         return
     where = f"{fmt.path} ({field})" if field else fmt.path
+    if skip_corrupt and not any(
+            f.startswith(("--frame_features", "--noframe_features",
+                          "--id_feature")) for f in flags):
+        log.warning("%s: the first record holds %s (%s); reading on, as bad "
+                    "records are skipped", where, fmt.describe(),
+                    problem or "pass " + " ".join(flags))
+        return
     if problem:
         raise DataError(f"{where} holds {fmt.describe()}: {problem}")
     if model_dir is not None:
@@ -266,11 +280,13 @@ def check_format(data, fmt, model_dir=None, field=None):
     raise DataError(f"{where} holds {fmt.describe()}; pass {' '.join(flags)}")
 
 
-def check_records(data, data_pattern, model_dir=None, field=None):
+def check_records(data, data_pattern, model_dir=None, field=None,
+                  skip_corrupt=False):
     """`check_format(data, detect_format(data_pattern), ...)`; returns the
     detected `RecordFormat` (or None)."""
     fmt = detect_format(data_pattern)
-    check_format(data, fmt, model_dir=model_dir, field=field)
+    check_format(data, fmt, model_dir=model_dir, field=field,
+                 skip_corrupt=skip_corrupt)
     return fmt
 
 
@@ -278,8 +294,7 @@ def detected_data_values(fmt):
     """The data fields the records decide: the level and, for the 2017
     release, the id key and its vocabulary size."""
     values = {"frame_features": fmt.frame_features}
-    if fmt.id_feature:
-        values["id_feature"] = fmt.id_feature
     if fmt.release_2017:
+        values["id_feature"] = ID_FEATURE_2017
         values["num_classes"] = NUM_CLASSES_2017
     return values

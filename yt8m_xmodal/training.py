@@ -161,10 +161,12 @@ class Trainer:
                                          skip_corrupt=cfg.skip_corrupt)
         # One record of each pattern tells a level, feature or release the
         # flags do not read, before the pipeline fails on it.
-        records.check_records(cfg.data, cfg.train_data_pattern)
+        records.check_records(cfg.data, cfg.train_data_pattern,
+                              skip_corrupt=cfg.skip_corrupt)
         if cfg.validate_data_pattern:
             records.check_records(cfg.data, cfg.validate_data_pattern,
-                                  field="validate_data_pattern")
+                                  field="validate_data_pattern",
+                                  skip_corrupt=cfg.skip_corrupt)
         if self.chief:
             prepare_train_dir(cfg)
         keras.utils.set_random_seed(cfg.seed)

@@ -35,6 +35,7 @@ from yt8m_xmodal import evaluation
 from yt8m_xmodal import metrics
 from yt8m_xmodal import records
 from yt8m_xmodal import training
+from yt8m_xmodal.errors import DataError
 from yt8m_xmodal.tools import synthetic
 
 FLAGS = flags.FLAGS
@@ -99,7 +100,10 @@ def _detected_data_values():
     set_data = cli.set_flags(config_lib.DataConfig)
     if "frame_features" in set_data or not FLAGS.train_data_pattern:
         return {}
-    fmt = records.detect_format(FLAGS.train_data_pattern)
+    try:
+        fmt = records.detect_format(FLAGS.train_data_pattern)
+    except DataError:
+        return {}  # training names the pattern that matches nothing
     if fmt is None:
         return {}
     values = {k: v for k, v in records.detected_data_values(fmt).items()
