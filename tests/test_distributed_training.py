@@ -38,7 +38,7 @@ def _checkpoint_values(path):
     reader = tf.train.load_checkpoint(path)
     return {name: reader.get_tensor(name)
             for name in reader.get_variable_to_shape_map()
-            if name.startswith("model_weights/")}
+            if name.startswith("model/")}
 
 
 def test_two_worker_processes_end_with_identical_weights(tiny_frame_data, tmp_path):

@@ -114,7 +114,18 @@ def _check_rank(video, audio):
 
 
 class _CrossModalLoss(keras.layers.Layer):
-    """Shared plumbing: dtype handling, CCA monitoring, config."""
+    """Shared plumbing: dtype handling, CCA monitoring, config.
+
+    Args:
+      monitor_ridge, monitor_eps: regularization of the batch CCA that losses
+        which are not CCA report (under stop_gradient) for logging.
+      **kwargs: keras.layers.Layer arguments.
+
+    Call arguments:
+      video: [B, o1] embeddings.
+      audio: [B, o2] embeddings.
+      labels: the batch's multi-hot [B, C] labels (cluster CCA only).
+    """
 
     def __init__(self, monitor_ridge=DEFAULT_RIDGE, monitor_eps=DEFAULT_EPS,
                  **kwargs):
@@ -359,13 +370,9 @@ class SoftCCALoss(_CrossModalLoss):
     Args:
       decorrelation_weight: λ (our default, not the paper's).
       bn_eps: variance epsilon, relative to the mean variance of each view.
-      monitor_ridge, monitor_eps: regularization of the monitored CCA.
-      **kwargs: keras.layers.Layer arguments.
+      **kwargs: as `_CrossModalLoss`.
 
-    Call arguments:
-      video: [B, o] embeddings.
-      audio: [B, o] embeddings.
-      labels: ignored.
+    Call arguments: as `_CrossModalLoss`; `labels` is ignored.
 
     Example:
       >>> loss = SoftCCALoss(decorrelation_weight=0.5)
@@ -510,13 +517,9 @@ class InfoNCELoss(_ContrastiveLoss):
     Args:
       temperature: initial (or fixed) τ.
       learn_temperature: whether τ is trained.
-      monitor_ridge, monitor_eps: regularization of the monitored CCA.
-      **kwargs: keras.layers.Layer arguments.
+      **kwargs: as `_CrossModalLoss`.
 
-    Call arguments:
-      video: [B, d] embeddings.
-      audio: [B, d] embeddings.
-      labels: ignored.
+    Call arguments: as `_CrossModalLoss`; `labels` is ignored.
 
     Example:
       >>> loss = InfoNCELoss(temperature=0.1, learn_temperature=False)
@@ -553,10 +556,8 @@ class InfoNCELoss(_ContrastiveLoss):
             labels=positive_index, logits=similarity)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(temperature=self.temperature,
-                      learn_temperature=self.learn_temperature)
-        return config
+        return {**super().get_config(), "temperature": self.temperature,
+                "learn_temperature": self.learn_temperature}
 
 
 @keras.saving.register_keras_serializable(package="yt8m_xmodal")
@@ -570,13 +571,9 @@ class TripletLoss(_ContrastiveLoss):
 
     Args:
       margin: hinge margin.
-      monitor_ridge, monitor_eps: regularization of the monitored CCA.
-      **kwargs: keras.layers.Layer arguments.
+      **kwargs: as `_CrossModalLoss`.
 
-    Call arguments:
-      video: [B, d] embeddings.
-      audio: [B, d] embeddings.
-      labels: ignored.
+    Call arguments: as `_CrossModalLoss`; `labels` is ignored.
 
     Example:
       >>> loss = TripletLoss(margin=0.2)

@@ -3,8 +3,7 @@
 `YT8MFrameFeatureReader` reads frame-level `tf.train.SequenceExample`s (uint8
 frames, one per second) and `YT8MAggregatedFeatureReader` video-level
 `tf.train.Example`s (float means), named as in the YT8M starter code. Both turn
-a file pattern into a `tf.data.Dataset` of batch dictionaries (see
-/work/CONTRACTS.md):
+a file pattern into a `tf.data.Dataset` of batch dictionaries:
 
     frame level: id [B] string, video [B,T,Dv], audio [B,T,Da] float32,
                  num_frames [B] int32, mask [B,T] bool, labels
