@@ -119,6 +119,28 @@ def test_rerun_resumes_from_checkpoint(tiny_frame_data, tmp_path):
     assert tf.train.latest_checkpoint(cfg.train_dir).endswith("ckpt-7")
 
 
+def test_periodic_exports_fit_the_subspace_on_a_sample_the_last_on_all(
+        tiny_frame_data, tmp_path):
+    cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
+                      max_steps=4, export_model_steps=2, num_epochs=5,
+                      subspace_fit_examples=32)
+    trainer = training.Trainer(cfg)
+    fitted_on = []
+    fit = trainer.fit_subspace
+
+    def recording_fit(max_examples=0):
+        correlations = fit(max_examples)
+        fitted_on.append(int(trainer.subspace.count.numpy()))
+        return correlations
+    trainer.fit_subspace = recording_fit
+    trainer.run()
+    # Steps 2 and 4 export on a sample of one batch; the run ends on a
+    # sampled export, so it exports once more on all 128 training videos.
+    assert fitted_on == [32, 32, 128]
+    _, _, subspace, step = modeling.restore(cfg.train_dir)
+    assert step == 4 and int(subspace.count.numpy()) == 128
+
+
 def test_start_new_model_wipes_train_dir(tiny_frame_data, tmp_path):
     cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
                       max_steps=2, export_model_steps=2)

@@ -411,12 +411,21 @@ class TrainConfig:
     export_model_steps: int = _field(
         1000, "Checkpoint, fit the subspace and export every N steps.")
     keep_checkpoint_max: int = _field(5, "Checkpoints kept.")
+    subspace_fit_examples: int = _field(
+        50_000, "Periodic exports fit the CCA subspace on at most this many "
+        "training videos (the first in file order), so an export's cost does "
+        "not grow with the training set; the final export fits it on all of "
+        "them (0: always all).")
     distribution_strategy: str = _field(
         "one_device", "one_device, mirrored, or multi_worker_mirrored "
         "(TF_CONFIG).")
     log_every_steps: int = _field(10, "Log and summarize every N steps.")
     top_k: tuple = _field(
         (1, 5, 10, 20), "Recall@K cut-offs for validation.")
+    validation_map: bool = _field(
+        False, "Also compute exact label mAP at each validation; it sorts "
+        "every query's whole gallery (O(N^2 log N) in the validation set "
+        "size), where Recall@K, ranks and MRR are O(N^2).")
     vocabulary_file: str = _field(
         "", "YT8M vocabulary.csv, for label names in TensorBoard.")
     seed: int = _field(0, "Random seed (weights and data order).")

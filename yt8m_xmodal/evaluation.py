@@ -104,11 +104,17 @@ def check_alignment(emb):
                 f"{emb.ids[bad][:5].tolist()}")
 
 
-def score(emb, top_k):
-    """Both-direction retrieval metrics (with label mAP) of an `Embeddings`."""
+def score(emb, top_k, with_map=False):
+    """Both-direction retrieval metrics of an `Embeddings`.
+
+    Recall@K, ranks and MRR cost O(N^2) in the set size N; label mAP sorts
+    every query's whole gallery, O(N^2 log N), so it is computed only when
+    asked (`with_map`).
+    """
     check_alignment(emb)
     return metrics.cross_modal_metrics(
-        emb.audio, emb.video, labels=emb.labels, top_k=top_k)
+        emb.audio, emb.video, labels=emb.labels if with_map else None,
+        top_k=top_k)
 
 
 _COLUMNS = (("recall@{k}", "R@{k}"), ("median_rank", "MedR"),
@@ -145,8 +151,10 @@ def format_table(result, title=""):
 
 
 def evaluate_checkpoint(train_dir, eval_data_pattern, top_k, checkpoint_path=None,
-                        batch_size=256, use_subspace=True, skip_corrupt=False):
-    """Embeds `eval_data_pattern` with one checkpoint and scores retrieval.
+                        batch_size=256, use_subspace=True, skip_corrupt=False,
+                        with_map=False):
+    """Embeds `eval_data_pattern` with one checkpoint and scores retrieval
+    (label mAP too with `with_map`).
 
     Returns:
       The `metrics.cross_modal_metrics` dict with "step" added.
@@ -160,7 +168,7 @@ def evaluate_checkpoint(train_dir, eval_data_pattern, top_k, checkpoint_path=Non
                              shuffle=False, num_epochs=1)
     emb = embed_dataset(model, readers.iterate(dataset, eval_data_pattern),
                         subspace=subspace if use_subspace else None)
-    result = score(emb, top_k)
+    result = score(emb, top_k, with_map)
     return {"step": step, **result}
 
 

@@ -147,11 +147,21 @@ class _CrossModalLoss(keras.layers.Layer):
     def call(self, video, audio, labels=None):
         return self.compute(video, audio, labels)["loss"]
 
-    def compute(self, video, audio, labels=None):
+    def compute(self, video, audio, labels=None, monitor=True):
+        """{"loss", "total_correlation", "correlations"} of a batch.
+
+        `monitor=False` lets losses that are not CCA skip the batch CCA they
+        report for logging (a float64 eigendecomposition and SVD per call);
+        their correlations then come back as NaN. The CCA losses get them
+        with the loss and ignore it.
+        """
         raise NotImplementedError
 
-    def _monitor(self, video, audio, statistics=None):
+    def _monitor(self, video, audio, statistics=None, monitor=True):
         """Batch CCA under stop_gradient, for logging non-CCA objectives."""
+        if not monitor:
+            nan = tf.constant(float("nan"), video.dtype)
+            return nan, tf.fill([0], nan)
         video = tf.stop_gradient(video)
         audio = tf.stop_gradient(audio)
         if statistics is None:
@@ -240,7 +250,8 @@ class DeepCCALoss(_CrossModalLoss):
     def _needs_labels(self):
         return False
 
-    def compute(self, video, audio, labels=None):
+    def compute(self, video, audio, labels=None, monitor=True):
+        del monitor  # the correlations are the loss's own
         video = tf.convert_to_tensor(video)
         audio = tf.convert_to_tensor(audio)
         _check_rank(video, audio)
@@ -332,7 +343,7 @@ class ClusterCCALoss(DeepCCALoss):
         class_cov = statistics.class_cross * (statistics.count / (pairs * dof))
         return self.beta * statistics.cov12 + (1.0 - self.beta) * class_cov
 
-    def compute(self, video, audio, labels=None):
+    def compute(self, video, audio, labels=None, monitor=True):
         if labels is None:
             raise ValueError("ClusterCCALoss needs the batch's multi-hot "
                              "labels [B, C]: call loss(video, audio, labels)")
@@ -415,7 +426,7 @@ class SoftCCALoss(_CrossModalLoss):
         penalty = decorrelation(cov11, var1) + decorrelation(cov22, var2)
         return distance + self.decorrelation_weight * penalty
 
-    def compute(self, video, audio, labels=None):
+    def compute(self, video, audio, labels=None, monitor=True):
         video = tf.convert_to_tensor(video)
         audio = tf.convert_to_tensor(audio)
         _check_rank(video, audio)
@@ -423,7 +434,7 @@ class SoftCCALoss(_CrossModalLoss):
         out_dtype = linalg.compute_dtype_for(video.dtype)
         statistics = linalg.global_statistics(video, audio)
         value = self._loss_from_statistics(statistics)
-        total, correlations = self._monitor(video, audio, statistics)
+        total, correlations = self._monitor(video, audio, statistics, monitor)
         return {"loss": tf.cast(value, out_dtype),
                 "total_correlation": tf.cast(total, out_dtype),
                 "correlations": tf.cast(correlations, out_dtype)}
@@ -494,9 +505,11 @@ class _ContrastiveLoss(_CrossModalLoss):
     def call(self, video, audio, labels=None):
         return self._loss(video, audio)
 
-    def compute(self, video, audio, labels=None):
+    def compute(self, video, audio, labels=None, monitor=True):
         value = self._loss(video, audio)
-        total, correlations = self._monitor(video, audio)
+        total, correlations = self._monitor(tf.convert_to_tensor(video),
+                                            tf.convert_to_tensor(audio),
+                                            monitor=monitor)
         return {"loss": value,
                 "total_correlation": tf.cast(total, value.dtype),
                 "correlations": tf.cast(correlations, value.dtype)}

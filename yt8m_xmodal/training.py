@@ -201,16 +201,19 @@ class Trainer:
         self.writer = (summaries.TrainSummaries(cfg.train_dir) if self.chief
                        else summaries.TrainSummaries(None))
         self.skipped_nonfinite = 0
+        # Whether the fitted subspace saw every training video.
+        self.subspace_complete = True
         self._compute = tf.function(self._compute_gradients)
         self._apply = tf.function(self._apply_gradients)
 
     # -- one step ---------------------------------------------------------------
 
-    def _compute_gradients(self, batch):
+    def _compute_gradients(self, batch, monitor):
         ctx = tf.distribute.get_replica_context()
         with tf.GradientTape() as tape:
             emb = self.model(batch, training=True)
-            out = self.loss.compute(emb["video"], emb["audio"], batch["labels"])
+            out = self.loss.compute(emb["video"], emb["audio"], batch["labels"],
+                                    monitor=monitor)
             # Every replica computes the global-batch loss; see losses.py.
             loss = losses_lib.scale_loss_for_replicas(out["loss"])
         grads = tape.gradient(loss, self.variables)
@@ -241,8 +244,11 @@ class Trainer:
         self.optimizer.apply_gradients(
             [(g / tf.cast(n, g.dtype), v) for g, v in zip(grads, self.variables)])
 
-    def train_step(self, batch):
-        grads, report = self.strategy.run(self._compute, args=(batch,))
+    def train_step(self, batch, monitor=True):
+        """One step; `monitor` asks losses that are not CCA for the batch CCA
+        they report (only logged steps need it: it costs an eigendecomposition
+        per step). tf.function traces one graph per value."""
+        grads, report = self.strategy.run(self._compute, args=(batch, monitor))
         first = lambda x: self.strategy.experimental_local_results(x)[0]
         report = {k: first(v).numpy() for k, v in report.items()}
         if report["nonfinite"] > 0:
@@ -269,13 +275,21 @@ class Trainer:
 
     # -- export ---------------------------------------------------------------------
 
-    def fit_subspace(self):
-        """Exact streamed linear CCA on training-set embeddings."""
+    def fit_subspace(self, max_examples=0):
+        """Exact streamed linear CCA on training-set embeddings: of every
+        training video, or of the first `max_examples` in file order (whole
+        batches; 0: all)."""
         self.subspace.reset_state()
         call = tf.function(lambda b: self.model(b, training=False))
+        seen = 0
+        self.subspace_complete = True
         for batch in self.ordered_batches(self.cfg.train_data_pattern):
             out = call(batch)
             self.subspace.update_state(out["video"], out["audio"])
+            seen += int(out["video"].shape[0])
+            if max_examples and seen >= max_examples:
+                self.subspace_complete = False
+                break
         return self.subspace.fit().numpy()
 
     def validate(self):
@@ -284,14 +298,22 @@ class Trainer:
         emb = evaluation.embed_dataset(
             self.model, self.ordered_batches(self.cfg.validate_data_pattern),
             subspace=self.subspace, with_attention=True)
-        result = evaluation.score(emb, self.cfg.top_k)
+        result = evaluation.score(emb, self.cfg.top_k,
+                                  with_map=self.cfg.validation_map)
         self.writer.validation(int(self.step.numpy()), result, emb,
                                self.cfg.vocabulary_file)
         return result
 
-    def checkpoint_and_export(self):
-        """Fits the subspace, saves a checkpoint, exports, validates."""
-        if not np.all(np.isfinite(self.fit_subspace())):
+    def checkpoint_and_export(self, final=False):
+        """Fits the subspace, saves a checkpoint, exports, validates.
+
+        Only the chief fits the subspace (it alone exports; the other
+        workers' checkpoints are scratch). A periodic export fits it on at
+        most `subspace_fit_examples` training videos, so its cost does not
+        grow with the training set; the final export fits it on all.
+        """
+        limit = 0 if final else self.cfg.subspace_fit_examples
+        if self.chief and not np.all(np.isfinite(self.fit_subspace(limit))):
             # A finite but huge update can still make the embeddings overflow;
             # such a model must not replace the last good checkpoint.
             raise NonFiniteStepError(
@@ -332,7 +354,10 @@ class Trainer:
             batches = self.epoch_dataset(epoch, int(self.batch_in_epoch.numpy()))
             for batch in readers.iterate(batches, cfg.train_data_pattern):
                 got_batch = True
-                report, applied = self.train_step(batch)
+                next_step = int(self.step.numpy()) + 1
+                report, applied = self.train_step(
+                    batch, monitor=(next_step % cfg.log_every_steps == 0
+                                    or next_step == 1))
                 self.batch_in_epoch.assign_add(1)
                 if not applied:
                     self._handle_nonfinite(report)
@@ -366,8 +391,10 @@ class Trainer:
                 self.batch_in_epoch.assign(0)
         step = int(self.step.numpy())
         step_seconds = time.time() - start - export_seconds
-        if step != last_saved:
-            export_dir, validation = self.checkpoint_and_export()
+        # The last export must hold the subspace of the whole training set,
+        # also when a periodic one fell on the last step.
+        if step != last_saved or not self.subspace_complete:
+            export_dir, validation = self.checkpoint_and_export(final=True)
         elif validation is None:
             validation = self.validate()
         self.writer.flush()
