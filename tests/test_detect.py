@@ -337,6 +337,19 @@ def test_2017_shard_trains_and_evaluates(tmp_path):
     assert sorted(np.load(tmp_path / "e.npz")["ids"].tolist()) == sorted(ids)
 
 
+@pytest.mark.parametrize("frame_features", [True, False],
+                         ids=["frame", "video"])
+def test_readers_take_the_id_from_video_id(frame_features, tmp_path):
+    path, ids = _write_2017(tmp_path, frame_features=frame_features)
+    from yt8m_xmodal import readers
+    data = config_lib.DataConfig(
+        frame_features=frame_features, feature_sizes=TINY_FEATURE_SIZES,
+        max_frames=12, id_feature="video_id", num_classes=4716)
+    read = [b["id"].numpy() for b in
+            readers.reader_for(data).batches(path, 16)]
+    assert [i.decode() for i in np.concatenate(read)] == ids
+
+
 # -- the subset tool -----------------------------------------------------------
 
 
