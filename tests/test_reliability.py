@@ -274,4 +274,6 @@ def test_train_script_feature_sizes_that_disagree_with_the_records(
                                          "--feature_sizes=32,8"))
     assert out.returncode == 2, out.stderr[-3000:]
     _failed_with_one_line(out, "train.py", "--feature_sizes")
-    assert "'rgb' frame 0 has 16 bytes, expected 32" in out.stderr
+    # The first record tells, before the pipeline is built.
+    assert ("holds frame-level records (rgb 16, audio 8 bytes per frame); "
+            "pass --feature_sizes=16,8") in out.stderr

@@ -88,7 +88,11 @@ class DataConfig:
         features.MAX_FRAMES, "Frames per video kept; longer videos are "
         "truncated.")
     num_classes: int = _field(features.NUM_CLASSES,
-                              "Size of the label vocabulary.")
+                              "Size of the label vocabulary (4716 for the "
+                              "2017 release).")
+    id_feature: str = _field(
+        "id", "Context feature holding the video id: id (2018 release) or "
+        "video_id (2017 release, with --num_classes=4716).")
 
     def __post_init__(self):
         names = tuple(self.feature_names) or features.default_feature_names(
@@ -98,6 +102,10 @@ class DataConfig:
         object.__setattr__(self, "feature_names", names)
         object.__setattr__(self, "feature_sizes", sizes)
         _check_at_least(self, ("max_frames", "num_classes"), 1)
+        if not self.id_feature:
+            raise ConfigError("{id_feature} is empty; YT8M records keep the "
+                              "id in id (2018) or video_id (2017)",
+                              id_feature="")
 
     @property
     def video_size(self):

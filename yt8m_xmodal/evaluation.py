@@ -20,6 +20,7 @@ from yt8m_xmodal import metrics
 from yt8m_xmodal import modeling
 from yt8m_xmodal import progress
 from yt8m_xmodal import readers
+from yt8m_xmodal import records
 from yt8m_xmodal import summaries
 from yt8m_xmodal.errors import DataError
 
@@ -165,6 +166,8 @@ def evaluate_checkpoint(train_dir, eval_data_pattern, top_k, checkpoint_path=Non
     """
     config, model, subspace, step = modeling.restore(train_dir,
                                                      checkpoint_path)
+    records.check_records(config.data, eval_data_pattern, model_dir=train_dir,
+                          skip_corrupt=skip_corrupt)
     reader = readers.reader_for(config.data, skip_corrupt=skip_corrupt)
     dataset = reader.dataset(eval_data_pattern, batch_size=batch_size,
                              shuffle=False, num_epochs=1)

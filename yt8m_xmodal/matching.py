@@ -35,6 +35,7 @@ from yt8m_xmodal import explain
 from yt8m_xmodal import metrics
 from yt8m_xmodal import progress
 from yt8m_xmodal import readers
+from yt8m_xmodal import records
 from yt8m_xmodal.errors import DataError
 
 log = logging.getLogger("yt8m_xmodal")
@@ -199,7 +200,7 @@ def write_matches(matches, queries, gallery, output_file):
 def run_inference(signatures, input_data_pattern, output_file="",
                   gallery_data_pattern="", query_modality="both", top_k=20,
                   embeddings_file="", batch_size=256, explain_file="",
-                  chunk_seconds=None):
+                  chunk_seconds=None, data_config=None, model_dir=None):
     """Embeds the inputs, writes embeddings and/or the top-K CSV.
 
     Args:
@@ -211,10 +212,22 @@ def run_inference(signatures, input_data_pattern, output_file="",
         top matches, the chunk attention of both sides over the seconds.
       chunk_seconds: seconds per chunk of the model (its chunk_size: YT8M
         has one frame per second), for the page's time axis.
+      data_config: the exported model's `config.DataConfig` (its
+        model_flags.json); when given and the records must hold both
+        modalities, the first record of the input and gallery patterns is
+        checked against it, so records the model cannot read fail with a
+        line saying what they hold. One-modality records are checked by the
+        signature that parses them.
+      model_dir: the export, named in that error.
 
     Returns:
       A dict with the number of queries, gallery size and rows written.
     """
+    if data_config is not None and query_modality == "both":
+        for pattern in (input_data_pattern, gallery_data_pattern):
+            if pattern:
+                records.check_records(data_config, pattern,
+                                      model_dir=model_dir)
     if query_modality == "both":
         query_views = gallery_views = MODALITIES
         query_signature = gallery_signature = signatures["serving_default"]

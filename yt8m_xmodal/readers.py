@@ -282,7 +282,7 @@ class _BaseReader:
     """
 
     def __init__(self, feature_names, feature_sizes, num_classes,
-                 ragged_labels, skip_corrupt):
+                 ragged_labels, skip_corrupt, id_feature="id"):
         (self.feature_names, self.feature_sizes) = features.parse_feature_lists(
             feature_names, feature_sizes)
         if int(num_classes) <= 0:
@@ -291,6 +291,7 @@ class _BaseReader:
         self.num_classes = int(num_classes)
         self.ragged_labels = bool(ragged_labels)
         self.skip_corrupt = bool(skip_corrupt)
+        self.id_feature = str(id_feature)
         self.skip_counts = {reason: 0 for reason in SKIP_REASONS}
         self.skipped = []
 
@@ -501,6 +502,8 @@ class YT8MFrameFeatureReader(_BaseReader):
       num_classes: width of the multi-hot labels.
       ragged_labels: give labels as a ragged int64 [B, None] of indices.
       skip_corrupt: skip and count bad records instead of raising DataError.
+      id_feature: the context key of the id: "id", or "video_id" for the
+        2017 release.
 
     Example:
 
@@ -513,9 +516,9 @@ class YT8MFrameFeatureReader(_BaseReader):
                  feature_sizes=features.FEATURE_SIZES,
                  max_frames=features.MAX_FRAMES,
                  num_classes=features.NUM_CLASSES, ragged_labels=False,
-                 skip_corrupt=False):
+                 skip_corrupt=False, id_feature="id"):
         super().__init__(feature_names, feature_sizes, num_classes,
-                         ragged_labels, skip_corrupt)
+                         ragged_labels, skip_corrupt, id_feature)
         if int(max_frames) <= 0:
             raise ConfigError("{max_frames} must be positive",
                               max_frames=max_frames)
@@ -572,7 +575,7 @@ class YT8MFrameFeatureReader(_BaseReader):
         video_name, audio_name = self.feature_names
         context, lists, lengths = tf.io.parse_sequence_example(
             serialized,
-            context_features=_lenient_context_features(),
+            context_features=_lenient_context_features(self.id_feature),
             # Missing lists parse as empty so one record cannot fail the batch.
             sequence_features={
                 name: tf.io.FixedLenSequenceFeature([], tf.string,
@@ -581,7 +584,7 @@ class YT8MFrameFeatureReader(_BaseReader):
             example_names=names)
         stream_frames = [lengths[video_name], lengths[audio_name]]
         num_frames, mask = self._frame_mask(stream_frames)
-        batch = {"id": context["id"], "_labels": context["labels"]}
+        batch = {"id": context[self.id_feature], "_labels": context["labels"]}
         frame_checks = []
         for key, name, size, count in zip(("video", "audio"), self.feature_names,
                                           self.feature_sizes, stream_frames):
@@ -660,10 +663,10 @@ class YT8MFrameFeatureReader(_BaseReader):
         context = tf.io.parse_example(
             tf.strings.substr(serialized, tf.zeros_like(context_end),
                               context_end),
-            _lenient_context_features(), example_names=names)
+            _lenient_context_features(self.id_feature), example_names=names)
         stream_frames = [located["video_frames"], located["audio_frames"]]
         num_frames, mask = self._frame_mask(stream_frames)
-        batch = {"id": context["id"], "_labels": context["labels"]}
+        batch = {"id": context[self.id_feature], "_labels": context["labels"]}
         frame_checks = []
         for view, size, count in zip(("video", "audio"), self.feature_sizes,
                                      stream_frames):
@@ -735,6 +738,8 @@ class YT8MAggregatedFeatureReader(_BaseReader):
       num_classes: width of the multi-hot labels.
       ragged_labels: give labels as a ragged int64 [B, None] of indices.
       skip_corrupt: skip and count bad records instead of raising DataError.
+      id_feature: the context key of the id: "id", or "video_id" for the
+        2017 release.
 
     Example:
 
@@ -745,17 +750,17 @@ class YT8MAggregatedFeatureReader(_BaseReader):
     def __init__(self, feature_names=features.VIDEO_FEATURE_NAMES,
                  feature_sizes=features.FEATURE_SIZES,
                  num_classes=features.NUM_CLASSES, ragged_labels=False,
-                 skip_corrupt=False):
+                 skip_corrupt=False, id_feature="id"):
         super().__init__(feature_names, feature_sizes, num_classes,
-                         ragged_labels, skip_corrupt)
+                         ragged_labels, skip_corrupt, id_feature)
 
     def _parse_batch(self, names, serialized):
-        spec = _lenient_context_features()
+        spec = _lenient_context_features(self.id_feature)
         for name in self.feature_names:
             # Ragged, so a vector of the wrong size is reported, not fatal.
             spec[name] = tf.io.RaggedFeature(tf.float32)
         parsed = tf.io.parse_example(serialized, spec, example_names=names)
-        batch = {"id": parsed["id"], "_labels": parsed["labels"]}
+        batch = {"id": parsed[self.id_feature], "_labels": parsed["labels"]}
         reasons = tf.zeros(tf.shape(serialized), tf.int32)
         lengths = []
         for key, name, size in zip(("video", "audio"), self.feature_names,
@@ -1021,14 +1026,16 @@ def _gather_regular_frames(records, start, mask, header, stride,
     return tf.where(mask[:, :, None], features.dequantize(codes), 0.0)
 
 
-def _lenient_context_features():
+def _lenient_context_features(id_feature="id"):
     """`features.context_features()` that never fails a batch parse.
 
-    A missing id parses as "" (the error names the file and record index
+    The id is read from `id_feature` ("video_id" in the 2017 release); a
+    missing id parses as "" (the error names the file and record index
     instead), labels parse ragged.
     """
     spec = features.context_features()
-    spec["id"] = tf.io.FixedLenFeature([], tf.string, default_value="")
+    del spec["id"]
+    spec[id_feature] = tf.io.FixedLenFeature([], tf.string, default_value="")
     spec["labels"] = tf.io.RaggedFeature(tf.int64)
     return spec
 
@@ -1046,7 +1053,8 @@ def reader_for(data, ragged_labels=False, skip_corrupt=False):
         return YT8MFrameFeatureReader(
             data.feature_names, data.feature_sizes, max_frames=data.max_frames,
             num_classes=data.num_classes, ragged_labels=ragged_labels,
-            skip_corrupt=skip_corrupt)
+            skip_corrupt=skip_corrupt, id_feature=data.id_feature)
     return YT8MAggregatedFeatureReader(
         data.feature_names, data.feature_sizes, num_classes=data.num_classes,
-        ragged_labels=ragged_labels, skip_corrupt=skip_corrupt)
+        ragged_labels=ragged_labels, skip_corrupt=skip_corrupt,
+        id_feature=data.id_feature)

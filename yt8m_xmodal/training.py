@@ -38,6 +38,7 @@ from yt8m_xmodal import losses as losses_lib
 from yt8m_xmodal import modeling
 from yt8m_xmodal import progress
 from yt8m_xmodal import readers
+from yt8m_xmodal import records
 from yt8m_xmodal import summaries
 from yt8m_xmodal.config import TrainConfig
 from yt8m_xmodal.errors import ConfigError
@@ -159,9 +160,14 @@ class Trainer:
         self.chief = is_chief(self.strategy)
         self.reader = readers.reader_for(cfg.data,
                                          skip_corrupt=cfg.skip_corrupt)
-        readers.resolve_files(cfg.train_data_pattern)
+        # One record of each pattern tells a level, feature or release the
+        # flags do not read, before the pipeline fails on it.
+        records.check_records(cfg.data, cfg.train_data_pattern,
+                              skip_corrupt=cfg.skip_corrupt)
         if cfg.validate_data_pattern:
-            readers.resolve_files(cfg.validate_data_pattern)
+            records.check_records(cfg.data, cfg.validate_data_pattern,
+                                  field="validate_data_pattern",
+                                  skip_corrupt=cfg.skip_corrupt)
         if self.chief:
             prepare_train_dir(cfg)
         keras.utils.set_random_seed(cfg.seed)

@@ -84,7 +84,9 @@ def main(argv):
             embeddings_file=FLAGS.embeddings_file, batch_size=FLAGS.batch_size,
             explain_file=FLAGS.explain_file,
             chunk_seconds=getattr(exported.config.model_config, "chunk_size",
-                                  None))
+                                  None),
+            data_config=exported.config.data,
+            model_dir=FLAGS.input_model_tgz or export_dir)
     print(f"{result['num_queries']} videos embedded with {export_dir}; "
           f"gallery {result['gallery_size']}")
     if FLAGS.output_file:

@@ -89,9 +89,11 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from yt8m_xmodal import config
 from yt8m_xmodal import features
 from yt8m_xmodal import progress as progress_lib
 from yt8m_xmodal import readers
+from yt8m_xmodal import records
 from yt8m_xmodal.tools import vocabulary
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import ConfigError, DataError
@@ -161,10 +163,17 @@ class LabelSelection:
         carries at least one of them.
       names: dict index -> name (empty without a vocabulary).
       rule: the exact rule in words, written to the manifest.
+      vocabulary_file: the vocabulary the labels were looked up in ("" for
+        none).
+      vocabulary_size: its number of classes (0 without one).
+      builtin: the built-in music labels, 2018 vocabulary indices.
     """
     indices: tuple
     names: dict
     rule: str
+    vocabulary_file: str = ""
+    vocabulary_size: int = 0
+    builtin: bool = False
 
 
 def _split_names(text, known_names):
@@ -254,7 +263,9 @@ def build_selection(label_names=None, label_indices=None, verticals=None,
                 "built-in music labels (vocabulary.MUSIC_LABELS, 2018 "
                 "vocabulary): " + ", ".join(
                     f"{i} {n}" for i, n in vocabulary.MUSIC_LABELS))
-        return LabelSelection(vocabulary.MUSIC_LABEL_INDICES, names, rule)
+        return LabelSelection(vocabulary.MUSIC_LABEL_INDICES, names, rule,
+                              str(vocabulary_file or ""),
+                              len(labels) if labels else 0, builtin=True)
 
     selected, parts = set(), []
     if index_texts:
@@ -304,7 +315,8 @@ def build_selection(label_names=None, label_indices=None, verticals=None,
     rule = (f"a video is kept if its labels include at least one of the "
             f"{len(indices)} labels named by " + "; ".join(parts) +
             " (their union)")
-    return LabelSelection(indices, names, rule)
+    return LabelSelection(indices, names, rule, str(vocabulary_file or ""),
+                          len(labels) if labels else 0)
 
 
 def parse_split_fractions(text):
@@ -483,19 +495,27 @@ class _RecordFetcher:
 # First pass: per-record summaries, computed in tf.data
 
 
-def _frame_summary_fn(feature_names, feature_sizes):
+def _with_id_feature(spec, id_feature):
+    """A parse spec reading the id from `id_feature` (2017: video_id)."""
+    spec = dict(spec)
+    spec[id_feature] = spec.pop("id")
+    return spec
+
+
+def _frame_summary_fn(feature_names, feature_sizes, id_feature="id"):
     video_name, audio_name = feature_names
     video_size, audio_size = feature_sizes
     sequence_spec = features.frame_sequence_features(feature_names)
+    context_spec = _with_id_feature(features.context_features(), id_feature)
 
     def summarize(serialized):
         context, lists = tf.io.parse_single_sequence_example(
-            serialized, context_features=features.context_features(),
+            serialized, context_features=context_spec,
             sequence_features=sequence_spec)
         video, audio = lists[video_name], lists[audio_name]
         return {
             "serialized": serialized,
-            "id": context["id"],
+            "id": context[id_feature],
             "labels": context["labels"].values,
             "video_frames": tf.size(video),
             "audio_frames": tf.size(audio),
@@ -509,9 +529,11 @@ def _frame_summary_fn(feature_names, feature_sizes):
     return summarize
 
 
-def _video_summary_fn(feature_names, feature_sizes):
+def _video_summary_fn(feature_names, feature_sizes, id_feature="id"):
     video_name, audio_name = feature_names
-    spec = features.video_level_features(feature_names, feature_sizes)
+    spec = _with_id_feature(
+        features.video_level_features(feature_names, feature_sizes),
+        id_feature)
 
     def in_range(x):
         return tf.reduce_all(tf.logical_and(
@@ -524,7 +546,7 @@ def _video_summary_fn(feature_names, feature_sizes):
         video, audio = parsed[video_name], parsed[audio_name]
         return {
             "serialized": serialized,
-            "id": parsed["id"],
+            "id": parsed[id_feature],
             "labels": parsed["labels"].values,
             "values_ok": tf.logical_and(in_range(video), in_range(audio)),
             "audio": audio,
@@ -665,19 +687,20 @@ def _clear_output(output_dir, overwrite):
         os.remove(os.path.join(output_dir, name))
 
 
-def extract_subset(input_data_pattern, output_dir, frame_features=True,
+def extract_subset(input_data_pattern, output_dir, frame_features=None,
                    feature_names=None, feature_sizes=None, selection=None,
                    min_frames=DEFAULT_MIN_FRAMES,
                    repeated_audio_min_videos=DEFAULT_REPEATED_AUDIO_MIN_VIDEOS,
                    split_fractions=DEFAULT_SPLIT_FRACTIONS,
                    num_shards=DEFAULT_NUM_SHARDS, skip_corrupt=False,
-                   overwrite=False, progress=sys.stderr):
+                   overwrite=False, progress=sys.stderr, id_feature=None):
     """Writes the subset shards and `manifest.json`; returns the manifest.
 
     Args:
       input_data_pattern: comma-separated globs of YT8M TFRecord files.
       output_dir: where `train-*`, `validate-*`, `test-*` and the manifest go.
-      frame_features: frame-level (SequenceExample) input, else video level.
+      frame_features: frame-level (SequenceExample) input, else video level;
+        None: the level of the first input record.
       feature_names, feature_sizes: the (video, audio) features, as for the
         readers; None means the level's YT8M defaults.
       selection: a `LabelSelection`; None means the 17 music labels.
@@ -691,6 +714,8 @@ def extract_subset(input_data_pattern, output_dir, frame_features=True,
       progress: stream for the tool's lines: skipped files, splits written,
         the summary (None for quiet). The per-file progress is a
         `yt8m_xmodal.progress` report, shown when reports are enabled.
+      id_feature: the context key of the ids: "id" (2018 release) or
+        "video_id" (2017); None: the key of the first input record.
 
     Raises:
       ConfigError: naming the argument, for a bad argument.
@@ -699,12 +724,11 @@ def extract_subset(input_data_pattern, output_dir, frame_features=True,
         names arguments.
     """
     started = time.monotonic()
-    if not feature_names:
-        feature_names = features.default_feature_names(frame_features)
+    # The arguments first, then the input.
     if not feature_sizes:
         feature_sizes = features.FEATURE_SIZES
-    feature_names, feature_sizes = features.parse_feature_lists(
-        feature_names, feature_sizes)
+    features.parse_feature_lists(
+        feature_names or features.FRAME_FEATURE_NAMES, feature_sizes)
     if selection is None:
         selection = build_selection()
     if isinstance(split_fractions, str):
@@ -714,7 +738,7 @@ def extract_subset(input_data_pattern, output_dir, frame_features=True,
     if num_shards < 1:
         raise ConfigError("{num_shards} must be at least 1",
                           num_shards=num_shards)
-    if frame_features and min_frames < 1:
+    if frame_features is not False and min_frames < 1:
         raise ConfigError("{min_frames} must be at least 1",
                           min_frames=min_frames)
     if repeated_audio_min_videos < 2:
@@ -724,15 +748,30 @@ def extract_subset(input_data_pattern, output_dir, frame_features=True,
     try:
         # Sorted over all globs, so the output does not depend on their order.
         paths = sorted(readers.resolve_files(input_data_pattern))
+        detected = records.detect_format(input_data_pattern)
     except DataError as e:
         raise InputError(f"{{input_data_pattern}}: {e}",
                          input_data_pattern=input_data_pattern) from None
+    if frame_features is None:
+        frame_features = detected.frame_features if detected else True
+        if detected:
+            _progress(progress, f"{detected.path} holds {detected.describe()}"
+                      f": reading {detected.level} records")
+    if id_feature is None:
+        id_feature = (detected.id_feature if detected and detected.id_feature
+                      else records.ID_FEATURE)
+    if not feature_names:
+        feature_names = features.default_feature_names(frame_features)
+    feature_names, feature_sizes = features.parse_feature_lists(
+        feature_names, feature_sizes)
+    _check_input(detected, frame_features, feature_names, feature_sizes,
+                 id_feature, selection)
     _clear_output(output_dir, overwrite)
     read_with = dict(feature_names=",".join(feature_names),
                      feature_sizes=",".join(map(str, feature_sizes)))
     level = "frame" if frame_features else "video"
     summarize = (_frame_summary_fn if frame_features else _video_summary_fn)(
-        feature_names, feature_sizes)
+        feature_names, feature_sizes, id_feature)
     selected = frozenset(selection.indices)
 
     # Pass 1.
@@ -857,6 +896,43 @@ def extract_subset(input_data_pattern, output_dir, frame_features=True,
         + "; dropped " + ", ".join(f"{r} {manifest['dropped'][r]}" for r in reasons)
         + (f"; skipped {len(skipped)} unreadable files" if skipped else "")))
     return manifest
+
+
+def _check_input(detected, frame_features, feature_names, feature_sizes,
+                 id_feature, selection):
+    """Stops, in one line, when the first input record is not what the
+    arguments read, or is of the 2017 release while the labels are selected
+    by 2018 indices."""
+    if detected is None:
+        return
+    level = "frame" if frame_features else "video"
+    data = config.DataConfig(
+        frame_features=frame_features, feature_names=feature_names,
+        feature_sizes=feature_sizes, id_feature=id_feature,
+        # Labels are selected here, not checked against a vocabulary size.
+        num_classes=max(records.NUM_CLASSES_2017, *detected.labels, 0) + 1)
+    flags, problem = records.reading_flags(data, detected)
+    if flags or problem:
+        raise InputError(
+            f"cannot read {detected.path} as {level}-level YouTube-8M "
+            "records (read with {feature_names}, {feature_sizes}): its first "
+            f"record, id {detected.video_id!r}, holds {detected.describe()}"
+            + (f": {problem}" if problem else f"; pass {' '.join(flags)}"),
+            feature_names=",".join(feature_names),
+            feature_sizes=",".join(map(str, feature_sizes)))
+    if detected.release_2017 and (
+            selection.builtin
+            or selection.vocabulary_size not in (0, records.NUM_CLASSES_2017)):
+        chosen = ("the built-in music labels are indices of the 2018 "
+                  "vocabulary" if selection.builtin else
+                  f"the labels were looked up in {selection.vocabulary_file}, "
+                  f"a vocabulary of {selection.vocabulary_size} classes")
+        raise DataError(
+            f"{detected.path} holds {detected.describe()}, whose labels index "
+            f"the 2017 vocabulary of {records.NUM_CLASSES_2017} classes, but "
+            f"{chosen}; give the 2017 vocabulary.csv (--vocabulary_file) with "
+            "--label_names or --verticals, or select by --label_indices of "
+            "the 2017 vocabulary")
 
 
 def _quality_rules(frame_features, min_frames, repeated_audio_min_videos):
