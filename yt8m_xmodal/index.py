@@ -237,7 +237,7 @@ def _check_unique(all_ids, ids_per_file, paths):
     unique, counts = np.unique(all_ids, return_counts=True)
     if len(unique) == len(all_ids):
         return
-    dup = unique[np.argmax(counts > 1)]
+    dup = str(unique[np.argmax(counts > 1)])
     where = [p for p, i in zip(paths, ids_per_file) if (i == dup).any()]
     raise DataError(f"id {dup!r} occurs {counts.max()} times, in "
                     f"{', '.join(where)}: a gallery id must be unique")
