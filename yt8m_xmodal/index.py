@@ -170,7 +170,7 @@ def read_embeddings(paths, modality="video", num_queries=MAX_TUNE_QUERIES,
         raise ValueError("no embeddings files given")
     other = "audio" if modality == "video" else "video"
     rng = np.random.default_rng(seed)
-    ids, vectors, queries, fingerprints = [], [], [], {}
+    ids, vectors, queries, fingerprints = [], [], [], []
     for path in paths:
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such embeddings file")
@@ -184,8 +184,8 @@ def read_embeddings(paths, modality="video", num_queries=MAX_TUNE_QUERIES,
                 file_ids = npz["ids"]
                 gallery = npz[modality]
                 query_rows = npz[other]
-                if FINGERPRINT_KEY in npz.files:
-                    fingerprints[path] = str(npz[FINGERPRINT_KEY])
+                fingerprints.append(str(npz[FINGERPRINT_KEY])
+                                    if FINGERPRINT_KEY in npz.files else None)
         except DataError:
             raise
         except Exception as e:  # noqa: BLE001 - zip, pickle or format errors
@@ -209,15 +209,16 @@ def read_embeddings(paths, modality="video", num_queries=MAX_TUNE_QUERIES,
         ids.append(file_ids.astype(str))
         vectors.append(gallery.astype(np.float32, copy=False))
         queries.append(query_rows)
-    if len(set(fingerprints.values())) > 1:
+    marked = [(p, f) for p, f in zip(paths, fingerprints) if f is not None]
+    if len({f for _, f in marked}) > 1:
         raise DataError("the embeddings files come from different models: "
                         + ", ".join(f"{p} has {FINGERPRINT_KEY}={f[:12]}..."
-                                    for p, f in fingerprints.items()))
-    if fingerprints and len(fingerprints) != len(paths):
-        unmarked = [p for p in paths if p not in fingerprints]
+                                    for p, f in marked))
+    if marked and len(marked) != len(paths):
+        unmarked = [p for p, f in zip(paths, fingerprints) if f is None]
         raise DataError(f"{unmarked[0]} has no {FINGERPRINT_KEY} but "
-                        f"{next(iter(fingerprints))} has one: cannot tell "
-                        "they come from the same model")
+                        f"{marked[0][0]} has one: cannot tell they come from "
+                        "the same model")
     all_ids = np.concatenate(ids)
     _check_unique(all_ids, ids, paths)
     total = len(all_ids)
@@ -229,7 +230,7 @@ def read_embeddings(paths, modality="video", num_queries=MAX_TUNE_QUERIES,
         start += len(rows)
     return Embeddings(ids=all_ids, vectors=vectors,
                       queries=np.concatenate(sample),
-                      fingerprint=next(iter(fingerprints.values()), ""),
+                      fingerprint=marked[0][1] if marked else "",
                       files=list(paths))
 
 
