@@ -21,6 +21,10 @@ setuptools.setup(
         "tensorboard",
         "absl-py",
     ],
-    # matplotlib only draws the recall-vs-gallery plots of bench/.
-    extras_require={"test": ["pytest"], "bench": ["matplotlib"]},
+    # matplotlib only draws the recall-vs-gallery plots of bench/; faiss
+    # backs the approximate kinds of yt8m_xmodal.index (its exact kind needs
+    # nothing more), and the tests exercise them.
+    extras_require={"test": ["pytest", "faiss-cpu"],
+                    "bench": ["matplotlib"],
+                    "index": ["faiss-cpu"]},
 )

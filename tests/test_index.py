@@ -1,6 +1,7 @@
 """yt8m_xmodal.index: the search index over subspace embeddings, and its
 command `python -m yt8m_xmodal.cli.index build`."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -15,7 +16,10 @@ from yt8m_xmodal import index
 from yt8m_xmodal import metrics
 from yt8m_xmodal.errors import DataError
 
-pytest.importorskip("faiss")
+# The exact kind needs only the package; the others need faiss (the "test"
+# and "index" extras install it).
+needs_faiss = pytest.mark.skipif(importlib.util.find_spec("faiss") is None,
+                                 reason="faiss-cpu is not installed")
 
 DIM = 24
 
@@ -99,6 +103,7 @@ def test_exact_kind_equals_package_exact_top_k(gallery, exact_dir):
 
 # ivf_sq8's 8-bit codes cap its recall below the 0.96 tuning target here (a
 # search over every list still ranks by quantized scores).
+@needs_faiss
 @pytest.mark.parametrize("kind,tuned,fresh", [("ivf_flat", 0.96, 0.93),
                                               ("ivf_sq8", 0.9, 0.88),
                                               ("hnsw", 0.96, 0.93)])
@@ -124,6 +129,7 @@ def test_approximate_kinds_reach_recall_on_clustered_data(gallery, kind, tuned,
     np.testing.assert_array_equal(ids_found, ids[rows])
 
 
+@needs_faiss
 def test_ivf_search_breadth_trades_recall(gallery, ivf_dir):
     """One list per query finds less than the tuned nprobe, every list all."""
     ids, x, scales, labels = gallery
@@ -137,6 +143,23 @@ def test_ivf_search_breadth_trades_recall(gallery, ivf_dir):
     assert recalls[1] >= 0.999
 
 
+@needs_faiss
+def test_tuning_stops_where_recall_stops_growing(gallery, tmp_path):
+    """A target that 8-bit codes cannot reach does not make the build store
+    an exhaustive search: the narrowest breadth near the best recall."""
+    ids, x, scales, labels = gallery
+    manifest = index.build_index(
+        ids, x, str(tmp_path / "sq8"), "m", kind="ivf_sq8", target_recall=1.0,
+        tune_queries=perturbed(x, scales, labels, 300, seed=1))
+    tuning = manifest["tuning"]
+    recalls = [r for _, r in tuning["tried"]]
+    assert max(recalls) < 1.0
+    assert tuning["value"] < manifest["params"]["nlist"]
+    assert tuning["recall@10"] >= max(recalls) - index.PLATEAU
+    assert manifest["params"]["nprobe"] == tuning["value"]
+
+
+@needs_faiss
 def test_ids_round_trip(tmp_path):
     x, _, _ = clustered(50, seed=5)
     ids = np.array([f"id-{i}" + "é" * (i % 3) for i in range(50)])
@@ -153,6 +176,7 @@ def test_ids_round_trip(tmp_path):
         assert found.shape == (2, 50) and len(set(found[0])) == 50
 
 
+@needs_faiss
 def test_auto_kind_is_exact_for_small_galleries(gallery, tmp_path,
                                                monkeypatch):
     ids, x, _, _ = gallery
@@ -179,6 +203,7 @@ def test_corrupt_file_is_a_data_error_naming_it(exact_dir, tmp_path, name):
         index.load_index(str(path))
 
 
+@needs_faiss
 def test_corrupt_faiss_file_is_a_data_error_naming_it(ivf_dir, tmp_path):
     path = _copy(ivf_dir, tmp_path / "index")
     target = path / index.FAISS_FILE
@@ -199,6 +224,7 @@ def test_truncated_file_is_a_data_error_even_without_checksums(
         index.load_index(str(path), verify=False)
 
 
+@needs_faiss
 def test_truncated_faiss_file_that_matches_a_doctored_manifest(ivf_dir,
                                                                tmp_path):
     """Even when the manifest was edited to the truncated size, faiss's own
@@ -346,6 +372,7 @@ def _cli(*args):
         capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
 
 
+@needs_faiss
 def test_cli_build_over_two_npz_files(two_npz, tmp_path):
     paths, ids, audio, video = two_npz
     out = _cli("build", f"--embeddings_file={','.join(paths)}",

@@ -68,6 +68,10 @@ EXACT_MAX_VECTORS = 100_000
 # the tuning sample only estimates, still reaches it.
 TARGET_RECALL = 0.96
 TUNE_K = 10
+# Tuning gives up on the target once PLATEAU_STEPS wider searches in a row
+# gained less than PLATEAU recall in all.
+PLATEAU = 0.002
+PLATEAU_STEPS = 3
 MAX_TUNE_QUERIES = 1000
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
@@ -387,21 +391,31 @@ def _candidates(kind, params):
 
 
 def _tune(index, kind, params, tune_queries, exact_rows, target_recall):
-    """The smallest search breadth reaching target_recall on the queries."""
+    """The smallest search breadth reaching target_recall on the queries.
+
+    Returns (breadth, its recall, [(breadth, recall) tried]). When recall
+    stops growing below the target (quantized codes cap it), the smallest
+    breadth within PLATEAU of the best recall seen: searching wider would
+    cost time and find no more.
+    """
     q = _normalized(tune_queries)
     k = exact_rows.shape[1]
-    recall = None
+    curve = []
     for value in _candidates(kind, params):
         _set_search_param(index, kind, value)
         _, found = index.search(q, k)
-        recall = recall_at_k(found, exact_rows)
-        if recall >= target_recall:
+        curve.append((int(value), recall_at_k(found, exact_rows)))
+        if curve[-1][1] >= target_recall:
+            return curve[-1][0], curve[-1][1], curve
+        if (len(curve) > PLATEAU_STEPS
+                and curve[-1][1] - curve[-1 - PLATEAU_STEPS][1] < PLATEAU):
             break
-    else:
-        log.warning("%s: recall@%d %.4f at the widest search (%s=%d) is below "
-                    "the target %.3f", kind, k, recall, _search_param(kind),
-                    value, target_recall)
-    return value, recall
+    best = max(r for _, r in curve)
+    value, recall = next((v, r) for v, r in curve if r >= best - PLATEAU)
+    log.warning("%s: recall@%d stops at %.4f, below the target %.3f; %s=%d "
+                "(recall %.4f) kept", kind, k, best, target_recall,
+                _search_param(kind), value, recall)
+    return value, recall, curve
 
 
 def _manifest_entry(path):
@@ -528,13 +542,15 @@ def build_index(ids, vectors, index_dir, model_fingerprint, kind="auto",
                 _check_rows(tune_queries, "tune_queries")
                 k = min(TUNE_K, n)
                 exact_rows, _ = exact_top_k(tune_queries, parts, k)
-                value, recall = _tune(index, kind, params, tune_queries,
-                                      exact_rows, target_recall)
+                value, recall, curve = _tune(index, kind, params,
+                                             tune_queries, exact_rows,
+                                             target_recall)
                 params[name] = int(value)
                 tuning = {"param": name, "value": int(value),
                           f"recall@{k}": recall, "k": k,
                           "target_recall": target_recall,
-                          "num_queries": int(len(tune_queries))}
+                          "num_queries": int(len(tune_queries)),
+                          "tried": curve}
                 log.info("%s: %s=%d reaches recall@%d %.4f on %d tuning "
                          "queries (target %.3f)", kind, name, value, k,
                          recall, len(tune_queries), target_recall)
