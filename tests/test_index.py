@@ -84,10 +84,17 @@ def test_exact_kind_equals_package_exact_top_k(gallery, exact_dir):
     queries = perturbed(x, scales, labels, 300, seed=2)
     loaded = index.load_index(str(exact_dir), expected_fingerprint="model-a")
     found_ids, scores = loaded.search(queries, 10)
+    # The gallery fits one chunk of the index's search, so the package's
+    # exact top-K over the whole matrix runs the very same ops: same bits.
+    assert len(x) <= index.CHUNK_ROWS
     rows, ref_scores = metrics.top_k_matches(queries, x, 10)
-    # The same ids and bit-identical scores as inference's exact matching.
     np.testing.assert_array_equal(found_ids, ids[rows])
     np.testing.assert_array_equal(scores, ref_scores)
+    # Fed in inference's 4,096-row chunks: the same ids, scores to rounding.
+    rows, ref_scores = metrics.top_k_matches(
+        queries, (x[i:i + 4096] for i in range(0, len(x), 4096)), 10)
+    np.testing.assert_array_equal(found_ids, ids[rows])
+    np.testing.assert_allclose(scores, ref_scores, rtol=0, atol=1e-6)
     # And both agree with a float64 reference.
     cos = reference_cosine(queries, x)
     order = np.argsort(-cos, axis=1)

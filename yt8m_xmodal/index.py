@@ -8,8 +8,10 @@ returns the best-k gallery ids and their cosine similarities, best first, as
 Kinds:
 
 - ``exact``: the float32 gallery as given, searched with the package's exact
-  streaming top-K (`metrics.top_k_matches`): the same ids and bit-identical
-  scores as inference's brute-force matching.
+  streaming top-K (`metrics.top_k_matches`), the one inference's brute-force
+  matching uses. Fed the same gallery chunks it gives the same bits; fed
+  other chunk sizes, the float32 matmul may round a score by one ulp
+  (~1e-7), so only exact near-ties could order differently.
 - ``ivf_flat``: faiss inverted lists over the L2-normalized vectors (inner
   product = cosine). A query scans the `nprobe` lists nearest to it; the
   scores of what it finds are exact float32 cosines, but a true neighbour in
