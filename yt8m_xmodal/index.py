@@ -325,9 +325,14 @@ def recall_at_k(found, exact):
 
 
 def default_nlist(num_vectors):
-    """Inverted lists of an IVF index: a power of two near 2 sqrt(N), so a
-    list holds ~sqrt(N)/2 vectors."""
-    target = max(1.0, 2.0 * np.sqrt(num_vectors))
+    """Inverted lists of an IVF index: the power of two nearest sqrt(N).
+
+    Building costs ~N x nlist (assigning every vector to a list) and a
+    search scans nprobe lists of ~N / nlist vectors: sqrt(N) keeps a 10M
+    build to minutes on 2 cores while a search scans a few thousand vectors
+    per probed list.
+    """
+    target = max(1.0, np.sqrt(num_vectors))
     return int(min(2 ** round(np.log2(target)), max(1, num_vectors // 39)))
 
 
