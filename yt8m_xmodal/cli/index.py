@@ -42,8 +42,8 @@ flags.DEFINE_string("model_fingerprint", "",
                     "The model fingerprint to record, when the files carry "
                     "none and --export_dir is not given.")
 flags.DEFINE_integer("nlist", 0,
-                     "IVF kinds: inverted lists (0: a power of two near "
-                     "2 sqrt(N)).")
+                     "IVF kinds: inverted lists (0: the power of two "
+                     "nearest sqrt(N)).")
 flags.DEFINE_integer("search_breadth", 0,
                      "nprobe (IVF) or efSearch (HNSW) to store (0: tune it to "
                      "--target_recall).")
