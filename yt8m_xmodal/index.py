@@ -436,6 +436,18 @@ def _write_ids(ids, path):
     np.save(path, ids.astype(str), allow_pickle=False)
 
 
+def _write_npy_chunks(path, parts, n, dim):
+    """Writes the gallery to a float32 .npy chunk by chunk. Plain writes, not
+    a writable memmap, whose dirty pages would count in the process's RSS
+    until written back."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+              "fortran_order": False, "shape": (n, dim)}
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for chunk in _chunks(parts):
+            f.write(np.ascontiguousarray(chunk).tobytes())
+
+
 def build_index(ids, vectors, index_dir, model_fingerprint, kind="auto",
                 modality="video", nlist=None, search_breadth=None,
                 tune_queries=None, target_recall=TARGET_RECALL, hnsw_m=HNSW_M,
@@ -519,15 +531,7 @@ def build_index(ids, vectors, index_dir, model_fingerprint, kind="auto",
     try:
         _write_ids(ids, os.path.join(tmp, IDS_FILE))
         if kind == "exact":
-            out = np.lib.format.open_memmap(
-                os.path.join(tmp, VECTORS_FILE), mode="w+", dtype=np.float32,
-                shape=(n, dim))
-            row = 0
-            for chunk in _chunks(parts):
-                out[row:row + len(chunk)] = chunk
-                row += len(chunk)
-            out.flush()
-            del out
+            _write_npy_chunks(os.path.join(tmp, VECTORS_FILE), parts, n, dim)
             files = [IDS_FILE, VECTORS_FILE]
         else:
             index = _make_faiss_index(kind, dim, n, params, parts, seed)
