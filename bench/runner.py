@@ -77,6 +77,8 @@ BENCHMARKS = (
               throughput=True),
     Benchmark("export", "Export cost at scale", "bench/bench_export.py",
               throughput=True),
+    Benchmark("index", "Search index", "bench/bench_index.py",
+              throughput=True),
     # A quick run gets its own --work_dir: the script reuses the data and
     # runs it finds there.
     Benchmark("frame_level", "Frame-level retrieval (synthetic data)",
