@@ -205,10 +205,48 @@ def test_a_song_alone_finds_its_videos_and_the_page_says_why(
         np.testing.assert_allclose(np.float64(got[1::2]),
                                    np.float64(want[1::2]), atol=2e-5)
     saved = np.load(tmp_path / "songs.npz")
-    assert set(saved.files) == {"ids", "audio", "attention_audio"}
+    assert set(saved.files) == {"ids", "audio", "attention_audio",
+                                "model_fingerprint"}
     np.testing.assert_allclose(saved["attention_audio"].sum(axis=1), 1.0,
                                atol=1e-5)
     page = (tmp_path / "why.html").read_text()
     for (query, _), pairs in alone.items():
         assert query in page and pairs.split()[0] in page
     assert page.count("<svg") == len(alone) * 6  # the query and 5 matches
+
+
+def test_a_song_searches_an_index_of_the_videos_as_the_records_do(
+        chunk_export, exported, tiny_frame_data, tmp_path):
+    """The gallery's embeddings become an index; searching it answers a
+    song as embedding the gallery records does."""
+    import subprocess
+    import sys
+    from conftest import REPO_ROOT
+    train_dir = chunk_export.split("/export/")[0]
+    serialized, _ = _records_and_batch(exported.config,
+                                       f"{tiny_frame_data}/validate-*")
+    songs = _write(tmp_path / "songs.tfrecord", _without(serialized, "rgb"))
+    videos = _write(tmp_path / "videos.tfrecord", _without(serialized, "audio"))
+    _inference(f"--train_dir={train_dir}", f"--input_data_pattern={videos}",
+               "--query_modality=video",
+               f"--embeddings_file={tmp_path}/gallery.npz")
+    built = subprocess.run(
+        [sys.executable, "-m", "yt8m_xmodal.cli.index", "build",
+         f"--embeddings_file={tmp_path}/gallery.npz",
+         f"--index_dir={tmp_path}/index"], capture_output=True, text=True,
+        timeout=300, cwd=REPO_ROOT)
+    assert built.returncode == 0, built.stderr[-3000:]
+    _inference(f"--train_dir={train_dir}", f"--input_data_pattern={songs}",
+               f"--index_dir={tmp_path}/index", "--query_modality=audio",
+               "--top_k=5", f"--output_file={tmp_path}/indexed.csv")
+    _inference(f"--train_dir={train_dir}", f"--input_data_pattern={songs}",
+               f"--gallery_data_pattern={videos}", "--query_modality=audio",
+               "--top_k=5", f"--output_file={tmp_path}/exact.csv")
+    indexed, exact = _csv_rows(tmp_path / "indexed.csv"), _csv_rows(
+        tmp_path / "exact.csv")
+    assert indexed.keys() == exact.keys() and len(indexed) == len(serialized)
+    for key in exact:
+        got, want = indexed[key].split(), exact[key].split()
+        assert got[0::2] == want[0::2]
+        np.testing.assert_allclose(np.float64(got[1::2]),
+                                   np.float64(want[1::2]), atol=1e-5)

@@ -158,26 +158,36 @@ def spool(signature, data_pattern, directory, batch_size=256,
     return emb
 
 
-def write_embeddings(emb, path):
+def write_embeddings(emb, path, model_fingerprint=""):
     """The .npz contract: `ids` (str) and, row-aligned, the subspace
     embeddings `audio` / `video` [N, k] float32 that were computed (both,
     unless the queries held one modality), plus the chunk attention weights
-    `attention_audio` / `attention_video` [N, C] of chunk-attention models."""
-    np.savez(path, ids=np.asarray(emb.ids, dtype=str),
+    `attention_audio` / `attention_video` [N, C] of chunk-attention models,
+    and the `model_fingerprint` of the export that made them (an index built
+    from the file records it, and refuses queries of another model)."""
+    extra = {"model_fingerprint": model_fingerprint} if model_fingerprint else {}
+    np.savez(path, ids=np.asarray(emb.ids, dtype=str), **extra,
              **{name: np.asarray(emb.array(name)) for name in emb.widths})
 
 
 def top_matches(queries, gallery, query_modalities, top_k,
                 chunk_size=4096):
     """Yields (query row, query modality, gallery rows, scores) per query:
-    the top-K gallery items of the other modality, best first."""
+    the top-K gallery items of the other modality, best first.
+
+    `gallery` is the spooled gallery (exact search, streamed in chunks) or a
+    loaded `index.Index` of the other modality's embeddings.
+    """
     for modality in query_modalities:
         other = "video" if modality == "audio" else "audio"
         k = min(top_k, len(gallery))
         start = 0
         for query_chunk in queries.chunks(modality, chunk_size):
-            indices, scores = metrics.top_k_matches(
-                query_chunk, gallery.chunks(other, chunk_size), k)
+            if isinstance(gallery, SpooledEmbeddings):
+                indices, scores = metrics.top_k_matches(
+                    query_chunk, gallery.chunks(other, chunk_size), k)
+            else:
+                indices, scores = gallery.search_rows(query_chunk, k)
             for row, (idx, sc) in enumerate(zip(indices, scores)):
                 yield start + row, modality, idx, sc
             start += len(query_chunk)
@@ -200,7 +210,8 @@ def write_matches(matches, queries, gallery, output_file):
 def run_inference(signatures, input_data_pattern, output_file="",
                   gallery_data_pattern="", query_modality="both", top_k=20,
                   embeddings_file="", batch_size=256, explain_file="",
-                  chunk_seconds=None, data_config=None, model_dir=None):
+                  chunk_seconds=None, data_config=None, model_dir=None,
+                  index=None, model_fingerprint=""):
     """Embeds the inputs, writes embeddings and/or the top-K CSV.
 
     Args:
@@ -219,6 +230,9 @@ def run_inference(signatures, input_data_pattern, output_file="",
         line saying what they hold. One-modality records are checked by the
         signature that parses them.
       model_dir: the export, named in that error.
+      index: a loaded `index.Index` of the gallery (built from embeddings of
+        this model) to search instead of embedding gallery records; the
+        queries are of the other modality than the index's.
 
     Returns:
       A dict with the number of queries, gallery size and rows written.
@@ -244,9 +258,19 @@ def run_inference(signatures, input_data_pattern, output_file="",
                         label="embed queries")
         log.info("embedded %d videos of %s", len(queries), input_data_pattern)
         if embeddings_file:
-            write_embeddings(queries, embeddings_file)
+            write_embeddings(queries, embeddings_file, model_fingerprint)
+        if not (output_file or explain_file):
+            # Embeddings only: no gallery to search.
+            return {"num_queries": len(queries), "gallery_size": 0, "rows": 0}
+        if explain_file and index is not None:
+            raise DataError(
+                "explanations need the gallery's chunk attention, which an "
+                "index does not keep: give the gallery records instead of "
+                "the index")
         gallery = queries
-        if (gallery_data_pattern and gallery_data_pattern != input_data_pattern
+        if index is not None:
+            gallery = index
+        elif (gallery_data_pattern and gallery_data_pattern != input_data_pattern
                 or gallery_views != query_views):
             os.makedirs(os.path.join(tmp, "gallery"))
             gallery = spool(gallery_signature,
@@ -254,14 +278,13 @@ def run_inference(signatures, input_data_pattern, output_file="",
                             os.path.join(tmp, "gallery"), batch_size,
                             gallery_views, label="embed gallery")
         rows = 0
-        if output_file or explain_file:
-            matches = top_matches(queries, gallery, modalities, top_k)
-            if explain_file:
-                matches = list(matches)  # the page needs them all
-            if output_file:
-                rows = write_matches(matches, queries, gallery, output_file)
-            if explain_file:
-                explain.write_html(explain_file, matches, queries, gallery,
-                                   chunk_seconds)
+        matches = top_matches(queries, gallery, modalities, top_k)
+        if explain_file:
+            matches = list(matches)  # the page needs them all
+        if output_file:
+            rows = write_matches(matches, queries, gallery, output_file)
+        if explain_file:
+            explain.write_html(explain_file, matches, queries, gallery,
+                               chunk_seconds)
         return {"num_queries": len(queries), "gallery_size": len(gallery),
                 "rows": rows}

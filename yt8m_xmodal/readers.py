@@ -787,8 +787,9 @@ class YT8MAggregatedFeatureReader(_BaseReader):
         spec = _lenient_context_features()
         spec[name] = tf.io.RaggedFeature(tf.float32)
         parsed = tf.io.parse_example(serialized, spec)
-        tf.debugging.assert_equal(parsed[name].row_lengths(),
-                                  tf.cast(size, tf.int64),
+        tf.debugging.assert_equal(tf.cast(parsed[name].row_lengths(),
+                                          tf.int64),
+                                  tf.constant(size, tf.int64),
                                   message=f"{name!r} is not {size} floats")
         values = parsed[name].to_tensor(shape=[None, size])
         tf.debugging.assert_all_finite(values, f"{name!r} holds NaN or inf")

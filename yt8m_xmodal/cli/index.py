@@ -21,7 +21,8 @@ from absl import flags
 
 from yt8m_xmodal import cli
 from yt8m_xmodal import index as index_lib
-from yt8m_xmodal.errors import DataError, FlagError
+from yt8m_xmodal.cli import FlagError
+from yt8m_xmodal.errors import DataError
 
 FLAGS = flags.FLAGS
 

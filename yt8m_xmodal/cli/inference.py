@@ -15,6 +15,7 @@ import tempfile
 from absl import flags
 
 from yt8m_xmodal import cli
+from yt8m_xmodal import index as index_lib
 from yt8m_xmodal import matching
 from yt8m_xmodal import metrics
 from yt8m_xmodal import modeling
@@ -41,6 +42,10 @@ flags.DEFINE_string("top_k", "20", cli.top_k_flag_help(
 flags.DEFINE_string("embeddings_file", "",
                     "Write subspace embeddings (ids, audio, video) to this .npz.")
 flags.DEFINE_integer("batch_size", 256, "Videos embedded per batch.")
+flags.DEFINE_string("index_dir", "",
+                    "Search this index (built by yt8m-xmodal-index from this "
+                    "model's embeddings) instead of embedding gallery "
+                    "records; the queries are of the other modality.")
 flags.DEFINE_string("explain_file", "",
                     "Write an HTML page showing, for each query and its top "
                     "matches, the chunk attention of both sides over the "
@@ -76,6 +81,9 @@ def main(argv):
             raise cli.FlagError("nothing to write: set --output_file, "
                                 "--embeddings_file and/or --explain_file")
         exported = modeling.load_export(export_dir)
+        gallery_index = None
+        if FLAGS.index_dir:
+            gallery_index = _load_index(export_dir)
         result = matching.run_inference(
             exported.signatures, FLAGS.input_data_pattern,
             output_file=FLAGS.output_file,
@@ -86,9 +94,13 @@ def main(argv):
             chunk_seconds=getattr(exported.config.model_config, "chunk_size",
                                   None),
             data_config=exported.config.data,
-            model_dir=FLAGS.input_model_tgz or export_dir)
-    print(f"{result['num_queries']} videos embedded with {export_dir}; "
-          f"gallery {result['gallery_size']}")
+            model_dir=FLAGS.input_model_tgz or export_dir, index=gallery_index,
+            model_fingerprint=(index_lib.model_fingerprint(export_dir)
+                               if FLAGS.embeddings_file else ""))
+    searched = (f"; gallery {result['gallery_size']}"
+                if result["gallery_size"] else "")
+    print(f"{result['num_queries']} videos embedded with {export_dir}"
+          f"{searched}")
     if FLAGS.output_file:
         print(f"{result['rows']} rows of top-{top_k} matches written to "
               f"{FLAGS.output_file}")
@@ -97,6 +109,23 @@ def main(argv):
     if FLAGS.explain_file:
         print(f"why each match was made: {FLAGS.explain_file}")
     return 0
+
+
+def _load_index(export_dir):
+    """The --index_dir index, checked to be of this model and of the other
+    modality than --query_modality."""
+    if FLAGS.gallery_data_pattern:
+        raise cli.FlagError("give either --index_dir or "
+                            "--gallery_data_pattern, not both")
+    loaded = index_lib.load_index(
+        FLAGS.index_dir, expected_fingerprint=index_lib.model_fingerprint(
+            export_dir))
+    query = "audio" if loaded.modality == "video" else "video"
+    if FLAGS.query_modality != query:
+        raise cli.FlagError(
+            f"--index_dir={FLAGS.index_dir} holds {loaded.modality} "
+            f"embeddings: pass --query_modality={query}")
+    return loaded
 
 
 def run():
