@@ -457,7 +457,7 @@ def split_of(video_id, split_fractions=DEFAULT_SPLIT_FRACTIONS):
 # Files
 
 
-def _file_sha256(path):
+def file_sha256(path):
     digest = hashlib.sha256()
     with tf.io.gfile.GFile(path, "rb") as f:
         while True:
@@ -467,7 +467,7 @@ def _file_sha256(path):
             digest.update(block)
 
 
-class _RecordFetcher:
+class RecordFetcher:
     """Reads single records back by byte offset, keeping a few files open."""
 
     def __init__(self, paths):
@@ -964,7 +964,7 @@ def extract_subset(input_data_pattern, output_dir, frame_features=True,
     label_counts = {index: collections.Counter()
                     for index in args.selection.indices}
     shards = {}
-    fetcher = _RecordFetcher(paths)
+    fetcher = RecordFetcher(paths)
     try:
         for split in SPLITS:
             with writers.ShardedRecordWriter(output_dir, split, num_shards) as w:
@@ -979,7 +979,7 @@ def extract_subset(input_data_pattern, output_dir, frame_features=True,
                       for s in range(num_shards)]
             shards[split] = [
                 {"file": os.path.basename(p), "records": n,
-                 "sha256": _file_sha256(p)}
+                 "sha256": file_sha256(p)}
                 for p, n in zip(paths_written, counts)]
             _progress(progress, f"wrote {split}: {len(split_members[split])} "
                       f"videos in {num_shards} shards")
