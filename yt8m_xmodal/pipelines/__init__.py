@@ -6,6 +6,7 @@ locally, Dataflow, Flink, Spark); docs/full_scale.md has the commands.
 Needs the `beam` extra (`pip install .[beam]`).
 """
 
+import logging
 import re
 import sys
 
@@ -51,8 +52,52 @@ def user_message(error):
     return None
 
 
+class _DropInputErrors(logging.Filter):
+    """Drops the log records (with their stack traces) in which a runner
+    reports a marked error: the entry point prints it as one line."""
+
+    def filter(self, record):
+        try:
+            text = record.getMessage()
+        except Exception:  # a record that cannot format is not ours
+            return True
+        if record.exc_info and record.exc_info[1] is not None:
+            text += str(record.exc_info[1])
+        return _MARKER not in text
+
+
+class _QuietStream:
+    """A stream that drops writes holding a marked error: a Beam SDK worker
+    prints the traceback of a failed bundle to stderr besides logging it."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        if _MARKER in text:
+            return len(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def hide_logged_input_errors():
+    """Keeps the runner's stack traces of marked errors out of the logs and
+    stderr (in the launcher, and from the transforms' setup in runner
+    workers): the entry point prints the error as one line."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _DropInputErrors) for f in handler.filters):
+            handler.addFilter(_DropInputErrors())
+    if not isinstance(sys.stderr, _QuietStream):
+        sys.stderr = _QuietStream(sys.stderr)
+
+
 def run_main(main, argv, command):
     """Runs `main(argv)`; bad input is printed as one line, exit status 2."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(levelname)s:%(name)s:%(message)s")
+    hide_logged_input_errors()
     try:
         return main(argv)
     except KeyboardInterrupt:
@@ -61,5 +106,5 @@ def run_main(main, argv, command):
         message = user_message(e)
         if message is None:
             raise
-        print(f"{command}: error: {message}", file=sys.stderr)
+        print(f"{command}: error: {message}", file=sys.__stderr__)
         return 2

@@ -107,6 +107,7 @@ class _ScanFile(beam.DoFn):
         self._args = args
 
     def setup(self):
+        pipelines.hide_logged_input_errors()
         self._summarize = self._args.summarize_fn()
 
     def process(self, element):
@@ -181,6 +182,9 @@ class _WriteShard(beam.DoFn):
         self._paths = list(paths)
         self._output_dir = output_dir
 
+    def setup(self):
+        pipelines.hide_logged_input_errors()
+
     def process(self, element, num_shards):
         (split, shard), records = element
         records = sorted(records)
@@ -215,6 +219,9 @@ class _Finish(beam.DoFn):
         self._output_dir = output_dir
         self._pattern = input_data_pattern
         self._num_shards = num_shards
+
+    def setup(self):
+        pipelines.hide_logged_input_errors()
 
     def process(self, unused_element, shard_infos, stats, skipped, silent,
                 counts):
