@@ -20,6 +20,7 @@ and `video` [N,k] (float32, rows aligned).
 """
 
 import csv
+import io
 import logging
 import os
 import tempfile
@@ -56,12 +57,7 @@ def embed_records(serve, data_pattern, batch_size=256):
                 ids = np.asarray([x.decode() for x in out["id"].numpy()])
                 audio = out["audio"].numpy().astype(np.float32)
                 video = out["video"].numpy().astype(np.float32)
-                for name, values in (("audio", audio), ("video", video)):
-                    bad = ~np.all(np.isfinite(values), axis=1)
-                    if bad.any():
-                        raise DataError(
-                            f"{path}: non-finite {name} embeddings for ids "
-                            f"{ids[bad][:5].tolist()} (NaN or inf features?)")
+                check_finite(path, ids, audio, video)
                 yield ids, audio, video
         except tf.errors.DataLossError as e:
             raise DataError(f"{path} is corrupt or truncated: "
@@ -70,6 +66,16 @@ def embed_records(serve, data_pattern, batch_size=256):
             raise DataError(
                 f"{path}: records do not match the exported model's reader "
                 f"(level, feature names or sizes): {_first_line(e)}") from None
+
+
+def check_finite(where, ids, audio, video):
+    """Raises DataError naming `where` and the ids with NaN or inf embeddings."""
+    for name, values in (("audio", audio), ("video", video)):
+        bad = ~np.all(np.isfinite(values), axis=1)
+        if bad.any():
+            raise DataError(
+                f"{where}: non-finite {name} embeddings for ids "
+                f"{np.asarray(ids)[bad][:5].tolist()} (NaN or inf features?)")
 
 
 def _first_line(error):
@@ -125,9 +131,66 @@ def spool(serve, data_pattern, directory, batch_size=256):
 
 def write_embeddings(emb, path):
     """The .npz contract: `ids` (str), `audio` [N,k], `video` [N,k] float32."""
-    np.savez(path, ids=np.asarray(emb.ids, dtype=str),
-             audio=np.asarray(emb.array("audio")),
-             video=np.asarray(emb.array("video")))
+    save_embeddings(path, emb.ids, emb.array("audio"), emb.array("video"))
+
+
+EMBEDDING_KEYS = ("ids", "audio", "video")
+
+
+def save_embeddings(path, ids, audio, video):
+    """Writes one .npz of the contract (any tf.io.gfile path, gs:// too)."""
+    # Built in memory: np.savez seeks, which a gfile open for writing cannot.
+    buffer = io.BytesIO()
+    np.savez(buffer, ids=np.asarray(ids, dtype=str),
+             audio=np.asarray(audio, dtype=np.float32),
+             video=np.asarray(video, dtype=np.float32))
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(buffer.getvalue())
+
+
+def read_embeddings(pattern):
+    """Loads embeddings .npz files into one set.
+
+    Args:
+      pattern: comma-separated paths or globs of .npz files with the keys
+        `ids`, `audio` and `video` (as `--embeddings_file` and the sharded
+        output of `yt8m_xmodal.pipelines.embed` write them); files are read
+        in sorted order of each glob.
+
+    Returns:
+      A dict with `ids` [N] str, `audio` [N,k] and `video` [N,k] float32,
+      the files' rows concatenated.
+
+    Raises:
+      DataError: naming the file, for a missing key, rows that do not align,
+        or an embedding size that differs from the other files'.
+    """
+    parts = {key: [] for key in EMBEDDING_KEYS}
+    for path in readers.resolve_files(pattern):
+        try:
+            with tf.io.gfile.GFile(path, "rb") as f, \
+                    np.load(f, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in EMBEDDING_KEYS}
+        except KeyError as e:
+            raise DataError(f"{path} has no array {e} (embeddings files hold "
+                            f"{', '.join(EMBEDDING_KEYS)})") from None
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path} is not an embeddings .npz: {e}") from None
+        rows = len(arrays["ids"])
+        for key in ("audio", "video"):
+            values = arrays[key]
+            if values.ndim != 2 or len(values) != rows:
+                raise DataError(f"{path}: {key} has shape {values.shape}, "
+                                f"not [{rows}, k] for its {rows} ids")
+            if parts[key] and values.shape[1] != parts[key][0].shape[1]:
+                raise DataError(
+                    f"{path}: {key} embeddings of size {values.shape[1]}, "
+                    f"the files before have {parts[key][0].shape[1]}")
+        for key in EMBEDDING_KEYS:
+            parts[key].append(arrays[key])
+    return {"ids": np.concatenate(parts["ids"]).astype(str),
+            "audio": np.concatenate(parts["audio"]).astype(np.float32),
+            "video": np.concatenate(parts["video"]).astype(np.float32)}
 
 
 def write_matches(queries, gallery, query_modalities, top_k, output_file,
