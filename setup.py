@@ -21,6 +21,13 @@ setuptools.setup(
         "tensorboard",
         "absl-py",
     ],
-    # matplotlib only draws the recall-vs-gallery plots of bench/.
-    extras_require={"test": ["pytest"], "bench": ["matplotlib"]},
+    # matplotlib only draws the recall-vs-gallery plots of bench/; Apache
+    # Beam runs yt8m_xmodal.pipelines (full-scale subset and embedding; its
+    # TensorFlow model handler imports tensorflow-hub), and the tests cover
+    # those pipelines.
+    extras_require={
+        "test": ["pytest", "apache-beam>=2.77,<3", "tensorflow-hub"],
+        "bench": ["matplotlib"],
+        "beam": ["apache-beam>=2.77,<3", "tensorflow-hub"],
+    },
 )
