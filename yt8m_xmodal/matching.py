@@ -170,10 +170,14 @@ def read_embeddings(pattern):
         try:
             with tf.io.gfile.GFile(path, "rb") as f, \
                     np.load(f, allow_pickle=False) as data:
+                missing = [k for k in EMBEDDING_KEYS if k not in data.files]
+                if missing:
+                    raise DataError(
+                        f"{path} has no array {missing[0]!r} (embeddings "
+                        f"files hold {', '.join(EMBEDDING_KEYS)})")
                 arrays = {key: data[key] for key in EMBEDDING_KEYS}
-        except KeyError as e:
-            raise DataError(f"{path} has no array {e} (embeddings files hold "
-                            f"{', '.join(EMBEDDING_KEYS)})") from None
+        except DataError:
+            raise
         except (OSError, ValueError) as e:
             raise DataError(f"{path} is not an embeddings .npz: {e}") from None
         rows = len(arrays["ids"])

@@ -324,13 +324,18 @@ def build_pipeline(pipeline, args, input_data_pattern, output_dir,
     stats = ((scanned[_STATS], chosen[_STATS], shard_infos[_STATS])
              | "AllStats" >> beam.Flatten()
              | "SumStats" >> beam.CombineGlobally(merge_counts))
+    # Side inputs read through a plain step: BundleBasedDirectRunner (used
+    # to test retries) mixes all of a multi-output ParDo's outputs into a
+    # side input read straight off one of them.
+    shards = shard_infos.shards | "ShardInfos" >> beam.Map(lambda x: x)
+    skipped = scanned[_SKIPPED] | "Skipped" >> beam.Map(lambda x: x)
     return (pipeline
             | "Manifest" >> beam.Create([None])
             | "WriteManifest" >> beam.ParDo(
                 _Finish(args, output_dir, input_data_pattern, num_shards),
-                beam.pvalue.AsList(shard_infos.shards),
+                beam.pvalue.AsList(shards),
                 beam.pvalue.AsSingleton(stats),
-                beam.pvalue.AsList(scanned[_SKIPPED]),
+                beam.pvalue.AsList(skipped),
                 beam.pvalue.AsDict(silent), counts))
 
 
