@@ -75,6 +75,8 @@ BENCHMARKS = (
               ("--xla", "--repeats=20"), throughput=True, gpu=True),
     Benchmark("eval", "Retrieval evaluation", "bench/bench_eval.py",
               throughput=True),
+    Benchmark("pipelines", "Beam pipelines: subset and embedding",
+              "bench/bench_pipelines.py", throughput=True),
     # A quick run gets its own --work_dir: the script reuses the data and
     # runs it finds there.
     Benchmark("frame_level", "Frame-level retrieval (synthetic data)",
