@@ -337,7 +337,8 @@ def test_quick_never_targets_the_repository():
         runner.parse_args(["--quick", "--benchmarks_md=BENCHMARKS.md"],
                           runner.BENCHMARKS)
     assert runner.parse_args([], runner.BENCHMARKS).only == [
-        "reader", "models", "losses", "eval", "frame_level", "video_level"]
+        "reader", "models", "losses", "eval", "pipelines", "frame_level",
+        "video_level"]
 
 
 def test_fragment_writer_marks_quick_runs(tmp_path, capsys):

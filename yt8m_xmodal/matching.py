@@ -131,19 +131,27 @@ def spool(serve, data_pattern, directory, batch_size=256):
 
 def write_embeddings(emb, path):
     """The .npz contract: `ids` (str), `audio` [N,k], `video` [N,k] float32."""
-    save_embeddings(path, emb.ids, emb.array("audio"), emb.array("video"))
+    np.savez(path, ids=np.asarray(emb.ids, dtype=str),
+             audio=np.asarray(emb.array("audio")),
+             video=np.asarray(emb.array("video")))
 
 
 EMBEDDING_KEYS = ("ids", "audio", "video")
 
 
 def save_embeddings(path, ids, audio, video):
-    """Writes one .npz of the contract (any tf.io.gfile path, gs:// too)."""
+    """Writes one .npz of the contract to exactly `path` (a local path, or
+    any tf.io.gfile one such as gs://)."""
+    arrays = dict(ids=np.asarray(ids, dtype=str),
+                  audio=np.asarray(audio, dtype=np.float32),
+                  video=np.asarray(video, dtype=np.float32))
+    if "://" not in path:
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+        return
     # Built in memory: np.savez seeks, which a gfile open for writing cannot.
     buffer = io.BytesIO()
-    np.savez(buffer, ids=np.asarray(ids, dtype=str),
-             audio=np.asarray(audio, dtype=np.float32),
-             video=np.asarray(video, dtype=np.float32))
+    np.savez(buffer, **arrays)
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(buffer.getvalue())
 
