@@ -56,6 +56,9 @@ FULL_VIDEOS = 6.1e6
 # SDK process per vCPU).
 VCPUS_PER_WORKER = 4
 ESTIMATE_WORKERS = (25, 100)
+# An assumption, not measured here: sustained read rate from Cloud Storage
+# per n1-standard-4 worker.
+GCS_MB_S_PER_WORKER = 100
 
 RUNNERS = {
     "1 worker": ["--direct_num_workers=1"],
@@ -197,9 +200,10 @@ def marginal_cpu_per_gb(pattern, work, copies=5):
             / ((bytes_many - bytes_one) / 1e9)}
 
 
-def estimate(marginal, embed_rows):
+def estimate(marginal, embed_rows, kept_fraction):
     """The full-scale arithmetic, from per-CPU-second rates measured here."""
     lines = []
+    read_bytes = FULL_BYTES * (1 + kept_fraction)
     per_gb = marginal["cpu_s_per_gb"]
     total_cpu = per_gb * FULL_BYTES / 1e9
     lines.append(
@@ -214,14 +218,25 @@ def estimate(marginal, embed_rows):
         "read a second time). "
         f"Full set: {FULL_BYTES / 1e12:.1f} TB × {per_gb:.1f} CPU s/GB = "
         f"{total_cpu / 3600:.1f} CPU h.")
+    lines.append(
+        f"  Reading: every byte once, and the kept records ({kept_fraction:.0%}"
+        " of the real video-level records here) a second time: "
+        f"{FULL_BYTES / 1e12:.1f} TB × {1 + kept_fraction:.2f} = "
+        f"{read_bytes / 1e12:.2f} TB, at an assumed (not measured) "
+        f"{GCS_MB_S_PER_WORKER} MB/s from Cloud Storage per worker.")
     for workers in ESTIMATE_WORKERS:
         vcpus = workers * VCPUS_PER_WORKER
+        compute = total_cpu / vcpus
+        reading = read_bytes / (workers * GCS_MB_S_PER_WORKER * 1e6)
         lines.append(
-            f"  On {workers} n1-standard-4 workers ({vcpus} vCPUs): "
-            f"{total_cpu:.0f} s / {vcpus} = {hours(total_cpu / vcpus)} of "
-            f"compute (at most {FULL_SHARDS} files scan in parallel, so "
-            f"up to {FULL_SHARDS} vCPUs stay busy), plus worker start "
-            "(a few minutes) and the shuffles of ~100 bytes per video.")
+            f"  On {workers} n1-standard-4 workers ({vcpus} vCPUs): compute "
+            f"{total_cpu:.0f} CPU s / {vcpus} = {hours(compute)}; reading "
+            f"{read_bytes / 1e6:.0f} MB / ({workers} × {GCS_MB_S_PER_WORKER} "
+            f"MB/s) = {hours(reading)}; wall ≈ the larger, "
+            f"{hours(max(compute, reading))}, plus worker start (minutes) and "
+            "the shuffles of ~100 bytes per video (the scan has one element "
+            f"per file: {FULL_SHARDS} files keep up to {FULL_SHARDS} vCPUs "
+            "busy).")
     if embed_rows:
         emb = embed_rows[-1]
         total = emb["cpu_ms_per_record"] / 1000 * FULL_VIDEOS
@@ -295,7 +310,8 @@ def main():
     print()
     print("Full-scale estimate (Dataflow), from CPU seconds measured here:")
     print()
-    for line in estimate(marginal, embed_rows):
+    kept_fraction = video_rows[0]["kept"] / video_rows[0]["records"]
+    for line in estimate(marginal, embed_rows, kept_fraction):
         print(line)
     print()
     print(f"{len(files)} real shards; {args.frame_videos} synthetic "
