@@ -83,7 +83,6 @@ TRAIN_POINTS_PER_LIST = 64
 TRAIN_ITERATIONS = 20
 # Gallery rows converted, checked and added at a time.
 CHUNK_ROWS = 65536
-NPZ_KEYS = ("ids", "audio", "video")
 FINGERPRINT_KEY = "model_fingerprint"
 
 
@@ -182,14 +181,18 @@ def read_embeddings(paths, modality="video", num_queries=MAX_TUNE_QUERIES,
             raise DataError(f"{path}: no such embeddings file")
         try:
             with np.load(path, allow_pickle=False) as npz:
-                missing = [k for k in NPZ_KEYS if k not in npz.files]
+                # The other modality, when the file has it, gives the
+                # tuning queries; a gallery-only file (inference.py
+                # --query_modality of the gallery's modality) tunes on
+                # its own rows.
+                missing = [k for k in ("ids", modality) if k not in npz.files]
                 if missing:
                     raise DataError(
                         f"{path}: not an embeddings file: keys {missing} "
                         f"missing (has {sorted(npz.files)})")
                 file_ids = npz["ids"]
                 gallery = npz[modality]
-                query_rows = npz[other]
+                query_rows = npz[other] if other in npz.files else gallery
                 fingerprints.append(str(npz[FINGERPRINT_KEY])
                                     if FINGERPRINT_KEY in npz.files else None)
         except DataError:
