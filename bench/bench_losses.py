@@ -87,6 +87,23 @@ def _forward_backward(loss_fn, jit_compile=False):
     return step
 
 
+def _training_step(loss, monitor):
+    """What a train step computes of the loss: `compute` with its reported
+    total correlation returned too (as the step's report does), so the
+    graph cannot prune the monitoring away."""
+    @tf.function
+    def step(video, audio, labels):
+        with tf.GradientTape() as tape:
+            tape.watch([video, audio])
+            out = loss.compute(video, audio, labels, monitor=monitor)
+        grads = tape.gradient(out["loss"], [video, audio])
+        # NaN when not monitored: report it as 0 so `finite` checks the loss.
+        total = tf.where(tf.math.is_finite(out["total_correlation"]),
+                         out["total_correlation"], 0.0)
+        return out["loss"], grads, total
+    return step
+
+
 def main(argv):
     del argv
     if FLAGS.quick:
@@ -118,9 +135,7 @@ def main(argv):
         for monitor, when in ((True, "every step before"),
                               (False, "unlogged steps now")):
             rows.append((f"{name} training step, monitor={monitor} ({when})",
-                         _forward_backward(
-                             lambda v, a, l, loss=loss, monitor=monitor:
-                             loss.compute(v, a, l, monitor=monitor)["loss"])))
+                         _training_step(loss, monitor)))
     if FLAGS.xla:
         dcca = losses.get_loss("dcca")
         rows.append(("dcca, jit_compile=True", _forward_backward(

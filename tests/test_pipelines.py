@@ -274,7 +274,7 @@ def test_read_embeddings_checks_its_files(tmp_path):
     np.savez(tmp_path / "x.npz", ids=np.array(["a"]), audio=a[:1])
     with pytest.raises(DataError, match=r"x\.npz has no array 'video'"):
         matching.read_embeddings(str(tmp_path / "x.npz"))
-    matching.save_embeddings(str(tmp_path / "y.npz"), ["a"], a[:1, :1],
-                             a[:1, :1])
+    matching.save_embeddings(str(tmp_path / "y.npz"), ["a"], audio=a[:1, :1],
+                             video=a[:1, :1])
     with pytest.raises(DataError, match=r"y\.npz: audio embeddings of size 1"):
         matching.read_embeddings(f"{tmp_path}/e-0.npz,{tmp_path}/y.npz")
