@@ -27,6 +27,7 @@ formats, or a bad record further on, is the reader's to report.
 
 import dataclasses
 import logging
+import struct
 
 from google.protobuf import message
 import tensorflow as tf
@@ -151,12 +152,28 @@ def detect_format(data_pattern):
     """
     for path in readers.resolve_files(data_pattern):
         try:
-            first = [r.numpy() for r in tf.data.TFRecordDataset(path).take(1)]
-        except tf.errors.OpError:
+            first = _first_record(path)
+        except (tf.errors.OpError, OSError, struct.error):
             return None
-        if first:
-            return format_of(path, first[0])
+        if first is not None:
+            return format_of(path, first)
     return None
+
+
+def _first_record(path):
+    """The first record's bytes (None for an empty file), read through the
+    TFRecord framing with plain file reads: no TensorFlow op runs, so a
+    multi-worker strategy can still be created after this (TF refuses to set
+    up collective ops once its runtime has started)."""
+    with tf.io.gfile.GFile(path, "rb") as f:
+        header = f.read(readers.TFRECORD_HEADER_BYTES)
+        if not header:
+            return None
+        length, = struct.unpack("<Q", header[:8])
+        data = f.read(length)
+    if len(header) < readers.TFRECORD_HEADER_BYTES or len(data) < length:
+        raise OSError(f"{path}: truncated first record")
+    return data
 
 
 def describe_config(data):
