@@ -210,7 +210,8 @@ def test_nonfinite_loss_stops_without_applying_the_update(tiny_frame_data, tmp_p
 
 def test_nonfinite_steps_can_be_skipped_and_counted(tiny_frame_data, tmp_path):
     cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
-                      max_steps=3, num_epochs=5, skip_nonfinite_steps=True)
+                      max_steps=3, num_epochs=5, skip_nonfinite_steps=True,
+                      early_stopping_patience=0)
     trainer = training.Trainer(cfg)
     poison_loss(trainer, [2, 3])
     before = weights_of(trainer.model)
