@@ -31,10 +31,6 @@ from yt8m_xmodal.tools import synthetic
 FLAGS = flags.FLAGS
 log = logging.getLogger("yt8m_xmodal")
 
-# The demo set has 1,600 training videos: 15 epochs train the default model
-# in a few minutes on 2 CPU cores.
-DEMO_NUM_EPOCHS = 15
-
 cli.define_data_flags()
 cli.define_config_flags(config_lib.TrainConfig)
 # Model flags: the union of the model configs' fields. The recipe's model
@@ -73,7 +69,6 @@ def config_from_flags():
                                                     "train-*.tfrecord")
         values.setdefault("validate_data_pattern",
                           os.path.join(demo_dir, "validate-*.tfrecord"))
-        values.setdefault("num_epochs", DEMO_NUM_EPOCHS)
     return dataclasses.replace(base, data=data, model_config=model_config,
                                loss_config=loss_config, **values)
 
