@@ -484,6 +484,11 @@ class TrainConfig:
     log_every_steps: int = _field(10, "Log and summarize every N steps.")
     top_k: tuple = _field(
         (1, 5, 10, 20), "Recall@K cut-offs for validation.")
+    csls_k: int = _field(
+        0, "Rank retrievals by CSLS, the hubness correction over this many "
+        "nearest neighbours within the searched set (0: plain cosine); kept "
+        "in model_flags.json, so validation, eval.py and the bench scoring "
+        "use it.")
     weighted_labels: tuple = _field(
         (), "Class indices whose videos count label_weight times: repeated "
         "in each training epoch and in the linear CCA fits (e.g. the music "
@@ -550,6 +555,7 @@ class TrainConfig:
                 cca_input_dim=self.model_config.cca_input_dim,
                 feature_sizes=",".join(map(str, data.feature_sizes)))
         _check_at_least(self, ("label_weight",), 1)
+        _check_at_least(self, ("csls_k",), 0)
         if any(i < 0 for i in self.weighted_labels):
             raise ConfigError("{weighted_labels} must be class indices >= 0",
                               weighted_labels=",".join(
@@ -608,14 +614,15 @@ FRAME_LEVEL_RECIPE = TrainConfig()
 # chosen on a validation split): deep CCA at a 64-d embedding and a small
 # ridge; towers that start from the top 128 linear-CCA directions of the
 # L2-normalized means and learn a correction to them (linear_skip); the music
-# videos counted 4 times, since retrieval among music videos is the task.
+# videos counted 4 times, since retrieval among music videos is the task;
+# retrieval ranked by CSLS over 10 neighbours.
 VIDEO_LEVEL_RECIPE = TrainConfig(
     data=DataConfig(frame_features=False), model="VideoLevelMlpModel",
     model_config=VideoLevelMlpConfig(embedding_dim=64, cca_input_dim=128,
                                      cca_input_ridge=3.0, linear_skip=True),
     loss="dcca", loss_config=DeepCcaConfig(cca_ridge=1e-4), subspace_dim=64,
     base_learning_rate=1e-3, weighted_labels=MUSIC_LABEL_INDICES,
-    label_weight=4)
+    label_weight=4, csls_k=10)
 
 
 def recipe(frame_features):

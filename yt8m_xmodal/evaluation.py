@@ -103,11 +103,12 @@ def check_alignment(emb):
                 f"{emb.ids[bad][:5].tolist()}")
 
 
-def score(emb, top_k):
-    """Both-direction retrieval metrics (with label mAP) of an `Embeddings`."""
+def score(emb, top_k, csls_k=0):
+    """Both-direction retrieval metrics (with label mAP) of an `Embeddings`;
+    csls_k > 0 ranks by CSLS (see `metrics.csls_pair`)."""
     check_alignment(emb)
     return metrics.cross_modal_metrics(
-        emb.audio, emb.video, labels=emb.labels, top_k=top_k)
+        emb.audio, emb.video, labels=emb.labels, top_k=top_k, csls_k=csls_k)
 
 
 _COLUMNS = (("recall@{k}", "R@{k}"), ("median_rank", "MedR"),
@@ -144,11 +145,14 @@ def format_table(result, title=""):
 
 
 def evaluate_checkpoint(train_dir, eval_data_pattern, top_k, checkpoint_path=None,
-                        batch_size=256, use_subspace=True, skip_corrupt=False):
+                        batch_size=256, use_subspace=True, skip_corrupt=False,
+                        csls_k=None):
     """Embeds `eval_data_pattern` with one checkpoint and scores retrieval.
 
+    `csls_k` None takes the model's own (model_flags.json); 0 is plain cosine.
+
     Returns:
-      The `metrics.cross_modal_metrics` dict with "step" added.
+      The `metrics.cross_modal_metrics` dict with "step" and "csls_k" added.
     """
     config, model, subspace, step = modeling.restore(train_dir,
                                                      checkpoint_path)
@@ -157,8 +161,9 @@ def evaluate_checkpoint(train_dir, eval_data_pattern, top_k, checkpoint_path=Non
                              shuffle=False, num_epochs=1)
     emb = embed_dataset(model, readers.iterate(dataset, eval_data_pattern),
                         subspace=subspace if use_subspace else None)
-    result = score(emb, top_k)
-    return {"step": step, **result}
+    csls_k = config.csls_k if csls_k is None else int(csls_k)
+    result = score(emb, top_k, csls_k)
+    return {"step": step, "csls_k": csls_k, **result}
 
 
 def write_metrics(result, train_dir, output_json=""):

@@ -400,7 +400,8 @@ class Trainer:
             self.model, self.ordered_batches(self.cfg.validate_data_pattern),
             subspace=self.subspace, with_attention=True)
         # Early stopping reads Recall@10, whatever top_k shows.
-        result = evaluation.score(emb, sorted(set(self.cfg.top_k) | {10}))
+        result = evaluation.score(emb, sorted(set(self.cfg.top_k) | {10}),
+                                  self.cfg.csls_k)
         self.writer.validation(int(self.step.numpy()), result, emb,
                                self.cfg.vocabulary_file)
         return result

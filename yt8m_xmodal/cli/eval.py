@@ -38,6 +38,9 @@ flags.DEFINE_string("output_json", "",
                     "Where to write metrics.json (default train_dir/eval/).")
 flags.DEFINE_float("poll_seconds", 30.0,
                    "Watcher: seconds between looks for a new checkpoint.")
+flags.DEFINE_integer("csls_k", -1,
+                     "Rank by CSLS over this many neighbours (0: plain "
+                     "cosine; -1: the model's own csls_k).")
 flags.DEFINE_bool("skip_corrupt", False,
                   "Skip corrupt records (counted) instead of stopping.")
 
@@ -60,7 +63,8 @@ def main(argv):
         result = evaluation.evaluate_checkpoint(
             FLAGS.train_dir, eval_data_pattern, top_k,
             checkpoint_path=checkpoint_path, batch_size=FLAGS.batch_size,
-            use_subspace=FLAGS.use_subspace, skip_corrupt=FLAGS.skip_corrupt)
+            use_subspace=FLAGS.use_subspace, skip_corrupt=FLAGS.skip_corrupt,
+            csls_k=None if FLAGS.csls_k < 0 else FLAGS.csls_k)
         path = evaluation.write_metrics(result, FLAGS.train_dir, FLAGS.output_json)
         print(evaluation.format_table(
             result, title=f"step {result['step']} ({checkpoint_path})"))
