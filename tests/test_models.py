@@ -112,7 +112,8 @@ def test_build_model_names_the_model_for_unknown_names():
     with pytest.raises(ConfigError, match="model=LstmModel is not one of"):
         models.build_model("LstmModel", data)
     assert set(models.MODELS) == {"ChunkAttentionModel", "FrameLstmModel",
-                                  "MeanPoolModel", "VideoLevelMlpModel"}
+                                  "MeanPoolModel", "VideoLevelMlpModel",
+                                  "LinearCcaModel"}
 
 
 @pytest.mark.parametrize("field,value", [

@@ -568,7 +568,8 @@ class TrainConfig:
                               "{embedding_dim}", subspace_dim=self.subspace_dim,
                               embedding_dim=embedding_dim)
         needed = min_cca_batch_size(embedding_dim, embedding_dim)
-        if self.loss in CCA_LOSSES and self.batch_size < needed:
+        if (self.loss in CCA_LOSSES and self.batch_size < needed
+                and self.model not in UNTRAINED_MODELS):
             raise ConfigError(
                 "{batch_size} is too small for {loss} with {embedding_dim}: "
                 f"CCA needs at least {needed} examples per global batch "
