@@ -93,3 +93,29 @@ def test_train_py_model_linear_cca(tiny_video_data, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "LinearCcaModel" in out.stdout
     assert modeling.latest_export(str(train_dir)) is not None
+
+
+@pytest.mark.parametrize("frame_level", [True, False])
+def test_linear_cca_model_round_trips_and_checkpoints(tmp_path, frame_level):
+    import keras
+    import tensorflow as tf
+    from yt8m_xmodal import models
+    model = models.LinearCcaModel(16, 8, frame_level=frame_level,
+                                  input_norm="l2")
+    rng = np.random.default_rng(0)
+    shape = (3, 5) if frame_level else (3,)
+    batch = {"video": rng.normal(size=shape + (16,)).astype(np.float32),
+             "audio": rng.normal(size=shape + (8,)).astype(np.float32)}
+    out = model(batch)
+    # Identity towers: the L2-normalized features (their mean over frames).
+    norm = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+    expected = norm(batch["audio"])
+    if frame_level:
+        expected = expected.mean(1)
+    np.testing.assert_allclose(out["audio"].numpy(), expected, atol=1e-6)
+    assert not model.trainable_variables
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.get_config() == model.get_config()
+    np.testing.assert_array_equal(loaded(batch)["video"], out["video"])
