@@ -185,3 +185,20 @@ def test_bad_schedule_fields_name_the_field():
     with pytest.raises(config_lib.ConfigError, match="linear_skip"):
         config_lib.VideoLevelMlpConfig(cca_input_dim=8, embedding_dim=16,
                                        linear_skip=True)
+
+
+def test_early_stopping_under_a_two_replica_strategy(tiny_video_data,
+                                                     tmp_path):
+    # The stop decision is all-reduced over the replicas (workers), so every
+    # one of them leaves the loop at the same step.
+    cfg = video_config(tiny_video_data, tmp_path / "run",
+                       distribution_strategy="mirrored",
+                       early_stopping_patience=1, validate_every_steps=1,
+                       base_learning_rate=3e-2, num_epochs=20)
+    trainer = training.Trainer(cfg)
+    assert trainer.strategy.num_replicas_in_sync == 2
+    assert trainer._agreed(0.25) == pytest.approx(0.25)
+    result = trainer.run()
+    scores = [v for _, v in result.validations]
+    assert result.best_step == result.validations[int(np.argmax(scores))][0]
+    assert result.export_dir.endswith(f"step_{result.best_step:08d}")
