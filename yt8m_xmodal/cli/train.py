@@ -98,6 +98,12 @@ def summary_text(cfg, result):
              f"{result.step_seconds:.0f} s of training steps "
              f"({result.examples_per_second:.0f} examples/s), the rest "
              "checkpoints, exports and validation."]
+    if result.stop_reason:
+        lines.append(f"Stopped: {result.stop_reason}.")
+    if result.best_step is not None:
+        lines.append(f"Kept the best model on validation, of step "
+                     f"{result.best_step} (the final checkpoint and the "
+                     "export hold it).")
     if result.skipped_nonfinite_steps:
         lines.append(f"Skipped non-finite steps: {result.skipped_nonfinite_steps}")
     if result.validation:
