@@ -3,12 +3,12 @@
     python eval.py --helpfull
 """
 
-from absl import flags
-
+# The same command as the console script yt8m-xmodal-eval; `run` makes
+# --help list its flags either way.
 from yt8m_xmodal.cli import eval
 
-# --help lists the command's flags, defined in the module above.
-flags.adopt_module_key_flags(eval)
+# --help shows the command's own description.
+__doc__ = eval.__doc__
 
 if __name__ == "__main__":
     eval.run()

@@ -3,12 +3,12 @@
     python inference.py --helpfull
 """
 
-from absl import flags
-
+# The same command as the console script yt8m-xmodal-inference; `run` makes
+# --help list its flags either way.
 from yt8m_xmodal.cli import inference
 
-# --help lists the command's flags, defined in the module above.
-flags.adopt_module_key_flags(inference)
+# --help shows the command's own description.
+__doc__ = inference.__doc__
 
 if __name__ == "__main__":
     inference.run()

@@ -110,6 +110,17 @@ def main(argv):
         loss = losses.get_loss(name)
         rows.append((name, _forward_backward(
             lambda v, a, l, loss=loss: loss(v, a, l))))
+    # What a training step runs: `compute`, which for the losses that are
+    # not CCA also reports a monitoring batch CCA. Training asks for it on
+    # logged steps only; before, every step paid for it.
+    for name in ("infonce", "triplet", "soft_cca"):
+        loss = losses.get_loss(name)
+        for monitor, when in ((True, "every step before"),
+                              (False, "unlogged steps now")):
+            rows.append((f"{name} training step, monitor={monitor} ({when})",
+                         _forward_backward(
+                             lambda v, a, l, loss=loss, monitor=monitor:
+                             loss.compute(v, a, l, monitor=monitor)["loss"])))
     if FLAGS.xla:
         dcca = losses.get_loss("dcca")
         rows.append(("dcca, jit_compile=True", _forward_backward(

@@ -5,7 +5,7 @@ Adam update) at batch 64 and 300 frames, with the same recurrent width for
 every recurrent model, and prints a markdown table with the rate, the ratio to
 FrameLstmModel (the full-sequence LSTM baseline) and parameter counts.
 
-Goal (issue 4): ChunkAttentionModel >= 5x FrameLstmModel.
+Goal: ChunkAttentionModel >= 5x FrameLstmModel.
 
     python bench/bench_models.py
     python bench/bench_models.py --models=ChunkAttentionModel,FrameLstmModel \
@@ -32,6 +32,7 @@ models so that load from other processes on a shared CPU hits all of them
 alike; the reported rate is the median over rounds.
 """
 
+import dataclasses
 import os
 import platform
 import statistics
@@ -64,10 +65,11 @@ flags.DEFINE_integer("min_real_frames", 120,
                      "[min_real_frames, num_frames]; the rest is padding.")
 flags.DEFINE_integer("rnn_units", 128, "Recurrent width of every model.")
 # DCCA needs batch_size - 1 >= 2 * embedding_dim, so 64 examples allow
-# at most 31; the embedding size barely moves the step time.
-flags.DEFINE_integer("embedding_dim", 16, "Embedding size.")
+# at most 31, and slot pooling needs a multiple of the 15 chunk positions;
+# the embedding size barely moves the step time.
+flags.DEFINE_integer("embedding_dim", 30, "Embedding size.")
 flags.DEFINE_integer("chunk_size", 20, "Frames per chunk (train.py's default).")
-flags.DEFINE_list("input_projection_units", ["0", "128"],
+flags.DEFINE_list("input_projection_units", ["0", "64"],
                   "Per-frame input projections of the chunk models to time "
                   "(0: none); each value is a row of the table.")
 flags.DEFINE_integer("rounds", 3, "Timing rounds per model (median is kept).")
@@ -78,6 +80,23 @@ flags.DEFINE_string("output_dir", fragments.DEFAULT_OUTPUT_DIR,
 flags.DEFINE_boolean("quick", False, "Tiny sizes for smoke tests (batch 16, "
                      "30 frames, rnn_units 16, 1 short round); the outputs "
                      "are marked as quick.")
+
+
+# Rows that are a configuration of a model rather than a model class.
+MODEL_ROWS = {"ChunkMeanModel": (models.ChunkAttentionModel,
+                                 {"attention": "mean"})}
+
+
+def build(model_class, **config):
+    """A model of `model_class` with the benchmark's sizes, where it takes
+    them, and the class's own defaults otherwise."""
+    fields = {f.name for f in dataclasses.fields(model_class.config_class)}
+    sizes = {"rnn_units": FLAGS.rnn_units, "embedding_dim": FLAGS.embedding_dim,
+             "chunk_size": FLAGS.chunk_size}
+    config = {**{k: v for k, v in sizes.items() if k in fields}, **config}
+    if model_class is models.ChunkAttentionModel:
+        config["max_frames"] = FLAGS.num_frames
+    return model_class(**config)
 
 
 def make_loss():
@@ -147,7 +166,7 @@ def main(argv):
     del argv
     if FLAGS.quick:
         FLAGS.batch_size, FLAGS.num_frames, FLAGS.min_real_frames = 16, 30, 10
-        FLAGS.rnn_units, FLAGS.embedding_dim, FLAGS.chunk_size = 16, 4, 10
+        FLAGS.rnn_units, FLAGS.embedding_dim, FLAGS.chunk_size = 16, 6, 10
         FLAGS.rounds, FLAGS.min_seconds = 1, 0.2
     if FLAGS.threads:
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
@@ -157,18 +176,20 @@ def main(argv):
     batch = make_batch(np.random.default_rng(0))
     steps = {}
     params = {}
-    rows = []  # (row name, model name, extra config)
+    rows = []  # (row name, model class, config)
     for name in FLAGS.models:
-        if "input_projection_units" in models.config_names(models.MODELS[name]):
+        model_class, config = MODEL_ROWS.get(name, (models.MODELS.get(name), {}))
+        if model_class is None:
+            raise app.UsageError(f"--models: unknown model {name!r}")
+        if model_class is models.ChunkAttentionModel:
             rows += [(f"{name}, input_projection_units={units}" if int(units)
-                      else name, name, {"input_projection_units": int(units)})
+                      else name, model_class,
+                      {**config, "input_projection_units": int(units)})
                      for units in FLAGS.input_projection_units]
         else:
-            rows.append((name, name, {}))
-    for row, name, extra in rows:
-        model = models.get_model(
-            name, rnn_units=FLAGS.rnn_units, embedding_dim=FLAGS.embedding_dim,
-            chunk_size=FLAGS.chunk_size, max_frames=FLAGS.num_frames, **extra)
+            rows.append((name, model_class, config))
+    for row, model_class, extra in rows:
+        model = build(model_class, **extra)
         steps[row] = make_train_step(model, loss_fn)
         start = time.perf_counter()
         steps[row](batch).numpy()  # Traces, builds and warms up.
@@ -217,13 +238,13 @@ def main(argv):
         "rnn_units": FLAGS.rnn_units, "embedding_dim": FLAGS.embedding_dim,
         "chunk_size": FLAGS.chunk_size, "rounds": FLAGS.rounds,
         "min_seconds": FLAGS.min_seconds, "rows": [
-            {"row": row, "model": name,
+            {"row": row, "model": model_class.__name__, "config": extra,
              "input_projection_units": extra.get("input_projection_units", 0),
              "examples_per_s": median[row], "cpu_ms_per_example":
              median_cpu[row], "parameters": params[row],
              "rounds_examples_per_s": rates[row],
              "rounds_cpu_ms_per_example": cpu[row]}
-            for row, name, extra in rows]}, FLAGS.quick)
+            for row, model_class, extra in rows]}, FLAGS.quick)
 
 
 if __name__ == "__main__":

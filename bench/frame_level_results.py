@@ -1,6 +1,6 @@
 r"""Cross-modal retrieval on the built-in synthetic frame-level data.
 
-Issue 8, section 1. The data is the package's own generator
+The data is the package's own generator
 (`python -m yt8m_xmodal.tools.synthetic`), large enough for the comparison
 (default 6,250 videos: 5,000 train / 625 validate / 625 test); its
 `dataset.json` carries the Bayes-optimal oracle and the frame-count side
@@ -15,7 +15,10 @@ printed in the report:
     python inference.py ... --embeddings_file=test.npz   (main model: plot)
 
 so the figures are those a user gets from the package defaults plus the
-flags shown (`--num_epochs`). The baseline "linear CCA on mean features" is
+flags shown (`--num_epochs`). The figures are read from the files the
+commands write: train.py's `train_dir/train_result.json`, eval.py's
+`--output_json` and inference.py's `--embeddings_file`; their printed output
+is only kept in a log beside the run. The baseline "linear CCA on mean features" is
 fitted here on the train split's dequantized per-video means, with the ridge
 and the number of components chosen on validate (the same procedure as
 `dataset.json`'s "mean_linear_cca").
@@ -46,31 +49,24 @@ from bench.retrieval_report import (DIRECTIONS, gallery_mean,  # noqa: E402
 from yt8m_xmodal import readers
 from yt8m_xmodal.tools import synthetic  # noqa: E402
 
-DEFAULT_NUM_VIDEOS = 6250
-DEFAULT_NUM_EPOCHS = 15
-# Deep CCA's covariance ridge (relative to the mean variance) for every dcca
-# row, chosen on validate with ChunkAttentionModel: R@10 (A->V / V->A) 0.150 /
-# 0.150 with train.py's old default 1e-4, 0.363 / 0.363 with 0.1, 0.458 / 0.472
-# with 1.0, 0.373 / 0.355 with 10: the 120-d chunk embedding at batch 256
-# needs far more shrinkage than that old default gave. 1 is now train.py's
-# default; the rows pass it explicitly so their commands stay exact.
-DCCA_RIDGE = 1.0
-
-
 def _flags(model, loss, *extra):
-    """train.py flags of one row; every dcca row gets DCCA_RIDGE."""
-    ridge = [f"--cca_ridge={DCCA_RIDGE:g}"] if loss == "dcca" else []
-    return [f"--model={model}", f"--loss={loss}", *extra, *ridge]
+    """train.py flags of one row."""
+    return [f"--model={model}", f"--loss={loss}", *extra]
 
 
 # (name, train.py flags). The first is the main model (the method with the
-# package's default objective). Every model is trained with both objectives,
-# and every dcca row with DCCA_RIDGE, so each comparison between models holds
-# the loss fixed.
+# package's default objective). Every model is trained with both objectives
+# (each with train.py's defaults, e.g. deep CCA's ridge), so each comparison
+# between models holds the loss fixed. The chunk model with a mean over
+# chunks instead of attention shows what attention adds.
+_MODELS = (("ChunkAttentionModel", "ChunkAttentionModel", ()),
+           ("ChunkAttentionModel --attention=mean", "ChunkAttentionModel",
+            ("--attention=mean",)),
+           ("FrameLstmModel", "FrameLstmModel", ()),
+           ("MeanPoolModel", "MeanPoolModel", ()))
 SYSTEMS = tuple(
-    (f"{model}, {loss}", _flags(model, loss))
-    for model in ("ChunkAttentionModel", "ChunkMeanModel", "FrameLstmModel",
-                  "MeanPoolModel")
+    (f"{name}, {loss}", _flags(model, loss, *extra))
+    for name, model, extra in _MODELS
     for loss in ("infonce", "dcca")) + (
     # The defaults are the chunk model's; a mean-pooled vector carries much
     # less, and this is MeanPoolModel with the subspace size that linear
@@ -80,9 +76,9 @@ SYSTEMS = tuple(
             "--subspace_dim=16")),)
 LINEAR_CCA = "linear CCA on mean features"
 GALLERY_SIZES = (100, 200, 400)
-_TRAINED = re.compile(
-    r"to step (\d+) in (\d+) s: (\d+) examples in (\d+) s of training steps "
-    r"\((\d+) examples/s\)")
+# The keys of train_result.json this report uses.
+TRAIN_RESULT_KEYS = ("step", "wall_seconds", "examples", "step_seconds",
+                     "examples_per_second")
 
 
 def ensure_data(data_dir, num_videos, quick):
@@ -129,11 +125,11 @@ def linear_cca_on_means(data_dir):
 
 
 def run_command(args, log_path, reuse=False, outputs=()):
-    """Runs a package command, its output to `log_path`; returns the output.
+    """Runs a package command, its output to `log_path` (for people only).
 
     With `reuse`, a command that already succeeded with the same command
     line (recorded beside its log) and whose `outputs` files all still exist
-    is not run again: its log is returned. train.py --start_new_model wipes
+    is not run again. train.py --start_new_model wipes
     the train dir, so a retrained model's eval outputs are gone and the eval
     reruns even though its own command line is unchanged.
     """
@@ -143,8 +139,7 @@ def run_command(args, log_path, reuse=False, outputs=()):
             and all(os.path.exists(p) for p in outputs)):
         with open(done_path) as f:
             if f.read() == shown:
-                with open(log_path) as log:
-                    return log.read()
+                return
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True,
                           text=True)
@@ -155,24 +150,32 @@ def run_command(args, log_path, reuse=False, outputs=()):
                            f"{log_path}")
     with open(done_path, "w") as f:
         f.write(shown)
-    return proc.stdout + proc.stderr
 
 
-def train_and_score(name, flags, data_dir, run_dir, num_epochs, main,
-                    reuse=False):
+def read_train_result(run_dir):
+    """The figures train.py wrote to `run_dir/train_result.json`."""
+    path = os.path.join(run_dir, "train_result.json")
+    try:
+        with open(path) as f:
+            result = json.load(f)
+    except (OSError, ValueError) as e:
+        raise RuntimeError(f"{path}: no readable training result ({e})") from e
+    missing = [k for k in TRAIN_RESULT_KEYS if k not in result]
+    if missing:
+        raise RuntimeError(f"{path} lacks {', '.join(missing)}")
+    return {k: result[k] for k in TRAIN_RESULT_KEYS}
+
+
+def train_and_score(flags, data_dir, run_dir, num_epochs, main, reuse=False):
     """train.py, eval.py (and inference.py for the main model)."""
     train_cmd = [sys.executable, "train.py",
                  f"--train_data_pattern={data_dir}/train-*.tfrecord",
                  f"--validate_data_pattern={data_dir}/validate-*.tfrecord",
                  f"--train_dir={run_dir}", "--start_new_model",
                  f"--num_epochs={num_epochs}", *flags]
-    out = run_command(train_cmd, run_dir + ".train.log", reuse,
-                      [os.path.join(run_dir, "model_flags.json")])
-    match = _TRAINED.search(out)
-    if not match:
-        raise RuntimeError(f"{name}: no training summary in "
-                           f"{run_dir}.train.log")
-    step, wall, examples, step_seconds, rate = map(int, match.groups())
+    run_command(train_cmd, run_dir + ".train.log", reuse,
+                [os.path.join(run_dir, "train_result.json")])
+    trained = read_train_result(run_dir)
     metrics_path = os.path.join(run_dir, "test_metrics.json")
     eval_cmd = [sys.executable, "eval.py", f"--train_dir={run_dir}",
                 f"--eval_data_pattern={data_dir}/test-*.tfrecord",
@@ -184,9 +187,11 @@ def train_and_score(name, flags, data_dir, run_dir, num_epochs, main,
         model_flags = json.load(f)
     record = {"train_command": " ".join(_shown(train_cmd)),
               "eval_command": " ".join(_shown(eval_cmd)),
-              "model_flags": model_flags, "steps": step,
-              "wall_seconds": wall, "examples": examples,
-              "step_seconds": step_seconds, "examples_per_second": rate,
+              "model_flags": model_flags, "steps": trained["step"],
+              "wall_seconds": trained["wall_seconds"],
+              "examples": trained["examples"],
+              "step_seconds": trained["step_seconds"],
+              "examples_per_second": trained["examples_per_second"],
               "test": result}
     if main:
         npz = os.path.join(run_dir, "test_embeddings.npz")
@@ -233,15 +238,15 @@ def run(work_dir, output_dir, num_videos, num_epochs, quick=False,
             continue
         run_dir = os.path.join(runs, re.sub(r"\W+", "_", name).strip("_"))
         print(f"training {name} ...", flush=True)
-        r = train_and_score(name, flags, data_dir, run_dir, num_epochs,
+        r = train_and_score(flags, data_dir, run_dir, num_epochs,
                             main=i == 0, reuse=reuse)
         embeddings = r.pop("embeddings", None)
         if embeddings is not None:
             curves[f"{name} (main)"] = recall_vs_gallery_size(
                 *embeddings, GALLERY_SIZES + (sizes["test"],))
         record["systems"][name] = r
-        rows.append((name, r["test"], [f"{r['wall_seconds']}",
-                                       f"{r['examples_per_second']}"]))
+        rows.append((name, r["test"], [f"{r['wall_seconds']:.0f}",
+                                       f"{r['examples_per_second']:.0f}"]))
     audio, video, seconds, note = linear_cca_on_means(data_dir)
     cca_result = gallery_mean(audio, video, len(audio))
     record["systems"][LINEAR_CCA] = {"note": note, "wall_seconds": seconds,
@@ -302,10 +307,12 @@ def main(argv=None):
                              "that already succeeded in --work_dir with the "
                              "same command line")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 300 short videos, 1 epoch")
+                        help="smoke run: 400 short videos, 1 epoch")
     args = parser.parse_args(argv)
     if args.quick:
-        args.num_videos, args.num_epochs = 300, 1
+        # The smallest set whose train split (80 %) still fills one batch
+        # of train.py's default 256.
+        args.num_videos, args.num_epochs = 400, 1
     only = set(filter(None, args.only.split(",")))
     print(run(args.work_dir, args.output_dir, args.num_videos,
               args.num_epochs, args.quick, only, args.reuse_runs))

@@ -1,4 +1,4 @@
-"""Scoring and reporting shared by the result experiments of issue 8.
+"""Scoring and reporting shared by the two retrieval experiments.
 
 `frame_level_results.py` (synthetic frame-level data) and
 `video_level_results.py` (real YT8M video-level features) both score

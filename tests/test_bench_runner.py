@@ -91,7 +91,7 @@ def results(tmp_path):
                 "|---|---|\n| fusion + CSLS | 0.349 |\n\n"
                 "![R@10 vs gallery size](video_level_recall_vs_gallery.png)\n")
     with open(out / "video_level.json", "w") as f:
-        json.dump({"fusion + CSLS": {"meets_goal": False}}, f)
+        json.dump({"fusion + CSLS": {"validation_r10": 0.35}}, f)
     (out / "video_level_recall_vs_gallery.png").write_bytes(b"\x89PNG")
     (out / "video_level_extra.png").write_bytes(b"\x89PNG")
     with open(out / runner.RUNS_FILE, "w") as f:
@@ -103,7 +103,7 @@ def results(tmp_path):
     notes.mkdir()
     (notes / "reader.md").write_text("READER METHOD PROSE\n\n"
                                      f"{runner.TABLES_MARKER}\n\n"
-                                     "READER GOAL PROSE\n")
+                                     "READER AFTER-TABLE PROSE\n")
     (notes / "intro.md").write_text("INTRO PROSE\n")
     return out, notes
 
@@ -134,21 +134,23 @@ def test_assembles_header_summary_and_sections(tmp_path, results):
     assert "WARNING" not in text and "QUICK" not in text
 
     summary = _section(text, "Throughput summary")
+    # Figures and their same-run baselines only: targets are the scripts'
+    # and the notes' business, not the generator's.
+    assert "goal" not in summary.lower() and "met |" not in summary
     # Ratios are computed from the same-run baseline in each fragment.
     assert ("| Reader, frame level | CPU | examples/s (higher is better) | "
-            "(a) ours: 2,476 | (b) starter-style: 3,303 | 0.75× | "
-            "≥ 3×: **not met** |") in summary
+            "(a) ours: 2,476 | (b) starter-style: 3,303 | 0.75× |") in summary
     assert "(c) raw records, no parsing: 6,759 | 0.37× |" in summary
     assert "| Reader, video level | CPU |" in summary
-    assert ("ChunkAttentionModel: 221.0 | FrameLstmModel: 115.7 | 1.91× | "
-            "≥ 5×: **not met** |") in summary
+    assert ("ChunkAttentionModel: 221.0 | FrameLstmModel: 115.7 | 1.91× |"
+            in summary)
     assert "MeanPoolModel: 1,230 | FrameLstmModel: 115.7 | 10.63× |" in summary
     assert ("dcca (ours): 27.8 ms | naive float32 DCCA: 16.8 ms | 1.65× |"
             in summary)
     # The fastest of the two matmuls is the baseline; 14.14 / 7.92.
     assert ("| Retrieval eval, N = 100,000 | CPU | wall s (lower is better) "
             "| ours (exact R@K, ranks): 14.14 s | matmul_xla: 7.92 s | "
-            "1.79× | ≤ 2×: met |") in summary
+            "1.79× |") in summary
     assert "naive_numpy: 1.28 s | 0.34× |" in summary
 
     reader = _section(text, "Reader")
@@ -156,7 +158,7 @@ def test_assembles_header_summary_and_sections(tmp_path, results):
     assert "| (a) ours: YT8MFrameFeatureReader (batch parse) | 2,476 |" in reader
     # Notes before the marker precede the tables, the rest follows them.
     assert (reader.index("READER METHOD PROSE") < reader.index("| reader |")
-            < reader.index("READER GOAL PROSE"))
+            < reader.index("READER AFTER-TABLE PROSE"))
     # Same date and machine as the header: not repeated.
     assert DATE not in reader and "machine:" not in reader
 
@@ -223,7 +225,7 @@ def test_gpu_figures_beside_cpu_naming_the_card(tmp_path, results):
     summary = _section(text, "Throughput summary")
     assert (f"| Model train step | GPU: {card} | train examples/s (higher is "
             "better) | ChunkAttentionModel: 1,500 | FrameLstmModel: 300.0 | "
-            "5.00× | ≥ 5×: met |") in summary
+            "5.00× |") in summary
     assert "| Model train step | CPU |" in summary
     assert f"| Loss, forward + backward | GPU: {card} |" in summary
     gpu_section = text[text.index("\n## GPU\n"):
@@ -337,7 +339,8 @@ def test_quick_never_targets_the_repository():
         runner.parse_args(["--quick", "--benchmarks_md=BENCHMARKS.md"],
                           runner.BENCHMARKS)
     assert runner.parse_args([], runner.BENCHMARKS).only == [
-        "reader", "models", "losses", "eval", "frame_level", "video_level"]
+        "reader", "models", "losses", "eval", "export", "index",
+        "pipelines", "frame_level", "video_level"]
 
 
 def test_fragment_writer_marks_quick_runs(tmp_path, capsys):

@@ -36,7 +36,7 @@ def test_run_once_writes_metrics_json_and_tensorboard(trained_dir, tiny_frame_da
                                                       tmp_path):
     out = run_script(REPO_ROOT / "eval.py", f"--train_dir={trained_dir}",
                      f"--eval_data_pattern={tiny_frame_data}/validate-*",
-                     "--top_k", "1,5,10", "--run_once",
+                     "--top_k", "1,5,10", "--run_once", "--compute_map",
                      f"--output_json={tmp_path}/m.json")
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads((tmp_path / "m.json").read_text())
@@ -45,6 +45,14 @@ def test_run_once_writes_metrics_json_and_tensorboard(trained_dir, tiny_frame_da
     for direction in ("audio_to_video", "video_to_audio"):
         assert set(result[direction]) >= {"recall@1", "recall@5", "recall@10",
                                           "median_rank", "mean_rank", "mrr", "map"}
+    # Without --compute_map the same run leaves the O(N^2 log N) mAP out.
+    cheap = evaluation.evaluate_checkpoint(
+        str(trained_dir), f"{tiny_frame_data}/validate-*", (1, 5, 10))
+    for direction in ("audio_to_video", "video_to_audio"):
+        assert "map" not in cheap[direction]
+        for key in ("recall@1", "recall@10", "mrr", "median_rank"):
+            assert cheap[direction][key] == pytest.approx(
+                result[direction][key], abs=1e-6)
     assert "16 queries" in out.stdout
     events = [f for f in os.listdir(trained_dir / "eval") if "tfevents" in f]
     assert events

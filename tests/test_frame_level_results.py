@@ -1,7 +1,10 @@
-"""--reuse_runs bookkeeping of bench/frame_level_results.py."""
+"""bench/frame_level_results.py: --reuse_runs bookkeeping, and the training
+figures read from the file train.py writes."""
 
 import os
 import sys
+
+import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from bench import frame_level_results as flr  # noqa: E402
@@ -27,3 +30,22 @@ def test_reuse_needs_same_command_and_existing_outputs(tmp_path):
     out.unlink()  # e.g. train.py --start_new_model wiped the train dir
     assert runs(command("b"), reuse=True, outputs=[str(out)])
     assert runs(command("b"))  # no reuse asked: always runs
+
+
+def test_training_figures_come_from_train_result_json(trained_dir):
+    # trained_dir is written by training.train, the same code train.py runs,
+    # so the keys read here are the ones the package writes.
+    figures = flr.read_train_result(str(trained_dir))
+    assert figures["step"] == 4
+    assert figures["examples"] == 4 * 32  # max_steps x batch_size
+    assert 0 < figures["step_seconds"] <= figures["wall_seconds"]
+    assert figures["examples_per_second"] == (
+        figures["examples"] / figures["step_seconds"])
+
+
+def test_missing_train_result_names_the_file(tmp_path):
+    with pytest.raises(RuntimeError, match=f"{tmp_path}/train_result.json"):
+        flr.read_train_result(str(tmp_path))
+    (tmp_path / "train_result.json").write_text('{"step": 3}')
+    with pytest.raises(RuntimeError, match="lacks wall_seconds"):
+        flr.read_train_result(str(tmp_path))

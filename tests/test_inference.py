@@ -38,7 +38,7 @@ def read_csv(path):
 
 def test_embeddings_npz_contract(inference_outputs):
     emb = np.load(inference_outputs / "emb.npz")
-    assert set(emb.files) == {"ids", "audio", "video"}
+    assert set(emb.files) == {"ids", "audio", "video", "model_fingerprint"}
     n = len(emb["ids"])
     assert n == 16 and emb["ids"].dtype.kind == "U"
     assert emb["audio"].shape == emb["video"].shape == (n, 2)

@@ -1,18 +1,19 @@
-"""Reliability (issue 9), the fast sample: corrupt shards through the reader,
-the subset tool and evaluation; a non-finite loss from the command line; bad
-flags that the other tests leave out.
+"""Reliability, the fast sample: damaged shards through the reader, the
+subset tool and evaluation; a non-finite loss and feature sizes that disagree
+with the records, from the command line.
 
-The full sweep (hundreds of mutants, five kills, concurrent eval) is
-bench/stress_reliability.py; RELIABILITY.md has its table. The per-mutant
-checks are imported from there, so the test and the sweep apply the same rule:
-a mutant gives a DataError naming its file, or (skip_corrupt) is skipped and
-counted, or is a valid shorter shard read as it is; whatever is yielded equals
-what the intact shard holds for those ids, with the contract's shapes.
+One mutant of each kind of damage (tests/reliability_cases.py), read beside
+a good shard. A mutant gives a one-line DataError naming its file, or with
+skip_corrupt is skipped and counted, or is a valid shorter shard read as it
+is; whatever is yielded equals what the intact shard holds for those ids.
+The randomized sweep over hundreds of mutants, kills and concurrent eval is
+bench/stress_reliability.py (RELIABILITY.md has its table).
 """
 
-import collections
 import contextlib
+import dataclasses
 import faulthandler
+import glob
 import json
 import subprocess
 import sys
@@ -21,21 +22,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import reliability_cases as cases
 from conftest import REPO_ROOT, TINY_FEATURE_SIZES
 from yt8m_xmodal import evaluation
-from yt8m_xmodal.tools import subset
+from yt8m_xmodal import modeling
 from yt8m_xmodal.errors import DataError
+from yt8m_xmodal.tools import subset
 
-sys.path.insert(0, str(REPO_ROOT / "bench"))
-import stress_reliability as stress  # noqa: E402
-
-# A mutant that takes longer than this is a hang: the watchdog ends the test
+# A read that takes longer than this is a hang: the watchdog ends the test
 # process with the stack of every thread rather than letting it wait forever.
-MUTANT_TIMEOUT_S = 60
+READ_TIMEOUT_S = 60
 
 
 @contextlib.contextmanager
-def watchdog(seconds=MUTANT_TIMEOUT_S):
+def watchdog(seconds=READ_TIMEOUT_S):
     faulthandler.dump_traceback_later(seconds, exit=True)
     try:
         yield
@@ -43,119 +43,178 @@ def watchdog(seconds=MUTANT_TIMEOUT_S):
         faulthandler.cancel_dump_traceback_later()
 
 
-def test_sizes_agree_with_the_trained_fixture():
-    # check_eval reads the mutants with conftest's trained_dir model.
-    assert stress.FEATURE_SIZES == TINY_FEATURE_SIZES
+@pytest.fixture(scope="module", params=[True, False], ids=["frame", "video"])
+def shards(request, tmp_path_factory):
+    """The mutants of one level, the good shard and the intact records."""
+    return _shards(request.param, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def mutants(tmp_path_factory):
-    """One mutant of each kind per level (11 frame, 12 video), and a good
-    shard to read beside each."""
-    root = tmp_path_factory.mktemp("fuzz")
-    rng = np.random.default_rng(4)
-    out = {}
-    for frame_features in (True, False):
-        source, good = stress.write_source_shards(str(root / "src"),
-                                                  frame_features, seed=1)
-        kinds = 11 if frame_features else 12
-        jobs = stress.make_mutants(source, frame_features, kinds, rng,
-                                   str(root / "mutants"))
-        assert len({j["kind"] for j in jobs}) == kinds
-        out[frame_features] = jobs, good
-    return out
+def frame_shards(tmp_path_factory):
+    return _shards(True, tmp_path_factory)
 
 
-@pytest.mark.parametrize("frame_features", [True, False], ids=["frame", "video"])
-def test_reader_on_every_kind_of_mutant(mutants, frame_features):
-    jobs, good = mutants[frame_features]
-    outcomes = collections.Counter()
-    for job in jobs:
-        for skip_corrupt in (False, True):
-            with watchdog():
-                outcome, note = stress.check_reader(job, good, skip_corrupt)
-            assert outcome in stress.OK_OUTCOMES, (
-                f"{job['kind']} ({job['path']}), skip_corrupt={skip_corrupt}: "
-                f"{note}")
-            outcomes[outcome, skip_corrupt] += 1
-    # Only the zero-length file is a valid (empty) shard among these kinds;
-    # every other mutant is an error in strict mode and a counted skip
-    # (or a DataError for an unparseable record) with skip_corrupt.
-    valid = sum(j["undetectable"] for j in jobs)
-    assert valid == 1
-    assert outcomes["clean", False] == outcomes["clean", True] == valid
-    assert outcomes["error", False] == len(jobs) - valid
-    # An unparseable record fails its batch's parse in both modes.
-    assert outcomes["skipped", True] + outcomes["error", True] == len(jobs) - valid
-    assert outcomes["skipped", True] >= len(jobs) - valid - 1
+def _shards(frame_features, tmp_path_factory):
+    source, good, _, mutants = cases.make_mutants(
+        str(tmp_path_factory.mktemp("mutants")), frame_features)
+    intact = read(cases.reader(frame_features), f"{source},{good}",
+                  frame_features)
+    return Shards(frame_features, source, good,
+                  {i for i in intact if "-good-" in i}, mutants, intact)
 
 
-def test_subset_and_eval_on_mutants(mutants, trained_dir, tmp_path):
-    jobs, good = mutants[True]
-    for job in jobs:
-        if job["kind"] not in ("flip_payload", "truncate", "truncate_header",
-                               "wrong_feature_size", "zero_length"):
-            continue
-        for skip_corrupt in (False, True):
-            with watchdog():
-                subset_outcome, note = stress.check_subset(
-                    job, good, skip_corrupt, str(tmp_path / "subset"))
-            assert subset_outcome in stress.OK_OUTCOMES, (job["kind"], note)
-            if job["kind"] != "truncate_header":
-                with watchdog():
-                    eval_outcome, note = stress.check_eval(
-                        job, good, skip_corrupt, str(trained_dir))
-                assert eval_outcome in stress.OK_OUTCOMES, (job["kind"], note)
-                assert (eval_outcome == "clean") == job["undetectable"]
+@dataclasses.dataclass
+class Shards:
+    frame_features: bool
+    source: str
+    good: str
+    good_ids: set
+    mutants: list
+    intact: dict  # id -> {feature: array}, read from the intact shards
 
 
-def _framed(path, records):
-    with tf.io.TFRecordWriter(str(path)) as w:
-        for record in records:
-            w.write(record)
+def read(reader, pattern, frame_features):
+    """id -> {feature: array} of every record read, each with the reader's
+    shapes; an id read twice fails the test."""
+    records = {}
+    dv, da = TINY_FEATURE_SIZES
+    frames = (cases.MAX_FRAMES,) if frame_features else ()
+    for batch in reader.batches(pattern, 5):
+        assert batch["video"].shape[1:] == frames + (dv,)
+        assert batch["audio"].shape[1:] == frames + (da,)
+        assert batch["labels"].shape[1:] == (cases.NUM_CLASSES,)
+        for row, vid in enumerate(batch["id"].numpy()):
+            vid = vid.decode(errors="replace")
+            assert vid not in records, f"{vid} read twice"
+            records[vid] = {k: np.asarray(v)[row] for k, v in batch.items()
+                            if k != "id"}
+    return records
 
 
-def test_video_level_record_that_is_not_a_protobuf(tmp_path):
-    """TF quotes such a record's bytes in its error message and then fails to
-    decode the message (UnicodeDecodeError); it must reach the user as a
-    DataError, in both modes, without the record's bytes."""
-    rng = np.random.default_rng(0)
-    good = [stress.make_record(rng, f"v{i}", False).SerializeToString()
-            for i in range(3)]
-    path = tmp_path / "garbage.tfrecord"
-    _framed(path, [good[0], b"\x86\xff\x12\x99\x01\x02", good[1], good[2]])
+def assert_names_file(error, path):
+    message = str(error)
+    assert path in message and "\n" not in message, message
+
+
+def assert_equal_to_intact(records, intact):
+    for vid, arrays in records.items():
+        assert vid in intact, f"read an id never written: {vid!r}"
+        for key, value in arrays.items():
+            np.testing.assert_array_equal(value, intact[vid][key],
+                                          err_msg=f"{vid}: {key}")
+
+
+def test_reader_strict(shards):
+    for mutant in shards.mutants:
+        pattern = f"{mutant.path},{shards.good}"
+        reader = cases.reader(shards.frame_features)
+        with watchdog():
+            if mutant.valid:
+                records = read(reader, pattern, shards.frame_features)
+                assert set(records) == set(mutant.kept) | shards.good_ids
+                assert_equal_to_intact(records, shards.intact)
+                continue
+            with pytest.raises(DataError) as raised:
+                read(reader, pattern, shards.frame_features)
+        assert_names_file(raised.value, mutant.path)
+
+
+def test_reader_skip_corrupt(shards):
+    for mutant in shards.mutants:
+        pattern = f"{mutant.path},{shards.good}"
+        reader = cases.reader(shards.frame_features, skip_corrupt=True)
+        with watchdog():
+            if mutant.kept is None:
+                with pytest.raises(DataError) as raised:
+                    read(reader, pattern, shards.frame_features)
+                assert_names_file(raised.value, mutant.path)
+                continue
+            records = read(reader, pattern, shards.frame_features)
+        assert set(records) == set(mutant.kept) | shards.good_ids, mutant.kind
+        assert_equal_to_intact(records, shards.intact)
+        skipped = sum(reader.skip_counts.values())
+        assert (skipped == 0) == mutant.valid, (mutant.kind,
+                                                reader.skip_counts)
+
+
+def test_not_a_protobuf_error_names_the_record_without_its_bytes(shards):
+    """TF quotes such a record's bytes in its error message (and, at video
+    level, then fails to decode the message); the user gets the file and
+    record index instead, in both modes."""
+    (mutant,) = [m for m in shards.mutants if m.kind == "not_a_protobuf"]
     for skip_corrupt in (False, True):
-        with pytest.raises(DataError, match="not a protobuf") as raised:
+        with pytest.raises(DataError) as raised:
             with watchdog():
-                list(stress._reader(False, skip_corrupt).batches(str(path), 2))
-        assert "\\x86" not in str(raised.value) and "\n" not in str(raised.value)
+                read(cases.reader(shards.frame_features, skip_corrupt),
+                     f"{mutant.path},{shards.good}", shards.frame_features)
+        assert_names_file(raised.value, f"{mutant.path}:{cases.DAMAGED}")
+        assert "\\x86" not in str(raised.value)
 
 
-def test_video_level_record_that_is_not_a_protobuf_names_its_file(tmp_path):
-    rng = np.random.default_rng(0)
-    path = tmp_path / "garbage.tfrecord"
-    _framed(path, [stress.make_record(rng, "v0", False).SerializeToString(),
-                   b"\x86\xff\x12\x99\x01\x02"])
-    with pytest.raises(DataError, match=f"record {path}:1 is not a"):
-        list(stress._reader(False, False).batches(str(path), 2))
+# The kinds the subset tool and evaluation also get: a cut inside a record
+# and inside a length header (which TFRecordDataset passes over quietly), a
+# flipped byte, a CRC-valid record of the wrong size, and two valid shards.
+TOOL_KINDS = ("cut_in_record", "cut_in_header", "flip_payload",
+              "wrong_feature_size", "cut_at_boundary", "zero_length")
 
 
-def test_subset_sees_a_cut_inside_a_length_header(tmp_path):
-    """TFRecordDataset ends quietly at a cut inside a record's 12 header
-    bytes; the subset tool must not lose the records after it unnoticed."""
-    source, good = stress.write_source_shards(str(tmp_path), True, seed=3)
-    data = open(source, "rb").read()
-    start, _ = stress.record_spans(data)[4]
-    path = tmp_path / "cut.tfrecord"
-    path.write_bytes(data[:start + 5])
-    kwargs = dict(frame_features=True, feature_sizes=TINY_FEATURE_SIZES,
-                  selection=subset.build_selection(label_indices=[0, 1, 2, 3]),
-                  min_frames=1, num_shards=1, progress=None)
-    with pytest.raises(DataError, match=f"{path}.*truncated or corrupt"):
-        subset.extract_subset(f"{path},{good}", str(tmp_path / "a"), **kwargs)
-    manifest = subset.extract_subset(f"{path},{good}", str(tmp_path / "b"),
-                                     skip_corrupt=True, **kwargs)
-    assert [s["file"] for s in manifest["skipped_files"]] == [str(path)]
+def _subset(pattern, out_dir, frame_features, skip_corrupt):
+    manifest = subset.extract_subset(
+        pattern, str(out_dir), frame_features=frame_features,
+        feature_sizes=TINY_FEATURE_SIZES,
+        selection=subset.build_selection(
+            label_indices=list(range(cases.NUM_CLASSES))),
+        min_frames=1, num_shards=1, skip_corrupt=skip_corrupt, progress=None)
+    written = [bytes(r) for p in sorted(glob.glob(f"{out_dir}/*.tfrecord"))
+               for r in tf.data.TFRecordDataset(p).as_numpy_iterator()]
+    return manifest, written
+
+
+def test_subset_tool_on_mutants(shards, tmp_path):
+    originals = {bytes(r) for p in (shards.source, shards.good)
+                 for r in tf.data.TFRecordDataset(p).as_numpy_iterator()}
+    tested = 0
+    for n, mutant in enumerate(m for m in shards.mutants
+                               if m.kind in TOOL_KINDS):
+        pattern = f"{mutant.path},{shards.good}"
+        for skip_corrupt in (False, True):
+            out_dir = tmp_path / f"{n}-{skip_corrupt}"
+            tested += 1
+            if not (mutant.valid or skip_corrupt):
+                with pytest.raises(DataError) as raised:
+                    _subset(pattern, out_dir, shards.frame_features, False)
+                assert_names_file(raised.value, mutant.path)
+                continue
+            manifest, written = _subset(pattern, out_dir,
+                                        shards.frame_features, skip_corrupt)
+            assert set(written) <= originals, "a record never written"
+            skipped = [s["file"] for s in manifest["skipped_files"]]
+            # The subset keeps or drops whole files and counts every record
+            # its rules drop.
+            assert skipped == ([] if mutant.valid else [mutant.path])
+            kept = len(shards.good_ids) + (len(mutant.kept) if mutant.valid
+                                           else 0)
+            assert len(written) + sum(manifest["dropped"].values()) == kept
+    assert tested == 2 * len(TOOL_KINDS)
+
+
+def test_evaluation_on_mutants(frame_shards, trained_dir):
+    # The trained fixture reads frame-level records.
+    shards = frame_shards
+    for mutant in (m for m in shards.mutants if m.kind in TOOL_KINDS):
+        for skip_corrupt in (False, True):
+            with watchdog():
+                try:
+                    result = evaluation.evaluate_checkpoint(
+                        str(trained_dir), f"{mutant.path},{shards.good}", (1,),
+                        batch_size=8, skip_corrupt=skip_corrupt)
+                except DataError as e:
+                    assert not (mutant.valid or skip_corrupt), (mutant.kind, e)
+                    assert_names_file(e, mutant.path)
+                    continue
+            assert mutant.valid or skip_corrupt, mutant.kind
+            assert result["num_queries"] == (len(shards.good_ids)
+                                             + len(mutant.kept))
 
 
 def _run(script, *args, timeout=300):
@@ -164,25 +223,45 @@ def _run(script, *args, timeout=300):
                           cwd=REPO_ROOT)
 
 
+def _failed_with_one_line(out, script, named):
+    """The script's error contract: exit non-zero, no traceback, and a last
+    stderr line `<script>: error: ...` that names `named`."""
+    last = (out.stderr.strip().splitlines() or [""])[-1]
+    assert out.returncode not in (0, None), out.stdout[-2000:]
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert last.startswith(f"{script}: error:") and named in last, last
+
+
+def _train_flags(data_dir, train_dir, max_steps, *extra):
+    flags = dict(
+        train_data_pattern=f"{data_dir}/train-*", train_dir=train_dir,
+        model="MeanPoolModel", max_frames=cases.MAX_FRAMES,
+        feature_sizes=",".join(map(str, TINY_FEATURE_SIZES)),
+        num_classes=cases.NUM_CLASSES, embedding_dim=4, hidden_units=16,
+        subspace_dim=2, batch_size=32, num_epochs=1000, max_steps=max_steps,
+        export_model_steps=2, optimizer="sgd", clip_gradient_norm=0)
+    return [f"--{k}={v}" for k, v in flags.items()] + list(extra)
+
+
 def test_train_script_with_huge_learning_rate(tiny_frame_data, tmp_path):
     """From the command line: one error line and exit 1, no traceback; the
-    checkpoints left are readable and finite (no NaN update was applied, and
-    a model whose embeddings overflow after a huge but finite update is not
-    saved)."""
+    checkpoint of an earlier good run is kept, readable and finite (no NaN
+    update was applied, and a model whose embeddings overflow after a huge
+    but finite update is not saved)."""
     train_dir = tmp_path / "run"
-    out = _run("train.py", *stress.train_args(
-        tiny_frame_data, train_dir, 10, 1, "--base_learning_rate=1e30",
-        "--optimizer=sgd", "--clip_gradient_norm=0"))
-    assert stress.one_line_error(out, "train.py", "not finite"), out.stderr[-3000:]
+    first = _run("train.py", *_train_flags(tiny_frame_data, train_dir, 2))
+    assert first.returncode == 0, first.stderr[-3000:]
+    # The same optimizer in both runs, so the rerun restores all of it.
+    out = _run("train.py", *_train_flags(tiny_frame_data, train_dir, 10,
+                                         "--base_learning_rate=1e30"))
+    _failed_with_one_line(out, "train.py", "not finite")
     assert out.returncode == 1
-    steps = stress.checkpoint_steps(str(train_dir))
-    assert not steps or max(steps) < 10
     json.loads((train_dir / "model_flags.json").read_text())
-    # A diverged model never becomes a checkpoint (usually the first huge
-    # update already overflows, so there is none): whatever is left has
-    # finite weights and a finite subspace.
+    state = tf.train.get_checkpoint_state(str(train_dir))
+    steps = [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths]
+    assert 2 in steps and max(steps) < 10, steps
     for step in steps:
-        _, model, subspace, restored = evaluation.load_model(
+        _, model, subspace, restored = modeling.restore(
             str(train_dir), str(train_dir / f"ckpt-{step}"))
         assert restored == step
         assert all(np.all(np.isfinite(w.numpy()))
@@ -191,9 +270,10 @@ def test_train_script_with_huge_learning_rate(tiny_frame_data, tmp_path):
 
 def test_train_script_feature_sizes_that_disagree_with_the_records(
         tiny_frame_data, tmp_path):
-    args = stress.train_args(tiny_frame_data, tmp_path / "run", 2, 2)
-    args = [a for a in args if not a.startswith("--feature_sizes")]
-    out = _run("train.py", *args, "--feature_sizes=32,8")
+    out = _run("train.py", *_train_flags(tiny_frame_data, tmp_path / "run", 2,
+                                         "--feature_sizes=32,8"))
     assert out.returncode == 2, out.stderr[-3000:]
-    assert stress.one_line_error(out, "train.py", "--feature_sizes")
-    assert "'rgb' frame 0 has 16 bytes, expected 32" in out.stderr
+    _failed_with_one_line(out, "train.py", "--feature_sizes")
+    # The first record tells, before the pipeline is built.
+    assert ("holds frame-level records (rgb 16, audio 8 bytes per frame); "
+            "pass --feature_sizes=16,8") in out.stderr

@@ -407,8 +407,10 @@ def test_bad_inputs(tmp_path):
                                         r"\.tfrecord: .* matches no files"):
         _run_frame(str(tmp_path / "nothing*.tfrecord"), tmp_path / "out")
     # Frames whose byte length contradicts feature_sizes.
-    with pytest.raises(DataError, match=r"in0\.tfrecord.*record id 'm000'.*"
-                                        r"feature_sizes=16,4"):
+    with pytest.raises(DataError, match=r"in0\.tfrecord .*feature_sizes=16,4"
+                                        r".*id 'm000', holds frame-level "
+                                        r"records \(rgb 16, audio 8 bytes per "
+                                        r"frame\); pass --feature_sizes=16,8$"):
         _run_frame(pattern, tmp_path / "out", feature_sizes=(16, 4))
     # Frame-level input read as video level.
     with pytest.raises(DataError, match=r"cannot read .*in0\.tfrecord as "
@@ -431,8 +433,8 @@ def test_bad_inputs(tmp_path):
     text = _cli_error(DataError, f"--input_data_pattern={pattern}",
                       "--feature_sizes=16,4",
                       f"--output_dir={tmp_path / 'out2'}")
-    assert re.search(r"in0\.tfrecord.*record id 'm000'.*--feature_sizes=16,4"
-                     ".*; set --skip_corrupt=true to skip", text), text
+    assert re.search(r"in0\.tfrecord .*--feature_sizes=16,4.*id 'm000', "
+                     "holds .*; pass --feature_sizes=16,8$", text), text
     text = _cli_error(ConfigError, f"--input_data_pattern={pattern}",
                       *flags_of_run)
     assert re.search(r"^--output_dir=.*out already holds a subset .*; set "

@@ -119,6 +119,28 @@ def test_rerun_resumes_from_checkpoint(tiny_frame_data, tmp_path):
     assert tf.train.latest_checkpoint(cfg.train_dir).endswith("ckpt-7")
 
 
+def test_periodic_exports_fit_the_subspace_on_a_sample_the_last_on_all(
+        tiny_frame_data, tmp_path):
+    cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
+                      max_steps=4, export_model_steps=2, num_epochs=5,
+                      subspace_fit_examples=32)
+    trainer = training.Trainer(cfg)
+    fitted_on = []
+    fit = trainer.fit_subspace
+
+    def recording_fit(max_examples=0):
+        correlations = fit(max_examples)
+        fitted_on.append(int(trainer.subspace.count.numpy()))
+        return correlations
+    trainer.fit_subspace = recording_fit
+    trainer.run()
+    # Steps 2 and 4 export on a sample of one batch; the run ends on a
+    # sampled export, so it exports once more on all 128 training videos.
+    assert fitted_on == [32, 32, 128]
+    _, _, subspace, step = modeling.restore(cfg.train_dir)
+    assert step == 4 and int(subspace.count.numpy()) == 128
+
+
 def test_start_new_model_wipes_train_dir(tiny_frame_data, tmp_path):
     cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
                       max_steps=2, export_model_steps=2)
@@ -427,10 +449,11 @@ def test_default_run_trains_exports_and_reloads_the_shipped_recipe(
     emb = evaluation.embed_dataset(
         model, readers.reader_for(config.data).batches(
             f"{tiny_frame_data}/validate-*", 64), subspace=subspace)
-    serve = modeling.load_serving(modeling.latest_export(str(train_dir)))
+    serve = modeling.load_signatures(
+        modeling.latest_export(str(train_dir)))["serving_default"]
     records = [r.numpy() for r in tf.data.TFRecordDataset(
         sorted(tf.io.gfile.glob(f"{tiny_frame_data}/validate-*")))]
-    served = serve(tf.constant(records))
+    served = serve(serialized=tf.constant(records))
     np.testing.assert_array_equal(served["id"].numpy().astype(str), emb.ids)
     np.testing.assert_allclose(served["audio"].numpy(), emb.audio, atol=1e-5)
     np.testing.assert_allclose(served["video"].numpy(), emb.video, atol=1e-5)

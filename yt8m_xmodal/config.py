@@ -94,7 +94,11 @@ class DataConfig:
         features.MAX_FRAMES, "Frames per video kept; longer videos are "
         "truncated.")
     num_classes: int = _field(features.NUM_CLASSES,
-                              "Size of the label vocabulary.")
+                              "Size of the label vocabulary (4716 for the "
+                              "2017 release).")
+    id_feature: str = _field(
+        "id", "Context feature holding the video id: id (2018 release) or "
+        "video_id (2017 release, with --num_classes=4716).")
 
     def __post_init__(self):
         names = tuple(self.feature_names) or features.default_feature_names(
@@ -104,6 +108,10 @@ class DataConfig:
         object.__setattr__(self, "feature_names", names)
         object.__setattr__(self, "feature_sizes", sizes)
         _check_at_least(self, ("max_frames", "num_classes"), 1)
+        if not self.id_feature:
+            raise ConfigError("{id_feature} is empty; YT8M records keep the "
+                              "id in id (2018) or video_id (2017)",
+                              id_feature="")
 
     @property
     def video_size(self):
@@ -478,6 +486,11 @@ class TrainConfig:
     export_model_steps: int = _field(
         1000, "Checkpoint, fit the subspace and export every N steps.")
     keep_checkpoint_max: int = _field(5, "Checkpoints kept.")
+    subspace_fit_examples: int = _field(
+        50_000, "Periodic exports fit the CCA subspace on at most this many "
+        "training videos (the first in file order), so an export's cost does "
+        "not grow with the training set; the final export fits it on all of "
+        "them (0: always all).")
     distribution_strategy: str = _field(
         "one_device", "one_device, mirrored, or multi_worker_mirrored "
         "(TF_CONFIG).")
@@ -496,6 +509,10 @@ class TrainConfig:
         "no video.")
     label_weight: int = _field(
         1, "How many times a video with one of weighted_labels counts.")
+    validation_map: bool = _field(
+        False, "Also compute exact label mAP at each validation; it sorts "
+        "every query's whole gallery (O(N^2 log N) in the validation set "
+        "size), where Recall@K, ranks and MRR are O(N^2).")
     vocabulary_file: str = _field(
         "", "YT8M vocabulary.csv, for label names in TensorBoard.")
     seed: int = _field(0, "Random seed (weights and data order).")

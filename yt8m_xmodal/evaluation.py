@@ -18,7 +18,9 @@ import tensorflow as tf
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import metrics
 from yt8m_xmodal import modeling
+from yt8m_xmodal import progress
 from yt8m_xmodal import readers
+from yt8m_xmodal import records
 from yt8m_xmodal import summaries
 from yt8m_xmodal.errors import DataError
 
@@ -46,7 +48,8 @@ def _labels_to_lists(labels):
     return [np.flatnonzero(row > 0) for row in dense]
 
 
-def embed_dataset(model, batches, subspace=None, with_attention=False):
+def embed_dataset(model, batches, subspace=None, with_attention=False,
+                  label="embed", total=None):
     """Runs the model over `batches` and collects row-aligned embeddings.
 
     Args:
@@ -56,6 +59,8 @@ def embed_dataset(model, batches, subspace=None, with_attention=False):
         embeddings are projected into the CCA subspace.
       with_attention: also average the chunk-attention weights over the set
         (models without attention return none).
+      label, total: the progress report's label and expected number of
+        videos (see `progress`; reports are off unless enabled).
 
     Returns:
       An `Embeddings`.
@@ -65,7 +70,8 @@ def embed_dataset(model, batches, subspace=None, with_attention=False):
                             return_attention=with_attention))
     ids, audio, video, labels = [], [], [], []
     attention_sum, attention_count = {}, 0
-    for batch in batches:
+    for batch in progress.track(batches, label, total, "video",
+                                size=lambda b: len(b["id"])):
         out = call(batch)
         a, v = out["audio"], out["video"]
         if subspace is not None:
@@ -103,12 +109,17 @@ def check_alignment(emb):
                 f"{emb.ids[bad][:5].tolist()}")
 
 
-def score(emb, top_k, csls_k=0):
-    """Both-direction retrieval metrics (with label mAP) of an `Embeddings`;
-    csls_k > 0 ranks by CSLS (see `metrics.csls_pair`)."""
+def score(emb, top_k, with_map=False, csls_k=0):
+    """Both-direction retrieval metrics of an `Embeddings`.
+
+    Recall@K, ranks and MRR cost O(N^2) in the set size N; label mAP sorts
+    every query's whole gallery, O(N^2 log N), so it is computed only when
+    asked (`with_map`). csls_k > 0 ranks by CSLS (see `metrics.csls_pair`).
+    """
     check_alignment(emb)
     return metrics.cross_modal_metrics(
-        emb.audio, emb.video, labels=emb.labels, top_k=top_k, csls_k=csls_k)
+        emb.audio, emb.video, labels=emb.labels if with_map else None,
+        top_k=top_k, csls_k=csls_k)
 
 
 _COLUMNS = (("recall@{k}", "R@{k}"), ("median_rank", "MedR"),
@@ -146,8 +157,9 @@ def format_table(result, title=""):
 
 def evaluate_checkpoint(train_dir, eval_data_pattern, top_k, checkpoint_path=None,
                         batch_size=256, use_subspace=True, skip_corrupt=False,
-                        csls_k=None):
-    """Embeds `eval_data_pattern` with one checkpoint and scores retrieval.
+                        with_map=False, csls_k=None):
+    """Embeds `eval_data_pattern` with one checkpoint and scores retrieval
+    (label mAP too with `with_map`).
 
     `csls_k` None takes the model's own (model_flags.json); 0 is plain cosine.
 
@@ -156,13 +168,16 @@ def evaluate_checkpoint(train_dir, eval_data_pattern, top_k, checkpoint_path=Non
     """
     config, model, subspace, step = modeling.restore(train_dir,
                                                      checkpoint_path)
+    records.check_records(config.data, eval_data_pattern, model_dir=train_dir,
+                          skip_corrupt=skip_corrupt)
     reader = readers.reader_for(config.data, skip_corrupt=skip_corrupt)
     dataset = reader.dataset(eval_data_pattern, batch_size=batch_size,
                              shuffle=False, num_epochs=1)
     emb = embed_dataset(model, readers.iterate(dataset, eval_data_pattern),
-                        subspace=subspace if use_subspace else None)
+                        subspace=subspace if use_subspace else None,
+                        total=progress.count_records(eval_data_pattern))
     csls_k = config.csls_k if csls_k is None else int(csls_k)
-    result = score(emb, top_k, csls_k)
+    result = score(emb, top_k, with_map, csls_k)
     return {"step": step, "csls_k": csls_k, **result}
 
 

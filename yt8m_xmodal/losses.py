@@ -114,7 +114,18 @@ def _check_rank(video, audio):
 
 
 class _CrossModalLoss(keras.layers.Layer):
-    """Shared plumbing: dtype handling, CCA monitoring, config."""
+    """Shared plumbing: dtype handling, CCA monitoring, config.
+
+    Args:
+      monitor_ridge, monitor_eps: regularization of the batch CCA that losses
+        which are not CCA report (under stop_gradient) for logging.
+      **kwargs: keras.layers.Layer arguments.
+
+    Call arguments:
+      video: [B, o1] embeddings.
+      audio: [B, o2] embeddings.
+      labels: the batch's multi-hot [B, C] labels (cluster CCA only).
+    """
 
     def __init__(self, monitor_ridge=DEFAULT_RIDGE, monitor_eps=DEFAULT_EPS,
                  **kwargs):
@@ -136,11 +147,21 @@ class _CrossModalLoss(keras.layers.Layer):
     def call(self, video, audio, labels=None):
         return self.compute(video, audio, labels)["loss"]
 
-    def compute(self, video, audio, labels=None):
+    def compute(self, video, audio, labels=None, monitor=True):
+        """{"loss", "total_correlation", "correlations"} of a batch.
+
+        `monitor=False` lets losses that are not CCA skip the batch CCA they
+        report for logging (a float64 eigendecomposition and SVD per call);
+        their correlations then come back as NaN. The CCA losses get them
+        with the loss and ignore it.
+        """
         raise NotImplementedError
 
-    def _monitor(self, video, audio, statistics=None):
+    def _monitor(self, video, audio, statistics=None, monitor=True):
         """Batch CCA under stop_gradient, for logging non-CCA objectives."""
+        if not monitor:
+            nan = tf.constant(float("nan"), video.dtype)
+            return nan, tf.fill([0], nan)
         video = tf.stop_gradient(video)
         audio = tf.stop_gradient(audio)
         if statistics is None:
@@ -229,7 +250,8 @@ class DeepCCALoss(_CrossModalLoss):
     def _needs_labels(self):
         return False
 
-    def compute(self, video, audio, labels=None):
+    def compute(self, video, audio, labels=None, monitor=True):
+        del monitor  # the correlations are the loss's own
         video = tf.convert_to_tensor(video)
         audio = tf.convert_to_tensor(audio)
         _check_rank(video, audio)
@@ -321,7 +343,7 @@ class ClusterCCALoss(DeepCCALoss):
         class_cov = statistics.class_cross * (statistics.count / (pairs * dof))
         return self.beta * statistics.cov12 + (1.0 - self.beta) * class_cov
 
-    def compute(self, video, audio, labels=None):
+    def compute(self, video, audio, labels=None, monitor=True):
         if labels is None:
             raise ValueError("ClusterCCALoss needs the batch's multi-hot "
                              "labels [B, C]: call loss(video, audio, labels)")
@@ -359,13 +381,9 @@ class SoftCCALoss(_CrossModalLoss):
     Args:
       decorrelation_weight: λ (our default, not the paper's).
       bn_eps: variance epsilon, relative to the mean variance of each view.
-      monitor_ridge, monitor_eps: regularization of the monitored CCA.
-      **kwargs: keras.layers.Layer arguments.
+      **kwargs: as `_CrossModalLoss`.
 
-    Call arguments:
-      video: [B, o] embeddings.
-      audio: [B, o] embeddings.
-      labels: ignored.
+    Call arguments: as `_CrossModalLoss`; `labels` is ignored.
 
     Example:
       >>> loss = SoftCCALoss(decorrelation_weight=0.5)
@@ -408,7 +426,7 @@ class SoftCCALoss(_CrossModalLoss):
         penalty = decorrelation(cov11, var1) + decorrelation(cov22, var2)
         return distance + self.decorrelation_weight * penalty
 
-    def compute(self, video, audio, labels=None):
+    def compute(self, video, audio, labels=None, monitor=True):
         video = tf.convert_to_tensor(video)
         audio = tf.convert_to_tensor(audio)
         _check_rank(video, audio)
@@ -416,7 +434,7 @@ class SoftCCALoss(_CrossModalLoss):
         out_dtype = linalg.compute_dtype_for(video.dtype)
         statistics = linalg.global_statistics(video, audio)
         value = self._loss_from_statistics(statistics)
-        total, correlations = self._monitor(video, audio, statistics)
+        total, correlations = self._monitor(video, audio, statistics, monitor)
         return {"loss": tf.cast(value, out_dtype),
                 "total_correlation": tf.cast(total, out_dtype),
                 "correlations": tf.cast(correlations, out_dtype)}
@@ -487,9 +505,11 @@ class _ContrastiveLoss(_CrossModalLoss):
     def call(self, video, audio, labels=None):
         return self._loss(video, audio)
 
-    def compute(self, video, audio, labels=None):
+    def compute(self, video, audio, labels=None, monitor=True):
         value = self._loss(video, audio)
-        total, correlations = self._monitor(video, audio)
+        total, correlations = self._monitor(tf.convert_to_tensor(video),
+                                            tf.convert_to_tensor(audio),
+                                            monitor=monitor)
         return {"loss": value,
                 "total_correlation": tf.cast(total, value.dtype),
                 "correlations": tf.cast(correlations, value.dtype)}
@@ -510,13 +530,9 @@ class InfoNCELoss(_ContrastiveLoss):
     Args:
       temperature: initial (or fixed) τ.
       learn_temperature: whether τ is trained.
-      monitor_ridge, monitor_eps: regularization of the monitored CCA.
-      **kwargs: keras.layers.Layer arguments.
+      **kwargs: as `_CrossModalLoss`.
 
-    Call arguments:
-      video: [B, d] embeddings.
-      audio: [B, d] embeddings.
-      labels: ignored.
+    Call arguments: as `_CrossModalLoss`; `labels` is ignored.
 
     Example:
       >>> loss = InfoNCELoss(temperature=0.1, learn_temperature=False)
@@ -553,10 +569,8 @@ class InfoNCELoss(_ContrastiveLoss):
             labels=positive_index, logits=similarity)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(temperature=self.temperature,
-                      learn_temperature=self.learn_temperature)
-        return config
+        return {**super().get_config(), "temperature": self.temperature,
+                "learn_temperature": self.learn_temperature}
 
 
 @keras.saving.register_keras_serializable(package="yt8m_xmodal")
@@ -570,13 +584,9 @@ class TripletLoss(_ContrastiveLoss):
 
     Args:
       margin: hinge margin.
-      monitor_ridge, monitor_eps: regularization of the monitored CCA.
-      **kwargs: keras.layers.Layer arguments.
+      **kwargs: as `_CrossModalLoss`.
 
-    Call arguments:
-      video: [B, d] embeddings.
-      audio: [B, d] embeddings.
-      labels: ignored.
+    Call arguments: as `_CrossModalLoss`; `labels` is ignored.
 
     Example:
       >>> loss = TripletLoss(margin=0.2)

@@ -16,19 +16,27 @@ CSV format (one row per query):
 
 with gallery ids of the other modality and their cosine scores, best first.
 `--embeddings_file` writes an .npz with arrays `ids` (str), `audio` [N,k]
-and `video` [N,k] (float32, rows aligned).
+and `video` [N,k] (float32, rows aligned; one of them when the queries hold
+one modality) and, for chunk-attention models, `attention_audio` /
+`attention_video` [N,C]. `--explain_file` writes an HTML page of the chunk
+attention behind each query's top matches (see explain.py).
 """
 
 import csv
+import io
 import logging
 import os
+import re
 import tempfile
 
 import numpy as np
 import tensorflow as tf
 
+from yt8m_xmodal import explain
 from yt8m_xmodal import metrics
+from yt8m_xmodal import progress
 from yt8m_xmodal import readers
+from yt8m_xmodal import records
 from yt8m_xmodal.errors import DataError
 
 log = logging.getLogger("yt8m_xmodal")
@@ -37,61 +45,88 @@ MODALITIES = ("audio", "video")
 CSV_HEADER = ("QueryId", "QueryModality", "MatchScorePairs")
 
 
-def embed_records(serve, data_pattern, batch_size=256):
-    """Yields (ids, audio, video) numpy batches of the records in a pattern.
+def embed_records(signature, data_pattern, batch_size=256,
+                  modalities=MODALITIES):
+    """Yields (ids, {name: array}) numpy batches of the records in a pattern.
 
     Args:
-      serve: the `serving_default` signature of an exported SavedModel.
+      signature: a signature of an exported SavedModel over serialized
+        records: `serving_default` (both modalities) or `embed_audio` /
+        `embed_video` (records that need to hold only that modality).
       data_pattern: comma-separated globs of YT8M records.
+      modalities: the modalities `signature` embeds.
+
+    The arrays are the subspace embeddings `audio` / `video` [B, k] and,
+    for chunk-attention models, `attention_audio` / `attention_video` [B, C].
 
     Raises:
       DataError: naming the file, for a corrupt shard or records the model
-        cannot parse (wrong level or feature sizes).
+        cannot parse (wrong level or feature sizes, a missing modality).
     """
     for path in readers.resolve_files(data_pattern):
         records = tf.data.TFRecordDataset(path).batch(batch_size)
         try:
             for serialized in records:
-                out = serve(serialized)
+                out = signature(serialized=serialized)
                 ids = np.asarray([x.decode() for x in out["id"].numpy()])
-                audio = out["audio"].numpy().astype(np.float32)
-                video = out["video"].numpy().astype(np.float32)
-                for name, values in (("audio", audio), ("video", video)):
-                    bad = ~np.all(np.isfinite(values), axis=1)
-                    if bad.any():
-                        raise DataError(
-                            f"{path}: non-finite {name} embeddings for ids "
-                            f"{ids[bad][:5].tolist()} (NaN or inf features?)")
-                yield ids, audio, video
+                arrays = {}
+                for name in modalities:
+                    key = name if len(modalities) > 1 else "embedding"
+                    arrays[name] = out[key].numpy().astype(np.float32)
+                    attention = (f"{name}_attention" if len(modalities) > 1
+                                 else "attention")
+                    if attention in out:
+                        arrays[f"attention_{name}"] = (
+                            out[attention].numpy().astype(np.float32))
+                check_finite(path, ids, arrays)
+                yield ids, arrays
         except tf.errors.DataLossError as e:
             raise DataError(f"{path} is corrupt or truncated: "
                             f"{_first_line(e)}") from None
         except tf.errors.InvalidArgumentError as e:
             raise DataError(
-                f"{path}: records do not match the exported model's reader "
-                f"(level, feature names or sizes): {_first_line(e)}") from None
+                f"{path}: records do not match the exported model "
+                f"({'/'.join(modalities)}; level, feature names or sizes): "
+                f"{_first_line(e)}") from None
+
+
+def check_finite(where, ids, arrays):
+    """Raises DataError naming `where` and the ids with NaN or inf embeddings
+    in any of `arrays` ({name: [N, k]})."""
+    for name, values in arrays.items():
+        bad = ~np.all(np.isfinite(values), axis=1)
+        if bad.any():
+            raise DataError(
+                f"{where}: non-finite {name} embeddings for ids "
+                f"{np.asarray(ids)[bad][:5].tolist()} (NaN or inf features?)")
 
 
 def _first_line(error):
+    """What a failed assertion in a signature says, else TF's first line."""
     text = getattr(error, "message", str(error)).strip()
+    asserted = re.search(r"assertion failed: \[([^\]]*)\]", text)
+    if asserted:
+        return asserted.group(1).replace("\\'", "'").strip(" .")
     return text.splitlines()[0] if text else repr(error)
 
 
 class SpooledEmbeddings:
-    """Row-aligned embeddings written to disk as they come, read in chunks."""
+    """Row-aligned arrays written to disk as they come, read in chunks."""
 
     def __init__(self, directory):
         self.directory = directory
         self.ids = []
-        self._files = {m: open(os.path.join(directory, f"{m}.f32"), "wb")
-                       for m in MODALITIES}
-        self.dim = None
+        self._files = {}
+        self.widths = {}
 
-    def append(self, ids, audio, video):
+    def append(self, ids, arrays):
         self.ids.extend(ids.tolist())
-        self.dim = audio.shape[1]
-        self._files["audio"].write(np.ascontiguousarray(audio).tobytes())
-        self._files["video"].write(np.ascontiguousarray(video).tobytes())
+        for name, values in arrays.items():
+            if name not in self._files:
+                self._files[name] = open(
+                    os.path.join(self.directory, f"{name}.f32"), "wb")
+                self.widths[name] = values.shape[1]
+            self._files[name].write(np.ascontiguousarray(values).tobytes())
 
     def close(self):
         for f in self._files.values():
@@ -100,82 +135,233 @@ class SpooledEmbeddings:
     def __len__(self):
         return len(self.ids)
 
-    def array(self, modality):
-        """A read-only memmap [N, k] of one modality."""
-        return np.memmap(os.path.join(self.directory, f"{modality}.f32"),
-                         dtype=np.float32, mode="r", shape=(len(self), self.dim))
+    def array(self, name):
+        """A read-only memmap [N, width] of one array."""
+        return np.memmap(os.path.join(self.directory, f"{name}.f32"),
+                         dtype=np.float32, mode="r",
+                         shape=(len(self), self.widths[name]))
 
-    def chunks(self, modality, chunk_size):
-        data = self.array(modality)
+    def chunks(self, name, chunk_size):
+        data = self.array(name)
         for start in range(0, len(self), chunk_size):
             yield np.asarray(data[start:start + chunk_size])
 
 
-def spool(serve, data_pattern, directory, batch_size=256):
+def spool(signature, data_pattern, directory, batch_size=256,
+          modalities=MODALITIES, label="embed"):
     emb = SpooledEmbeddings(directory)
+    bar = progress.Progress(label, progress.count_records(data_pattern),
+                            "video")
     try:
-        for ids, audio, video in embed_records(serve, data_pattern, batch_size):
-            emb.append(ids, audio, video)
+        for ids, arrays in embed_records(signature, data_pattern, batch_size,
+                                         modalities):
+            emb.append(ids, arrays)
+            bar.advance(len(ids))
     finally:
         emb.close()
+        bar.close()
     if not len(emb):
         raise DataError(f"{data_pattern}: no records")
     return emb
 
 
-def write_embeddings(emb, path):
-    """The .npz contract: `ids` (str), `audio` [N,k], `video` [N,k] float32."""
-    np.savez(path, ids=np.asarray(emb.ids, dtype=str),
-             audio=np.asarray(emb.array("audio")),
-             video=np.asarray(emb.array("video")))
+def write_embeddings(emb, path, model_fingerprint=""):
+    """The .npz contract: `ids` (str) and, row-aligned, the subspace
+    embeddings `audio` / `video` [N, k] float32 that were computed (both,
+    unless the queries held one modality), plus the chunk attention weights
+    `attention_audio` / `attention_video` [N, C] of chunk-attention models,
+    and the `model_fingerprint` of the export that made them (an index built
+    from the file records it, and refuses queries of another model)."""
+    extra = {"model_fingerprint": model_fingerprint} if model_fingerprint else {}
+    save_embeddings(path, emb.ids, **extra,
+                    **{name: np.asarray(emb.array(name)) for name in emb.widths})
 
 
-def write_matches(queries, gallery, query_modalities, top_k, output_file,
-                  chunk_size=4096):
-    """Writes the top-K CSV; returns the number of rows."""
+EMBEDDING_KEYS = ("ids", "audio", "video")
+
+
+def save_embeddings(path, ids, **arrays):
+    """Writes one .npz of the contract (`ids` and the named arrays) to
+    exactly `path` (a local path, or any tf.io.gfile one such as gs://)."""
+    arrays = {"ids": np.asarray(ids, dtype=str),
+              **{name: (value if name == "model_fingerprint"
+                        else np.asarray(value, dtype=np.float32))
+                 for name, value in arrays.items()}}
+    if "://" not in path:
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+        return
+    # Built in memory: np.savez seeks, which a gfile open for writing cannot.
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(buffer.getvalue())
+
+
+def read_embeddings(pattern):
+    """Loads embeddings .npz files into one set.
+
+    Args:
+      pattern: comma-separated paths or globs of .npz files with the keys
+        `ids`, `audio` and `video` (as `--embeddings_file` and the sharded
+        output of `yt8m_xmodal.pipelines.embed` write them); files are read
+        in sorted order of each glob.
+
+    Returns:
+      A dict with `ids` [N] str, `audio` [N,k] and `video` [N,k] float32,
+      the files' rows concatenated.
+
+    Raises:
+      DataError: naming the file, for a missing key, rows that do not align,
+        or an embedding size that differs from the other files'.
+    """
+    parts = {key: [] for key in EMBEDDING_KEYS}
+    for path in readers.resolve_files(pattern):
+        try:
+            with tf.io.gfile.GFile(path, "rb") as f, \
+                    np.load(f, allow_pickle=False) as data:
+                missing = [k for k in EMBEDDING_KEYS if k not in data.files]
+                if missing:
+                    raise DataError(
+                        f"{path} has no array {missing[0]!r} (embeddings "
+                        f"files hold {', '.join(EMBEDDING_KEYS)})")
+                arrays = {key: data[key] for key in EMBEDDING_KEYS}
+        except DataError:
+            raise
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path} is not an embeddings .npz: {e}") from None
+        rows = len(arrays["ids"])
+        for key in ("audio", "video"):
+            values = arrays[key]
+            if values.ndim != 2 or len(values) != rows:
+                raise DataError(f"{path}: {key} has shape {values.shape}, "
+                                f"not [{rows}, k] for its {rows} ids")
+            if parts[key] and values.shape[1] != parts[key][0].shape[1]:
+                raise DataError(
+                    f"{path}: {key} embeddings of size {values.shape[1]}, "
+                    f"the files before have {parts[key][0].shape[1]}")
+        for key in EMBEDDING_KEYS:
+            parts[key].append(arrays[key])
+    return {"ids": np.concatenate(parts["ids"]).astype(str),
+            "audio": np.concatenate(parts["audio"]).astype(np.float32),
+            "video": np.concatenate(parts["video"]).astype(np.float32)}
+
+
+def top_matches(queries, gallery, query_modalities, top_k,
+                chunk_size=4096):
+    """Yields (query row, query modality, gallery rows, scores) per query:
+    the top-K gallery items of the other modality, best first.
+
+    `gallery` is the spooled gallery (exact search, streamed in chunks) or a
+    loaded `index.Index` of the other modality's embeddings.
+    """
+    for modality in query_modalities:
+        other = "video" if modality == "audio" else "audio"
+        k = min(top_k, len(gallery))
+        start = 0
+        for query_chunk in queries.chunks(modality, chunk_size):
+            if isinstance(gallery, SpooledEmbeddings):
+                indices, scores = metrics.top_k_matches(
+                    query_chunk, gallery.chunks(other, chunk_size), k)
+            else:
+                indices, scores = gallery.search_rows(query_chunk, k)
+            for row, (idx, sc) in enumerate(zip(indices, scores)):
+                yield start + row, modality, idx, sc
+            start += len(query_chunk)
+
+
+def write_matches(matches, queries, gallery, output_file):
+    """Writes the top-K CSV of `top_matches` rows; returns the row count."""
     rows = 0
     with open(output_file, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_HEADER)
-        for modality in query_modalities:
-            other = "video" if modality == "audio" else "audio"
-            k = min(top_k, len(gallery))
-            start = 0
-            for query_chunk in queries.chunks(modality, chunk_size):
-                indices, scores = metrics.top_k_matches(
-                    query_chunk, gallery.chunks(other, chunk_size), k)
-                for row, (idx, sc) in enumerate(zip(indices, scores)):
-                    pairs = " ".join(f"{gallery.ids[i]} {s:.6f}"
-                                     for i, s in zip(idx, sc))
-                    writer.writerow((queries.ids[start + row], modality, pairs))
-                    rows += 1
-                start += len(query_chunk)
+        for row, modality, idx, sc in matches:
+            pairs = " ".join(f"{gallery.ids[i]} {s:.6f}"
+                             for i, s in zip(idx, sc))
+            writer.writerow((queries.ids[row], modality, pairs))
+            rows += 1
     return rows
 
 
-def run_inference(serve, input_data_pattern, output_file="",
+def run_inference(signatures, input_data_pattern, output_file="",
                   gallery_data_pattern="", query_modality="both", top_k=20,
-                  embeddings_file="", batch_size=256):
+                  embeddings_file="", batch_size=256, explain_file="",
+                  chunk_seconds=None, data_config=None, model_dir=None,
+                  index=None, model_fingerprint=""):
     """Embeds the inputs, writes embeddings and/or the top-K CSV.
+
+    Args:
+      signatures: the exported SavedModel's signatures (`modeling.
+        load_signatures`).
+      query_modality: "both", or "audio" / "video": the queries then need
+        to hold only that modality, and the gallery only the other one.
+      explain_file: also write an HTML page showing, for each query and its
+        top matches, the chunk attention of both sides over the seconds.
+      chunk_seconds: seconds per chunk of the model (its chunk_size: YT8M
+        has one frame per second), for the page's time axis.
+      data_config: the exported model's `config.DataConfig` (its
+        model_flags.json); when given and the records must hold both
+        modalities, the first record of the input and gallery patterns is
+        checked against it, so records the model cannot read fail with a
+        line saying what they hold. One-modality records are checked by the
+        signature that parses them.
+      model_dir: the export, named in that error.
+      index: a loaded `index.Index` of the gallery (built from embeddings of
+        this model) to search instead of embedding gallery records; the
+        queries are of the other modality than the index's.
 
     Returns:
       A dict with the number of queries, gallery size and rows written.
     """
+    if data_config is not None and query_modality == "both":
+        for pattern in (input_data_pattern, gallery_data_pattern):
+            if pattern:
+                records.check_records(data_config, pattern,
+                                      model_dir=model_dir)
+    if query_modality == "both":
+        query_views = gallery_views = MODALITIES
+        query_signature = gallery_signature = signatures["serving_default"]
+    else:
+        other = "video" if query_modality == "audio" else "audio"
+        query_views, gallery_views = (query_modality,), (other,)
+        query_signature = signatures[f"embed_{query_modality}"]
+        gallery_signature = signatures[f"embed_{other}"]
     modalities = MODALITIES if query_modality == "both" else (query_modality,)
     with tempfile.TemporaryDirectory(prefix="yt8m_xmodal_inference_") as tmp:
         os.makedirs(os.path.join(tmp, "queries"))
-        queries = spool(serve, input_data_pattern, os.path.join(tmp, "queries"),
-                        batch_size)
+        queries = spool(query_signature, input_data_pattern,
+                        os.path.join(tmp, "queries"), batch_size, query_views,
+                        label="embed queries")
         log.info("embedded %d videos of %s", len(queries), input_data_pattern)
         if embeddings_file:
-            write_embeddings(queries, embeddings_file)
+            write_embeddings(queries, embeddings_file, model_fingerprint)
+        if not (output_file or explain_file):
+            # Embeddings only: no gallery to search.
+            return {"num_queries": len(queries), "gallery_size": 0, "rows": 0}
+        if explain_file and index is not None:
+            raise DataError(
+                "explanations need the gallery's chunk attention, which an "
+                "index does not keep: give the gallery records instead of "
+                "the index")
         gallery = queries
-        if gallery_data_pattern and gallery_data_pattern != input_data_pattern:
+        if index is not None:
+            gallery = index
+        elif (gallery_data_pattern and gallery_data_pattern != input_data_pattern
+                or gallery_views != query_views):
             os.makedirs(os.path.join(tmp, "gallery"))
-            gallery = spool(serve, gallery_data_pattern,
-                            os.path.join(tmp, "gallery"), batch_size)
+            gallery = spool(gallery_signature,
+                            gallery_data_pattern or input_data_pattern,
+                            os.path.join(tmp, "gallery"), batch_size,
+                            gallery_views, label="embed gallery")
         rows = 0
+        matches = top_matches(queries, gallery, modalities, top_k)
+        if explain_file:
+            matches = list(matches)  # the page needs them all
         if output_file:
-            rows = write_matches(queries, gallery, modalities, top_k, output_file)
+            rows = write_matches(matches, queries, gallery, output_file)
+        if explain_file:
+            explain.write_html(explain_file, matches, queries, gallery,
+                               chunk_seconds)
         return {"num_queries": len(queries), "gallery_size": len(gallery),
                 "rows": rows}

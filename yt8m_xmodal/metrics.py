@@ -42,7 +42,7 @@ import tensorflow_probability as tfp
 
 from yt8m_xmodal.errors import ConfigError, DataError
 
-# The cut-offs the lead's eval reports by default (YT8M-style --top_k flag).
+# The Recall@K cut-offs reported when none are given.
 DEFAULT_TOP_K = (1, 5, 10, 20)
 
 # Scores held at once for one query chunk, [chunk_rows, gallery_rows]:
@@ -218,8 +218,8 @@ def _block_scores(query_chunk, gallery, cosine):
 
 
 # Not jit_compile: XLA fuses the comparison and the count into one pass and
-# was ~1.3x faster on CPU, but its compiler and buffers added ~120 MB of RSS,
-# which pushed 100k x 100k past 1 GB (see bench/bench_eval.py).
+# runs a little faster on CPU, but its compiler and buffers cost more memory
+# than the bounded-memory contract allows at 100k x 100k (bench/bench_eval.py).
 @tf.function(reduce_retracing=True)
 def _chunk_ranks(query_chunk, gallery, start, cosine):
     return _true_pair_ranks_of_block(
@@ -250,9 +250,10 @@ def _ap_sort_keys(scores, relevant):
 def _sort_descending(keys):
     """Sorts each row of [b, M] int64 keys, largest first.
 
-    Where no GPU is present this sorts with numpy: its SIMD int64 sort was
-    ~16x faster than tf.sort (a top_k over the whole row) on the CPU, and
-    the sort is most of mAP's cost. On a GPU tf.sort stays on the device.
+    Where no GPU is present this sorts with numpy: its SIMD int64 sort is
+    much faster than tf.sort (a top_k over the whole row) on the CPU
+    (bench/bench_eval.py), and the sort is most of mAP's cost. On a GPU
+    tf.sort stays on the device.
     """
     if _SORT_ON_HOST:
         ascending = np.sort(keys.numpy(), axis=1)

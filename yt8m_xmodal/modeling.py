@@ -33,6 +33,7 @@ import tarfile
 import tempfile
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from yt8m_xmodal import config as config_lib
@@ -43,6 +44,7 @@ from yt8m_xmodal.errors import ConfigError, DataError
 
 EXPORT_DIR = "export"
 SAVED_MODEL_DIR = "saved_model"
+MODALITIES = ("audio", "video")
 
 
 # -- build -------------------------------------------------------------------
@@ -171,23 +173,161 @@ def restore(train_dir, checkpoint_path=None):
 
 
 class ServingModule(tf.Module):
-    """Serialized YT8M records in, subspace embeddings out."""
+    """The exported model's signatures: records or features in, subspace
+    embeddings (and, for chunk-attention towers, chunk weights) out.
+
+    - `serving_default`: a [B] batch of serialized YT8M records with both
+      modalities -> `id`, `audio`, `video` [B, k], and `audio_attention`,
+      `video_attention` [B, C] where the towers have chunk attention;
+    - `embed_audio`, `embed_video`: serialized records that need to hold
+      only that modality -> `id`, `embedding` [B, k] (and `attention`). A
+      song alone, without any video, is embedded this way;
+    - `embed_audio_features`, `embed_video_features`: the same from one
+      modality's dense features ([B, T, D] frames and [B] frame counts at
+      frame level, [B, D] at video level), for Python callers.
+    """
 
     def __init__(self, model, subspace, data_config):
         super().__init__()
         self.model = model
         self.subspace = subspace
         self._reader = readers.reader_for(data_config)
+        self._frame_level = data_config.frame_features
+        sizes = {"video": data_config.video_size,
+                 "audio": data_config.audio_size}
+        self.signature_functions = {"serving_default": self.serve}
+        for modality in MODALITIES:
+            embed = self._embed_function(modality, sizes[modality])
+            records = self._records_function(modality)
+            setattr(self, f"embed_{modality}_features", embed)
+            setattr(self, f"embed_{modality}", records)
+            self.signature_functions[f"embed_{modality}_features"] = embed
+            self.signature_functions[f"embed_{modality}"] = records
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def serve(self, serialized):
         batch = self._reader.parse_serialized(serialized)
-        out = self.model(batch, training=False)
-        return {
-            "id": batch["id"],
-            "video": self.subspace.project_video(out["video"]),
-            "audio": self.subspace.project_audio(out["audio"]),
-        }
+        out = self.model(batch, training=False, return_attention=True)
+        result = {"id": batch["id"]}
+        for modality in MODALITIES:
+            result[modality] = self._project(modality, out[modality])
+            if f"{modality}_attention" in out:
+                result[f"{modality}_attention"] = out[f"{modality}_attention"]
+        return result
+
+    def _project(self, modality, embedding):
+        return getattr(self.subspace, f"project_{modality}")(embedding)
+
+    def _records_function(self, modality):
+        embed = self._embed_tower(modality)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def records(serialized):
+            batch = self._reader.parse_one_view(serialized, modality)
+            out = embed(batch[modality], batch.get("num_frames"))
+            return {"id": batch["id"], **out}
+        return records
+
+    def _embed_function(self, modality, size):
+        embed = self._embed_tower(modality)
+        if self._frame_level:
+            return tf.function(embed, input_signature=[
+                tf.TensorSpec([None, None, size], tf.float32),
+                tf.TensorSpec([None], tf.int32)])
+        return tf.function(lambda features: embed(features), input_signature=[
+            tf.TensorSpec([None, size], tf.float32)])
+
+    def _embed_tower(self, modality):
+        """features (, num_frames) -> {"embedding" (, "attention")}."""
+        tower = getattr(self.model, f"{modality}_tower")
+        with_attention = getattr(tower, "has_attention", False)
+
+        def embed(features, num_frames=None):
+            kwargs = {"training": False}
+            if num_frames is not None:
+                kwargs["mask"] = tf.sequence_mask(num_frames,
+                                                  tf.shape(features)[1])
+            if with_attention:
+                embedding, attention = tower(features, return_attention=True,
+                                             **kwargs)
+                return {"embedding": self._project(modality, embedding),
+                        "attention": attention}
+            return {"embedding": self._project(modality, tower(features,
+                                                               **kwargs))}
+        return embed
+
+
+class ExportedModel:
+    """An export loaded for Python callers: the user's question in code.
+
+    Args:
+      export_dir: an export directory (`train_dir/export/step_N`, or what
+        `unbundle` returns).
+
+    Example (frame level; `audio_frames` [B, T, 128] float32 features and
+    their frame counts):
+    >>> model = load_export(latest_export(train_dir))
+    >>> song = model.embed_audio(audio_frames, num_frames)  # no video needed
+    >>> song["embedding"].shape == (len(num_frames), model.config.subspace_dim)
+    True
+
+    Videos embedded with `embed_video` (or `embed_records`) live in the same
+    subspace: rank them by cosine similarity to the song's embedding.
+    """
+
+    def __init__(self, export_dir):
+        path = os.path.join(export_dir, SAVED_MODEL_DIR)
+        if not os.path.isdir(path):
+            raise DataError(f"{export_dir} holds no {SAVED_MODEL_DIR}")
+        self.export_dir = export_dir
+        self.config = config_lib.read_model_flags(export_dir)
+        self._saved = tf.saved_model.load(path)
+        self.signatures = self._saved.signatures
+
+    def embed_records(self, serialized):
+        """Serialized records with both modalities -> numpy `id`, `audio`,
+        `video` (and chunk attention where the model has it)."""
+        return self._run("serving_default",
+                         serialized=tf.constant(serialized, tf.string))
+
+    def embed_audio_records(self, serialized):
+        """Serialized records holding (at least) audio -> numpy `id`,
+        `embedding` (and `attention`)."""
+        return self._run("embed_audio", serialized=tf.constant(serialized,
+                                                                tf.string))
+
+    def embed_video_records(self, serialized):
+        """Serialized records holding (at least) video: as
+        embed_audio_records."""
+        return self._run("embed_video", serialized=tf.constant(serialized,
+                                                               tf.string))
+
+    def _run(self, signature, **inputs):
+        out = self._saved.signatures[signature](**inputs)
+        return {k: v.numpy() for k, v in out.items()}
+
+    def embed_audio(self, features, num_frames=None):
+        """Audio features alone -> {"embedding": [B, k], ("attention")}."""
+        return self._embed("audio", features, num_frames)
+
+    def embed_video(self, features, num_frames=None):
+        """Video features alone -> {"embedding": [B, k], ("attention")}."""
+        return self._embed("video", features, num_frames)
+
+    def _embed(self, modality, features, num_frames):
+        features = tf.constant(np.asarray(features, np.float32))
+        inputs = {"features": features}
+        if self.config.data.frame_features:
+            if num_frames is None:
+                num_frames = np.full([features.shape[0]], features.shape[1])
+            inputs["num_frames"] = tf.constant(np.asarray(num_frames, np.int32))
+        # Signatures take keyword arguments only.
+        return self._run(f"embed_{modality}_features", **inputs)
+
+
+def load_export(export_dir):
+    """Loads an export for Python callers; see ExportedModel."""
+    return ExportedModel(export_dir)
 
 
 def export_model(train_dir, step, config, model, subspace):
@@ -202,9 +342,8 @@ def export_model(train_dir, step, config, model, subspace):
         keras.saving.save_model(subspace, os.path.join(tmp, "subspace.keras"))
         config_lib.write_model_flags(tmp, config)
         module = ServingModule(model, subspace, config.data)
-        tf.saved_model.save(
-            module, os.path.join(tmp, SAVED_MODEL_DIR),
-            signatures={"serving_default": module.serve})
+        tf.saved_model.save(module, os.path.join(tmp, SAVED_MODEL_DIR),
+                            signatures=module.signature_functions)
         if os.path.exists(final):
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -267,9 +406,7 @@ def unbundle(input_model_tgz, target_dir):
     return export_dir
 
 
-def load_serving(export_dir):
-    """Loads the SavedModel of an export: a callable on serialized records."""
-    path = os.path.join(export_dir, SAVED_MODEL_DIR)
-    if not os.path.isdir(path):
-        raise DataError(f"{export_dir} holds no {SAVED_MODEL_DIR}")
-    return tf.saved_model.load(path).signatures["serving_default"]
+def load_signatures(export_dir):
+    """The signatures of an export's SavedModel (see ServingModule), by
+    name; each takes keyword arguments."""
+    return load_export(export_dir).signatures

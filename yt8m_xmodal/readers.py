@@ -3,8 +3,7 @@
 `YT8MFrameFeatureReader` reads frame-level `tf.train.SequenceExample`s (uint8
 frames, one per second) and `YT8MAggregatedFeatureReader` video-level
 `tf.train.Example`s (float means), named as in the YT8M starter code. Both turn
-a file pattern into a `tf.data.Dataset` of batch dictionaries (see
-/work/CONTRACTS.md):
+a file pattern into a `tf.data.Dataset` of batch dictionaries:
 
     frame level: id [B] string, video [B,T,Dv], audio [B,T,Da] float32,
                  num_frames [B] int32, mask [B,T] bool, labels
@@ -21,18 +20,23 @@ The pipeline, and why it is shaped this way:
          them, and checked whole (see corrupt_shard below)
       -> training: unbatch, seeded record shuffle, batch
          evaluation: rebatch the chunks in order
-      -> one vectorized parse per batch (`tf.io.parse_sequence_example` /
-         `tf.io.parse_example`, one `decode_raw` over all frames, and the
-         dequantization fused by XLA into one pass)
+      -> one vectorized parse per batch (`tf.io.parse_example` at video
+         level; at frame level the fast path below, else
+         `tf.io.parse_sequence_example` and one `decode_raw` over all
+         frames; the dequantization fused by XLA into one pass)
       -> prefetch
 
 Parsing a whole batch in one op saves the per-record op overhead, which
 dominates for small video-level records. A 300-frame record is ~350 KB, and
-there the cost is per byte (parse, decode_raw, dequantize): the dequantization
-is one XLA-fused pass, but measured per example the batch parse is about as
-costly as the starter code's per-record parse (bench/bench_reader.py has the
-figures). Evaluation order is deterministic; training order is deterministic
-too when a seed is given.
+there the cost is per byte. The frame-level fast path avoids making a string
+of every frame: in a serialized SequenceExample every frame of a feature list
+is the same few header bytes and then its data, so a few varints per record
+locate each list (`_locate_lists`), and XLA reads the frames straight out of
+the decoded record bytes, dequantizing in the same pass. A batch with any
+record of another layout goes through the general parse; both give the same
+bytes (tests/test_fast_parse.py). bench/bench_reader.py has the figures.
+Evaluation order is deterministic; training order is deterministic too when a
+seed is given.
 
 Bad input and how it surfaces
 -----------------------------
@@ -93,6 +97,8 @@ TFRECORD_FRAMING_BYTES = 16
 # The length and its CRC, before the data.
 TFRECORD_HEADER_BYTES = 12
 
+# The two views, in the order of `feature_names` and `feature_sizes`.
+_VIEWS = ("video", "audio")
 SKIP_REASONS = (
     "corrupt_shard",
     "zero_frames",
@@ -276,7 +282,7 @@ class _BaseReader:
     """
 
     def __init__(self, feature_names, feature_sizes, num_classes,
-                 ragged_labels, skip_corrupt):
+                 ragged_labels, skip_corrupt, id_feature="id"):
         (self.feature_names, self.feature_sizes) = features.parse_feature_lists(
             feature_names, feature_sizes)
         if int(num_classes) <= 0:
@@ -285,6 +291,7 @@ class _BaseReader:
         self.num_classes = int(num_classes)
         self.ragged_labels = bool(ragged_labels)
         self.skip_corrupt = bool(skip_corrupt)
+        self.id_feature = str(id_feature)
         self.skip_counts = {reason: 0 for reason in SKIP_REASONS}
         self.skipped = []
 
@@ -495,6 +502,8 @@ class YT8MFrameFeatureReader(_BaseReader):
       num_classes: width of the multi-hot labels.
       ragged_labels: give labels as a ragged int64 [B, None] of indices.
       skip_corrupt: skip and count bad records instead of raising DataError.
+      id_feature: the context key of the id: "id", or "video_id" for the
+        2017 release.
 
     Example:
 
@@ -507,19 +516,66 @@ class YT8MFrameFeatureReader(_BaseReader):
                  feature_sizes=features.FEATURE_SIZES,
                  max_frames=features.MAX_FRAMES,
                  num_classes=features.NUM_CLASSES, ragged_labels=False,
-                 skip_corrupt=False):
+                 skip_corrupt=False, id_feature="id"):
         super().__init__(feature_names, feature_sizes, num_classes,
-                         ragged_labels, skip_corrupt)
+                         ragged_labels, skip_corrupt, id_feature)
         if int(max_frames) <= 0:
             raise ConfigError("{max_frames} must be positive",
                               max_frames=max_frames)
         self.max_frames = int(max_frames)
+        # The fast path's frame layout per view: (header, stride); None
+        # when both views have one name (only the general parse tells
+        # such lists apart as it does).
+        self._layout = None
+        if self.feature_names[0] != self.feature_names[1]:
+            self._layout = {
+                view: (_frame_header(size), len(_frame_header(size)) + size)
+                for view, size in zip(("video", "audio"), self.feature_sizes)}
+            # Bytes of a record the fast path decodes at once: all kept
+            # frames, and room for the context and the list headers.
+            self._record_width = _REGULAR_RECORD_SLACK + self.max_frames * sum(
+                stride for _, stride in self._layout.values())
 
     def _parse_batch(self, names, serialized):
+        """The fast path when every record of the batch has the regular
+        layout and fits it (see `_fast_path`), else the general parse."""
+        if self._layout is None:
+            return self._parse_any(names, serialized)
+        fast, located, records = self._fast_path(serialized)
+        return tf.cond(
+            tf.reduce_all(fast),
+            lambda: self._parse_regular(names, serialized, located, records),
+            lambda: self._parse_any(names, serialized))
+
+    def _fast_path(self, serialized):
+        """(fast, located, records): whether the fast path can read each
+        record (bool [B]), `_locate_lists`'s offsets, and the record bytes
+        (uint8 [B, width], padded or cut to a fixed width so that XLA
+        compiles once; no per-block copy is needed before the frames are
+        read)."""
+        located = _locate_lists(serialized, self.feature_names, self._layout)
+        records = tf.io.decode_raw(serialized, tf.uint8,
+                                   fixed_length=self._record_width)
+        fast = located["regular"]
+        for view in ("video", "audio"):
+            header, stride = self._layout[view]
+            frames = located[view + "_frames"]
+            start = located[view + "_start"]
+            # Longer lists or bigger contexts than the decoded width holds go
+            # to the general parse, as do frames of another size.
+            fast &= ((frames <= self.max_frames)
+                     & (start + frames * stride <= self._record_width))
+            fast &= _regular_headers_ok(records, start, frames, header,
+                                        stride, self.max_frames)
+        return fast, located, records
+
+    def _parse_any(self, names, serialized):
+        """Parses any batch with `parse_sequence_example`: every frame becomes
+        its own string before the decode."""
         video_name, audio_name = self.feature_names
         context, lists, lengths = tf.io.parse_sequence_example(
             serialized,
-            context_features=_lenient_context_features(),
+            context_features=_lenient_context_features(self.id_feature),
             # Missing lists parse as empty so one record cannot fail the batch.
             sequence_features={
                 name: tf.io.FixedLenSequenceFeature([], tf.string,
@@ -527,13 +583,9 @@ class YT8MFrameFeatureReader(_BaseReader):
                 for name in self.feature_names},
             example_names=names)
         stream_frames = [lengths[video_name], lengths[audio_name]]
-        num_frames = tf.minimum(tf.minimum(*stream_frames), self.max_frames)
-        mask = tf.range(self.max_frames, dtype=tf.int64) < num_frames[:, None]
-
-        batch = {"id": context["id"], "_labels": context["labels"]}
-        bad_frame_size = []
-        first_bad_frame = []
-        bad_frame_bytes = []
+        num_frames, mask = self._frame_mask(stream_frames)
+        batch = {"id": context[self.id_feature], "_labels": context["labels"]}
+        frame_checks = []
         for key, name, size, count in zip(("video", "audio"), self.feature_names,
                                           self.feature_sizes, stream_frames):
             frames = lists[name]
@@ -541,41 +593,119 @@ class YT8MFrameFeatureReader(_BaseReader):
             # means the record was written with another feature layout.
             in_stream = (tf.range(tf.shape(frames, tf.int64)[1])
                          < count[:, None])
-            frame_bytes = tf.strings.length(frames)
-            wrong = in_stream & tf.not_equal(frame_bytes, size)
-            bad_frame_size.append(tf.reduce_any(wrong, axis=1))
+            # A column past the last frame keeps the argmax and gather
+            # defined when no record of the batch has a frame in the list.
+            frame_bytes = tf.pad(tf.strings.length(frames), [[0, 0], [0, 1]])
+            wrong = tf.pad(in_stream, [[0, 0], [0, 1]]) & tf.not_equal(
+                frame_bytes, size)
             first = tf.argmax(tf.cast(wrong, tf.int32), axis=1,
                               output_type=tf.int32)
-            first_bad_frame.append(first)
-            bad_frame_bytes.append(tf.gather(frame_bytes, first, batch_dims=1))
+            frame_checks.append((tf.reduce_any(wrong, axis=1), first,
+                                 tf.gather(frame_bytes, first, batch_dims=1)))
 
-            # fixed_length keeps a bad-size frame from failing the batch (the
-            # record is reported above) and is faster than a plain decode.
-            codes = tf.io.decode_raw(frames[:, :self.max_frames], tf.uint8,
-                                     fixed_length=size)
-            missing = self.max_frames - tf.shape(codes)[1]
-            codes = tf.cond(
-                missing > 0,
-                lambda: tf.pad(codes, [[0, 0], [0, missing], [0, 0]]),
-                lambda: codes)
-            codes = tf.ensure_shape(codes, [None, self.max_frames, size])
-            batch[key] = _dequantize_frames(codes, mask)
+            batch[key] = _dequantize_frames(self._decode_padded(frames, size),
+                                            mask)
+        return self._frame_batch(batch, num_frames, mask, stream_frames,
+                                 frame_checks)
 
+    def _decode_padded(self, frames, size):
+        """[B, F] frame strings -> [B, max_frames, size] uint8, zero-padded."""
+        # fixed_length keeps a bad-size frame from failing the batch (the
+        # record is reported by the checks) and is faster than a plain decode.
+        codes = tf.io.decode_raw(frames[:, :self.max_frames], tf.uint8,
+                                 fixed_length=size)
+        missing = self.max_frames - tf.shape(codes)[1]
+        codes = tf.cond(
+            missing > 0,
+            lambda: tf.pad(codes, [[0, 0], [0, missing], [0, 0]]),
+            lambda: codes)
+        return tf.ensure_shape(codes, [None, self.max_frames, size])
+
+    def parse_one_view(self, serialized, view):
+        """Parses records that need to hold only one modality, for serving.
+
+        Args:
+          serialized: [B] serialized records.
+          view: "video" or "audio".
+
+        Returns:
+          {"id", view: [B, max_frames, D], "num_frames", "mask"}. A record
+          without frames of the view, or with a frame of another size, fails
+          the call with an InvalidArgumentError naming the feature list.
+        """
+        name = self.feature_names[_VIEWS.index(view)]
+        size = self.feature_sizes[_VIEWS.index(view)]
+        context, lists, lengths = tf.io.parse_sequence_example(
+            serialized, context_features=_lenient_context_features(),
+            sequence_features={name: tf.io.FixedLenSequenceFeature(
+                [], tf.string, allow_missing=True)})
+        frames = lists[name]
+        tf.debugging.assert_positive(
+            lengths[name], message=f"records without frames in {name!r}")
+        in_stream = (tf.range(tf.shape(frames, tf.int64)[1])
+                     < lengths[name][:, None])
+        tf.debugging.assert_equal(
+            tf.reduce_all((tf.strings.length(frames) == size) | ~in_stream),
+            True, message=f"{name!r} frames are not {size} bytes")
+        num_frames = tf.minimum(lengths[name], self.max_frames)
+        mask = tf.range(self.max_frames, dtype=tf.int64) < num_frames[:, None]
+        return {"id": context["id"],
+                view: _dequantize_frames(self._decode_padded(frames, size),
+                                         mask),
+                "num_frames": tf.cast(num_frames, tf.int32), "mask": mask}
+
+    def _parse_regular(self, names, serialized, located, records):
+        """Parses a batch of regular records: each view's frames are read
+        straight out of the decoded record bytes."""
+        # The context field with its tag and length is itself a serialized
+        # tf.train.Example (whose field 1 is the Features).
+        context_end = located["context_end"]
+        context = tf.io.parse_example(
+            tf.strings.substr(serialized, tf.zeros_like(context_end),
+                              context_end),
+            _lenient_context_features(self.id_feature), example_names=names)
+        stream_frames = [located["video_frames"], located["audio_frames"]]
+        num_frames, mask = self._frame_mask(stream_frames)
+        batch = {"id": context[self.id_feature], "_labels": context["labels"]}
+        frame_checks = []
+        for view, size, count in zip(("video", "audio"), self.feature_sizes,
+                                     stream_frames):
+            batch[view] = _gather_regular_frames(
+                records, located[view + "_start"], mask,
+                *self._layout[view])
+            # Every frame has the header of `size` bytes (checked above); the
+            # evidence is what the general parse gives for such a list.
+            frame_checks.append((tf.zeros_like(count, tf.bool),
+                                 tf.zeros_like(count, tf.int32),
+                                 tf.where(count > 0, size, 0)))
+        return self._frame_batch(batch, num_frames, mask, stream_frames,
+                                 frame_checks)
+
+    def _frame_mask(self, stream_frames):
+        num_frames = tf.minimum(tf.minimum(*stream_frames), self.max_frames)
+        mask = tf.range(self.max_frames, dtype=tf.int64) < num_frames[:, None]
+        return num_frames, mask
+
+    def _frame_batch(self, batch, num_frames, mask, stream_frames,
+                     frame_checks):
+        """(batch, reasons, evidence) from the parsed views and the checks
+        per view: (bad frame size, first bad frame, its byte length)."""
         batch["num_frames"] = tf.cast(num_frames, tf.int32)
         batch["mask"] = mask
         batch["id"] = tf.ensure_shape(batch["id"], [None])
 
+        (bad_video, first_video, video_bytes), (bad_audio, first_audio,
+                                                audio_bytes) = frame_checks
         has_video, has_audio = (c > 0 for c in stream_frames)
         reasons = tf.zeros_like(num_frames, tf.int32)
-        reasons = tf.where(bad_frame_size[0] | bad_frame_size[1],
+        reasons = tf.where(bad_video | bad_audio,
                            _REASON_CODE["bad_frame_size"], reasons)
         reasons = tf.where(has_video != has_audio,
                            _REASON_CODE["missing_feature_list"], reasons)
         reasons = tf.where(~has_video & ~has_audio,
                            _REASON_CODE["zero_frames"], reasons)
         evidence = (stream_frames[0], stream_frames[1],
-                    first_bad_frame[0], bad_frame_bytes[0],
-                    first_bad_frame[1], bad_frame_bytes[1])
+                    first_video, video_bytes, first_audio, audio_bytes)
         return batch, reasons, evidence
 
     def _describe(self, reason, evidence):
@@ -608,6 +738,8 @@ class YT8MAggregatedFeatureReader(_BaseReader):
       num_classes: width of the multi-hot labels.
       ragged_labels: give labels as a ragged int64 [B, None] of indices.
       skip_corrupt: skip and count bad records instead of raising DataError.
+      id_feature: the context key of the id: "id", or "video_id" for the
+        2017 release.
 
     Example:
 
@@ -618,17 +750,17 @@ class YT8MAggregatedFeatureReader(_BaseReader):
     def __init__(self, feature_names=features.VIDEO_FEATURE_NAMES,
                  feature_sizes=features.FEATURE_SIZES,
                  num_classes=features.NUM_CLASSES, ragged_labels=False,
-                 skip_corrupt=False):
+                 skip_corrupt=False, id_feature="id"):
         super().__init__(feature_names, feature_sizes, num_classes,
-                         ragged_labels, skip_corrupt)
+                         ragged_labels, skip_corrupt, id_feature)
 
     def _parse_batch(self, names, serialized):
-        spec = _lenient_context_features()
+        spec = _lenient_context_features(self.id_feature)
         for name in self.feature_names:
             # Ragged, so a vector of the wrong size is reported, not fatal.
             spec[name] = tf.io.RaggedFeature(tf.float32)
         parsed = tf.io.parse_example(serialized, spec, example_names=names)
-        batch = {"id": parsed["id"], "_labels": parsed["labels"]}
+        batch = {"id": parsed[self.id_feature], "_labels": parsed["labels"]}
         reasons = tf.zeros(tf.shape(serialized), tf.int32)
         lengths = []
         for key, name, size in zip(("video", "audio"), self.feature_names,
@@ -645,6 +777,23 @@ class YT8MAggregatedFeatureReader(_BaseReader):
                       | (lengths[1] != self.feature_sizes[1]))
         reasons = tf.where(wrong_size, _REASON_CODE["bad_feature_size"], reasons)
         return batch, reasons, tuple(lengths)
+
+    def parse_one_view(self, serialized, view):
+        """Parses records that need to hold only one modality, for serving:
+        {"id", view: [B, D]}; a missing or wrong-size vector, or NaN, fails
+        the call with an InvalidArgumentError naming the feature."""
+        name = self.feature_names[_VIEWS.index(view)]
+        size = self.feature_sizes[_VIEWS.index(view)]
+        spec = _lenient_context_features()
+        spec[name] = tf.io.RaggedFeature(tf.float32)
+        parsed = tf.io.parse_example(serialized, spec)
+        tf.debugging.assert_equal(tf.cast(parsed[name].row_lengths(),
+                                          tf.int64),
+                                  tf.constant(size, tf.int64),
+                                  message=f"{name!r} is not {size} floats")
+        values = parsed[name].to_tensor(shape=[None, size])
+        tf.debugging.assert_all_finite(values, f"{name!r} holds NaN or inf")
+        return {"id": parsed["id"], view: values}
 
     def _describe(self, reason, evidence):
         if reason == "bad_feature_size":
@@ -669,14 +818,225 @@ def _dequantize_frames(codes, mask):
     return tf.where(mask[:, :, None], features.dequantize(codes), 0.0)
 
 
-def _lenient_context_features():
+# --- the regular frame-level layout -----------------------------------------
+#
+# A SequenceExample serialized by protobuf is its context then its feature
+# lists, each a length-delimited field: tag byte, varint length, bytes.
+#
+#   SequenceExample  0x0a context (a Features), 0x12 feature_lists
+#   FeatureLists     0x0a map entry per list: 0x0a key, 0x12 FeatureList
+#   FeatureList      0x0a Feature per frame
+#   Feature          0x0a BytesList
+#   BytesList        0x0a the frame's bytes
+#
+# Every frame of a list with D bytes per frame is therefore the same few
+# header bytes followed by D data bytes, and the list is one block with a
+# fixed stride. Locating the two blocks takes a handful of varints per
+# record; everything else about the layout is checked, and a record that
+# deviates (another field order, extra fields or lists, a missing list,
+# another frame size) is left to the general parse.
+
+_TAG_FIELD_1 = 0x0A  # field 1, length-delimited
+_TAG_FIELD_2 = 0x12  # field 2, length-delimited
+# A varint of up to 5 bytes holds any length below 2**35.
+_MAX_VARINT_BYTES = 5
+# Room for the context and list headers in the bytes the fast path decodes
+# per record; a record that needs more goes to the general parse.
+_REGULAR_RECORD_SLACK = 4096
+
+
+def _varint_bytes(value):
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _frame_header(size):
+    """The bytes before each frame's data in a list of `size`-byte frames,
+    as a uint8 array: Feature tag and length, BytesList tag and length,
+    value tag and length."""
+    value = bytes([_TAG_FIELD_1]) + _varint_bytes(size)
+    bytes_list = bytes([_TAG_FIELD_1]) + _varint_bytes(len(value) + size)
+    feature = bytes([_TAG_FIELD_1]) + _varint_bytes(
+        len(bytes_list) + len(value) + size)
+    return np.frombuffer(feature + bytes_list + value, np.uint8)
+
+
+def _window(serialized, length, pos, width):
+    """[B, width] uint8: each record's bytes from `pos`, zero past its end."""
+    pos = tf.minimum(pos, length)
+    widths = tf.fill(tf.shape(pos), tf.constant(width, tf.int64))
+    return tf.io.decode_raw(tf.strings.substr(serialized, pos, widths),
+                            tf.uint8, fixed_length=width)
+
+
+def _byte_at(window, at):
+    """window[b, at[b]] as int64 (0 past the window)."""
+    width = tf.shape(window, tf.int64)[1]
+    byte = tf.gather(window, tf.minimum(at, width - 1), batch_dims=1)
+    return tf.where(at < width, tf.cast(byte, tf.int64), 0)
+
+
+def _varint(window, at):
+    """Decodes the varint at offset `at[b]` of each window row.
+
+    Returns (value, offset after it, ok); ok is False when it runs past the
+    window or is longer than `_MAX_VARINT_BYTES`.
+    """
+    offsets = at[:, None] + tf.range(_MAX_VARINT_BYTES, dtype=tf.int64)
+    width = tf.shape(window, tf.int64)[1]
+    raw = tf.gather(window, tf.minimum(offsets, width - 1), batch_dims=1)
+    raw = tf.cast(raw, tf.int64)
+    more = raw >= 0x80
+    # Byte i belongs to the varint when every byte before it continues it.
+    used = tf.math.cumprod(tf.cast(more, tf.int64), axis=1, exclusive=True)
+    value = tf.reduce_sum(
+        used * (raw % 0x80)
+        * (0x80 ** tf.range(_MAX_VARINT_BYTES, dtype=tf.int64)), axis=1)
+    count = tf.reduce_sum(used, axis=1)
+    ok = ~tf.reduce_all(more, axis=1) & (at + count <= width)
+    return value, at + count, ok
+
+
+def _map_entry(window, at):
+    """One FeatureLists map entry at offset `at` of each window row.
+
+    Returns a dict of offsets in the window: key (start), key_length,
+    list (start of the FeatureList's frames), list_length, end; and ok,
+    False unless the entry is exactly a key then a FeatureList.
+    """
+    ok = _byte_at(window, at) == _TAG_FIELD_1
+    entry_length, at, varint_ok = _varint(window, at + 1)
+    ok &= varint_ok
+    entry_end = at + entry_length
+    ok &= _byte_at(window, at) == _TAG_FIELD_1
+    key_length, key, varint_ok = _varint(window, at + 1)
+    ok &= varint_ok
+    # The window is wide enough for the longest expected key only.
+    key_length = tf.minimum(key_length, tf.shape(window, tf.int64)[1])
+    at = key + key_length
+    ok &= _byte_at(window, at) == _TAG_FIELD_2
+    list_length, start, varint_ok = _varint(window, at + 1)
+    ok &= varint_ok & (start + list_length == entry_end)
+    return {"key": key, "key_length": key_length, "list": start,
+            "list_length": list_length, "end": entry_end, "ok": ok}
+
+
+def _locate_lists(serialized, feature_names, layout):
+    """Where each record's video and audio frames are, if it is regular.
+
+    A record is regular when it is exactly: the context, then the feature
+    lists holding exactly two entries, the video and audio names (either
+    order), each a whole number of `layout` strides. Whether each frame
+    header matches is checked on the decoded bytes (`_regular_headers_ok`).
+
+    Returns a dict of [B] tensors: regular (bool), context_end (bytes of
+    the context field), video_start, video_frames, audio_start,
+    audio_frames (int64).
+    """
+    length = tf.cast(tf.strings.length(serialized), tf.int64)
+    longest_key = max(len(name.encode()) for name in feature_names)
+    # An entry's tags and varints, and its key.
+    entry_width = 3 * (1 + _MAX_VARINT_BYTES) + longest_key
+
+    head = _window(serialized, length, tf.zeros_like(length),
+                   1 + _MAX_VARINT_BYTES)
+    regular = tf.cast(head[:, 0], tf.int64) == _TAG_FIELD_1
+    context_length, context_start, ok = _varint(head, tf.ones_like(length))
+    regular &= ok
+    context_end = context_start + context_length
+
+    lists = _window(serialized, length, context_end,
+                    1 + _MAX_VARINT_BYTES + entry_width)
+    regular &= _byte_at(lists, tf.zeros_like(length)) == _TAG_FIELD_2
+    lists_length, at, ok = _varint(lists, tf.ones_like(length))
+    regular &= ok & (context_end + at + lists_length == length)
+    first = _map_entry(lists, at)
+    first_end = context_end + first["end"]
+    second = _map_entry(
+        _window(serialized, length, first_end, entry_width),
+        tf.zeros_like(length))
+    regular &= first["ok"] & second["ok"] & (first_end + second["end"]
+                                             == length)
+
+    def key(entry, base):
+        return tf.strings.substr(
+            serialized, tf.minimum(base + entry["key"], length),
+            entry["key_length"])
+
+    first_key, second_key = key(first, context_end), key(second, first_end)
+    video_name, audio_name = feature_names
+    video_first = (first_key == video_name) & (second_key == audio_name)
+    regular &= video_first | ((first_key == audio_name)
+                              & (second_key == video_name))
+    located = {"context_end": context_end}
+    for view, in_first in (("video", video_first), ("audio", ~video_first)):
+        start = tf.where(in_first, context_end + first["list"],
+                         first_end + second["list"])
+        list_length = tf.where(in_first, first["list_length"],
+                               second["list_length"])
+        stride = layout[view][1]
+        regular &= list_length % stride == 0
+        located[view + "_start"] = tf.minimum(start, length)
+        located[view + "_frames"] = list_length // stride
+    located["regular"] = regular
+    return located
+
+
+def _frame_offsets(start, num_frames, offset, size, stride):
+    """[B, num_frames, size] int32 offsets of bytes offset..offset+size of
+    each frame of the lists at `start` [B]."""
+    frame_starts = (tf.cast(start, tf.int32)[:, None]
+                    + stride * tf.range(num_frames))
+    return frame_starts[:, :, None] + offset + tf.range(size)
+
+
+@tf.function(jit_compile=True)
+def _regular_headers_ok(records, start, frames, header, stride, max_frames):
+    """Whether the first `frames` frames of the list at `start` of each
+    record row (`frames` <= `max_frames`) start with `header` (bool [B])."""
+    width = tf.shape(records)[1]
+    offsets = _frame_offsets(start, max_frames, 0, header.shape[0], stride)
+    headers = tf.gather(records, tf.minimum(offsets, width - 1), batch_dims=1)
+    in_list = tf.range(max_frames, dtype=tf.int64) < frames[:, None]
+    return tf.reduce_all((headers == header) | ~in_list[:, :, None],
+                         axis=[1, 2])
+
+
+@tf.function(jit_compile=True)
+def _gather_regular_frames(records, start, mask, header, stride,
+                           dequantize=True):
+    """Frames [B,T,D] float32 of the list at `start` of each record row
+    (uint8 [B, width]), zero where `mask` [B,T] is off.
+
+    XLA fuses the gather of the frame bytes with the dequantization: one
+    pass from the record bytes to the output, as `_dequantize_frames`.
+    `dequantize=False` gives the uint8 codes instead (bench/bench_reader.py
+    times the two steps apart with it).
+    """
+    header_size = header.shape[0]
+    width = tf.shape(records)[1]
+    offsets = _frame_offsets(start, mask.shape[1], header_size,
+                             stride - header_size, stride)
+    codes = tf.gather(records, tf.minimum(offsets, width - 1), batch_dims=1)
+    if not dequantize:
+        return tf.where(mask[:, :, None], codes, tf.zeros_like(codes))
+    return tf.where(mask[:, :, None], features.dequantize(codes), 0.0)
+
+
+def _lenient_context_features(id_feature="id"):
     """`features.context_features()` that never fails a batch parse.
 
-    A missing id parses as "" (the error names the file and record index
+    The id is read from `id_feature` ("video_id" in the 2017 release); a
+    missing id parses as "" (the error names the file and record index
     instead), labels parse ragged.
     """
     spec = features.context_features()
-    spec["id"] = tf.io.FixedLenFeature([], tf.string, default_value="")
+    del spec["id"]
+    spec[id_feature] = tf.io.FixedLenFeature([], tf.string, default_value="")
     spec["labels"] = tf.io.RaggedFeature(tf.int64)
     return spec
 
@@ -694,7 +1054,8 @@ def reader_for(data, ragged_labels=False, skip_corrupt=False):
         return YT8MFrameFeatureReader(
             data.feature_names, data.feature_sizes, max_frames=data.max_frames,
             num_classes=data.num_classes, ragged_labels=ragged_labels,
-            skip_corrupt=skip_corrupt)
+            skip_corrupt=skip_corrupt, id_feature=data.id_feature)
     return YT8MAggregatedFeatureReader(
         data.feature_names, data.feature_sizes, num_classes=data.num_classes,
-        ragged_labels=ragged_labels, skip_corrupt=skip_corrupt)
+        ragged_labels=ragged_labels, skip_corrupt=skip_corrupt,
+        id_feature=data.id_feature)

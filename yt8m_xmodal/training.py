@@ -36,8 +36,10 @@ from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
 from yt8m_xmodal import losses as losses_lib
 from yt8m_xmodal import modeling
+from yt8m_xmodal import progress
 from yt8m_xmodal import readers
 from yt8m_xmodal import subspace as subspace_lib
+from yt8m_xmodal import records
 from yt8m_xmodal import summaries
 from yt8m_xmodal.config import TrainConfig
 from yt8m_xmodal.errors import ConfigError
@@ -181,9 +183,14 @@ class Trainer:
         self.chief = is_chief(self.strategy)
         self.reader = readers.reader_for(cfg.data,
                                          skip_corrupt=cfg.skip_corrupt)
-        readers.resolve_files(cfg.train_data_pattern)
+        # One record of each pattern tells a level, feature or release the
+        # flags do not read, before the pipeline fails on it.
+        records.check_records(cfg.data, cfg.train_data_pattern,
+                              skip_corrupt=cfg.skip_corrupt)
         if cfg.validate_data_pattern:
-            readers.resolve_files(cfg.validate_data_pattern)
+            records.check_records(cfg.data, cfg.validate_data_pattern,
+                                  field="validate_data_pattern",
+                                  skip_corrupt=cfg.skip_corrupt)
         if self.chief:
             prepare_train_dir(cfg)
         keras.utils.set_random_seed(cfg.seed)
@@ -244,16 +251,19 @@ class Trainer:
         self.writer = (summaries.TrainSummaries(cfg.train_dir) if self.chief
                        else summaries.TrainSummaries(None))
         self.skipped_nonfinite = 0
+        # Whether the fitted subspace saw every training video.
+        self.subspace_complete = True
         self._compute = tf.function(self._compute_gradients)
         self._apply = tf.function(self._apply_gradients)
 
     # -- one step ---------------------------------------------------------------
 
-    def _compute_gradients(self, batch):
+    def _compute_gradients(self, batch, monitor):
         ctx = tf.distribute.get_replica_context()
         with tf.GradientTape() as tape:
             emb = self.model(batch, training=True)
-            out = self.loss.compute(emb["video"], emb["audio"], batch["labels"])
+            out = self.loss.compute(emb["video"], emb["audio"], batch["labels"],
+                                    monitor=monitor)
             # Every replica computes the global-batch loss; see losses.py.
             loss = losses_lib.scale_loss_for_replicas(out["loss"])
         grads = tape.gradient(loss, self.variables)
@@ -284,8 +294,11 @@ class Trainer:
         self.optimizer.apply_gradients(
             [(g / tf.cast(n, g.dtype), v) for g, v in zip(grads, self.variables)])
 
-    def train_step(self, batch):
-        grads, report = self.strategy.run(self._compute, args=(batch,))
+    def train_step(self, batch, monitor=True):
+        """One step; `monitor` asks losses that are not CCA for the batch CCA
+        they report (only logged steps need it: it costs an eigendecomposition
+        per step). tf.function traces one graph per value."""
+        grads, report = self.strategy.run(self._compute, args=(batch, monitor))
         first = lambda x: self.strategy.experimental_local_results(x)[0]
         report = {k: first(v).numpy() for k, v in report.items()}
         if report["nonfinite"] > 0:
@@ -352,14 +365,27 @@ class Trainer:
                 cca.update_state(tf.boolean_mask(video, rows),
                                  tf.boolean_mask(audio, rows))
 
-    def fit_subspace(self):
-        """Exact streamed linear CCA on training-set embeddings."""
+    def fit_subspace(self, max_examples=0):
+        """Exact streamed linear CCA on training-set embeddings: of every
+        training video, or of the first `max_examples` in file order (whole
+        batches; 0: all)."""
         self.subspace.reset_state()
         call = tf.function(lambda b: self.model(b, training=False))
-        for batch in self.ordered_batches(self.cfg.train_data_pattern):
+        seen = 0
+        self.subspace_complete = True
+        total = progress.count_records(self.cfg.train_data_pattern)
+        if max_examples and total:
+            total = min(total, max_examples)
+        for batch in progress.track(
+                self.ordered_batches(self.cfg.train_data_pattern),
+                "fit subspace", total, "video", size=lambda b: len(b["id"])):
             out = call(batch)
             self._update_weighted(self.subspace, out["video"], out["audio"],
                                   batch["labels"])
+            seen += int(out["video"].shape[0])
+            if max_examples and seen >= max_examples:
+                self.subspace_complete = False
+                break
         return self.subspace.fit().numpy()
 
     def input_projections(self):
@@ -398,26 +424,33 @@ class Trainer:
             return None
         emb = evaluation.embed_dataset(
             self.model, self.ordered_batches(self.cfg.validate_data_pattern),
-            subspace=self.subspace, with_attention=True)
+            subspace=self.subspace, with_attention=True, label="validate",
+            total=progress.count_records(self.cfg.validate_data_pattern))
         # Early stopping reads Recall@10, whatever top_k shows.
         result = evaluation.score(emb, sorted(set(self.cfg.top_k) | {10}),
-                                  self.cfg.csls_k)
+                                  with_map=self.cfg.validation_map,
+                                  csls_k=self.cfg.csls_k)
         self.writer.validation(int(self.step.numpy()), result, emb,
                                self.cfg.vocabulary_file)
         return result
 
-    def checkpoint_and_export(self):
+    def checkpoint_and_export(self, final=False):
         """Fits the subspace, saves a checkpoint, exports, validates.
+
+        Only the chief fits the subspace (it alone exports; the other
+        workers' checkpoints are scratch). A periodic export fits it on at
+        most `subspace_fit_examples` training videos, so its cost does not
+        grow with the training set; the final export fits it on all.
 
         With early stopping only an improvement on validation is exported,
         so the newest export is always the best model.
         """
+        limit = 0 if final else self.cfg.subspace_fit_examples
+        self._fit_finite_subspace(limit)
         if self.early_stopping:
-            self._fit_finite_subspace()
             path = self.manager.save(checkpoint_number=self.step)
             log.info("step %d: checkpoint %s", int(self.step.numpy()), path)
             return self.validate_and_keep_best()
-        self._fit_finite_subspace()
         path = self.manager.save(checkpoint_number=self.step)
         export_dir = None
         if self.chief:
@@ -429,13 +462,15 @@ class Trainer:
         return export_dir, self.validate()
 
     def _agreed(self, value):
-        """`value` averaged over all workers, so every worker takes the same
-        early-stopping decision (identical already when they validate the
-        same weights on the same records; this makes it certain)."""
-        per_replica = self.strategy.run(
-            lambda: tf.constant(value, tf.float32))
-        return float(self.strategy.reduce(tf.distribute.ReduceOp.MEAN,
-                                          per_replica, axis=None))
+        """The chief's `value` on every worker: only the chief fits the
+        subspace, so its validation decides, and every worker takes the
+        same early-stopping decision."""
+        weight = 1.0 if self.chief else 0.0
+        per_replica = self.strategy.run(lambda: tf.constant(
+            [value * weight, weight], tf.float32))
+        total = self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
+                                     axis=None).numpy()
+        return float(total[0] / total[1])
 
     def validate_and_keep_best(self, fit=False):
         """Validates the current model; keeps and exports it if it is the best.
@@ -444,7 +479,7 @@ class Trainer:
           (export_dir of the best model or None, this validation's result).
         """
         if fit:
-            self._fit_finite_subspace()
+            self._fit_finite_subspace(self.cfg.subspace_fit_examples)
         step = int(self.step.numpy())
         result = self.validate()
         score = self._agreed(selection_score(result))
@@ -481,8 +516,9 @@ class Trainer:
             return
         self.best_checkpoint.read(path).expect_partial()
 
-    def _fit_finite_subspace(self):
-        if not np.all(np.isfinite(self.fit_subspace())):
+    def _fit_finite_subspace(self, max_examples=0):
+        if self.chief and not np.all(np.isfinite(
+                self.fit_subspace(max_examples))):
             # A finite but huge update can still make the embeddings overflow;
             # such a model must not replace the last good checkpoint.
             raise NonFiniteStepError(
@@ -503,6 +539,8 @@ class Trainer:
         last_saved = int(self.step.numpy()) if self.manager.latest_checkpoint else -1
         window_start, window_examples = time.time(), 0
         examples, export_seconds = 0, 0.0
+        bar = progress.Progress("train", self.planned_steps(), "step",
+                                initial=int(self.step.numpy()))
         stop_reason = ""
         untrained = cfg.model in config_lib.UNTRAINED_MODELS
         if not untrained:
@@ -542,12 +580,16 @@ class Trainer:
             batches = self.epoch_dataset(epoch, int(self.batch_in_epoch.numpy()))
             for batch in readers.iterate(batches, cfg.train_data_pattern):
                 got_batch = True
-                report, applied = self.train_step(batch)
+                next_step = int(self.step.numpy()) + 1
+                report, applied = self.train_step(
+                    batch, monitor=(next_step % cfg.log_every_steps == 0
+                                    or next_step == 1))
                 self.batch_in_epoch.assign_add(1)
                 if not applied:
                     self._handle_nonfinite(report)
                     continue
                 step = int(self.step.assign_add(1).numpy())
+                bar.update(step, epoch=epoch + 1, loss=float(report["loss"]))
                 window_examples += cfg.batch_size
                 examples += cfg.batch_size
                 if step % cfg.log_every_steps == 0 or step == 1:
@@ -584,6 +626,7 @@ class Trainer:
                     export_dir, validation = self.checkpoint_and_export()
                     export_seconds += time.time() - export_start
                     last_saved = step
+        bar.close()
         step = int(self.step.numpy())
         step_seconds = time.time() - start - export_seconds
         best_step = None
@@ -592,17 +635,25 @@ class Trainer:
                 self.validate_and_keep_best(fit=True)
             best_step = int(self.best_step.numpy())
             self.restore_best()
+            # The kept model's subspace, fitted on the whole training set
+            # (a periodic fit may have seen part of it).
+            self._fit_finite_subspace(0)
             # The final checkpoint holds the best model, so eval.py on the
             # train_dir scores what the export holds.
             self.manager.save(checkpoint_number=self.step)
             export_dir = modeling.latest_export(cfg.train_dir)
+            if self.chief:
+                export_dir = modeling.export_model(
+                    cfg.train_dir, best_step, cfg, self.model, self.subspace)
             validation = self.validate()
             log.info("training ended at step %d (%s); the final checkpoint "
                      "and the export %s hold the best model, of step %d "
                      "(validation R@10 %.4f)", step, stop_reason, export_dir,
                      best_step, float(self.best_score.numpy()))
         else:
-            if step != last_saved:
+            # The last export must hold the subspace of the whole training
+            # set, also when a periodic one fell on the last step.
+            if step != last_saved or not self.subspace_complete:
                 export_dir, validation = self._final_export()
             elif validation is None:
                 validation = self.validate()
@@ -621,7 +672,7 @@ class Trainer:
         """The plain (not early-stopping) final checkpoint and export."""
         early_stopping, self.early_stopping = self.early_stopping, False
         try:
-            return self.checkpoint_and_export()
+            return self.checkpoint_and_export(final=True)
         finally:
             self.early_stopping = early_stopping
 
@@ -646,6 +697,15 @@ class Trainer:
                      cfg.auto_train_steps)
         else:
             log.info("training %d epochs (num_epochs)", max_epochs)
+
+    def planned_steps(self):
+        """The step training stops at, for the progress report: the sooner
+        of max_steps and num_epochs full batches (None: not known cheaply)."""
+        records = progress.count_records(self.cfg.train_data_pattern)
+        ends = [self.cfg.max_steps] if self.cfg.max_steps > 0 else []
+        if self.cfg.num_epochs > 0 and records is not None:
+            ends.append(self.cfg.num_epochs * (records // self.cfg.batch_size))
+        return min(ends) if ends else None
 
     def _handle_nonfinite(self, report):
         step = int(self.step.numpy())

@@ -4,7 +4,8 @@ Frame level is a `tf.train.SequenceExample` with context `id` (bytes) and
 `labels` (int64 list) and one feature list per view holding one bytes value of
 raw uint8 codes per frame. Video level is a `tf.train.Example` with `id`,
 `labels` and one float list per view. Both are byte-compatible with the
-official shards and the starter code's readers.
+official shards and the starter code's readers; `id_feature="video_id"`
+writes the 2017 release's layout, whose id key is `video_id`.
 """
 
 import os
@@ -32,7 +33,8 @@ def _as_bytes(video_id):
 
 
 def make_frame_example(video_id, labels, video, audio,
-                       feature_names=features.FRAME_FEATURE_NAMES):
+                       feature_names=features.FRAME_FEATURE_NAMES,
+                       id_feature="id"):
     """Builds a frame-level `tf.train.SequenceExample`.
 
     Args:
@@ -41,12 +43,14 @@ def make_frame_example(video_id, labels, video, audio,
       video: float array [T, D_video] (quantized here) or uint8 codes.
       audio: float array [T, D_audio] (quantized here) or uint8 codes.
       feature_names: the (video, audio) feature-list names.
+      id_feature: the context key of the id ("video_id" in the 2017
+        release).
 
     Returns:
       A `tf.train.SequenceExample`.
     """
     context = tf.train.Features(feature={
-        "id": _bytes_feature([_as_bytes(video_id)]),
+        id_feature: _bytes_feature([_as_bytes(video_id)]),
         "labels": _int64_feature([int(l) for l in labels]),
     })
     lists = {}
@@ -61,10 +65,12 @@ def make_frame_example(video_id, labels, video, audio,
 
 
 def make_video_example(video_id, labels, video, audio,
-                       feature_names=features.VIDEO_FEATURE_NAMES):
-    """Builds a video-level `tf.train.Example` with float features."""
+                       feature_names=features.VIDEO_FEATURE_NAMES,
+                       id_feature="id"):
+    """Builds a video-level `tf.train.Example` with float features (the id
+    under `id_feature`, as `make_frame_example`)."""
     feature = {
-        "id": _bytes_feature([_as_bytes(video_id)]),
+        id_feature: _bytes_feature([_as_bytes(video_id)]),
         "labels": _int64_feature([int(l) for l in labels]),
     }
     for name, values in zip(feature_names, (video, audio)):

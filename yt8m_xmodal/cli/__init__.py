@@ -1,23 +1,105 @@
-"""The command line: flags, and errors as one line naming the flag.
+"""The command line: flags, errors as one line naming the flag, a quiet console.
 
 The library takes typed configs (`yt8m_xmodal.config`) and raises
 `ConfigError` naming config fields, or `DataError` naming files and records.
-The commands here (train, eval, inference, ...) are the only code that knows
-about flags: their flags are generated from the config dataclasses (so each
-default and help text is written once), and `run` prints any library error
-with the flag names a command-line user passed.
+The commands here (train, eval, inference, subset, synthetic) are the only
+code that knows about flags: their flags are generated from the config
+dataclasses (so each default and help text is written once), and `run`
+prints any library error with the flag names a command-line user passed.
+
+The console shows the project's own lines (plain messages of the
+"yt8m_xmodal" logger on stderr, results on stdout) and a progress bar, not
+TensorFlow's start-up and runtime logs: importing this package sets
+TF_CPP_MIN_LOG_LEVEL=3 and imports TensorFlow with its start-up messages
+held back, unless the user set TF_CPP_MIN_LOG_LEVEL or passed
+--verbosity / -v (0: info, 1: debug), which brings TensorFlow's logs back.
 """
 
-import dataclasses
 import logging
 import os
 import sys
+import tempfile
 
-from absl import app
-from absl import flags
 
-from yt8m_xmodal import config as config_lib
-from yt8m_xmodal.errors import ConfigError, DataError
+def _requested_verbosity(argv):
+    """The value of --verbosity / -v on the command line, or None.
+
+    Read before absl parses flags: TensorFlow is imported (and logs) before.
+    """
+    value = None
+    for i, arg in enumerate(argv[1:], 1):
+        if arg == "--":
+            break
+        name, has_value, text = arg.lstrip("-").partition("=")
+        if not arg.startswith("-") or name not in ("v", "verbosity"):
+            continue
+        if not has_value:
+            text = argv[i + 1] if i + 1 < len(argv) else ""
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0  # absl will refuse it; meanwhile show everything
+    return value
+
+
+def _quiet_console_wanted(argv=None, environ=None):
+    """Hold TensorFlow's logs back unless the user asked for them."""
+    environ = os.environ if environ is None else environ
+    verbosity = _requested_verbosity(sys.argv if argv is None else argv)
+    return "TF_CPP_MIN_LOG_LEVEL" not in environ and (
+        verbosity is None or verbosity < 0)
+
+
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with file descriptor 2 sent to a scratch file.
+
+    TensorFlow's C++ libraries log at load time (oneDNN, CUDA stubs, "All
+    log messages before absl::InitializeLog()") before TF_CPP_MIN_LOG_LEVEL
+    is read, so the level alone cannot hold those lines back. If the import
+    fails, what it wrote is replayed to stderr with the error.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        import tensorflow  # noqa: F401  (no usable fd 2: import as is)
+        return
+    with tempfile.TemporaryFile() as scratch:
+        os.dup2(scratch.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            scratch.seek(0)
+            os.write(2, scratch.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+QUIET = _quiet_console_wanted()
+if QUIET:
+    # 3: only FATAL. TensorFlow's C++ errors on a working run are noise
+    # (cuInit on a machine without a GPU, oneDNN falling back for bools);
+    # real failures reach Python as exceptions.
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    _import_tensorflow_quietly()
+    # Python-side TensorFlow INFO lines: "Assets written", "Sharding callback
+    # duration", "Function `serve` contains input name(s)...".
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+# pylint: disable=wrong-import-position
+import dataclasses  # noqa: E402
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from yt8m_xmodal import config as config_lib  # noqa: E402
+from yt8m_xmodal import progress  # noqa: E402
+from yt8m_xmodal.errors import ConfigError, DataError  # noqa: E402
 
 
 class FlagError(ValueError):
@@ -37,11 +119,13 @@ def _flag_text(value):
 
 def _calling_command():
     """The module name of the command defining flags through this module, so
-    --help lists them as the command's own."""
+    --help lists them as the command's own (absl names the main module by
+    sys.argv[0])."""
     frame = sys._getframe(1)
     while frame.f_globals.get("__name__") == __name__:
         frame = frame.f_back
-    return frame.f_globals.get("__name__")
+    module = frame.f_globals.get("__name__")
+    return sys.argv[0] if module == "__main__" else module
 
 
 def define_config_flags(config_class, names=None):
@@ -69,11 +153,7 @@ def define_config_flags(config_class, names=None):
 def define_flag_table(table, flag_values=flags.FLAGS):
     """Defines a tool's flags from (name, default, help) rows on
     `flag_values`; the default's type gives the flag's (None: a string)."""
-    # As absl names the module defining a flag: --help lists the main
-    # module's (sys.argv[0]) flags.
     module = _calling_command()
-    if module == "__main__":
-        module = sys.argv[0]
     for name, default, help_text in table:
         define = _DEFINE_BY_TYPE.get(type(default), flags.DEFINE_string)
         define(name, default, help_text, flag_values=flag_values,
@@ -122,19 +202,141 @@ def flag_message(error):
     return str(error)
 
 
+# Flags of the YouTube-8M starter code that users paste, with what to do
+# instead: (name, default, what to use here).
+STARTER_FLAGS = (
+    ("num_readers", "", "the readers choose how many shards to read at once "
+     "(tf.data autotuning); drop --num_readers"),
+    ("label_loss", "", "this project learns retrieval, not classification: "
+     "pick the objective with --loss (infonce, dcca, cluster_cca, soft_cca, "
+     "triplet)"),
+    ("regularization_penalty", "", "there is no classification loss to "
+     "weigh; drop it (CCA losses take --cca_ridge)"),
+    ("untar_model_dir", "", "--input_model_tgz is unpacked into a temporary "
+     "directory and removed afterwards; drop --untar_model_dir"),
+    ("num_gpu", "", "--distribution_strategy=mirrored uses every GPU of the "
+     "machine"),
+    ("segment_labels", False, "segment-level labels are not used: the towers "
+     "learn from audio-video pairs; drop --segment_labels"),
+    ("segment_label_ids_file", "", "segment-level labels are not used; drop "
+     "--segment_label_ids_file"),
+    ("segment_max_pred", "", "segment-level predictions are not made; "
+     "inference.py writes top-K matches (--top_k)"),
+    ("moe_num_mixtures", "", "--model picks this project's models (see "
+     "--helpfull for their flags)"),
+)
+
+
+def define_starter_flags(flag_values=flags.FLAGS):
+    """Defines the starter-code flags of `STARTER_FLAGS` so that they are
+    refused with a one-line pointer (`run` checks them) rather than absl's
+    "Unknown command line flag". They are listed under this module in
+    --helpfull, not in a command's --help."""
+    for name, default, instead in STARTER_FLAGS:
+        if name in flag_values:
+            continue
+        define = (flags.DEFINE_bool if isinstance(default, bool)
+                  else flags.DEFINE_string)
+        define(name, default, f"YouTube-8M starter-code flag, not used here: "
+               f"{instead}.", flag_values=flag_values, module_name=__name__)
+
+
+def check_starter_flags(flag_values=flags.FLAGS):
+    """Raises FlagError for the first starter-code flag set by the user."""
+    for name, _, instead in STARTER_FLAGS:
+        if name in flag_values and flag_values[name].present:
+            raise FlagError(f"--{name} is a YouTube-8M starter-code flag with "
+                            f"no use here: {instead}")
+
+
+def top_k_flag_help(use):
+    """The help text of --top_k, which has one form in every command."""
+    return ("Comma-separated cut-offs K, e.g. 1,5,10,20 (one number is a "
+            f"list of one). {use}")
+
+
+def _adopt_command_flags(module_name):
+    """Makes a command's flags key flags of the program that runs it, so
+    --help lists them whether it runs as a root script, with python -m, or
+    as a console script (absl lists the key flags of sys.argv[0])."""
+    program = sys.argv[0]
+    for name in {module_name, "__main__"}:
+        for flag in flags.FLAGS.get_key_flags_for_module(name):
+            flags.FLAGS.register_key_flag_for_module(program, flag)
+
+
+class _PlainFormatter(logging.Formatter):
+    """The message alone; warnings and errors say so."""
+
+    def format(self, record):
+        text = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {text}"
+        return text
+
+
+def configure_console(verbosity=None):
+    """The commands' console: the project's plain log lines and progress.
+
+    Args:
+      verbosity: --verbosity as the user gave it (None: not given). Not
+        given or below 0: TensorFlow's and absl's INFO lines are held back;
+        0 or more shows them, 1 or more also the project's DEBUG lines.
+    """
+    logger = logging.getLogger("yt8m_xmodal")
+    for handler in list(logger.handlers):
+        if isinstance(handler, progress.LogHandler):
+            logger.removeHandler(handler)
+    handler = progress.LogHandler(sys.stderr)
+    handler.setFormatter(_PlainFormatter("%(message)s"))
+    logger.addHandler(handler)
+    verbose = verbosity is not None and verbosity >= 0
+    logger.setLevel(logging.DEBUG if verbose and verbosity >= 1
+                    else logging.INFO)
+    # Not through absl's handler too: one style, each line once.
+    logger.propagate = False
+    if not verbose and flags.FLAGS.is_parsed():
+        # absl raises an unset --verbosity to INFO after parsing; WARNING
+        # keeps absl.logging.info calls inside TensorFlow ("Sharding callback
+        # duration", "Function `serve` contains input name(s)...") quiet. A
+        # level on the "absl" logger would not do: TensorFlow sets and
+        # restores absl's verbosity while saving models.
+        flags.FLAGS.verbosity = -1
+    logging.getLogger("tensorflow").setLevel(
+        logging.NOTSET if verbose else logging.ERROR)
+    progress.enable("auto")
+
+
 def run(main):
-    """absl's app.run, with user errors as one line and no stack trace."""
+    """absl's app.run, with user errors as one line and no stack trace.
+
+    Also: --help lists the command's flags however it is run; the console
+    keeps to the project's lines and progress (see `configure_console`).
+    """
+    define_starter_flags()
+    command = getattr(main, "__module__", "__main__")
+    _adopt_command_flags(command)
+    program = sys.modules.get("__main__")
+    if program is not None and not program.__doc__:
+        # A console script's wrapper has no docstring for --help to show.
+        program.__doc__ = getattr(sys.modules.get(command), "__doc__", None)
 
     def guarded(argv):
-        logging.basicConfig(format="%(message)s", level=logging.INFO)
-        logging.getLogger("yt8m_xmodal").setLevel(logging.INFO)
+        verbosity = flags.FLAGS["verbosity"]
+        configure_console(verbosity.value if verbosity.present else None)
         try:
+            check_starter_flags()
             return main(argv)
         except (FlagError, ConfigError, DataError) as e:
+            progress.close_all()
             name = sys.argv[0].rsplit("/", 1)[-1]
             print(f"{name}: error: {flag_message(e)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
+            progress.close_all()
             return 130
+        except BaseException:
+            progress.close_all()
+            raise
 
     app.run(guarded)

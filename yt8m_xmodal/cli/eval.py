@@ -1,4 +1,4 @@
-"""Evaluates cross-modal retrieval of the checkpoints in a train_dir.
+r"""Evaluates cross-modal retrieval of the checkpoints in a train_dir.
 
     python eval.py --train_dir=/tmp/yt8m_xmodal_model \
         --eval_data_pattern='/data/yt8m/frame/validate*.tfrecord' --top_k 1,5,10,20
@@ -27,7 +27,8 @@ flags.DEFINE_string("train_dir", "/tmp/yt8m_xmodal_model/",
 flags.DEFINE_string("eval_data_pattern", "",
                     "File glob(s), comma-separated, of the evaluation records. "
                     "Empty: the test split of the built-in demo data.")
-flags.DEFINE_string("top_k", "1,5,10,20", "Recall@K cut-offs.")
+flags.DEFINE_string("top_k", "1,5,10,20",
+                    cli.top_k_flag_help("Recall@K is reported for each K."))
 flags.DEFINE_integer("batch_size", 256, "Videos embedded per batch.")
 flags.DEFINE_bool("run_once", False,
                   "Evaluate the latest checkpoint once instead of watching.")
@@ -41,6 +42,9 @@ flags.DEFINE_float("poll_seconds", 30.0,
 flags.DEFINE_integer("csls_k", -1,
                      "Rank by CSLS over this many neighbours (0: plain "
                      "cosine; -1: the model's own csls_k).")
+flags.DEFINE_bool("compute_map", False,
+                  "Also compute exact label mAP: it sorts every query's whole "
+                  "gallery, O(N^2 log N) in the number of videos.")
 flags.DEFINE_bool("skip_corrupt", False,
                   "Skip corrupt records (counted) instead of stopping.")
 
@@ -64,6 +68,7 @@ def main(argv):
             FLAGS.train_dir, eval_data_pattern, top_k,
             checkpoint_path=checkpoint_path, batch_size=FLAGS.batch_size,
             use_subspace=FLAGS.use_subspace, skip_corrupt=FLAGS.skip_corrupt,
+            with_map=FLAGS.compute_map,
             csls_k=None if FLAGS.csls_k < 0 else FLAGS.csls_k)
         path = evaluation.write_metrics(result, FLAGS.train_dir, FLAGS.output_json)
         print(evaluation.format_table(

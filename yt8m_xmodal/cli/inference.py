@@ -1,4 +1,4 @@
-"""Embeds YT8M records and writes top-K cross-modal matches.
+r"""Embeds YT8M records and writes top-K cross-modal matches.
 
     python inference.py --train_dir=/tmp/yt8m_xmodal_model \
         --input_data_pattern='/data/yt8m/frame/test*.tfrecord' \
@@ -15,8 +15,10 @@ import tempfile
 from absl import flags
 
 from yt8m_xmodal import cli
-from yt8m_xmodal import modeling
+from yt8m_xmodal import index as index_lib
 from yt8m_xmodal import matching
+from yt8m_xmodal import metrics
+from yt8m_xmodal import modeling
 
 FLAGS = flags.FLAGS
 
@@ -30,12 +32,24 @@ flags.DEFINE_string("input_data_pattern", "",
                     "File glob(s), comma-separated, of the query records.")
 flags.DEFINE_string("gallery_data_pattern", "",
                     "Records to search (default: the input records).")
-flags.DEFINE_string("query_modality", "both", "audio, video or both.")
+flags.DEFINE_string("query_modality", "both",
+                    "audio, video or both. With audio (a song) the query "
+                    "records need to hold only audio, and the gallery "
+                    "(--gallery_data_pattern) only video; video likewise.")
 flags.DEFINE_string("output_file", "", "The top-K matches CSV to write.")
-flags.DEFINE_integer("top_k", 20, "Matches per query.")
+flags.DEFINE_string("top_k", "20", cli.top_k_flag_help(
+    "Matches written per query: the largest K (1,5,10,20 writes 20)."))
 flags.DEFINE_string("embeddings_file", "",
                     "Write subspace embeddings (ids, audio, video) to this .npz.")
 flags.DEFINE_integer("batch_size", 256, "Videos embedded per batch.")
+flags.DEFINE_string("index_dir", "",
+                    "Search this index (built by yt8m-xmodal-index from this "
+                    "model's embeddings) instead of embedding gallery "
+                    "records; the queries are of the other modality.")
+flags.DEFINE_string("explain_file", "",
+                    "Write an HTML page showing, for each query and its top "
+                    "matches, the chunk attention of both sides over the "
+                    "seconds (ChunkAttentionModel exports).")
 
 log = logging.getLogger("yt8m_xmodal")
 
@@ -45,9 +59,10 @@ def main(argv):
     if FLAGS.query_modality not in ("audio", "video", "both"):
         raise cli.FlagError(f"--query_modality={FLAGS.query_modality!r} must be "
                         "audio, video or both")
-    if FLAGS.top_k < 1:
-        raise cli.FlagError(f"--top_k={FLAGS.top_k} must be >= 1")
-    for name in ("output_file", "embeddings_file", "output_model_tgz"):
+    # Sorted and validated; only the largest K makes sense here.
+    top_k = max(metrics.parse_top_k(FLAGS.top_k))
+    for name in ("output_file", "embeddings_file", "output_model_tgz",
+                 "explain_file"):
         cli.check_output_path(name, getattr(FLAGS, name))
     with tempfile.TemporaryDirectory(prefix="yt8m_xmodal_model_") as tmp:
         if FLAGS.input_model_tgz:
@@ -61,23 +76,56 @@ def main(argv):
             if FLAGS.output_model_tgz:
                 return 0
             raise cli.FlagError("--input_data_pattern is empty")
-        if not (FLAGS.output_file or FLAGS.embeddings_file):
-            raise cli.FlagError("nothing to write: set --output_file and/or "
-                            "--embeddings_file")
-        serve = modeling.load_serving(export_dir)
+        if not (FLAGS.output_file or FLAGS.embeddings_file
+                or FLAGS.explain_file):
+            raise cli.FlagError("nothing to write: set --output_file, "
+                                "--embeddings_file and/or --explain_file")
+        exported = modeling.load_export(export_dir)
+        gallery_index = None
+        if FLAGS.index_dir:
+            gallery_index = _load_index(export_dir)
         result = matching.run_inference(
-            serve, FLAGS.input_data_pattern, output_file=FLAGS.output_file,
+            exported.signatures, FLAGS.input_data_pattern,
+            output_file=FLAGS.output_file,
             gallery_data_pattern=FLAGS.gallery_data_pattern,
-            query_modality=FLAGS.query_modality, top_k=FLAGS.top_k,
-            embeddings_file=FLAGS.embeddings_file, batch_size=FLAGS.batch_size)
-    print(f"{result['num_queries']} videos embedded with {export_dir}; "
-          f"gallery {result['gallery_size']}")
+            query_modality=FLAGS.query_modality, top_k=top_k,
+            embeddings_file=FLAGS.embeddings_file, batch_size=FLAGS.batch_size,
+            explain_file=FLAGS.explain_file,
+            chunk_seconds=getattr(exported.config.model_config, "chunk_size",
+                                  None),
+            data_config=exported.config.data,
+            model_dir=FLAGS.input_model_tgz or export_dir, index=gallery_index,
+            model_fingerprint=(index_lib.model_fingerprint(export_dir)
+                               if FLAGS.embeddings_file else ""))
+    searched = (f"; gallery {result['gallery_size']}"
+                if result["gallery_size"] else "")
+    print(f"{result['num_queries']} videos embedded with {export_dir}"
+          f"{searched}")
     if FLAGS.output_file:
-        print(f"{result['rows']} rows of top-{FLAGS.top_k} matches written to "
+        print(f"{result['rows']} rows of top-{top_k} matches written to "
               f"{FLAGS.output_file}")
     if FLAGS.embeddings_file:
         print(f"embeddings written to {FLAGS.embeddings_file}")
+    if FLAGS.explain_file:
+        print(f"why each match was made: {FLAGS.explain_file}")
     return 0
+
+
+def _load_index(export_dir):
+    """The --index_dir index, checked to be of this model and of the other
+    modality than --query_modality."""
+    if FLAGS.gallery_data_pattern:
+        raise cli.FlagError("give either --index_dir or "
+                            "--gallery_data_pattern, not both")
+    loaded = index_lib.load_index(
+        FLAGS.index_dir, expected_fingerprint=index_lib.model_fingerprint(
+            export_dir))
+    query = "audio" if loaded.modality == "video" else "video"
+    if FLAGS.query_modality != query:
+        raise cli.FlagError(
+            f"--index_dir={FLAGS.index_dir} holds {loaded.modality} "
+            f"embeddings: pass --query_modality={query}")
+    return loaded
 
 
 def run():

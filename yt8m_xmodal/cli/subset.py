@@ -6,10 +6,11 @@ r"""Cuts a reproducible music subset out of YouTube-8M shards.
 
 writes `train-00000-of-00008.tfrecord` ... `test-00007-of-00008.tfrecord` in
 the input's own YT8M format and a `manifest.json` that says what was kept,
-what was dropped and why. --frame_features (the default, as for train, eval
-and inference) reads frame-level shards. The rules, the split and the
-manifest are described in yt8m_xmodal/tools/subset.py; each flag is the
-argument of the same name there.
+what was dropped and why. Without --frame_features / --noframe_features the
+level is that of the first input record (as for train.py), and so is the id
+key (--id_feature: id, or video_id in the 2017 release). The rules, the split
+and the manifest are described in yt8m_xmodal/tools/subset.py; each flag is
+the argument of the same name there.
 """
 
 import sys
@@ -28,7 +29,10 @@ _FLAGS = (
      "Comma-separated globs of YT8M TFRecord files."),
     ("output_dir", None, "Where shards and manifest.json go."),
     ("frame_features", True,
-     "Frame-level input (SequenceExample), else video level."),
+     "Frame-level input (SequenceExample), else video level. Unset: the "
+     "level of the first input record."),
+    ("id_feature", None, "Context key of the video id: id (2018 release) or "
+     "video_id (2017). Default: the key of the first input record."),
     ("feature_names", None, "Video then audio feature name; default "
      "rgb,audio at frame level, mean_rgb,mean_audio at video level."),
     ("feature_sizes", "1024,128", "Sizes of the features in --feature_names."),
@@ -75,7 +79,10 @@ def run_from_flags(flag_values=flags.FLAGS, progress=sys.stderr):
         vocabulary_file=flag_values.vocabulary_file)
     return subset.extract_subset(
         flag_values.input_data_pattern, flag_values.output_dir,
-        frame_features=flag_values.frame_features,
+        # Unset, the level is the records' own.
+        frame_features=(flag_values.frame_features
+                        if flag_values["frame_features"].present else None),
+        id_feature=flag_values.id_feature,
         feature_names=flag_values.feature_names,
         feature_sizes=flag_values.feature_sizes,
         selection=selection,

@@ -1,4 +1,4 @@
-"""train.py: trains the audio and video towers on YT8M records.
+r"""train.py: trains the audio and video towers on YT8M records.
 
     python train.py --train_data_pattern='/data/yt8m/frame/train*.tfrecord' \
         --train_dir=/tmp/yt8m_xmodal_model
@@ -12,6 +12,14 @@ configs, with the shipped recipe's values as defaults. A flag left unset
 takes the recipe of the records' level (`config.recipe`): with
 --noframe_features the video-level recipe, and for --model / --loss other than
 the recipe's, that model's or loss's own defaults.
+
+Without --frame_features the level is read from the first training record
+(and logged): frame-level SequenceExamples or video-level Examples, so the
+YT8M starter code's habit (video level unless --frame_features) and this
+package's default (frame level) both work. Records of the 2017 release
+(`video_id`) also set --id_feature=video_id --num_classes=4716 unless those
+are given. An explicit --frame_features is kept, and records it cannot read
+stop with one line saying what they hold and what to pass.
 """
 
 import dataclasses
@@ -25,7 +33,9 @@ from yt8m_xmodal import cli
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
 from yt8m_xmodal import metrics
+from yt8m_xmodal import records
 from yt8m_xmodal import training
+from yt8m_xmodal.errors import DataError
 from yt8m_xmodal.tools import synthetic
 
 FLAGS = flags.FLAGS
@@ -47,9 +57,12 @@ def config_from_flags():
     Flags set on the command line override the recipe of the data's level;
     unset ones keep it (see the module docstring).
     """
-    data = cli.data_config_from_flags()
-    base = config_lib.recipe(data.frame_features)
-    data = cli.data_config_from_flags(base.data)
+    detected = _detected_data_values()
+    set_data = cli.set_flags(config_lib.DataConfig)
+    base = config_lib.recipe(set_data.get(
+        "frame_features", detected.get("frame_features", True)))
+    data = dataclasses.replace(cli.data_config_from_flags(base.data),
+                               **detected)
     values = cli.set_flags(config_lib.TrainConfig)
     if "top_k" in values:
         values["top_k"] = metrics.parse_top_k(values["top_k"])
@@ -73,6 +86,29 @@ def config_from_flags():
                                loss_config=loss_config, **values)
 
 
+def _detected_data_values():
+    """The data fields the training records decide, when --frame_features is
+    not set: the level and, for the 2017 release, --id_feature and
+    --num_classes (each unless set). Empty with --frame_features, without
+    --train_data_pattern (the demo data is frame level) or when the first
+    record says nothing (the reader then reports it)."""
+    set_data = cli.set_flags(config_lib.DataConfig)
+    if "frame_features" in set_data or not FLAGS.train_data_pattern:
+        return {}
+    try:
+        fmt = records.detect_format(FLAGS.train_data_pattern)
+    except DataError:
+        return {}  # training names the pattern that matches nothing
+    if fmt is None:
+        return {}
+    values = {k: v for k, v in records.detected_data_values(fmt).items()
+              if k not in set_data}
+    log.info("--frame_features not set: %s holds %s, so they are read with "
+             "%s (model_flags.json records it)", fmt.path, fmt.describe(),
+             " ".join(records.flag_text(k, v) for k, v in values.items()))
+    return values
+
+
 def _typed_flags(base):
     """The typed config `base` with its fields that were set as flags."""
     return dataclasses.replace(base, **cli.set_flags(type(base)))
@@ -81,6 +117,7 @@ def _typed_flags(base):
 def main(argv):
     del argv
     cfg = config_from_flags()
+    log.info("%s", plan_text(cfg))
     try:
         result = training.train(cfg)
     except training.NonFiniteStepError as e:
@@ -89,6 +126,27 @@ def main(argv):
         print(f"train.py: error: {e}", file=sys.stderr)
         return 1
     print(summary_text(cfg, result))
+
+
+def plan_text(cfg):
+    """What train.py says before it starts: what it trains, on what, where."""
+    plural = lambda n, unit: f"{n} {unit}" + ("" if n == 1 else "s")
+    ends = [plural(cfg.num_epochs, "epoch")] if cfg.num_epochs > 0 else []
+    ends += [plural(cfg.max_steps, "step")] if cfg.max_steps > 0 else []
+    if cfg.validate_data_pattern and cfg.early_stopping_patience > 0:
+        until = ("until validation Recall@10 stops improving "
+                 f"(--early_stopping_patience={cfg.early_stopping_patience})"
+                 + (f" or {' or '.join(ends)}" if ends else
+                    f" or {config_lib.AUTO_MAX_EPOCHS} epochs"))
+    elif ends:
+        until = "for " + " or ".join(ends)
+    else:
+        until = (f"for whole epochs until --auto_train_steps="
+                 f"{cfg.auto_train_steps} steps")
+    return (f"training {cfg.model} with --loss={cfg.loss} "
+            f"({cfg.subspace_dim}-d CCA subspace, batches of {cfg.batch_size}) "
+            f"on {cfg.train_data_pattern} {until}; "
+            f"writing to {cfg.train_dir}")
 
 
 def summary_text(cfg, result):

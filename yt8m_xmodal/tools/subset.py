@@ -11,8 +11,10 @@ a `manifest.json` that says what was kept, what was dropped and why.
 Rules, applied to every record in this order; a record dropped by one rule is
 counted under that reason only (`manifest.json`, "dropped"). Each is a pure
 function of plain values below (`selected_labels`, `frame_drop_reason`,
-`video_drop_reason`, `repeated_audio`, `kept_copy`, `split_of`), so another
-pipeline that cuts the same subset calls these rather than restating them.
+`video_drop_reason`, `repeated_audio`, `kept_copy`, `resolve_copies`,
+`split_of`), so another pipeline that cuts the same subset
+(`yt8m_xmodal.pipelines.subset`, on Apache Beam) calls these rather than
+restating them.
 
 1. `not_selected`: the record carries none of the selected labels. By default
    the 17 music labels of `vocabulary.MUSIC_LABELS`; `label_indices`,
@@ -89,8 +91,11 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from yt8m_xmodal import config
 from yt8m_xmodal import features
+from yt8m_xmodal import progress as progress_lib
 from yt8m_xmodal import readers
+from yt8m_xmodal import records
 from yt8m_xmodal.tools import vocabulary
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import ConfigError, DataError
@@ -160,10 +165,17 @@ class LabelSelection:
         carries at least one of them.
       names: dict index -> name (empty without a vocabulary).
       rule: the exact rule in words, written to the manifest.
+      vocabulary_file: the vocabulary the labels were looked up in ("" for
+        none).
+      vocabulary_size: its number of classes (0 without one).
+      builtin: the built-in music labels, 2018 vocabulary indices.
     """
     indices: tuple
     names: dict
     rule: str
+    vocabulary_file: str = ""
+    vocabulary_size: int = 0
+    builtin: bool = False
 
 
 def _split_names(text, known_names):
@@ -253,7 +265,9 @@ def build_selection(label_names=None, label_indices=None, verticals=None,
                 "built-in music labels (vocabulary.MUSIC_LABELS, 2018 "
                 "vocabulary): " + ", ".join(
                     f"{i} {n}" for i, n in vocabulary.MUSIC_LABELS))
-        return LabelSelection(vocabulary.MUSIC_LABEL_INDICES, names, rule)
+        return LabelSelection(vocabulary.MUSIC_LABEL_INDICES, names, rule,
+                              str(vocabulary_file or ""),
+                              len(labels) if labels else 0, builtin=True)
 
     selected, parts = set(), []
     if index_texts:
@@ -303,7 +317,8 @@ def build_selection(label_names=None, label_indices=None, verticals=None,
     rule = (f"a video is kept if its labels include at least one of the "
             f"{len(indices)} labels named by " + "; ".join(parts) +
             " (their union)")
-    return LabelSelection(indices, names, rule)
+    return LabelSelection(indices, names, rule, str(vocabulary_file or ""),
+                          len(labels) if labels else 0)
 
 
 def parse_split_fractions(text):
@@ -388,6 +403,27 @@ def kept_copy(digests):
     return min(range(len(digests)), key=digests.__getitem__)
 
 
+def resolve_copies(audio_hashes, digests, silent):
+    """Rules 3 and 4 for the records of one id that passed the per-record
+    rules: drop the copies whose audio is a repeated vector, keep one of the
+    rest.
+
+    Args:
+      audio_hashes: each copy's audio hash (0 at frame level).
+      digests: each copy's `record_digest`, in the same order.
+      silent: the hashes `repeated_audio` returned (a dict or set).
+
+    Returns:
+      (index of the kept copy or None, copies dropped as no_audio_signal,
+      copies dropped as duplicate_id).
+    """
+    good = [i for i, h in enumerate(audio_hashes) if h not in silent]
+    if not good:
+        return None, len(audio_hashes), 0
+    kept = good[kept_copy([digests[i] for i in good])]
+    return kept, len(audio_hashes) - len(good), len(good) - 1
+
+
 def _hash64(data):
     return int.from_bytes(hashlib.sha256(data).digest()[:_HASH_BYTES], "big")
 
@@ -434,7 +470,7 @@ def split_of(video_id, split_fractions=DEFAULT_SPLIT_FRACTIONS):
 # Files
 
 
-def _file_sha256(path):
+def file_sha256(path):
     digest = hashlib.sha256()
     with tf.io.gfile.GFile(path, "rb") as f:
         while True:
@@ -444,7 +480,7 @@ def _file_sha256(path):
             digest.update(block)
 
 
-class _RecordFetcher:
+class RecordFetcher:
     """Reads single records back by byte offset, keeping a few files open."""
 
     def __init__(self, paths):
@@ -482,19 +518,27 @@ class _RecordFetcher:
 # First pass: per-record summaries, computed in tf.data
 
 
-def _frame_summary_fn(feature_names, feature_sizes):
+def _with_id_feature(spec, id_feature):
+    """A parse spec reading the id from `id_feature` (2017: video_id)."""
+    spec = dict(spec)
+    spec[id_feature] = spec.pop("id")
+    return spec
+
+
+def _frame_summary_fn(feature_names, feature_sizes, id_feature="id"):
     video_name, audio_name = feature_names
     video_size, audio_size = feature_sizes
     sequence_spec = features.frame_sequence_features(feature_names)
+    context_spec = _with_id_feature(features.context_features(), id_feature)
 
     def summarize(serialized):
         context, lists = tf.io.parse_single_sequence_example(
-            serialized, context_features=features.context_features(),
+            serialized, context_features=context_spec,
             sequence_features=sequence_spec)
         video, audio = lists[video_name], lists[audio_name]
         return {
             "serialized": serialized,
-            "id": context["id"],
+            "id": context[id_feature],
             "labels": context["labels"].values,
             "video_frames": tf.size(video),
             "audio_frames": tf.size(audio),
@@ -508,9 +552,11 @@ def _frame_summary_fn(feature_names, feature_sizes):
     return summarize
 
 
-def _video_summary_fn(feature_names, feature_sizes):
+def _video_summary_fn(feature_names, feature_sizes, id_feature="id"):
     video_name, audio_name = feature_names
-    spec = features.video_level_features(feature_names, feature_sizes)
+    spec = _with_id_feature(
+        features.video_level_features(feature_names, feature_sizes),
+        id_feature)
 
     def in_range(x):
         return tf.reduce_all(tf.logical_and(
@@ -523,7 +569,7 @@ def _video_summary_fn(feature_names, feature_sizes):
         video, audio = parsed[video_name], parsed[audio_name]
         return {
             "serialized": serialized,
-            "id": parsed["id"],
+            "id": parsed[id_feature],
             "labels": parsed["labels"].values,
             "values_ok": tf.logical_and(in_range(video), in_range(audio)),
             "audio": audio,
@@ -647,12 +693,16 @@ def _scan_file(path, file_index, frame_features, summarize, selected,
 
 def _progress(stream, text):
     if stream is not None:
-        print(f"subset: {text}", file=stream, flush=True)
+        progress_lib.write_line(f"subset: {text}", stream)
 
 
-def _clear_output(output_dir, overwrite):
+def clear_output(output_dir, overwrite):
+    """Removes an earlier subset from `output_dir` (any filesystem
+    tf.io.gfile knows, gs:// included), or raises unless `overwrite`."""
+    names = (tf.io.gfile.listdir(output_dir)
+             if tf.io.gfile.isdir(output_dir) else [])
     existing = sorted(
-        name for name in (os.listdir(output_dir) if os.path.isdir(output_dir) else [])
+        name for name in names
         if name == MANIFEST_NAME or re.fullmatch(
             r"(train|validate|test)-\d{5}-of-\d{5}\.tfrecord", name))
     if existing and not overwrite:
@@ -661,22 +711,225 @@ def _clear_output(output_dir, overwrite):
             "...); set {overwrite} to replace it", output_dir=output_dir,
             overwrite=True)
     for name in existing:
-        os.remove(os.path.join(output_dir, name))
+        tf.io.gfile.remove(os.path.join(output_dir, name))
 
 
-def extract_subset(input_data_pattern, output_dir, frame_features=True,
+@dataclasses.dataclass(frozen=True)
+class Arguments:
+    """The checked arguments of a subset run, as both implementations (this
+    module and `yt8m_xmodal.pipelines.subset`) use them."""
+    paths: tuple
+    frame_features: bool
+    feature_names: tuple
+    feature_sizes: tuple
+    selection: LabelSelection
+    min_frames: int
+    repeated_audio_min_videos: int
+    split_fractions: tuple
+    skip_corrupt: bool
+    id_feature: str = records.ID_FEATURE
+
+    @property
+    def level(self):
+        return "frame" if self.frame_features else "video"
+
+    @property
+    def reasons(self):
+        return FRAME_DROP_REASONS if self.frame_features else VIDEO_DROP_REASONS
+
+    @property
+    def read_with(self):
+        return dict(feature_names=",".join(self.feature_names),
+                    feature_sizes=",".join(map(str, self.feature_sizes)))
+
+    def summarize_fn(self):
+        """The tf.data function that summarizes one serialized record."""
+        make = _frame_summary_fn if self.frame_features else _video_summary_fn
+        return make(self.feature_names, self.feature_sizes, self.id_feature)
+
+
+def check_arguments(input_data_pattern, frame_features=True,
+                    feature_names=None, feature_sizes=None, selection=None,
+                    min_frames=DEFAULT_MIN_FRAMES,
+                    repeated_audio_min_videos=DEFAULT_REPEATED_AUDIO_MIN_VIDEOS,
+                    split_fractions=DEFAULT_SPLIT_FRACTIONS,
+                    num_shards=DEFAULT_NUM_SHARDS, skip_corrupt=False,
+                    id_feature=None, progress=None):
+    """Checks the arguments of `extract_subset` (same names and meaning)
+    against the first input record and resolves the input files; returns
+    `Arguments`. `frame_features` or `id_feature` None: the records' own.
+
+    Raises:
+      ConfigError: naming the argument; `InputError` when no file matches,
+        or the first record is not what the arguments read.
+    """
+    if not feature_sizes:
+        feature_sizes = features.FEATURE_SIZES
+    features.parse_feature_lists(
+        feature_names or features.FRAME_FEATURE_NAMES, feature_sizes)
+    if selection is None:
+        selection = build_selection()
+    if isinstance(split_fractions, str):
+        split_fractions = parse_split_fractions(split_fractions)
+    else:
+        split_fractions = parse_split_fractions([str(f) for f in split_fractions])
+    if num_shards is not None and num_shards < 1:
+        raise ConfigError("{num_shards} must be at least 1",
+                          num_shards=num_shards)
+    if frame_features is not False and min_frames < 1:
+        raise ConfigError("{min_frames} must be at least 1",
+                          min_frames=min_frames)
+    if repeated_audio_min_videos < 2:
+        raise ConfigError("{repeated_audio_min_videos} must be at least 2 (one "
+                          "video always shares its audio with itself)",
+                          repeated_audio_min_videos=repeated_audio_min_videos)
+    try:
+        # Sorted over all globs, so the output does not depend on their order.
+        paths = sorted(readers.resolve_files(input_data_pattern))
+        detected = records.detect_format(input_data_pattern)
+    except DataError as e:
+        raise InputError(f"{{input_data_pattern}}: {e}",
+                         input_data_pattern=input_data_pattern) from None
+    if frame_features is None:
+        frame_features = detected.frame_features if detected else True
+        if detected:
+            _progress(progress, f"{detected.path} holds {detected.describe()}"
+                      f": reading {detected.level} records")
+    if id_feature is None:
+        id_feature = (detected.id_feature if detected and detected.id_feature
+                      else records.ID_FEATURE)
+    if not feature_names:
+        feature_names = features.default_feature_names(frame_features)
+    feature_names, feature_sizes = features.parse_feature_lists(
+        feature_names, feature_sizes)
+    _check_input(detected, frame_features, feature_names, feature_sizes,
+                 id_feature, selection)
+    return Arguments(tuple(paths), bool(frame_features), tuple(feature_names),
+                     tuple(feature_sizes), selection, min_frames,
+                     repeated_audio_min_videos, tuple(split_fractions),
+                     bool(skip_corrupt), id_feature)
+
+
+def scan_or_skip(args, path, file_index, summarize=None):
+    """Pass 1 over one file: returns (its `_Scan`, None), or with
+    `args.skip_corrupt` (None, {"file": path, "error": text}) for a file that
+    cannot be read, which is then skipped as a whole.
+
+    Raises:
+      InputError: naming the file, for a file that cannot be read, unless
+        `args.skip_corrupt`.
+    """
+    if summarize is None:
+        summarize = args.summarize_fn()
+    try:
+        return _scan_file(path, file_index, args.frame_features, summarize,
+                          frozenset(args.selection.indices),
+                          args.min_frames), None
+    except (tf.errors.OpError, DataError, UnicodeDecodeError) as e:
+        text = (str(e) if isinstance(e, DataError)
+                else readers.tf_error_detail(readers.tf_error_message(e)))
+        if not args.skip_corrupt:
+            raise InputError(
+                f"cannot read {path} as {args.level}-level YouTube-8M "
+                f"records: {text} (read with {{feature_names}}, "
+                "{feature_sizes}); set {skip_corrupt} to skip unreadable "
+                "files", **args.read_with, skip_corrupt=True) from None
+        return None, {"file": path, "error": text}
+
+
+def no_readable_input(input_data_pattern, skipped):
+    """The error when every input file was skipped."""
+    return InputError(
+        "no input file of {input_data_pattern} could be read; first "
+        f"error: {skipped[0]['file']}: {skipped[0]['error']}",
+        input_data_pattern=input_data_pattern)
+
+
+def build_manifest(args, tool, num_shards, skipped, records_read, kept_counts,
+                   dropped, label_counts, shards, silent):
+    """The manifest.json contents, the same for both implementations.
+
+    Args:
+      args: `Arguments`.
+      tool: the command that made the subset.
+      num_shards: shards per split: an int, or a dict split -> int.
+      skipped: [{"file", "error"}] of skipped files.
+      records_read: records read from the files not skipped.
+      kept_counts: dict split -> kept videos.
+      dropped: Counter reason -> count.
+      label_counts: {label index: Counter split -> videos}.
+      shards: {split: [{"file", "records", "sha256"}]}, in shard order.
+      silent: {audio hash: videos} from `repeated_audio`.
+    """
+    selection = args.selection
+    kept_counts = {split: kept_counts.get(split, 0) for split in SPLITS}
+    kept_counts["total"] = sum(kept_counts.values())
+    manifest = {
+        "tool": tool,
+        "level": args.level,
+        "feature_names": list(args.feature_names),
+        "feature_sizes": list(args.feature_sizes),
+        "selection": {
+            "rule": selection.rule,
+            "labels": [{"index": i, "name": selection.names.get(i)}
+                       for i in selection.indices],
+        },
+        "quality_rules": _quality_rules(args.frame_features, args.min_frames,
+                                        args.repeated_audio_min_videos),
+        "duplicate_rule": _DUPLICATE_RULE,
+        "split_fractions": [float(f) for f in args.split_fractions],
+        "split_rule": _split_rule([str(f) for f in args.split_fractions]),
+        "num_shards": num_shards,
+        "input_files": list(args.paths),
+        "skipped_files": list(skipped),
+        "records_read": records_read,
+        "kept": kept_counts,
+        "dropped": {reason: dropped.get(reason, 0) for reason in args.reasons},
+        "labels": [
+            {"index": i, "name": selection.names.get(i),
+             "videos": {**{s: label_counts.get(i, {}).get(s, 0)
+                           for s in SPLITS},
+                        "total": sum(label_counts.get(i, {}).values())}}
+            for i in selection.indices],
+        "shards": {split: list(shards.get(split, [])) for split in SPLITS},
+    }
+    if not args.frame_features:
+        manifest["repeated_audio_vectors"] = [
+            {"sha256_prefix": f"{h:016x}", "videos": c}
+            for h, c in sorted(silent.items(), key=lambda x: (-x[1], x[0]))]
+    return manifest
+
+
+def write_manifest(output_dir, manifest):
+    """Writes manifest.json (last: its presence marks a finished run)."""
+    with tf.io.gfile.GFile(os.path.join(output_dir, MANIFEST_NAME), "w") as f:
+        f.write(json.dumps(manifest, indent=2) + "\n")
+
+
+def summary_line(manifest, seconds):
+    """The one-line summary of a finished run."""
+    kept, dropped = manifest["kept"], manifest["dropped"]
+    skipped = manifest["skipped_files"]
+    return (f"done in {seconds:.1f} s: kept "
+            + ", ".join(f"{s} {kept[s]}" for s in SPLITS)
+            + "; dropped " + ", ".join(f"{r} {n}" for r, n in dropped.items())
+            + (f"; skipped {len(skipped)} unreadable files" if skipped else ""))
+
+
+def extract_subset(input_data_pattern, output_dir, frame_features=None,
                    feature_names=None, feature_sizes=None, selection=None,
                    min_frames=DEFAULT_MIN_FRAMES,
                    repeated_audio_min_videos=DEFAULT_REPEATED_AUDIO_MIN_VIDEOS,
                    split_fractions=DEFAULT_SPLIT_FRACTIONS,
                    num_shards=DEFAULT_NUM_SHARDS, skip_corrupt=False,
-                   overwrite=False, progress=sys.stderr):
+                   overwrite=False, progress=sys.stderr, id_feature=None):
     """Writes the subset shards and `manifest.json`; returns the manifest.
 
     Args:
       input_data_pattern: comma-separated globs of YT8M TFRecord files.
       output_dir: where `train-*`, `validate-*`, `test-*` and the manifest go.
-      frame_features: frame-level (SequenceExample) input, else video level.
+      frame_features: frame-level (SequenceExample) input, else video level;
+        None: the level of the first input record.
       feature_names, feature_sizes: the (video, audio) features, as for the
         readers; None means the level's YT8M defaults.
       selection: a `LabelSelection`; None means the 17 music labels.
@@ -687,7 +940,11 @@ def extract_subset(input_data_pattern, output_dir, frame_features=True,
       num_shards: shards per split.
       skip_corrupt: skip (and list) unreadable files instead of failing.
       overwrite: replace an existing subset in `output_dir`.
-      progress: stream for progress lines (None for quiet).
+      progress: stream for the tool's lines: skipped files, splits written,
+        the summary (None for quiet). The per-file progress is a
+        `yt8m_xmodal.progress` report, shown when reports are enabled.
+      id_feature: the context key of the ids: "id" (2018 release) or
+        "video_id" (2017); None: the key of the first input record.
 
     Raises:
       ConfigError: naming the argument, for a bad argument.
@@ -696,74 +953,37 @@ def extract_subset(input_data_pattern, output_dir, frame_features=True,
         names arguments.
     """
     started = time.monotonic()
-    if not feature_names:
-        feature_names = features.default_feature_names(frame_features)
-    if not feature_sizes:
-        feature_sizes = features.FEATURE_SIZES
-    feature_names, feature_sizes = features.parse_feature_lists(
-        feature_names, feature_sizes)
-    if selection is None:
-        selection = build_selection()
-    if isinstance(split_fractions, str):
-        split_fractions = parse_split_fractions(split_fractions)
-    else:
-        split_fractions = parse_split_fractions([str(f) for f in split_fractions])
-    if num_shards < 1:
-        raise ConfigError("{num_shards} must be at least 1",
-                          num_shards=num_shards)
-    if frame_features and min_frames < 1:
-        raise ConfigError("{min_frames} must be at least 1",
-                          min_frames=min_frames)
-    if repeated_audio_min_videos < 2:
-        raise ConfigError("{repeated_audio_min_videos} must be at least 2 (one "
-                          "video always shares its audio with itself)",
-                          repeated_audio_min_videos=repeated_audio_min_videos)
-    try:
-        # Sorted over all globs, so the output does not depend on their order.
-        paths = sorted(readers.resolve_files(input_data_pattern))
-    except DataError as e:
-        raise InputError(f"{{input_data_pattern}}: {e}",
-                         input_data_pattern=input_data_pattern) from None
-    _clear_output(output_dir, overwrite)
-    read_with = dict(feature_names=",".join(feature_names),
-                     feature_sizes=",".join(map(str, feature_sizes)))
-    level = "frame" if frame_features else "video"
-    summarize = (_frame_summary_fn if frame_features else _video_summary_fn)(
-        feature_names, feature_sizes)
-    selected = frozenset(selection.indices)
+    args = check_arguments(
+        input_data_pattern, frame_features=frame_features,
+        feature_names=feature_names, feature_sizes=feature_sizes,
+        selection=selection, min_frames=min_frames,
+        repeated_audio_min_videos=repeated_audio_min_videos,
+        split_fractions=split_fractions, num_shards=num_shards,
+        skip_corrupt=skip_corrupt, id_feature=id_feature, progress=progress)
+    paths, split_fractions = list(args.paths), args.split_fractions
+    clear_output(output_dir, overwrite)
+    summarize = args.summarize_fn()
 
     # Pass 1.
     scan, skipped = _Scan(), []
+    bar = progress_lib.Progress("subset: scan", len(paths), "file")
     for file_index, path in enumerate(paths):
-        try:
-            file_scan = _scan_file(path, file_index, frame_features, summarize,
-                                   selected, min_frames)
-        except (tf.errors.OpError, DataError, UnicodeDecodeError) as e:
-            text = (str(e) if isinstance(e, DataError)
-                    else readers.tf_error_detail(readers.tf_error_message(e)))
-            if not skip_corrupt:
-                raise InputError(
-                    f"cannot read {path} as {level}-level YouTube-8M "
-                    f"records: {text} (read with {{feature_names}}, "
-                    "{feature_sizes}); set {skip_corrupt} to skip unreadable "
-                    "files", **read_with, skip_corrupt=True) from None
-            skipped.append({"file": path, "error": text})
-            _progress(progress, f"skipped unreadable file {path}: {text}")
+        file_scan, skip = scan_or_skip(args, path, file_index, summarize)
+        if skip:
+            skipped.append(skip)
+            _progress(progress, f"skipped unreadable file {path}: "
+                      f"{skip['error']}")
+            bar.update(file_index + 1)
             continue
         scan.extend(file_scan)
-        _progress(progress, (
-            f"scanned {file_index + 1}/{len(paths)} files: "
-            f"{scan.records_read} records, {len(scan)} pass the selection and "
-            f"per-record checks, {sum(scan.dropped.values())} dropped"))
+        bar.update(file_index + 1, records=scan.records_read,
+                   selected=len(scan), dropped=sum(scan.dropped.values()))
+    bar.close()
     if len(skipped) == len(paths):
-        raise InputError(
-            "no input file of {input_data_pattern} could be read; first "
-            f"error: {skipped[0]['file']}: "
-            f"{skipped[0]['error']}",
-            input_data_pattern=input_data_pattern)
+        raise no_readable_input(input_data_pattern, skipped)
 
     silent = {}
-    if not frame_features and len(scan.audio_pairs):
+    if not args.frame_features and len(scan.audio_pairs):
         silent = repeated_audio(
             np.frombuffer(scan.audio_pairs, dtype=np.uint64),
             repeated_audio_min_videos)
@@ -775,19 +995,22 @@ def extract_subset(input_data_pattern, output_dir, frame_features=True,
     kept = []
     for _, copies in itertools.groupby(order, key=lambda i: scan.ids[i]):
         copies = list(copies)
-        good = [i for i in copies if scan.audio_hashes[i] not in silent]
-        dropped["no_audio_signal"] += len(copies) - len(good)
-        if good:
-            kept.append(good[kept_copy([scan.digests[i] for i in good])])
-            dropped["duplicate_id"] += len(good) - 1
+        chosen, silent_copies, duplicates = resolve_copies(
+            [scan.audio_hashes[i] for i in copies],
+            [scan.digests[i] for i in copies], silent)
+        dropped["no_audio_signal"] += silent_copies
+        dropped["duplicate_id"] += duplicates
+        if chosen is not None:
+            kept.append(copies[chosen])
 
     # Pass 2: write each split in key order.
     split_members = {split: [] for split in SPLITS}
     for i in kept:
         split_members[split_of(scan.ids[i], split_fractions)].append(i)
-    label_counts = {index: collections.Counter() for index in selection.indices}
+    label_counts = {index: collections.Counter()
+                    for index in args.selection.indices}
     shards = {}
-    fetcher = _RecordFetcher(paths)
+    fetcher = RecordFetcher(paths)
     try:
         for split in SPLITS:
             with writers.ShardedRecordWriter(output_dir, split, num_shards) as w:
@@ -802,57 +1025,57 @@ def extract_subset(input_data_pattern, output_dir, frame_features=True,
                       for s in range(num_shards)]
             shards[split] = [
                 {"file": os.path.basename(p), "records": n,
-                 "sha256": _file_sha256(p)}
+                 "sha256": file_sha256(p)}
                 for p, n in zip(paths_written, counts)]
             _progress(progress, f"wrote {split}: {len(split_members[split])} "
                       f"videos in {num_shards} shards")
     finally:
         fetcher.close()
 
-    reasons = FRAME_DROP_REASONS if frame_features else VIDEO_DROP_REASONS
-    kept_counts = {split: len(split_members[split]) for split in SPLITS}
-    kept_counts["total"] = len(kept)
-    manifest = {
-        "tool": TOOL_COMMAND,
-        "level": level,
-        "feature_names": list(feature_names),
-        "feature_sizes": list(feature_sizes),
-        "selection": {
-            "rule": selection.rule,
-            "labels": [{"index": i, "name": selection.names.get(i)}
-                       for i in selection.indices],
-        },
-        "quality_rules": _quality_rules(frame_features, min_frames,
-                                        repeated_audio_min_videos),
-        "duplicate_rule": _DUPLICATE_RULE,
-        "split_fractions": [float(f) for f in split_fractions],
-        "split_rule": _split_rule([str(f) for f in split_fractions]),
-        "num_shards": num_shards,
-        "input_files": paths,
-        "skipped_files": skipped,
-        "records_read": scan.records_read,
-        "kept": kept_counts,
-        "dropped": {reason: dropped.get(reason, 0) for reason in reasons},
-        "labels": [
-            {"index": i, "name": selection.names.get(i),
-             "videos": {**{s: label_counts[i][s] for s in SPLITS},
-                        "total": sum(label_counts[i].values())}}
-            for i in selection.indices],
-        "shards": shards,
-    }
-    if not frame_features:
-        manifest["repeated_audio_vectors"] = [
-            {"sha256_prefix": f"{h:016x}", "videos": c}
-            for h, c in sorted(silent.items(), key=lambda x: (-x[1], x[0]))]
-    with open(os.path.join(output_dir, MANIFEST_NAME), "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
-    _progress(progress, (
-        f"done in {time.monotonic() - started:.1f} s: kept "
-        + ", ".join(f"{s} {kept_counts[s]}" for s in SPLITS)
-        + "; dropped " + ", ".join(f"{r} {manifest['dropped'][r]}" for r in reasons)
-        + (f"; skipped {len(skipped)} unreadable files" if skipped else "")))
+    manifest = build_manifest(
+        args, TOOL_COMMAND, num_shards, skipped, scan.records_read,
+        {split: len(split_members[split]) for split in SPLITS}, dropped,
+        label_counts, shards, silent)
+    write_manifest(output_dir, manifest)
+    _progress(progress, summary_line(manifest, time.monotonic() - started))
     return manifest
+
+
+def _check_input(detected, frame_features, feature_names, feature_sizes,
+                 id_feature, selection):
+    """Stops, in one line, when the first input record is not what the
+    arguments read, or is of the 2017 release while the labels are selected
+    by 2018 indices."""
+    if detected is None:
+        return
+    level = "frame" if frame_features else "video"
+    data = config.DataConfig(
+        frame_features=frame_features, feature_names=feature_names,
+        feature_sizes=feature_sizes, id_feature=id_feature,
+        # Labels are selected here, not checked against a vocabulary size.
+        num_classes=max(records.NUM_CLASSES_2017, *detected.labels, 0) + 1)
+    flags, problem = records.reading_flags(data, detected)
+    if flags or problem:
+        raise InputError(
+            f"cannot read {detected.path} as {level}-level YouTube-8M "
+            "records (read with {feature_names}, {feature_sizes}): its first "
+            f"record, id {detected.video_id!r}, holds {detected.describe()}"
+            + (f": {problem}" if problem else f"; pass {' '.join(flags)}"),
+            feature_names=",".join(feature_names),
+            feature_sizes=",".join(map(str, feature_sizes)))
+    if detected.release_2017 and (
+            selection.builtin
+            or selection.vocabulary_size not in (0, records.NUM_CLASSES_2017)):
+        chosen = ("the built-in music labels are indices of the 2018 "
+                  "vocabulary" if selection.builtin else
+                  f"the labels were looked up in {selection.vocabulary_file}, "
+                  f"a vocabulary of {selection.vocabulary_size} classes")
+        raise DataError(
+            f"{detected.path} holds {detected.describe()}, whose labels index "
+            f"the 2017 vocabulary of {records.NUM_CLASSES_2017} classes, but "
+            f"{chosen}; give the 2017 vocabulary.csv (--vocabulary_file) with "
+            "--label_names or --verticals, or select by --label_indices of "
+            "the 2017 vocabulary")
 
 
 def _quality_rules(frame_features, min_frames, repeated_audio_min_videos):

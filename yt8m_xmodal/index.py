@@ -1,0 +1,762 @@
+"""A search index over a gallery of subspace embeddings.
+
+`build_index` writes an index directory over one modality's embeddings (the
+gallery); `load_index` reads it back, checked, and `.search(queries, k)`
+returns the best-k gallery ids and their cosine similarities, best first, as
+`matching.write_matches` does with `metrics.top_k_matches`.
+
+Kinds:
+
+- ``exact``: the float32 gallery as given, searched with the package's exact
+  streaming top-K (`metrics.top_k_matches`), the one inference's brute-force
+  matching uses. Fed the same gallery chunks it gives the same bits; fed
+  other chunk sizes, the float32 matmul may round a score by one ulp
+  (~1e-7), so only exact near-ties could order differently.
+- ``ivf_flat``: faiss inverted lists over the L2-normalized vectors (inner
+  product = cosine). A query scans the `nprobe` lists nearest to it; the
+  scores of what it finds are exact float32 cosines, but a true neighbour in
+  an unscanned list is missed.
+- ``ivf_sq8``: the same with vectors quantized to 8 bits per dimension (4x
+  smaller); scores are estimates from the quantized vectors.
+- ``hnsw``: a faiss HNSW graph over the normalized vectors.
+
+``auto`` builds ``exact`` below `EXACT_MAX_VECTORS` vectors (a brute-force
+pass over a gallery that small is fast) and ``ivf_flat`` above.
+
+The approximate kinds tune their search breadth (`nprobe`, or HNSW's
+`efSearch`) at build time: the smallest value whose recall@10 against the
+exact top-10 reaches `target_recall` on a sample of tuning queries (ideally
+the other modality's embeddings, the queries the index will really get).
+The measured recall is stored with the index.
+
+An index directory holds `manifest.json` (format version, kind, backend
+parameters, the model fingerprint, the gallery modality and size, and the
+size and sha256 of every other file), `ids.npy` (the gallery ids, in row
+order) and either `vectors.npy` (exact) or `index.faiss`. It is written to a
+temporary directory beside `index_dir` and renamed into place, so a reader
+never sees half of one. `load_index` checks every file against the manifest
+and, given `expected_fingerprint`, that the index was built from embeddings
+of the same model; any mismatch is a `DataError` naming the file.
+"""
+
+import dataclasses
+import hashlib
+import json
+import logging
+import numbers
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+
+from yt8m_xmodal import metrics
+from yt8m_xmodal.errors import DataError
+
+log = logging.getLogger("yt8m_xmodal")
+
+FORMAT = "yt8m_xmodal.index"
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+IDS_FILE = "ids.npy"
+VECTORS_FILE = "vectors.npy"
+FAISS_FILE = "index.faiss"
+
+KINDS = ("exact", "ivf_flat", "ivf_sq8", "hnsw")
+# Below this many gallery vectors `auto` builds an exact index.
+EXACT_MAX_VECTORS = 100_000
+# Tuning aims a little above 0.95 so that the recall of other queries, which
+# the tuning sample only estimates, still reaches it.
+TARGET_RECALL = 0.96
+TUNE_K = 10
+# Tuning gives up on the target once PLATEAU_STEPS wider searches in a row
+# gained less than PLATEAU recall in all.
+PLATEAU = 0.002
+PLATEAU_STEPS = 3
+MAX_TUNE_QUERIES = 1000
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+# k-means of the IVF kinds trains on at most this many vectors per list
+# (faiss warns below 39) for this many iterations.
+TRAIN_POINTS_PER_LIST = 64
+TRAIN_ITERATIONS = 20
+# Gallery rows converted, checked and added at a time.
+CHUNK_ROWS = 65536
+FINGERPRINT_KEY = "model_fingerprint"
+
+
+def _faiss(kind):
+    try:
+        # faiss logs which CPU build it loads at INFO; not the user's concern.
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+        import faiss  # noqa: PLC0415 - optional, only the faiss kinds need it
+    except ImportError:
+        raise ValueError(
+            f"index kind {kind!r} needs faiss: pip install faiss-cpu "
+            "(or yt8m_xmodal[index])") from None
+    return faiss
+
+
+# --------------------------------------------------------------------------
+# Fingerprints and input files
+
+
+def _sha256_file(path, block=1 << 22):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(block)
+            if not data:
+                return digest.hexdigest()
+            digest.update(data)
+
+
+def model_fingerprint(export_dir):
+    """A sha256 over every file of an export directory (paths and contents).
+
+    model_flags.json alone would not do: two exports of one training run
+    share their flags but not their weights. Packing an export into a .tgz
+    bundle and unpacking it keeps the bytes, so the fingerprint survives a
+    bundle round trip.
+    """
+    if not os.path.isdir(export_dir):
+        raise DataError(f"{export_dir}: no such model export directory")
+    digest = hashlib.sha256()
+    found = False
+    for root, dirs, files in os.walk(export_dir):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, export_dir).replace(os.sep, "/")
+            digest.update(f"{rel}\0{_sha256_file(path)}\n".encode())
+            found = True
+    if not found:
+        raise DataError(f"{export_dir}: the model export directory is empty")
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass
+class Embeddings:
+    """One modality's embeddings read from one or more npz files.
+
+    `vectors` is a list of [N_i, d] float32 arrays, one per file, in order;
+    `ids` is their concatenated ids. `queries` holds up to `num_queries`
+    rows of the other modality, sampled over all files, for tuning.
+    """
+
+    ids: np.ndarray
+    vectors: list
+    queries: np.ndarray
+    fingerprint: str
+    files: list
+
+    def __len__(self):
+        return len(self.ids)
+
+
+def read_embeddings(paths, modality="video", num_queries=MAX_TUNE_QUERIES,
+                    seed=0):
+    """Reads inference's `--embeddings_file` npz files (see matching.py).
+
+    Args:
+      paths: npz paths; their rows are concatenated in this order.
+      modality: "audio" or "video", the gallery.
+      num_queries: rows of the other modality to sample for tuning.
+
+    Raises:
+      DataError: naming the file, for a missing or unreadable file, missing
+        keys, misaligned rows, non-finite or all-zero vectors, differing
+        widths or model fingerprints, or an id that occurs twice.
+    """
+    if modality not in ("audio", "video"):
+        raise ValueError(f"modality must be audio or video, got {modality!r}")
+    if not paths:
+        raise ValueError("no embeddings files given")
+    other = "audio" if modality == "video" else "video"
+    rng = np.random.default_rng(seed)
+    ids, vectors, queries, fingerprints = [], [], [], []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise DataError(f"{path}: no such embeddings file")
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                # The other modality, when the file has it, gives the
+                # tuning queries; a gallery-only file (inference.py
+                # --query_modality of the gallery's modality) tunes on
+                # its own rows.
+                missing = [k for k in ("ids", modality) if k not in npz.files]
+                if missing:
+                    raise DataError(
+                        f"{path}: not an embeddings file: keys {missing} "
+                        f"missing (has {sorted(npz.files)})")
+                file_ids = npz["ids"]
+                gallery = npz[modality]
+                query_rows = npz[other] if other in npz.files else gallery
+                fingerprints.append(str(npz[FINGERPRINT_KEY])
+                                    if FINGERPRINT_KEY in npz.files else None)
+        except DataError:
+            raise
+        except Exception as e:  # noqa: BLE001 - zip, pickle or format errors
+            raise DataError(f"{path}: cannot read the embeddings file "
+                            f"({type(e).__name__}: {e})") from None
+        if file_ids.ndim != 1 or file_ids.dtype.kind not in "US":
+            raise DataError(f"{path}: `ids` must be a 1-D string array, got "
+                            f"dtype {file_ids.dtype} shape {file_ids.shape}")
+        for name, array in ((modality, gallery), (other, query_rows)):
+            if array.ndim != 2 or array.shape[0] != len(file_ids):
+                raise DataError(
+                    f"{path}: `{name}` has shape {array.shape}, expected "
+                    f"[{len(file_ids)}, d] rows aligned with `ids`")
+        if vectors and gallery.shape[1] != vectors[0].shape[1]:
+            raise DataError(f"{path}: {modality} embeddings are "
+                            f"{gallery.shape[1]}-d but {paths[0]}'s are "
+                            f"{vectors[0].shape[1]}-d")
+        if len(file_ids) == 0:
+            raise DataError(f"{path}: no embeddings (0 rows)")
+        _check_rows(gallery, f"{path}: `{modality}`")
+        ids.append(file_ids.astype(str))
+        vectors.append(gallery.astype(np.float32, copy=False))
+        queries.append(query_rows)
+    marked = [(p, f) for p, f in zip(paths, fingerprints) if f is not None]
+    if len({f for _, f in marked}) > 1:
+        raise DataError("the embeddings files come from different models: "
+                        + ", ".join(f"{p} has {FINGERPRINT_KEY}={f[:12]}..."
+                                    for p, f in marked))
+    if marked and len(marked) != len(paths):
+        unmarked = [p for p, f in zip(paths, fingerprints) if f is None]
+        raise DataError(f"{unmarked[0]} has no {FINGERPRINT_KEY} but "
+                        f"{marked[0][0]} has one: cannot tell they come from "
+                        "the same model")
+    all_ids = np.concatenate(ids)
+    _check_unique(all_ids, ids, paths)
+    total = len(all_ids)
+    take = np.sort(rng.choice(total, min(num_queries, total), replace=False))
+    sample, start = [], 0
+    for rows in queries:
+        mine = take[(take >= start) & (take < start + len(rows))] - start
+        sample.append(np.asarray(rows[mine], np.float32))
+        start += len(rows)
+    return Embeddings(ids=all_ids, vectors=vectors,
+                      queries=np.concatenate(sample),
+                      fingerprint=marked[0][1] if marked else "",
+                      files=list(paths))
+
+
+def _check_unique(all_ids, ids_per_file, paths):
+    unique, counts = np.unique(all_ids, return_counts=True)
+    if len(unique) == len(all_ids):
+        return
+    dup = str(unique[np.argmax(counts > 1)])
+    where = [p for p, i in zip(paths, ids_per_file) if (i == dup).any()]
+    raise DataError(f"id {dup!r} occurs {counts.max()} times, in "
+                    f"{', '.join(where)}: a gallery id must be unique")
+
+
+def _check_rows(array, name, offset=0):
+    """Non-finite or all-zero rows (cosine is undefined) -> DataError."""
+    for start in range(0, array.shape[0], CHUNK_ROWS):
+        piece = np.asarray(array[start:start + CHUNK_ROWS])
+        bad = ~np.isfinite(piece).all(axis=1) | ~(piece != 0).any(axis=1)
+        if bad.any():
+            row = offset + start + int(np.flatnonzero(bad)[0])
+            raise DataError(f"{name} row {row} is non-finite or all zero: "
+                            "cosine similarity is undefined for it")
+
+
+# --------------------------------------------------------------------------
+# Gallery chunks
+
+
+def _parts(vectors):
+    """The gallery as a list of 2-D arrays (an array or a list of arrays)."""
+    if isinstance(vectors, (list, tuple)):
+        parts = [p if isinstance(p, np.ndarray) else np.asarray(p)
+                 for p in vectors]
+    else:
+        parts = [vectors if isinstance(vectors, np.ndarray)
+                 else np.asarray(vectors)]
+    if not parts:
+        raise DataError("the gallery is empty: no vectors")
+    for i, p in enumerate(parts):
+        if p.ndim != 2:
+            raise DataError(f"gallery part {i} must be [N, d], got shape "
+                            f"{p.shape}")
+        if p.shape[1] != parts[0].shape[1] or p.shape[1] == 0:
+            raise DataError(f"gallery part {i} is {p.shape[1]}-d, part 0 is "
+                            f"{parts[0].shape[1]}-d")
+    return parts
+
+
+def _chunks(parts, rows=CHUNK_ROWS):
+    """Yields float32 [<=rows, d] chunks of the gallery, in row order."""
+    for part in parts:
+        for start in range(0, part.shape[0], rows):
+            yield np.asarray(part[start:start + rows], np.float32)
+
+
+def _take(parts, rows):
+    """Gallery rows at sorted global indices `rows`, as float32."""
+    out, start = [], 0
+    for part in parts:
+        mine = rows[(rows >= start) & (rows < start + len(part))] - start
+        if len(mine):
+            out.append(np.asarray(part[mine], np.float32))
+        start += len(part)
+    return np.concatenate(out)
+
+
+def _normalized(x):
+    x = np.asarray(x, np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def exact_top_k(queries, parts, k):
+    """The package's exact top-k of queries over gallery parts, streamed."""
+    return metrics.top_k_matches(queries, _chunks(parts), k)
+
+
+def recall_at_k(found, exact):
+    """Mean fraction of each query's exact top-k row indices found."""
+    found, exact = np.asarray(found), np.asarray(exact)
+    hits = [len(np.intersect1d(f, e)) for f, e in zip(found, exact)]
+    return float(np.sum(hits) / exact.size)
+
+
+# --------------------------------------------------------------------------
+# Building
+
+
+def default_nlist(num_vectors):
+    """Inverted lists of an IVF index: the power of two nearest sqrt(N).
+
+    Building costs ~N x nlist (assigning every vector to a list) and a
+    search scans nprobe lists of ~N / nlist vectors: sqrt(N) keeps a 10M
+    build to minutes on 2 cores while a search scans a few thousand vectors
+    per probed list.
+    """
+    target = max(1.0, np.sqrt(num_vectors))
+    return int(min(2 ** round(np.log2(target)), max(1, num_vectors // 39)))
+
+
+def _positive_int(name, value):
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            or value < 1):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _make_faiss_index(kind, dim, num_vectors, params, parts, seed):
+    faiss = _faiss(kind)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, params["M"],
+                                    faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = params["efConstruction"]
+        return index
+    quantizer = faiss.IndexFlatIP(dim)
+    nlist = params["nlist"]
+    if kind == "ivf_flat":
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist,
+                                   faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+            faiss.METRIC_INNER_PRODUCT)
+    index.own_fields = True
+    quantizer.this.disown()
+    index.cp.niter = TRAIN_ITERATIONS
+    index.cp.seed = seed
+    index.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST
+    index.cp.spherical = True  # centroids of unit vectors, for cosine
+    n_train = min(num_vectors, TRAIN_POINTS_PER_LIST * nlist)
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(num_vectors, n_train, replace=False))
+    start = time.perf_counter()
+    index.train(_normalized(_take(parts, rows)))
+    log.info("trained %s (%d lists) on %d vectors in %.1f s", kind, nlist,
+             n_train, time.perf_counter() - start)
+    return index
+
+
+def _search_param(kind):
+    return "efSearch" if kind == "hnsw" else "nprobe"
+
+
+def _set_search_param(index, kind, value):
+    if kind == "hnsw":
+        index.hnsw.efSearch = int(value)
+    else:
+        index.nprobe = int(value)
+
+
+def _candidates(kind, params):
+    """Search breadths tried when tuning, narrowest first (steps of ~1.5x)."""
+    if kind == "hnsw":
+        return [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024]
+    nlist = params["nlist"]
+    steps = {1, 2}
+    for power in range(1, max(1, nlist).bit_length()):
+        steps.update({2 ** power, 3 * 2 ** (power - 1)})
+    return sorted({v for v in steps if v < nlist} | {nlist})
+
+
+def _tune(index, kind, params, tune_queries, exact_rows, target_recall):
+    """The smallest search breadth reaching target_recall on the queries.
+
+    Returns (breadth, its recall, [(breadth, recall) tried]). When recall
+    stops growing below the target (quantized codes cap it), the smallest
+    breadth within PLATEAU of the best recall seen: searching wider would
+    cost time and find no more.
+    """
+    q = _normalized(tune_queries)
+    k = exact_rows.shape[1]
+    curve = []
+    for value in _candidates(kind, params):
+        _set_search_param(index, kind, value)
+        _, found = index.search(q, k)
+        curve.append((int(value), recall_at_k(found, exact_rows)))
+        if curve[-1][1] >= target_recall:
+            return curve[-1][0], curve[-1][1], curve
+        if (len(curve) > PLATEAU_STEPS
+                and curve[-1][1] - curve[-1 - PLATEAU_STEPS][1] < PLATEAU):
+            break
+    best = max(r for _, r in curve)
+    value, recall = next((v, r) for v, r in curve if r >= best - PLATEAU)
+    log.warning("%s: recall@%d stops at %.4f, below the target %.3f; %s=%d "
+                "(recall %.4f) kept", kind, k, best, target_recall,
+                _search_param(kind), value, recall)
+    return value, recall, curve
+
+
+def _manifest_entry(path):
+    return {"bytes": os.path.getsize(path), "sha256": _sha256_file(path)}
+
+
+def _write_ids(ids, path):
+    ids = np.asarray(ids)
+    if ids.dtype.kind not in "US":
+        ids = ids.astype(str)
+    np.save(path, ids.astype(str), allow_pickle=False)
+
+
+def _write_npy_chunks(path, parts, n, dim):
+    """Writes the gallery to a float32 .npy chunk by chunk. Plain writes, not
+    a writable memmap, whose dirty pages would count in the process's RSS
+    until written back."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+              "fortran_order": False, "shape": (n, dim)}
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for chunk in _chunks(parts):
+            f.write(np.ascontiguousarray(chunk).tobytes())
+
+
+def build_index(ids, vectors, index_dir, model_fingerprint, kind="auto",
+                modality="video", nlist=None, search_breadth=None,
+                tune_queries=None, target_recall=TARGET_RECALL, hnsw_m=HNSW_M,
+                overwrite=False, seed=0, sources=()):
+    """Builds an index directory over a gallery of embeddings.
+
+    Args:
+      ids: [N] gallery ids (str), unique.
+      vectors: the [N, d] gallery (array or memmap), or a list of [N_i, d]
+        arrays concatenated in order; read in chunks, never copied whole
+        (except into the index itself).
+      index_dir: the directory to write; must not exist unless `overwrite`.
+      model_fingerprint: a non-empty string naming the model that made the
+        embeddings (see `model_fingerprint()`); `load_index` can check it.
+      kind: "auto", or one of KINDS.
+      modality: the gallery's modality, recorded in the manifest.
+      nlist: inverted lists of the IVF kinds (default `default_nlist(N)`).
+      search_breadth: `nprobe` (IVF) or `efSearch` (HNSW) to store; default:
+        tuned to `target_recall` with `tune_queries`.
+      tune_queries: [Q, d] queries to tune on (default: up to
+        MAX_TUNE_QUERIES gallery rows, which, being in the gallery, are
+        easier than real queries).
+      target_recall: recall@10 the tuning aims for.
+      hnsw_m: HNSW graph degree.
+      sources: names of the input files, recorded in the manifest.
+
+    Returns:
+      The manifest (dict).
+
+    Raises:
+      DataError: non-finite or all-zero vectors, duplicate ids, ids and
+        vectors of different lengths.
+      ValueError: bad arguments, or `index_dir` exists.
+    """
+    if not isinstance(model_fingerprint, str) or not model_fingerprint:
+        raise ValueError("model_fingerprint must be a non-empty string (e.g. "
+                         "index.model_fingerprint(export_dir))")
+    if kind != "auto" and kind not in KINDS:
+        raise ValueError(f"kind must be auto or one of {KINDS}, got {kind!r}")
+    if not 0 < target_recall <= 1:
+        raise ValueError(f"target_recall must be in (0, 1], got "
+                         f"{target_recall!r}")
+    parts = _parts(vectors)
+    n = sum(len(p) for p in parts)
+    dim = parts[0].shape[1]
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or len(ids) != n:
+        raise DataError(f"{len(ids)} ids for {n} gallery vectors")
+    if n == 0:
+        raise DataError("the gallery is empty: no vectors")
+    _check_unique(ids, [ids], ["the gallery"])
+    offset = 0
+    for part in parts:
+        _check_rows(part, "gallery", offset)
+        offset += len(part)
+    if kind == "auto":
+        kind = "exact" if n < EXACT_MAX_VECTORS else "ivf_flat"
+        log.info("%d gallery vectors: %s index (auto: exact below %d)", n,
+                 kind, EXACT_MAX_VECTORS)
+    if os.path.lexists(index_dir):
+        if not overwrite:
+            raise ValueError(f"{index_dir} exists; pass overwrite=True to "
+                             "replace it")
+    parent = os.path.dirname(os.path.abspath(index_dir))
+    if not os.path.isdir(parent):
+        raise ValueError(f"{index_dir}: directory {parent} does not exist")
+
+    params = {}
+    if kind in ("ivf_flat", "ivf_sq8"):
+        params["nlist"] = _positive_int(
+            "nlist", default_nlist(n) if nlist is None else nlist)
+        if params["nlist"] > n:
+            raise ValueError(f"nlist={params['nlist']} exceeds the gallery "
+                             f"size {n}")
+    elif kind == "hnsw":
+        params.update(M=_positive_int("hnsw_m", hnsw_m),
+                      efConstruction=HNSW_EF_CONSTRUCTION)
+    tuning = None
+    start = time.perf_counter()
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-index-")
+    try:
+        _write_ids(ids, os.path.join(tmp, IDS_FILE))
+        if kind == "exact":
+            _write_npy_chunks(os.path.join(tmp, VECTORS_FILE), parts, n, dim)
+            files = [IDS_FILE, VECTORS_FILE]
+        else:
+            index = _make_faiss_index(kind, dim, n, params, parts, seed)
+            for chunk in _chunks(parts):
+                index.add(_normalized(chunk))
+            name = _search_param(kind)
+            if search_breadth is not None:
+                params[name] = _positive_int("search_breadth", search_breadth)
+            else:
+                if tune_queries is None:
+                    rng = np.random.default_rng(seed + 1)
+                    rows = np.sort(rng.choice(n, min(n, MAX_TUNE_QUERIES),
+                                              replace=False))
+                    tune_queries = _take(parts, rows)
+                tune_queries = np.asarray(tune_queries, np.float32)
+                if tune_queries.ndim != 2 or tune_queries.shape[1] != dim:
+                    raise DataError(f"tune_queries must be [Q, {dim}], got "
+                                    f"shape {tune_queries.shape}")
+                _check_rows(tune_queries, "tune_queries")
+                k = min(TUNE_K, n)
+                exact_rows, _ = exact_top_k(tune_queries, parts, k)
+                value, recall, curve = _tune(index, kind, params,
+                                             tune_queries, exact_rows,
+                                             target_recall)
+                params[name] = int(value)
+                tuning = {"param": name, "value": int(value),
+                          f"recall@{k}": recall, "k": k,
+                          "target_recall": target_recall,
+                          "num_queries": int(len(tune_queries)),
+                          "tried": curve}
+                log.info("%s: %s=%d reaches recall@%d %.4f on %d tuning "
+                         "queries (target %.3f)", kind, name, value, k,
+                         recall, len(tune_queries), target_recall)
+            _set_search_param(index, kind, params[name])
+            _faiss(kind).write_index(index, os.path.join(tmp, FAISS_FILE))
+            del index
+            files = [IDS_FILE, FAISS_FILE]
+        manifest = {
+            "format": FORMAT, "version": FORMAT_VERSION, "kind": kind,
+            "backend": "yt8m_xmodal.metrics" if kind == "exact" else "faiss",
+            "similarity": "cosine", "params": params, "tuning": tuning,
+            "model_fingerprint": model_fingerprint, "modality": modality,
+            "num_vectors": int(n), "dim": int(dim),
+            "sources": [str(s) for s in sources],
+            "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "build_seconds": round(time.perf_counter() - start, 3),
+            "files": {f: _manifest_entry(os.path.join(tmp, f))
+                      for f in files},
+        }
+        if kind != "exact":
+            manifest["faiss_version"] = _faiss(kind).__version__
+        with open(os.path.join(tmp, MANIFEST_FILE), "w") as f:
+            json.dump(manifest, f, indent=2)
+            f.write("\n")
+        if os.path.lexists(index_dir):
+            shutil.rmtree(index_dir)
+        os.replace(tmp, index_dir)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+    log.info("%s index of %d %d-d %s vectors written to %s in %.1f s", kind,
+             n, dim, modality, index_dir, time.perf_counter() - start)
+    return manifest
+
+
+# --------------------------------------------------------------------------
+# Loading and searching
+
+
+class Index:
+    """A loaded index. Use `load_index` to make one."""
+
+    def __init__(self, index_dir, manifest, ids, backend):
+        self.index_dir = index_dir
+        self.manifest = manifest
+        self.kind = manifest["kind"]
+        self.ids = ids
+        self.dim = manifest["dim"]
+        self.model_fingerprint = manifest["model_fingerprint"]
+        self.modality = manifest["modality"]
+        self._backend = backend  # a float32 [N, d] memmap, or a faiss index
+
+    def __len__(self):
+        return len(self.ids)
+
+    def search_rows(self, queries, k, search_breadth=None):
+        """(gallery row indices int64 [Q, k'], cosine scores float32
+        [Q, k']), best first, with k' = min(k, gallery size)."""
+        k = min(_positive_int("k", k), len(self))
+        queries = np.asarray(queries, np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise DataError(f"queries must be [Q, {self.dim}] for the index "
+                            f"{self.index_dir}, got shape {queries.shape}")
+        if self.kind == "exact":
+            return exact_top_k(queries, [self._backend], k)
+        _check_rows(queries, "queries")
+        faiss_index = self._backend
+        name = _search_param(self.kind)
+        breadth = self.manifest["params"][name]
+        if search_breadth is not None:
+            breadth = _positive_int("search_breadth", search_breadth)
+        q = _normalized(queries)
+        _set_search_param(faiss_index, self.kind, breadth)
+        scores, rows = faiss_index.search(q, k)
+        short = (rows < 0).any(axis=1)
+        # A narrow search can find fewer than k vectors; widen it for those
+        # queries (an IVF search over every list finds all of them).
+        while short.any():
+            limit = (self.manifest["params"].get("nlist")
+                     if self.kind != "hnsw" else max(len(self), breadth))
+            if breadth >= limit:
+                raise DataError(f"{self.index_dir}: found fewer than {k} "
+                                "vectors with the widest search")
+            breadth = min(limit, 2 * breadth)
+            _set_search_param(faiss_index, self.kind, breadth)
+            s, r = faiss_index.search(q[short], k)
+            scores[short], rows[short] = s, r
+            short = (rows < 0).any(axis=1)
+        return rows.astype(np.int64), scores.astype(np.float32)
+
+    def search(self, queries, k, search_breadth=None):
+        """(gallery ids [Q, k'] str, cosine scores float32 [Q, k']), best
+        first; k' = min(k, gallery size)."""
+        rows, scores = self.search_rows(queries, k, search_breadth)
+        return self.ids[rows], scores
+
+
+def _read_manifest(index_dir):
+    path = os.path.join(index_dir, MANIFEST_FILE)
+    if not os.path.isdir(index_dir):
+        raise DataError(f"{index_dir}: no such index directory")
+    if not os.path.isfile(path):
+        raise DataError(f"{path} is missing: {index_dir} is not an index "
+                        "built by yt8m_xmodal.index")
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+        ok = (manifest.get("format") == FORMAT
+              and manifest.get("kind") in KINDS
+              and isinstance(manifest.get("files"), dict))
+    except (OSError, ValueError, AttributeError) as e:
+        raise DataError(f"{path} is corrupt ({e})") from None
+    if not ok:
+        raise DataError(f"{path} is not a {FORMAT} manifest")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise DataError(f"{path}: index format version "
+                        f"{manifest.get('version')}, this version reads "
+                        f"{FORMAT_VERSION}: rebuild the index")
+    return manifest
+
+
+def _check_file(index_dir, name, entry, verify):
+    path = os.path.join(index_dir, name)
+    if not os.path.isfile(path):
+        raise DataError(f"{path} is missing (listed in {MANIFEST_FILE})")
+    size = os.path.getsize(path)
+    if size != entry["bytes"]:
+        raise DataError(f"{path} is corrupt or truncated: {size} bytes, the "
+                        f"manifest says {entry['bytes']}")
+    if verify and _sha256_file(path) != entry["sha256"]:
+        raise DataError(f"{path} is corrupt: its sha256 does not match the "
+                        "manifest")
+    return path
+
+
+def load_index(index_dir, expected_fingerprint=None, verify=True):
+    """Loads and checks an index directory written by `build_index`.
+
+    Args:
+      index_dir: the directory.
+      expected_fingerprint: when given, the model fingerprint the index must
+        have been built with (the model now embedding the queries).
+      verify: check every file's sha256 (reads each file once more); sizes
+        are always checked.
+
+    Raises:
+      DataError: naming the file, when a file is missing, truncated or
+        corrupt, or the index was built from another model's embeddings.
+    """
+    manifest = _read_manifest(index_dir)
+    manifest_path = os.path.join(index_dir, MANIFEST_FILE)
+    if (expected_fingerprint is not None
+            and manifest.get("model_fingerprint") != expected_fingerprint):
+        raise DataError(
+            f"{manifest_path}: the index was built from embeddings of another "
+            f"model (fingerprint {str(manifest.get('model_fingerprint'))[:16]}"
+            f"..., this model's is {expected_fingerprint[:16]}...): rebuild "
+            "the index with this model's embeddings")
+    kind = manifest["kind"]
+    payload = VECTORS_FILE if kind == "exact" else FAISS_FILE
+    for name in (IDS_FILE, payload):
+        if name not in manifest["files"]:
+            raise DataError(f"{manifest_path} lists no {name}")
+    paths = {name: _check_file(index_dir, name, entry, verify)
+             for name, entry in manifest["files"].items()}
+    n, dim = manifest["num_vectors"], manifest["dim"]
+    try:
+        ids = np.load(paths[IDS_FILE], allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable npy
+        raise DataError(f"{paths[IDS_FILE]} is corrupt ({e})") from None
+    if ids.shape != (n,):
+        raise DataError(f"{paths[IDS_FILE]} holds {ids.shape} ids, the "
+                        f"manifest says {n}")
+    if kind == "exact":
+        try:
+            backend = np.load(paths[VECTORS_FILE], mmap_mode="r",
+                              allow_pickle=False)
+        except Exception as e:  # noqa: BLE001
+            raise DataError(f"{paths[VECTORS_FILE]} is corrupt ({e})") from None
+        if backend.shape != (n, dim) or backend.dtype != np.float32:
+            raise DataError(f"{paths[VECTORS_FILE]} holds {backend.dtype} "
+                            f"{backend.shape}, the manifest says float32 "
+                            f"({n}, {dim})")
+    else:
+        faiss = _faiss(kind)
+        try:
+            backend = faiss.read_index(paths[FAISS_FILE])
+        except Exception as e:  # noqa: BLE001 - faiss raises RuntimeError
+            first = str(e).strip().splitlines()[0] if str(e).strip() else e
+            raise DataError(f"{paths[FAISS_FILE]} is corrupt ({first})") from None
+        if backend.ntotal != n or backend.d != dim:
+            raise DataError(f"{paths[FAISS_FILE]} holds {backend.ntotal} "
+                            f"{backend.d}-d vectors, the manifest says {n} "
+                            f"{dim}-d")
+    return Index(index_dir, manifest, ids, backend)

@@ -1,0 +1,425 @@
+r"""The music subset of YouTube-8M as an Apache Beam pipeline.
+
+    python -m yt8m_xmodal.pipelines.subset \
+        --input_data_pattern='gs://bucket/yt8m/frame/train*.tfrecord' \
+        --output_dir=gs://bucket/yt8m_music --target_shard_mb=256 \
+        --runner=DataflowRunner --project=P --region=R \
+        --temp_location=gs://bucket/tmp
+
+The same rules, splits and output records as the single-process tool
+(`yt8m_xmodal.tools.subset`, whose docstring states them): the rules are that
+module's functions, called here per file, per id and per audio vector.
+Arguments are named as there; Beam's own flags (--runner,
+--direct_num_workers, --direct_running_mode, --project, ...) pick and
+configure the runner. Input and output go through tf.io.gfile, so local
+paths and gs:// work alike.
+
+The pipeline, and why it is shaped this way:
+
+    input files -> Scan (one file per element; `scan_or_skip`: the tool's
+                   first pass, tf.data over the file): per-record drop
+                   counts, and per surviving record its id, key, digest,
+                   audio hash, file, byte offset, length and labels (never
+                   its features)
+      audio pairs (video level) -> group by audio hash -> `repeated_audio`
+                   -> the silent vectors, a small side input
+      candidates -> group by id -> `resolve_copies` -> the kept copy
+      kept -> group by (split, key bucket) -> rank within the split, from
+                   the bucket counts (a side input) and a sort of the bucket
+      ranked -> group by (split, rank mod shards) -> write the shard in rank
+                   order, reading each record back by its offset
+                   (`RecordFetcher`, which checks its digest)
+      counts, shards, skipped files -> manifest.json (last)
+
+Only the small per-record metadata is shuffled; record bytes are read twice
+from the input, as in the tool. Buckets are ranges of the uniform id hash,
+so they are balanced; the rank makes shard s of a split hold that split's
+records s, s + n, s + 2n, ... in (key, id) order, exactly as
+`writers.ShardedRecordWriter` deals them in the tool: with the same
+--num_shards the shards are byte-identical to the tool's. Without
+--num_shards each split gets ceil(its bytes / --target_shard_mb) shards
+(the manifest's "num_shards" is then a dict split -> count).
+
+Every transform is deterministic and idempotent (a retried bundle rewrites
+the same shard file with the same bytes), which is what runners that retry
+failed bundles (Dataflow, Flink, Spark) need.
+
+Bad input: an unreadable file stops the run with one line naming it (the
+tool's message), or with --skip_corrupt is skipped whole and listed in the
+manifest's "skipped_files".
+"""
+
+import argparse
+import collections
+import json
+import math
+import os
+import time
+import typing
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+import tensorflow as tf
+
+from yt8m_xmodal import pipelines
+from yt8m_xmodal import writers
+from yt8m_xmodal.errors import ConfigError, DataError
+from yt8m_xmodal.tools import subset
+
+COMMAND = "python -m yt8m_xmodal.pipelines.subset"
+DEFAULT_TARGET_SHARD_MB = 256
+# Key buckets for ranking: 256 ranges of the id hash keep each bucket's sort
+# small (6M videos: ~25k per bucket) and the count side input tiny.
+_BUCKET_BITS = 8
+
+_SKIPPED, _STATS, _AUDIO = "skipped", "stats", "audio"
+
+
+def merge_counts(counters):
+    """Sums dicts of counts (a CombineGlobally function)."""
+    total = collections.Counter()
+    for counter in counters:
+        total.update(counter)
+    return dict(total)
+
+
+def shard_counts(split_bytes, num_shards=None,
+                 target_shard_mb=DEFAULT_TARGET_SHARD_MB):
+    """Shards per split: `num_shards` for each, or enough shards of about
+    `target_shard_mb` for each split's bytes."""
+    if num_shards:
+        return {split: num_shards for split in subset.SPLITS}
+    target = target_shard_mb * 2**20
+    return {split: max(1, math.ceil(split_bytes.get(split, 0) / target))
+            for split in subset.SPLITS}
+
+
+def _bucket(key):
+    return key >> (64 - _BUCKET_BITS)
+
+
+# Mixed main and tagged outputs: no element type to infer.
+@beam.typehints.with_output_types(typing.Any)
+class _ScanFile(beam.DoFn):
+    """Pass 1 over one file, as the tool's."""
+
+    def __init__(self, args):
+        self._args = args
+
+    def setup(self):
+        pipelines.hide_logged_input_errors()
+        self._summarize = self._args.summarize_fn()
+
+    def process(self, element):
+        file_index, path = element
+        try:
+            scan, skip = subset.scan_or_skip(self._args, path, file_index,
+                                             self._summarize)
+        except (ConfigError, DataError) as e:
+            raise pipelines.marked(e) from None
+        if skip:
+            yield beam.pvalue.TaggedOutput(_SKIPPED, skip)
+            return
+        yield beam.pvalue.TaggedOutput(
+            _STATS, {"records_read": scan.records_read, **scan.dropped})
+        pairs = scan.audio_pairs
+        for i in range(0, len(pairs), 2):
+            yield beam.pvalue.TaggedOutput(_AUDIO, (pairs[i], pairs[i + 1]))
+        for i in range(len(scan)):
+            yield scan.ids[i], (scan.keys[i], scan.digests[i],
+                                scan.audio_hashes[i], scan.files[i],
+                                scan.offsets[i], scan.lengths[i],
+                                scan.labels[i])
+
+
+def _silent_vectors(pairs, min_videos):
+    audio_hash, keys = pairs
+    return subset.repeated_audio([(audio_hash, k) for k in keys],
+                                 min_videos).items()
+
+
+# Mixed main and tagged outputs: no element type to infer.
+@beam.typehints.with_output_types(typing.Any)
+class _ChooseCopy(beam.DoFn):
+    """Rules 3 (repeated audio) and 4 (one copy per id) for one id."""
+
+    def __init__(self, split_fractions):
+        self._split_fractions = split_fractions
+
+    def process(self, element, silent):
+        video_id, copies = element
+        # File order, as the tool sees them (equal digests are equal bytes).
+        copies = sorted(copies, key=lambda c: (c[3], c[4]))
+        chosen, silent_copies, duplicates = subset.resolve_copies(
+            [c[2] for c in copies], [c[1] for c in copies], silent)
+        if silent_copies or duplicates:
+            yield beam.pvalue.TaggedOutput(_STATS, {
+                "no_audio_signal": silent_copies, "duplicate_id": duplicates})
+        if chosen is not None:
+            key, digest, _, file_index, offset, length, labels = copies[chosen]
+            split = subset.split_of(video_id, self._split_fractions)
+            yield (split, _bucket(key)), (key, video_id, digest, file_index,
+                                          offset, length, labels)
+
+
+def _rank(element, bucket_counts, num_shards):
+    """Ranks one bucket's records within their split; keys them by shard."""
+    (split, bucket), records = element
+    start = sum(n for (s, b), n in bucket_counts.items()
+                if s == split and b < bucket)
+    shards = num_shards[split]
+    for i, record in enumerate(sorted(records, key=lambda r: (r[0], r[1]))):
+        rank = start + i
+        yield (split, rank % shards), (rank,) + tuple(record[2:])
+
+
+# Mixed main and tagged outputs: no element type to infer.
+@beam.typehints.with_output_types(typing.Any)
+class _WriteShard(beam.DoFn):
+    """Writes one output shard in rank order from the input files."""
+
+    def __init__(self, paths, output_dir):
+        self._paths = list(paths)
+        self._output_dir = output_dir
+
+    def setup(self):
+        pipelines.hide_logged_input_errors()
+
+    def process(self, element, num_shards):
+        (split, shard), records = element
+        records = sorted(records)
+        path = writers.shard_path(self._output_dir, split, shard,
+                                  num_shards[split])
+        fetcher = subset.RecordFetcher(self._paths)
+        labels = collections.Counter()
+        try:
+            # Rewritten whole when a retried bundle comes back here.
+            with tf.io.TFRecordWriter(path) as writer:
+                for _, digest, file_index, offset, length, chosen in records:
+                    writer.write(fetcher.read(
+                        file_index, offset, length,
+                        digest.to_bytes(8, "big")))
+                    for index in chosen:
+                        labels[(index, split)] += 1
+        except DataError as e:
+            raise pipelines.marked(e) from None
+        finally:
+            fetcher.close()
+        yield beam.pvalue.TaggedOutput(_STATS, {("label",) + k: n
+                                               for k, n in labels.items()})
+        yield {"split": split, "shard": shard, "file": os.path.basename(path),
+               "records": len(records), "sha256": subset.file_sha256(path)}
+
+
+class _Finish(beam.DoFn):
+    """Writes the empty shards no record went to, then manifest.json."""
+
+    def __init__(self, args, output_dir, input_data_pattern, num_shards):
+        self._args = args
+        self._output_dir = output_dir
+        self._pattern = input_data_pattern
+        self._num_shards = num_shards
+
+    def setup(self):
+        pipelines.hide_logged_input_errors()
+
+    def process(self, unused_element, shard_infos, stats, skipped, silent,
+                counts):
+        args = self._args
+        skipped = sorted(skipped, key=lambda s: s["file"])
+        if args.paths and len(skipped) == len(args.paths):
+            raise pipelines.marked(subset.no_readable_input(self._pattern,
+                                                            skipped))
+        written = {(s["split"], s["shard"]): s for s in shard_infos}
+        shards = {}
+        for split in subset.SPLITS:
+            shards[split] = []
+            for shard in range(counts[split]):
+                info = written.get((split, shard))
+                if info is None:
+                    path = writers.shard_path(self._output_dir, split, shard,
+                                              counts[split])
+                    with tf.io.TFRecordWriter(path):
+                        pass
+                    info = {"file": os.path.basename(path), "records": 0,
+                            "sha256": subset.file_sha256(path)}
+                shards[split].append({k: info[k]
+                                      for k in ("file", "records", "sha256")})
+        kept = {split: sum(s["records"] for s in shards[split])
+                for split in subset.SPLITS}
+        label_counts = collections.defaultdict(collections.Counter)
+        for key, n in stats.items():
+            if isinstance(key, tuple) and key[0] == "label":
+                label_counts[key[1]][key[2]] += n
+        dropped = {r: n for r, n in stats.items() if isinstance(r, str)}
+        manifest = subset.build_manifest(
+            args, COMMAND, self._num_shards or dict(counts), skipped,
+            stats.get("records_read", 0), kept, dropped, label_counts, shards,
+            dict(silent))
+        subset.write_manifest(self._output_dir, manifest)
+        yield manifest
+
+
+def build_pipeline(pipeline, args, input_data_pattern, output_dir,
+                   num_shards=None, target_shard_mb=DEFAULT_TARGET_SHARD_MB):
+    """Adds the subset transforms to `pipeline`.
+
+    Args:
+      pipeline: a `beam.Pipeline`.
+      args: `subset.Arguments` from `subset.check_arguments`.
+      input_data_pattern: the pattern `args.paths` came from (for messages).
+      output_dir: where shards and manifest.json go (created, and cleared
+        by the caller).
+      num_shards: shards per split; None sizes them by `target_shard_mb`.
+
+    Returns:
+      The PCollection holding the manifest (one dict).
+    """
+    files = (pipeline
+             | "Files" >> beam.Create(list(enumerate(args.paths)))
+             | "SpreadFiles" >> beam.Reshuffle())
+    scanned = files | "Scan" >> beam.ParDo(_ScanFile(args)).with_outputs(
+        _SKIPPED, _STATS, _AUDIO, main="candidates")
+
+    silent = (scanned[_AUDIO]
+              | "GroupByAudio" >> beam.GroupByKey()
+              | "RepeatedAudio" >> beam.FlatMap(
+                  _silent_vectors, args.repeated_audio_min_videos))
+
+    chosen = (scanned.candidates
+              | "GroupById" >> beam.GroupByKey()
+              | "ChooseCopy" >> beam.ParDo(
+                  _ChooseCopy(args.split_fractions),
+                  silent=beam.pvalue.AsDict(silent)).with_outputs(
+                      _STATS, main="kept"))
+    kept = chosen.kept
+
+    if num_shards:
+        counts = pipeline | "ShardCounts" >> beam.Create(
+            [shard_counts({}, num_shards)])
+    else:
+        split_bytes = (kept
+                       | "SplitBytes" >> beam.Map(lambda kv: (kv[0][0],
+                                                              kv[1][5]))
+                       | "SumBytes" >> beam.CombinePerKey(sum))
+        counts = (pipeline
+                  | "One" >> beam.Create([None])
+                  | "ShardCounts" >> beam.Map(
+                      lambda _, b: shard_counts(b, None, target_shard_mb),
+                      b=beam.pvalue.AsDict(split_bytes)))
+    counts = beam.pvalue.AsSingleton(counts)
+
+    bucket_counts = (kept
+                     | "CountOne" >> beam.Map(lambda kv: (kv[0], 1))
+                     | "CountBuckets" >> beam.CombinePerKey(sum))
+    shard_infos = (kept
+                   | "GroupByBucket" >> beam.GroupByKey()
+                   | "Rank" >> beam.FlatMap(
+                       _rank, beam.pvalue.AsDict(bucket_counts), counts)
+                   | "GroupByShard" >> beam.GroupByKey()
+                   | "WriteShards" >> beam.ParDo(
+                       _WriteShard(args.paths, output_dir),
+                       counts).with_outputs(_STATS, main="shards"))
+
+    stats = ((scanned[_STATS], chosen[_STATS], shard_infos[_STATS])
+             | "AllStats" >> beam.Flatten()
+             | "SumStats" >> beam.CombineGlobally(merge_counts))
+    # Side inputs read through a plain step: BundleBasedDirectRunner (used
+    # to test retries) mixes all of a multi-output ParDo's outputs into a
+    # side input read straight off one of them.
+    shards = shard_infos.shards | "ShardInfos" >> beam.Map(lambda x: x)
+    skipped = scanned[_SKIPPED] | "Skipped" >> beam.Map(lambda x: x)
+    return (pipeline
+            | "Manifest" >> beam.Create([None])
+            | "WriteManifest" >> beam.ParDo(
+                _Finish(args, output_dir, input_data_pattern, num_shards),
+                beam.pvalue.AsList(shards),
+                beam.pvalue.AsSingleton(stats),
+                beam.pvalue.AsList(skipped),
+                beam.pvalue.AsDict(silent), counts))
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog=COMMAND, description=__doc__.split("\n\n")[0].strip(),
+        epilog="Beam's own flags (--runner, --direct_num_workers, "
+               "--direct_running_mode, --project, ...) pass through.")
+    add = parser.add_argument
+    add("--input_data_pattern", required=True,
+        help="Comma-separated globs of YT8M TFRecord files (gs:// works).")
+    add("--output_dir", required=True,
+        help="Where shards and manifest.json go (gs:// works).")
+    add("--frame_features", dest="frame_features", action="store_true",
+        default=True, help="Frame-level input (the default).")
+    add("--noframe_features", dest="frame_features", action="store_false",
+        help="Video-level input.")
+    add("--feature_names", default=None,
+        help="Video then audio feature name; default by level.")
+    add("--feature_sizes", default="1024,128")
+    add("--label_names", default=None,
+        help="Vocabulary names to select (needs --vocabulary_file).")
+    add("--label_indices", default=None, help="Class indices to select.")
+    add("--verticals", default=None,
+        help="Verticals to select (needs --vocabulary_file).")
+    add("--vocabulary_file", default=None)
+    add("--min_frames", type=int, default=subset.DEFAULT_MIN_FRAMES)
+    add("--repeated_audio_min_videos", type=int,
+        default=subset.DEFAULT_REPEATED_AUDIO_MIN_VIDEOS)
+    add("--split_fractions", default="0.8,0.1,0.1")
+    add("--num_shards", type=int, default=None,
+        help="Shards per split; default: sized by --target_shard_mb.")
+    add("--target_shard_mb", type=float, default=DEFAULT_TARGET_SHARD_MB,
+        help="Output shard size when --num_shards is not given.")
+    add("--skip_corrupt", action="store_true",
+        help="Skip (and list) unreadable input files instead of stopping.")
+    add("--overwrite", action="store_true",
+        help="Replace an existing subset in --output_dir.")
+    return parser
+
+
+def run(argv=None):
+    """Parses `argv` (ours and Beam's flags), runs the pipeline and waits;
+    returns the manifest.
+
+    Raises:
+      ConfigError, DataError: for bad arguments, named as flags.
+      Exception: whatever the runner raises for a failed transform; bad
+        input inside one carries a message `pipelines.user_message` finds.
+    """
+    known, beam_args = _parser().parse_known_args(argv)
+    if known.target_shard_mb <= 0:
+        raise ConfigError("{target_shard_mb} must be positive",
+                          target_shard_mb=known.target_shard_mb)
+    selection = subset.build_selection(
+        label_names=known.label_names, label_indices=known.label_indices,
+        verticals=known.verticals, vocabulary_file=known.vocabulary_file)
+    args = subset.check_arguments(
+        known.input_data_pattern, frame_features=known.frame_features,
+        feature_names=known.feature_names, feature_sizes=known.feature_sizes,
+        selection=selection, min_frames=known.min_frames,
+        repeated_audio_min_videos=known.repeated_audio_min_videos,
+        split_fractions=known.split_fractions, num_shards=known.num_shards,
+        skip_corrupt=known.skip_corrupt)
+    subset.clear_output(known.output_dir, known.overwrite)
+    tf.io.gfile.makedirs(known.output_dir)
+    started = time.monotonic()
+    with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
+        build_pipeline(pipeline, args, known.input_data_pattern,
+                       known.output_dir, known.num_shards,
+                       known.target_shard_mb)
+    path = os.path.join(known.output_dir, subset.MANIFEST_NAME)
+    if not tf.io.gfile.exists(path):
+        raise DataError(f"the pipeline finished without writing {path}")
+    with tf.io.gfile.GFile(path) as f:
+        manifest = json.load(f)
+    print(f"subset: {subset.summary_line(manifest, time.monotonic() - started)}")
+    return manifest
+
+
+def main(argv=None):
+    """The command: exit status 0, or 2 with one line for bad input."""
+    return pipelines.run_main(lambda a: run(a) and 0, argv, COMMAND)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
