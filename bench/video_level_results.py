@@ -265,9 +265,11 @@ def report(record, output_dir, data):
         "--embeddings_file`.", "",
         markdown_table(rows_1k, f"Galleries of {GALLERY_SIZE} test videos, "
                                 f"mean of {len(GALLERY_SEEDS)} seeded draws",
-                       extra_columns=("val R@10", "train s")), "",
+                       extra_columns=("val R@10", "train s"),
+                       rank_columns=("median_rank", "mrr")), "",
         markdown_table(rows_full, f"Whole music test set ({n_test} videos)",
-                       extra_columns=("val R@10", "train s")), "",
+                       extra_columns=("val R@10", "train s"),
+                       rank_columns=("median_rank", "mrr")), "",
         "`val R@10`: mean of both directions on the validation split "
         "(eval.py), the figure each choice was made on. "
         f"README flow: stopped at step {readme['train_result']['step']}, "
