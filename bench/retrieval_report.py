@@ -32,12 +32,13 @@ def gallery_rows(n, size, seed):
 
 
 def gallery_mean(audio, video, size, labels=None, cosine=True,
-                 seeds=GALLERY_SEEDS):
+                 seeds=GALLERY_SEEDS, csls_k=0):
     """Mean metrics over seeded draws of `size`-video galleries.
 
     Each draw picks `size` videos without replacement; their audio queries
     search their video gallery and back. A size of the whole set (or more)
-    is one draw: the set itself.
+    is one draw: the set itself. csls_k > 0 ranks by CSLS within each drawn
+    gallery (`metrics.csls_pair`).
     """
     n = len(audio)
     draws = seeds if size < n else (None,)
@@ -47,7 +48,7 @@ def gallery_mean(audio, video, size, labels=None, cosine=True,
         results.append(metrics.cross_modal_metrics(
             audio[rows], video[rows],
             labels=None if labels is None else [labels[i] for i in rows],
-            top_k=TOP_K, cosine=cosine))
+            top_k=TOP_K, cosine=cosine, csls_k=csls_k))
     mean = {"num_queries": min(size, n), "num_draws": len(results)}
     for d in DIRECTIONS:
         mean[d] = {k: float(np.mean([r[d][k] for r in results]))

@@ -89,6 +89,8 @@ BENCHMARKS = (
                   QUICK_ROOT, "frame_level_work"))),
     Benchmark("video_level", "Real video-level retrieval",
               "bench/video_level_results.py", quick_args=None),
+    Benchmark("learning_curve", "Learning curve (real video-level data)",
+              "bench/learning_curve.py", quick_args=None),
 )
 
 

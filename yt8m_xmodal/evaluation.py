@@ -109,17 +109,17 @@ def check_alignment(emb):
                 f"{emb.ids[bad][:5].tolist()}")
 
 
-def score(emb, top_k, with_map=False):
+def score(emb, top_k, with_map=False, csls_k=0):
     """Both-direction retrieval metrics of an `Embeddings`.
 
     Recall@K, ranks and MRR cost O(N^2) in the set size N; label mAP sorts
     every query's whole gallery, O(N^2 log N), so it is computed only when
-    asked (`with_map`).
+    asked (`with_map`). csls_k > 0 ranks by CSLS (see `metrics.csls_pair`).
     """
     check_alignment(emb)
     return metrics.cross_modal_metrics(
         emb.audio, emb.video, labels=emb.labels if with_map else None,
-        top_k=top_k)
+        top_k=top_k, csls_k=csls_k)
 
 
 _COLUMNS = (("recall@{k}", "R@{k}"), ("median_rank", "MedR"),
@@ -157,12 +157,14 @@ def format_table(result, title=""):
 
 def evaluate_checkpoint(train_dir, eval_data_pattern, top_k, checkpoint_path=None,
                         batch_size=256, use_subspace=True, skip_corrupt=False,
-                        with_map=False):
+                        with_map=False, csls_k=None):
     """Embeds `eval_data_pattern` with one checkpoint and scores retrieval
     (label mAP too with `with_map`).
 
+    `csls_k` None takes the model's own (model_flags.json); 0 is plain cosine.
+
     Returns:
-      The `metrics.cross_modal_metrics` dict with "step" added.
+      The `metrics.cross_modal_metrics` dict with "step" and "csls_k" added.
     """
     config, model, subspace, step = modeling.restore(train_dir,
                                                      checkpoint_path)
@@ -174,8 +176,9 @@ def evaluate_checkpoint(train_dir, eval_data_pattern, top_k, checkpoint_path=Non
     emb = embed_dataset(model, readers.iterate(dataset, eval_data_pattern),
                         subspace=subspace if use_subspace else None,
                         total=progress.count_records(eval_data_pattern))
-    result = score(emb, top_k, with_map)
-    return {"step": step, **result}
+    csls_k = config.csls_k if csls_k is None else int(csls_k)
+    result = score(emb, top_k, with_map, csls_k)
+    return {"step": step, "csls_k": csls_k, **result}
 
 
 def write_metrics(result, train_dir, output_json=""):

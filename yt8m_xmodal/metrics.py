@@ -536,8 +536,51 @@ def retrieval_metrics(queries, gallery, top_k=DEFAULT_TOP_K,
     return result
 
 
+def csls_pair(queries, gallery, k, chunk_size=None):
+    """Embeddings whose dot product ranks like CSLS (Conneau et al. 2018).
+
+    CSLS(q, g) = 2 cos(q, g) - r(q) - r(g), where r(g) is the mean cosine of
+    gallery item g to its k nearest queries and r(q) that of q to its k
+    nearest gallery items: items that are near everything (hubs) are pushed
+    down. r(q) is one constant per query, so the ranking of a query's gallery
+    is that of cos(q, g) - r(g) / 2, the dot product of [q / |q|, 1] and
+    [g / |g|, -r(g) / 2]. The statistics come from the query and gallery sets
+    themselves, at query time: nothing is stored with a model.
+
+    Args:
+      queries: [N, d] embeddings of the query modality.
+      gallery: [M, d] embeddings of the other modality.
+      k: neighbours in r(g) (capped at N).
+      chunk_size: gallery rows per block of similarities.
+
+    Returns:
+      (queries [N, d + 1], gallery [M, d + 1]) float32 numpy arrays; score
+      them with `cosine=False`.
+
+    Example:
+      >>> q, g = csls_pair(np.eye(2), np.eye(2), k=1)
+      >>> q @ g.T
+      array([[ 0.5, -0.5],
+             [-0.5,  0.5]], dtype=float32)
+    """
+    if int(k) < 1:
+        raise ConfigError("{csls_k} must be >= 1 for CSLS", csls_k=k)
+    q = _normalize_rows(_prepare_embeddings(queries, "queries", True))
+    g = _normalize_rows(_prepare_embeddings(gallery, "gallery", True))
+    k = min(int(k), int(q.shape[0]))
+    rows = _chunk_rows(chunk_size, int(q.shape[0]), SCORE_BLOCK_ELEMENTS)
+    hubness = []
+    for start in range(0, int(g.shape[0]), rows):
+        sims = tf.matmul(g[start:start + rows], q, transpose_b=True)
+        hubness.append(tf.reduce_mean(tf.math.top_k(sims, k).values, axis=1))
+    r = tf.concat(hubness, axis=0)[:, tf.newaxis]
+    q_out = tf.concat([q, tf.ones([tf.shape(q)[0], 1], q.dtype)], axis=1)
+    g_out = tf.concat([g, -r / 2], axis=1)
+    return (np.asarray(q_out, np.float32), np.asarray(g_out, np.float32))
+
+
 def cross_modal_metrics(audio, video, labels=None, top_k=DEFAULT_TOP_K,
-                        chunk_size=None, cosine=True):
+                        chunk_size=None, cosine=True, csls_k=0):
     """Retrieval metrics in both directions for aligned audio/video embeddings.
 
     Args:
@@ -545,6 +588,9 @@ def cross_modal_metrics(audio, video, labels=None, top_k=DEFAULT_TOP_K,
       labels: optional label sets of the N videos (any form
         `retrieval_metrics` takes), used for mAP in both directions.
       top_k, chunk_size, cosine: as in `retrieval_metrics`.
+      csls_k: > 0 ranks by CSLS over k neighbours within the evaluated set
+        (see `csls_pair`; cosine is then implied) instead of the plain
+        similarity.
 
     Returns:
       {"num_queries": N, "audio_to_video": {...}, "video_to_audio": {...}},
@@ -560,6 +606,15 @@ def cross_modal_metrics(audio, video, labels=None, top_k=DEFAULT_TOP_K,
     kwargs = dict(top_k=top_k, chunk_size=chunk_size, cosine=cosine)
     if labels is not None:
         kwargs.update(query_labels=labels, gallery_labels=labels)
+    if csls_k:
+        kwargs["cosine"] = False
+        return {
+            "num_queries": int(audio.shape[0]),
+            "audio_to_video": retrieval_metrics(
+                *csls_pair(audio, video, csls_k, chunk_size), **kwargs),
+            "video_to_audio": retrieval_metrics(
+                *csls_pair(video, audio, csls_k, chunk_size), **kwargs),
+        }
     return {
         "num_queries": int(audio.shape[0]),
         "audio_to_video": retrieval_metrics(audio, video, **kwargs),

@@ -65,7 +65,11 @@ def build_model(config):
     """
     model = models.build_model(config.model, config.data, config.model_config)
     out = model(dummy_batch(config.data), training=False)
-    subspace = subspace_lib.LinearCCA(config.subspace_dim)
+    # LinearCcaModel's subspace is the model, with its own ridge.
+    ridge = getattr(config.model_config, "linear_cca_ridge", None)
+    subspace = (subspace_lib.LinearCCA(config.subspace_dim) if ridge is None
+                else subspace_lib.LinearCCA(config.subspace_dim, r1=ridge,
+                                            r2=ridge))
     subspace.build({"video": tuple(out["video"].shape),
                     "audio": tuple(out["audio"].shape)})
     return model, subspace

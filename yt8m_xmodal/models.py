@@ -9,6 +9,8 @@ whitens them itself; InfoNCE normalizes inside the loss).
   FrameLstmModel       one LSTM over all 300 frames (YT8M's LstmModel)
   MeanPoolModel        masked mean over frames + MLP
   VideoLevelMlpModel   mean_rgb / mean_audio records + MLP
+  LinearCcaModel       identity towers (either level): linear CCA on the
+                       (mean) features, the baseline with nothing to train
 
 Each named model takes the feature sizes and the fields of its config class
 (config.py) as keyword arguments, with the config's defaults: the shipped
@@ -24,7 +26,8 @@ from yt8m_xmodal import config as config_lib
 from yt8m_xmodal.errors import ConfigError
 from yt8m_xmodal.features import FEATURE_SIZES, MAX_FRAMES
 from yt8m_xmodal.towers import (ChunkAttentionTower, FrameLstmTower,
-                                MeanPoolTower, VideoLevelMlpTower)
+                                IdentityTower, MeanPoolTower,
+                                VideoLevelMlpTower)
 
 VIDEO_SIZE, AUDIO_SIZE = FEATURE_SIZES
 
@@ -240,8 +243,52 @@ class VideoLevelMlpModel(_ConfiguredModel):
     frame_level = False
 
 
+@keras.saving.register_keras_serializable(package="yt8m_xmodal")
+class LinearCcaModel(CrossModalModel):
+    """Identity towers: the post-hoc linear CCA subspace is the model.
+
+    Linear CCA on the (L2-normalized) mean features, the classic baseline:
+    the towers return the normalized features (frame level: their masked
+    mean over frames), so training only fits the subspace and every trained
+    model has this floor to beat.
+
+    Args:
+      video_size, audio_size: feature sizes (1024, 128).
+      frame_level: True for frame-level records, False for video level.
+      input_norm: per-frame (per-vector) normalization, as for the towers.
+      linear_cca_ridge: ridge of the subspace fit (read by the trainer).
+
+    Example:
+    >>> model = LinearCcaModel(8, 4, frame_level=False)
+    >>> model({"video": tf.ones([2, 8]), "audio": tf.ones([2, 4])})["audio"].shape
+    TensorShape([2, 4])
+    """
+
+    def __init__(self, video_size=VIDEO_SIZE, audio_size=AUDIO_SIZE,
+                 frame_level=True, **kwargs):
+        keras_kwargs = {k: kwargs.pop(k) for k in _KERAS_KWARGS if k in kwargs}
+        self.config = config_lib.model_config("LinearCcaModel", kwargs)
+        self.video_size, self.audio_size = int(video_size), int(audio_size)
+        towers = [IdentityTower(size, input_norm=self.config.input_norm,
+                                frame_level=frame_level, name=f"{key}_tower")
+                  for key, size in (("video", self.video_size),
+                                    ("audio", self.audio_size))]
+        super().__init__(*towers, frame_level=frame_level, **keras_kwargs)
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable,
+                "video_size": self.video_size, "audio_size": self.audio_size,
+                "frame_level": self.frame_level,
+                **dataclasses.asdict(self.config)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
 MODELS = {cls.__name__: cls for cls in (
-    ChunkAttentionModel, FrameLstmModel, MeanPoolModel, VideoLevelMlpModel)}
+    ChunkAttentionModel, FrameLstmModel, MeanPoolModel, VideoLevelMlpModel,
+    LinearCcaModel)}
 assert set(MODELS) == set(config_lib.MODEL_CONFIGS)
 
 
@@ -258,7 +305,10 @@ def build_model(name, data, model_config=None):
     """
     config = config_lib.model_config(name, model_config)
     model_class = MODELS[name]
-    extra = ({"max_frames": data.max_frames}
-             if model_class is ChunkAttentionModel else {})
+    extra = {}
+    if model_class is ChunkAttentionModel:
+        extra = {"max_frames": data.max_frames}
+    elif model_class is LinearCcaModel:
+        extra = {"frame_level": data.frame_features}
     return model_class(video_size=data.video_size, audio_size=data.audio_size,
                        **extra, **dataclasses.asdict(config))

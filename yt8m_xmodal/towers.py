@@ -7,7 +7,9 @@ the two-tower models in `models.py` hold one tower per modality.
                        -> attention over chunks (or mean, the ablation) -> head
   FrameLstmTower       one recurrent pass over all T frames -> head
   MeanPoolTower        masked mean over frames -> head
-  VideoLevelMlpTower   a video-level vector (mean_rgb / mean_audio) -> head
+  VideoLevelMlpTower   a video-level vector (mean_rgb / mean_audio)
+                       -> optional linear-CCA input projection -> head
+  IdentityTower        the normalized features (their mean over frames)
 """
 
 import keras
@@ -19,7 +21,7 @@ from yt8m_xmodal.features import MAX_FRAMES
 from yt8m_xmodal.layers import (ChunkAttentionPooling,
                                 ChunkPositionEncoding, ChunkRecurrentEncoder,
                                 ChunkSplit, FrameNormalization,
-                                MaskedMeanPooling, ProjectionHead, make_rnn,
+                                InputProjection, MaskedMeanPooling, ProjectionHead, make_rnn,
                                 masked_mean_weights)
 
 # Each tower's defaults are its model family's config (config.py): one
@@ -347,6 +349,13 @@ class VideoLevelMlpTower(_Tower):
       input_size: D, size of the video-level vector.
       embedding_dim, hidden_units, num_hidden_layers, dropout, input_norm: as
         in ChunkAttentionTower.
+      cca_input_dim: N > 0 inserts an `InputProjection` to N dimensions
+        between the normalization and the head; its weights are set from a
+        linear CCA fit before training (`training.Trainer`), until then it
+        keeps the first N coordinates.
+      cca_input_ridge: the ridge of that fit (read by the trainer).
+      linear_skip: output = projected[:, :embedding_dim] + head(projected),
+        with the head's last layer initialized at zero.
 
     Call arguments:
       inputs: float tensor [B, D].
@@ -355,7 +364,113 @@ class VideoLevelMlpTower(_Tower):
     Example:
     >>> VideoLevelMlpTower(128, embedding_dim=16)(tf.ones([2, 128])).shape
     TensorShape([2, 16])
+    >>> VideoLevelMlpTower(128, embedding_dim=16, cca_input_dim=32,
+    ...                    linear_skip=True)(tf.ones([2, 128])).shape
+    TensorShape([2, 16])
     """
 
+    def __init__(self, input_size, cca_input_dim=_HEAD.cca_input_dim,
+                 cca_input_ridge=_HEAD.cca_input_ridge,
+                 linear_skip=_HEAD.linear_skip, **kwargs):
+        super().__init__(input_size, **kwargs)
+        self.cca_input_dim = int(cca_input_dim)
+        self.cca_input_ridge = float(cca_input_ridge)
+        self.linear_skip = bool(linear_skip)
+        if self.linear_skip and self.cca_input_dim < self.embedding_dim:
+            raise ValueError(f"{self.name}: linear_skip needs cca_input_dim="
+                             f"{self.cca_input_dim} >= embedding_dim="
+                             f"{self.embedding_dim}")
+        self.input_projection = None
+        if self.cca_input_dim:
+            self.input_projection = InputProjection(self.cca_input_dim,
+                                                    name="input_projection")
+        if self.linear_skip:
+            # The tower starts as the identity on the projected coordinates.
+            self.head = ProjectionHead(
+                self.embedding_dim,
+                hidden_units=(self.hidden_units,) * self.num_hidden_layers,
+                dropout=self.dropout, output_initializer="zeros",
+                name="projection_head")
+
+    def build(self, input_shape):
+        _check_input_size(self, input_shape)
+        self.normalization.build(input_shape)
+        size = self.input_size
+        if self.input_projection is not None:
+            self.input_projection.build((None, size))
+            size = self.cca_input_dim
+        self.head.build((None, size))
+        self.built = True
+
     def call(self, inputs, mask=None, training=None):
-        return self.head(self.normalization(inputs), training=training)
+        x = self.normalization(inputs)
+        if self.input_projection is not None:
+            x = self.input_projection(x)
+        out = self.head(x, training=training)
+        if self.linear_skip:
+            out = out + x[:, :self.embedding_dim]
+        return out
+
+    def get_config(self):
+        return {**super().get_config(), "cca_input_dim": self.cca_input_dim,
+                "cca_input_ridge": self.cca_input_ridge,
+                "linear_skip": self.linear_skip}
+
+
+@keras.saving.register_keras_serializable(package="yt8m_xmodal")
+class IdentityTower(keras.Model):
+    """The normalized features themselves (frame level: their masked mean).
+
+    The towers of `LinearCcaModel`: nothing to train, so the post-hoc linear
+    CCA subspace is the whole model.
+
+    Args:
+      input_size: D, the feature size (the embedding size too).
+      input_norm: "l2", "layer" or "none", as in ChunkAttentionTower (at
+        frame level applied per frame before the mean).
+      frame_level: inputs are [B, T, D] frames (else [B, D] vectors).
+
+    Call arguments:
+      inputs: float tensor [B, T, D] or [B, D].
+      mask: frame level: bool tensor [B, T] of valid frames.
+
+    Example:
+    >>> IdentityTower(8, frame_level=False)(tf.ones([2, 8])).shape
+    TensorShape([2, 8])
+    """
+
+    has_attention = False
+
+    def __init__(self, input_size, input_norm="l2", frame_level=True,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+        self.input_size = int(input_size)
+        self.embedding_dim = self.input_size
+        self.input_norm = input_norm
+        self.frame_level = bool(frame_level)
+        self.normalization = FrameNormalization(input_norm,
+                                                name="normalization")
+        self.pooling = MaskedMeanPooling(name="frame_pooling")
+
+    def build(self, input_shape):
+        _check_input_size(self, input_shape)
+        self.normalization.build(input_shape)
+        self.built = True
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return None
+
+    def call(self, inputs, mask=None, training=None):
+        if not self.frame_level:
+            return self.normalization(inputs)
+        return self.pooling(self.normalization(inputs, mask=mask), mask=mask)
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable,
+                "input_size": self.input_size, "input_norm": self.input_norm,
+                "frame_level": self.frame_level}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -38,6 +38,7 @@ from yt8m_xmodal import losses as losses_lib
 from yt8m_xmodal import modeling
 from yt8m_xmodal import progress
 from yt8m_xmodal import readers
+from yt8m_xmodal import subspace as subspace_lib
 from yt8m_xmodal import records
 from yt8m_xmodal import summaries
 from yt8m_xmodal.config import TrainConfig
@@ -57,10 +58,32 @@ class TrainResult:
     # stepping on them (wall_seconds less checkpoints, exports, validation).
     examples: int = 0
     step_seconds: float = 0.0
+    # Early stopping: the step whose weights the final checkpoint and export
+    # hold, why training ended, and every validation [(step, R@10)].
+    best_step: int = None
+    stop_reason: str = ""
+    validations: list = dataclasses.field(default_factory=list)
 
     @property
     def examples_per_second(self):
         return self.examples / self.step_seconds if self.step_seconds else 0.0
+
+
+# train_dir/best/: the checkpoint of the best validation so far.
+BEST_DIR = "best"
+
+
+def selection_score(result):
+    """What early stopping maximizes: Recall@10, mean of both directions."""
+    return float(np.mean([result[d]["recall@10"]
+                          for d in ("audio_to_video", "video_to_audio")]))
+
+
+def epoch_cap(cfg, early_stopping):
+    """The most epochs a run trains (None: the step budget decides)."""
+    if cfg.num_epochs > 0:
+        return cfg.num_epochs
+    return config_lib.AUTO_MAX_EPOCHS if early_stopping else None
 
 
 class NonFiniteStepError(RuntimeError):
@@ -183,10 +206,24 @@ class Trainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+            # Early stopping state, checkpointed so a resumed run continues
+            # the same decision: best validation score and its step,
+            # validations without improvement, the last validated step, and
+            # whether training has stopped.
+            self.best_score = tf.Variable(-1.0, dtype=tf.float64,
+                                          trainable=False)
+            self.best_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
+            self.bad_validations = tf.Variable(0, dtype=tf.int64,
+                                               trainable=False)
+            self.validated_step = tf.Variable(-1, dtype=tf.int64,
+                                              trainable=False)
+            self.stopped = tf.Variable(0, dtype=tf.int64, trainable=False)
         checkpoint = modeling.new_checkpoint(
             self.model, self.subspace, self.step, optimizer=self.optimizer,
             loss=self.loss, epoch=self.epoch,
-            batch_in_epoch=self.batch_in_epoch)
+            batch_in_epoch=self.batch_in_epoch, best_score=self.best_score,
+            best_step=self.best_step, bad_validations=self.bad_validations,
+            validated_step=self.validated_step, stopped=self.stopped)
         # Non-chief workers write to a scratch directory that is discarded:
         # MultiWorkerMirroredStrategy needs every worker to take part in a save.
         ckpt_dir = cfg.train_dir if self.chief else os.path.join(
@@ -194,6 +231,18 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             checkpoint, ckpt_dir, max_to_keep=cfg.keep_checkpoint_max)
         self.checkpoint = checkpoint
+        # The best model so far (weights and subspace only), kept apart from
+        # the rolling checkpoints so max_to_keep never removes it.
+        self.best_checkpoint = modeling.new_checkpoint(
+            self.model, self.subspace, self.best_step)
+        self.best_manager = tf.train.CheckpointManager(
+            self.best_checkpoint, os.path.join(ckpt_dir, BEST_DIR),
+            max_to_keep=1)
+        self.early_stopping = bool(cfg.validate_data_pattern
+                                   and cfg.early_stopping_patience > 0)
+        self.validations = []
+        if not self.manager.latest_checkpoint and self.input_projections():
+            self.fit_input_projection()
         if self.manager.latest_checkpoint:
             checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
             log.info("resumed from %s at step %d (epoch %d, batch %d)",
@@ -259,11 +308,41 @@ class Trainer:
 
     # -- data ---------------------------------------------------------------------
 
+    def weighted_rows(self, labels):
+        """[B] bool: the rows carrying one of cfg.weighted_labels."""
+        labels = tf.convert_to_tensor(labels)
+        picked = tf.gather(labels, self.weighted_labels, axis=-1)
+        return tf.reduce_any(picked > 0, axis=-1)
+
+    @property
+    def weighted_labels(self):
+        return [i for i in self.cfg.weighted_labels
+                if i < self.cfg.data.num_classes]
+
+    @property
+    def weighting(self):
+        return bool(self.weighted_labels) and self.cfg.label_weight > 1
+
     def epoch_dataset(self, epoch, skip_batches):
-        ds = self.reader.dataset(
-            self.cfg.train_data_pattern, batch_size=self.cfg.batch_size,
-            shuffle=True, seed=self.cfg.seed + epoch, num_epochs=1,
-            drop_remainder=True)
+        cfg = self.cfg
+        seed = cfg.seed + epoch
+        if not self.weighting:
+            ds = self.reader.dataset(
+                cfg.train_data_pattern, batch_size=cfg.batch_size,
+                shuffle=True, seed=seed, num_epochs=1, drop_remainder=True)
+        else:
+            # Weighted videos are repeated label_weight times in the epoch,
+            # then shuffled apart.
+            copies = tf.constant(cfg.label_weight, tf.int64)
+            ds = self.reader.dataset(
+                cfg.train_data_pattern, batch_size=cfg.batch_size,
+                shuffle=True, seed=seed, num_epochs=1).unbatch()
+            ds = ds.flat_map(lambda example: tf.data.Dataset.from_tensors(
+                example).repeat(tf.where(
+                    self.weighted_rows(example["labels"]), copies,
+                    tf.constant(1, tf.int64))))
+            ds = ds.shuffle(16 * cfg.batch_size, seed=seed).batch(
+                cfg.batch_size, drop_remainder=True)
         if skip_batches:
             ds = ds.skip(skip_batches)
         return self.strategy.experimental_distribute_dataset(ds)
@@ -275,6 +354,16 @@ class Trainer:
         return readers.iterate(ds, pattern)
 
     # -- export ---------------------------------------------------------------------
+
+    def _update_weighted(self, cca, video, audio, labels):
+        """Adds a batch to `cca`'s statistics, weighted rows label_weight
+        times (the same statistics as repeating those videos)."""
+        cca.update_state(video, audio)
+        if self.weighting:
+            rows = self.weighted_rows(labels)
+            for _ in range(self.cfg.label_weight - 1):
+                cca.update_state(tf.boolean_mask(video, rows),
+                                 tf.boolean_mask(audio, rows))
 
     def fit_subspace(self, max_examples=0):
         """Exact streamed linear CCA on training-set embeddings: of every
@@ -291,12 +380,44 @@ class Trainer:
                 self.ordered_batches(self.cfg.train_data_pattern),
                 "fit subspace", total, "video", size=lambda b: len(b["id"])):
             out = call(batch)
-            self.subspace.update_state(out["video"], out["audio"])
+            self._update_weighted(self.subspace, out["video"], out["audio"],
+                                  batch["labels"])
             seen += int(out["video"].shape[0])
             if max_examples and seen >= max_examples:
                 self.subspace_complete = False
                 break
         return self.subspace.fit().numpy()
+
+    def input_projections(self):
+        """The towers' InputProjection layers, or None when they have none."""
+        towers = (self.model.video_tower, self.model.audio_tower)
+        layers = [getattr(t, "input_projection", None) for t in towers]
+        return None if None in layers else layers
+
+    def fit_input_projection(self):
+        """Fits the towers' input projections before training: a linear CCA
+        of the normalized training features (weighted like the training
+        set), whose top directions each tower then starts from."""
+        video_layer, audio_layer = self.input_projections()
+        towers = (self.model.video_tower, self.model.audio_tower)
+        dim = towers[0].cca_input_dim
+        ridge = towers[0].cca_input_ridge
+        cca = subspace_lib.LinearCCA(dim, r1=ridge, r2=ridge)
+        normalize = tf.function(lambda b: (towers[0].normalization(b["video"]),
+                                           towers[1].normalization(b["audio"])))
+        for batch in self.ordered_batches(self.cfg.train_data_pattern):
+            video, audio = normalize(batch)
+            self._update_weighted(cca, video, audio, batch["labels"])
+        correlations = cca.fit().numpy()
+        if not np.all(np.isfinite(correlations)):
+            raise NonFiniteStepError(
+                "the linear CCA input projection of the training set is not "
+                "finite; check the training features")
+        video_layer.set_projection(cca.video_mean, cca.video_projection)
+        audio_layer.set_projection(cca.audio_mean, cca.audio_projection)
+        log.info("input projection: top %d linear-CCA directions of the "
+                 "training set (ridge %g), correlations %.3f ... %.3f", dim,
+                 ridge, correlations[0], correlations[-1])
 
     def validate(self):
         if not self.cfg.validate_data_pattern:
@@ -305,8 +426,10 @@ class Trainer:
             self.model, self.ordered_batches(self.cfg.validate_data_pattern),
             subspace=self.subspace, with_attention=True, label="validate",
             total=progress.count_records(self.cfg.validate_data_pattern))
-        result = evaluation.score(emb, self.cfg.top_k,
-                                  with_map=self.cfg.validation_map)
+        # Early stopping reads Recall@10, whatever top_k shows.
+        result = evaluation.score(emb, sorted(set(self.cfg.top_k) | {10}),
+                                  with_map=self.cfg.validation_map,
+                                  csls_k=self.cfg.csls_k)
         self.writer.validation(int(self.step.numpy()), result, emb,
                                self.cfg.vocabulary_file)
         return result
@@ -318,17 +441,16 @@ class Trainer:
         workers' checkpoints are scratch). A periodic export fits it on at
         most `subspace_fit_examples` training videos, so its cost does not
         grow with the training set; the final export fits it on all.
+
+        With early stopping only an improvement on validation is exported,
+        so the newest export is always the best model.
         """
         limit = 0 if final else self.cfg.subspace_fit_examples
-        if self.chief and not np.all(np.isfinite(self.fit_subspace(limit))):
-            # A finite but huge update can still make the embeddings overflow;
-            # such a model must not replace the last good checkpoint.
-            raise NonFiniteStepError(
-                f"step {int(self.step.numpy())}: the training-set embeddings "
-                "are not finite (the model diverged); no checkpoint was "
-                f"written and the last good one ({self.manager.latest_checkpoint})"
-                " is kept. Lower base_learning_rate or set "
-                "clip_gradient_norm")
+        self._fit_finite_subspace(limit)
+        if self.early_stopping:
+            path = self.manager.save(checkpoint_number=self.step)
+            log.info("step %d: checkpoint %s", int(self.step.numpy()), path)
+            return self.validate_and_keep_best()
         path = self.manager.save(checkpoint_number=self.step)
         export_dir = None
         if self.chief:
@@ -339,25 +461,120 @@ class Trainer:
                      path, export_dir)
         return export_dir, self.validate()
 
+    def _agreed(self, value):
+        """The chief's `value` on every worker: only the chief fits the
+        subspace, so its validation decides, and every worker takes the
+        same early-stopping decision."""
+        weight = 1.0 if self.chief else 0.0
+        per_replica = self.strategy.run(lambda: tf.constant(
+            [value * weight, weight], tf.float32))
+        total = self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
+                                     axis=None).numpy()
+        return float(total[0] / total[1])
+
+    def validate_and_keep_best(self, fit=False):
+        """Validates the current model; keeps and exports it if it is the best.
+
+        Returns:
+          (export_dir of the best model or None, this validation's result).
+        """
+        if fit:
+            self._fit_finite_subspace(self.cfg.subspace_fit_examples)
+        step = int(self.step.numpy())
+        result = self.validate()
+        score = self._agreed(selection_score(result))
+        self.validated_step.assign(step)
+        self.validations.append((step, score))
+        best = float(self.best_score.numpy())
+        export_dir = None
+        if score > best:
+            self.best_score.assign(score)
+            self.best_step.assign(step)
+            self.bad_validations.assign(0)
+            self.best_manager.save(checkpoint_number=step)
+            if self.chief:
+                export_dir = modeling.export_model(
+                    self.cfg.train_dir, step, self.cfg, self.model,
+                    self.subspace)
+            log.info("step %d: validation R@10 %.4f, the best so far: kept "
+                     "and exported (%s)", step, score, export_dir)
+        else:
+            self.bad_validations.assign_add(1)
+            log.info("step %d: validation R@10 %.4f, not above the best %.4f "
+                     "of step %d (%d of %d validations without improvement)",
+                     step, score, best, int(self.best_step.numpy()),
+                     int(self.bad_validations.numpy()),
+                     self.cfg.early_stopping_patience)
+            if int(self.bad_validations.numpy()) >= self.cfg.early_stopping_patience:
+                self.stopped.assign(1)
+        return export_dir, result
+
+    def restore_best(self):
+        """Puts the best validated weights and subspace back into the model."""
+        path = self.best_manager.latest_checkpoint
+        if path is None:
+            return
+        self.best_checkpoint.read(path).expect_partial()
+
+    def _fit_finite_subspace(self, max_examples=0):
+        if self.chief and not np.all(np.isfinite(
+                self.fit_subspace(max_examples))):
+            # A finite but huge update can still make the embeddings overflow;
+            # such a model must not replace the last good checkpoint.
+            raise NonFiniteStepError(
+                f"step {int(self.step.numpy())}: the training-set embeddings "
+                "are not finite (the model diverged); no checkpoint was "
+                f"written and the last good one ({self.manager.latest_checkpoint})"
+                " is kept. Lower base_learning_rate or set "
+                "clip_gradient_norm")
+
     # -- loop ---------------------------------------------------------------------
 
     def run(self):
         cfg = self.cfg
         start = time.time()
         max_steps = cfg.max_steps if cfg.max_steps > 0 else None
+        max_epochs = epoch_cap(cfg, self.early_stopping)
         validation, export_dir = None, None
         last_saved = int(self.step.numpy()) if self.manager.latest_checkpoint else -1
         window_start, window_examples = time.time(), 0
         examples, export_seconds = 0, 0.0
         bar = progress.Progress("train", self.planned_steps(), "step",
                                 initial=int(self.step.numpy()))
-        while True:
+        stop_reason = ""
+        untrained = cfg.model in config_lib.UNTRAINED_MODELS
+        if not untrained:
+            self._log_schedule(max_epochs)
+        else:
+            stop_reason = f"{cfg.model} has nothing to train"
+            log.info("%s: fitting the linear CCA subspace on the training "
+                     "set; nothing to train", cfg.model)
+        if (self.early_stopping and not untrained
+                and int(self.validated_step.numpy()) < 0):
+            # The untrained model is the first candidate: a recipe that starts
+            # from a good linear solution can then never end worse on
+            # validation than where it began.
+            export_start = time.time()
+            export_dir, validation = self.validate_and_keep_best(fit=True)
+            export_seconds += time.time() - export_start
+        while not untrained:
             epoch = int(self.epoch.numpy())
+            step = int(self.step.numpy())
+            if self.stopped.numpy():
+                stop_reason = stop_reason or self._patience_reason()
+                break
             # As in YT8M, whichever of --num_epochs and --max_steps comes
             # first ends training.
-            if cfg.num_epochs > 0 and epoch >= cfg.num_epochs:
+            if max_epochs is not None and epoch >= max_epochs:
+                stop_reason = f"reached {max_epochs} epochs"
                 break
-            if max_steps is not None and int(self.step.numpy()) >= max_steps:
+            if max_steps is not None and step >= max_steps:
+                stop_reason = f"reached max_steps={max_steps}"
+                break
+            if (max_epochs is None and epoch > 0
+                    and step >= cfg.auto_train_steps):
+                stop_reason = (f"no validation data: {epoch} whole epochs "
+                               f"reach auto_train_steps={cfg.auto_train_steps}")
                 break
             got_batch = False
             batches = self.epoch_dataset(epoch, int(self.batch_in_epoch.numpy()))
@@ -388,6 +605,8 @@ class Trainer:
                     export_dir, validation = self.checkpoint_and_export()
                     export_seconds += time.time() - export_start
                     last_saved = step
+                if self.stopped.numpy():
+                    break
                 if max_steps is not None and step >= max_steps:
                     break
             else:
@@ -399,22 +618,85 @@ class Trainer:
                         batch_size=cfg.batch_size)
                 self.epoch.assign_add(1)
                 self.batch_in_epoch.assign(0)
+                step = int(self.step.numpy())
+                if self.early_stopping and (
+                        step - int(self.validated_step.numpy())
+                        >= cfg.validate_every_steps):
+                    export_start = time.time()
+                    export_dir, validation = self.checkpoint_and_export()
+                    export_seconds += time.time() - export_start
+                    last_saved = step
         bar.close()
         step = int(self.step.numpy())
         step_seconds = time.time() - start - export_seconds
-        # The last export must hold the subspace of the whole training set,
-        # also when a periodic one fell on the last step.
-        if step != last_saved or not self.subspace_complete:
-            export_dir, validation = self.checkpoint_and_export(final=True)
-        elif validation is None:
+        best_step = None
+        if self.early_stopping and not untrained:
+            if int(self.validated_step.numpy()) != step:
+                self.validate_and_keep_best(fit=True)
+            best_step = int(self.best_step.numpy())
+            self.restore_best()
+            # The kept model's subspace, fitted on the whole training set
+            # (a periodic fit may have seen part of it).
+            self._fit_finite_subspace(0)
+            # The final checkpoint holds the best model, so eval.py on the
+            # train_dir scores what the export holds.
+            self.manager.save(checkpoint_number=self.step)
+            export_dir = modeling.latest_export(cfg.train_dir)
+            if self.chief:
+                export_dir = modeling.export_model(
+                    cfg.train_dir, best_step, cfg, self.model, self.subspace)
             validation = self.validate()
+            log.info("training ended at step %d (%s); the final checkpoint "
+                     "and the export %s hold the best model, of step %d "
+                     "(validation R@10 %.4f)", step, stop_reason, export_dir,
+                     best_step, float(self.best_score.numpy()))
+        else:
+            # The last export must hold the subspace of the whole training
+            # set, also when a periodic one fell on the last step.
+            if step != last_saved or not self.subspace_complete:
+                export_dir, validation = self._final_export()
+            elif validation is None:
+                validation = self.validate()
+            export_dir = export_dir or modeling.latest_export(cfg.train_dir)
+            log.info("training ended at step %d (%s)", step, stop_reason)
         self.writer.flush()
         result = TrainResult(cfg.train_dir, step, time.time() - start,
                              self.skipped_nonfinite, validation, export_dir,
-                             examples, step_seconds)
+                             examples, step_seconds, best_step, stop_reason,
+                             list(self.validations))
         if self.chief:
             write_train_result(result)
         return result
+
+    def _final_export(self):
+        """The plain (not early-stopping) final checkpoint and export."""
+        early_stopping, self.early_stopping = self.early_stopping, False
+        try:
+            return self.checkpoint_and_export(final=True)
+        finally:
+            self.early_stopping = early_stopping
+
+    def _patience_reason(self):
+        return (f"validation R@10 did not improve for "
+                f"{self.cfg.early_stopping_patience} validations "
+                f"(early_stopping_patience)")
+
+    def _log_schedule(self, max_epochs):
+        cfg = self.cfg
+        if self.early_stopping:
+            log.info("early stopping: validation every epoch end at least %d "
+                     "steps after the last one (validate_every_steps) and at "
+                     "every export; stop after %d validations without "
+                     "improvement (early_stopping_patience), at most %d "
+                     "epochs; the best model is kept and exported",
+                     cfg.validate_every_steps, cfg.early_stopping_patience,
+                     max_epochs)
+        elif max_epochs is None:
+            log.info("no validation data and num_epochs=0: training whole "
+                     "epochs until at least %d steps (auto_train_steps)",
+                     cfg.auto_train_steps)
+        else:
+            log.info("training %d epochs (num_epochs)", max_epochs)
 
     def planned_steps(self):
         """The step training stops at, for the progress report: the sooner

@@ -39,6 +39,9 @@ flags.DEFINE_string("output_json", "",
                     "Where to write metrics.json (default train_dir/eval/).")
 flags.DEFINE_float("poll_seconds", 30.0,
                    "Watcher: seconds between looks for a new checkpoint.")
+flags.DEFINE_integer("csls_k", -1,
+                     "Rank by CSLS over this many neighbours (0: plain "
+                     "cosine; -1: the model's own csls_k).")
 flags.DEFINE_bool("compute_map", False,
                   "Also compute exact label mAP: it sorts every query's whole "
                   "gallery, O(N^2 log N) in the number of videos.")
@@ -65,7 +68,8 @@ def main(argv):
             FLAGS.train_dir, eval_data_pattern, top_k,
             checkpoint_path=checkpoint_path, batch_size=FLAGS.batch_size,
             use_subspace=FLAGS.use_subspace, skip_corrupt=FLAGS.skip_corrupt,
-            with_map=FLAGS.compute_map)
+            with_map=FLAGS.compute_map,
+            csls_k=None if FLAGS.csls_k < 0 else FLAGS.csls_k)
         path = evaluation.write_metrics(result, FLAGS.train_dir, FLAGS.output_json)
         print(evaluation.format_table(
             result, title=f"step {result['step']} ({checkpoint_path})"))

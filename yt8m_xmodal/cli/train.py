@@ -41,10 +41,6 @@ from yt8m_xmodal.tools import synthetic
 FLAGS = flags.FLAGS
 log = logging.getLogger("yt8m_xmodal")
 
-# The demo set has 1,600 training videos: 15 epochs train the default model
-# in a few minutes on 2 CPU cores.
-DEMO_NUM_EPOCHS = 15
-
 cli.define_data_flags()
 cli.define_config_flags(config_lib.TrainConfig)
 # Model flags: the union of the model configs' fields. The recipe's model
@@ -86,7 +82,6 @@ def config_from_flags():
                                                     "train-*.tfrecord")
         values.setdefault("validate_data_pattern",
                           os.path.join(demo_dir, "validate-*.tfrecord"))
-        values.setdefault("num_epochs", DEMO_NUM_EPOCHS)
     return dataclasses.replace(base, data=data, model_config=model_config,
                                loss_config=loss_config, **values)
 
@@ -138,10 +133,19 @@ def plan_text(cfg):
     plural = lambda n, unit: f"{n} {unit}" + ("" if n == 1 else "s")
     ends = [plural(cfg.num_epochs, "epoch")] if cfg.num_epochs > 0 else []
     ends += [plural(cfg.max_steps, "step")] if cfg.max_steps > 0 else []
+    if cfg.validate_data_pattern and cfg.early_stopping_patience > 0:
+        until = ("until validation Recall@10 stops improving "
+                 f"(--early_stopping_patience={cfg.early_stopping_patience})"
+                 + (f" or {' or '.join(ends)}" if ends else
+                    f" or {config_lib.AUTO_MAX_EPOCHS} epochs"))
+    elif ends:
+        until = "for " + " or ".join(ends)
+    else:
+        until = (f"for whole epochs until --auto_train_steps="
+                 f"{cfg.auto_train_steps} steps")
     return (f"training {cfg.model} with --loss={cfg.loss} "
             f"({cfg.subspace_dim}-d CCA subspace, batches of {cfg.batch_size}) "
-            f"on {cfg.train_data_pattern} for "
-            f"{' or '.join(ends) or 'ever (no --num_epochs or --max_steps)'}; "
+            f"on {cfg.train_data_pattern} {until}; "
             f"writing to {cfg.train_dir}")
 
 
@@ -152,6 +156,12 @@ def summary_text(cfg, result):
              f"{result.step_seconds:.0f} s of training steps "
              f"({result.examples_per_second:.0f} examples/s), the rest "
              "checkpoints, exports and validation."]
+    if result.stop_reason:
+        lines.append(f"Stopped: {result.stop_reason}.")
+    if result.best_step is not None:
+        lines.append(f"Kept the best model on validation, of step "
+                     f"{result.best_step} (the final checkpoint and the "
+                     "export hold it).")
     if result.skipped_nonfinite_steps:
         lines.append(f"Skipped non-finite steps: {result.skipped_nonfinite_steps}")
     if result.validation:

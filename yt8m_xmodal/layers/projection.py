@@ -20,6 +20,8 @@ class ProjectionHead(keras.layers.Layer):
       hidden_units: sizes of the hidden layers (empty: one linear map).
       activation: activation of the hidden layers.
       dropout: dropout rate after each hidden layer (training only).
+      output_initializer: kernel initializer of the last (linear) layer;
+        "zeros" makes the head start as the zero map (for a residual tower).
 
     Call arguments:
       inputs: float tensor [B, H].
@@ -32,8 +34,9 @@ class ProjectionHead(keras.layers.Layer):
 
     def __init__(self, embedding_dim=_RECIPE.embedding_dim,
                  hidden_units=(_RECIPE.hidden_units,), activation="relu",
-                 dropout=0.0, **kwargs):
+                 dropout=0.0, output_initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
+        self.output_initializer = output_initializer
         self.embedding_dim = int(embedding_dim)
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.activation = activation
@@ -45,8 +48,9 @@ class ProjectionHead(keras.layers.Layer):
                 units, activation=activation, name=f"hidden_{i}"))
             setattr(self, f"dropout_{i}",
                     keras.layers.Dropout(self.dropout, name=f"dropout_{i}"))
-        self.output_dense = keras.layers.Dense(self.embedding_dim,
-                                               name="embedding")
+        self.output_dense = keras.layers.Dense(
+            self.embedding_dim, kernel_initializer=output_initializer,
+            name="embedding")
 
     @property
     def hidden(self):
@@ -80,5 +84,6 @@ class ProjectionHead(keras.layers.Layer):
         config.update({"embedding_dim": self.embedding_dim,
                        "hidden_units": list(self.hidden_units),
                        "activation": self.activation,
-                       "dropout": self.dropout})
+                       "dropout": self.dropout,
+                       "output_initializer": self.output_initializer})
         return config
