@@ -21,9 +21,11 @@ so a library user reads field names and a command-line user reads flag names
 (the CLI renders the same error with its flags).
 """
 
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 
 from yt8m_xmodal import features
@@ -668,6 +670,24 @@ def atomic_write_text(path, text):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def staged_directory(final, prefix=".tmp-"):
+    """Yields a temporary directory beside `final` to write into; when the
+    block succeeds it replaces `final` by a rename, so a reader sees the old
+    directory or the whole new one, never half of it. Either way the
+    temporary directory is gone afterwards."""
+    tmp = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(final)),
+                           prefix=prefix)
+    try:
+        yield tmp
+        if os.path.lexists(final):
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
 
 
 def write_model_flags(directory, config):

@@ -45,12 +45,11 @@ import json
 import logging
 import numbers
 import os
-import shutil
-import tempfile
 import time
 
 import numpy as np
 
+from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import metrics
 from yt8m_xmodal.errors import DataError
 
@@ -530,8 +529,7 @@ def build_index(ids, vectors, index_dir, model_fingerprint, kind="auto",
                       efConstruction=HNSW_EF_CONSTRUCTION)
     tuning = None
     start = time.perf_counter()
-    tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-index-")
-    try:
+    with config_lib.staged_directory(index_dir, prefix=".tmp-index-") as tmp:
         _write_ids(ids, os.path.join(tmp, IDS_FILE))
         if kind == "exact":
             _write_npy_chunks(os.path.join(tmp, VECTORS_FILE), parts, n, dim)
@@ -589,12 +587,6 @@ def build_index(ids, vectors, index_dir, model_fingerprint, kind="auto",
         with open(os.path.join(tmp, MANIFEST_FILE), "w") as f:
             json.dump(manifest, f, indent=2)
             f.write("\n")
-        if os.path.lexists(index_dir):
-            shutil.rmtree(index_dir)
-        os.replace(tmp, index_dir)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
     log.info("%s index of %d %d-d %s vectors written to %s in %.1f s", kind,
              n, dim, modality, index_dir, time.perf_counter() - start)
     return manifest

@@ -28,9 +28,7 @@ reader never sees half of one. `bundle` / `unbundle` pack and unpack it as a
 import gc
 import logging
 import os
-import shutil
 import tarfile
-import tempfile
 
 import keras
 import numpy as np
@@ -335,8 +333,7 @@ def export_model(train_dir, step, config, model, subspace):
     base = os.path.join(train_dir, EXPORT_DIR)
     os.makedirs(base, exist_ok=True)
     final = os.path.join(base, f"step_{step:08d}")
-    tmp = tempfile.mkdtemp(dir=base, prefix=".tmp-")
-    try:
+    with config_lib.staged_directory(final) as tmp:
         model.audio_tower.save(os.path.join(tmp, "audio_tower.keras"))
         model.video_tower.save(os.path.join(tmp, "video_tower.keras"))
         keras.saving.save_model(subspace, os.path.join(tmp, "subspace.keras"))
@@ -344,12 +341,6 @@ def export_model(train_dir, step, config, model, subspace):
         module = ServingModule(model, subspace, config.data)
         tf.saved_model.save(module, os.path.join(tmp, SAVED_MODEL_DIR),
                             signatures=module.signature_functions)
-        if os.path.exists(final):
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
     return final
 
 

@@ -732,14 +732,8 @@ class YT8MFrameFeatureReader(_BaseReader):
 class YT8MAggregatedFeatureReader(_BaseReader):
     """Reads video-level YT8M `tf.train.Example`s (mean features).
 
-    Args:
-      feature_names: the (video, audio) feature names, or `--feature_names`.
-      feature_sizes: floats in each vector, or `--feature_sizes`.
-      num_classes: width of the multi-hot labels.
-      ragged_labels: give labels as a ragged int64 [B, None] of indices.
-      skip_corrupt: skip and count bad records instead of raising DataError.
-      id_feature: the context key of the id: "id", or "video_id" for the
-        2017 release.
+    Args: as YT8MFrameFeatureReader (without max_frames), with
+      feature_sizes the number of floats in each vector.
 
     Example:
 

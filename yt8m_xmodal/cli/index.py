@@ -26,32 +26,27 @@ from yt8m_xmodal.errors import DataError
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("embeddings_file", "",
-                    "Comma-separated .npz files written by inference.py "
-                    "--embeddings_file (ids, audio, video); rows concatenated "
-                    "in this order.")
-flags.DEFINE_string("index_dir", "", "The index directory to write.")
-flags.DEFINE_string("modality", "video",
-                    "The gallery: video (songs query videos) or audio.")
-flags.DEFINE_string("kind", "auto",
-                    "auto (exact below 100,000 vectors, else ivf_flat), "
-                    "exact, ivf_flat, ivf_sq8 or hnsw.")
-flags.DEFINE_string("export_dir", "",
-                    "The model export the embeddings came from; its hash is "
-                    "the index's model fingerprint.")
-flags.DEFINE_string("model_fingerprint", "",
-                    "The model fingerprint to record, when the files carry "
-                    "none and --export_dir is not given.")
-flags.DEFINE_integer("nlist", 0,
-                     "IVF kinds: inverted lists (0: the power of two "
-                     "nearest sqrt(N)).")
-flags.DEFINE_integer("search_breadth", 0,
-                     "nprobe (IVF) or efSearch (HNSW) to store (0: tune it to "
-                     "--target_recall).")
-flags.DEFINE_float("target_recall", index_lib.TARGET_RECALL,
-                   "Recall@10 against exact search that tuning aims for.")
-flags.DEFINE_bool("overwrite", False, "Replace an existing --index_dir.")
-flags.DEFINE_integer("seed", 0, "Seed of the training and tuning samples.")
+cli.define_flag_table([
+    ("embeddings_file", "", "Comma-separated .npz files written by "
+     "inference.py --embeddings_file (ids and the gallery's embeddings); rows "
+     "concatenated in this order."),
+    ("index_dir", "", "The index directory to write."),
+    ("modality", "video", "The gallery: video (songs query videos) or audio."),
+    ("kind", "auto", "auto (exact below 100,000 vectors, else ivf_flat), "
+     "exact, ivf_flat, ivf_sq8 or hnsw."),
+    ("export_dir", "", "The model export the embeddings came from; its hash "
+     "is the index's model fingerprint."),
+    ("model_fingerprint", "", "The model fingerprint to record, when the "
+     "files carry none and --export_dir is not given."),
+    ("nlist", 0, "IVF kinds: inverted lists (0: the power of two nearest "
+     "sqrt(N))."),
+    ("search_breadth", 0, "nprobe (IVF) or efSearch (HNSW) to store (0: tune "
+     "it to --target_recall)."),
+    ("target_recall", index_lib.TARGET_RECALL,
+     "Recall@10 against exact search that tuning aims for."),
+    ("overwrite", False, "Replace an existing --index_dir."),
+    ("seed", 0, "Seed of the training and tuning samples."),
+])
 
 log = logging.getLogger("yt8m_xmodal")
 

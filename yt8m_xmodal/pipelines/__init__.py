@@ -6,6 +6,7 @@ locally, Dataflow, Flink, Spark); docs/full_scale.md has the commands.
 Needs the `beam` extra (`pip install .[beam]`).
 """
 
+import argparse
 import logging
 import re
 import sys
@@ -22,6 +23,19 @@ _MARKED = re.compile(re.escape(_MARKER) + r"(.*?)(?: \[while running [^\n]*)?$",
 
 class PipelineInputError(DataError):
     """Bad input met inside a transform; the message carries the marker."""
+
+
+def base_parser(command, doc):
+    """The argparse parser both pipelines start from: Beam's own flags are
+    left for PipelineOptions, and every file argument takes gs:// paths."""
+    parser = argparse.ArgumentParser(
+        prog=command, description=doc.split("\n\n")[0].strip(),
+        epilog="Beam's own flags (--runner, --direct_num_workers, "
+               "--direct_running_mode, --project, ...) pass through.")
+    parser.add_argument(
+        "--input_data_pattern", required=True,
+        help="Comma-separated globs of YT8M TFRecord files (gs:// works).")
+    return parser
 
 
 def flag_text(error):

@@ -27,7 +27,6 @@ Each shard file is written whole by one worker; a retried bundle rewrites it
 with the same bytes.
 """
 
-import argparse
 import math
 import os
 import time
@@ -190,13 +189,8 @@ def build_pipeline(pipeline, paths, export_dir, output_prefix,
 
 
 def _parser():
-    parser = argparse.ArgumentParser(
-        prog=COMMAND, description=__doc__.split("\n\n")[0].strip(),
-        epilog="Beam's own flags (--runner, --direct_num_workers, "
-               "--direct_running_mode, --project, ...) pass through.")
+    parser = pipelines.base_parser(COMMAND, __doc__)
     add = parser.add_argument
-    add("--input_data_pattern", required=True,
-        help="Comma-separated globs of YT8M TFRecord files (gs:// works).")
     add("--train_dir", default=None,
         help="The directory train.py wrote; its newest export is used.")
     add("--export_dir", default=None,

@@ -49,7 +49,6 @@ tool's message), or with --skip_corrupt is skipped whole and listed in the
 manifest's "skipped_files".
 """
 
-import argparse
 import collections
 import json
 import math
@@ -340,13 +339,8 @@ def build_pipeline(pipeline, args, input_data_pattern, output_dir,
 
 
 def _parser():
-    parser = argparse.ArgumentParser(
-        prog=COMMAND, description=__doc__.split("\n\n")[0].strip(),
-        epilog="Beam's own flags (--runner, --direct_num_workers, "
-               "--direct_running_mode, --project, ...) pass through.")
+    parser = pipelines.base_parser(COMMAND, __doc__)
     add = parser.add_argument
-    add("--input_data_pattern", required=True,
-        help="Comma-separated globs of YT8M TFRecord files (gs:// works).")
     add("--output_dir", required=True,
         help="Where shards and manifest.json go (gs:// works).")
     add("--frame_features", dest="frame_features", action="store_true",
