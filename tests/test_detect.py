@@ -217,7 +217,8 @@ def test_train_2017_release_with_2018_flags(tmp_path):
     path, _ = _write_2017(tmp_path / "data")
     line = _one_line_error(_run(
         "train.py", f"--train_data_pattern={path}", "--noframe_features",
-        f"--feature_sizes={TINY}", f"--train_dir={tmp_path}/run",
+        f"--feature_sizes={TINY}", "--cca_input_dim=8", "--embedding_dim=8",
+        "--subspace_dim=4", f"--train_dir={tmp_path}/run",
         "--max_steps=1"), "train.py")
     assert line == (
         f"train.py: error: {path} holds YouTube-8M 2017 video-level records "
@@ -265,9 +266,14 @@ def test_train_flags_take_the_level_from_the_records(
         level, tiny_frame_data, tiny_video_data, tmp_path, caplog):
     data = tiny_frame_data if level == "frame" else tiny_video_data
     caplog.set_level(logging.INFO, logger="yt8m_xmodal")
+    # The tiny features are narrower than the video-level recipe's CCA
+    # input projection.
+    small = (() if level == "frame" else
+             ("--cca_input_dim=8", "--embedding_dim=8", "--subspace_dim=4"))
     cfg = _parse_train_flags(f"--train_data_pattern={data}/train-*",
                              f"--train_dir={tmp_path}/run",
-                             f"--feature_sizes={TINY}", "--num_classes=4")
+                             f"--feature_sizes={TINY}", "--num_classes=4",
+                             *small)
     assert cfg.data.frame_features == (level == "frame")
     # The level's recipe: a video-level run gets the video-level model.
     assert cfg.model == ("ChunkAttentionModel" if level == "frame"
@@ -294,7 +300,8 @@ def test_train_takes_the_2017_schema_and_level_from_the_records(tmp_path):
     out = _run("train.py", f"--train_data_pattern={path}",
                f"--train_dir={tmp_path}/run", f"--feature_sizes={TINY}",
                "--max_steps=2", "--export_model_steps=2", "--batch_size=32",
-               "--embedding_dim=4", "--hidden_units=16", "--subspace_dim=2")
+               "--embedding_dim=4", "--hidden_units=16", "--subspace_dim=2",
+               "--cca_input_dim=8")
     assert out.returncode == 0, out.stderr[-3000:]
     assert (f"--frame_features not set: {path} holds YouTube-8M 2017 "
             "video-level records") in out.stderr

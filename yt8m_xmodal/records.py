@@ -165,13 +165,21 @@ def _first_record(path):
     TFRecord framing with plain file reads: no TensorFlow op runs, so a
     multi-worker strategy can still be created after this (TF refuses to set
     up collective ops once its runtime has started)."""
+    size = tf.io.gfile.stat(path).length
     with tf.io.gfile.GFile(path, "rb") as f:
         header = f.read(readers.TFRECORD_HEADER_BYTES)
         if not header:
             return None
+        if len(header) < readers.TFRECORD_HEADER_BYTES:
+            raise OSError(f"{path}: truncated first record")
         length, = struct.unpack("<Q", header[:8])
+        # A file that is not a TFRecord gives any length: never read past
+        # the file (a huge read would exhaust memory).
+        if length > size - readers.TFRECORD_FRAMING_BYTES:
+            raise OSError(f"{path}: the first record's length {length} "
+                          "exceeds the file")
         data = f.read(length)
-    if len(header) < readers.TFRECORD_HEADER_BYTES or len(data) < length:
+    if len(data) < length:
         raise OSError(f"{path}: truncated first record")
     return data
 
