@@ -250,3 +250,32 @@ def test_a_song_searches_an_index_of_the_videos_as_the_records_do(
         assert got[0::2] == want[0::2]
         np.testing.assert_allclose(np.float64(got[1::2]),
                                    np.float64(want[1::2]), atol=1e-5)
+
+
+def test_inference_ranks_by_the_models_csls_when_it_has_one(
+        chunk_export, exported, tiny_frame_data, tmp_path):
+    """With --csls_k the CSV is CSLS's ranking, checked against a numpy
+    float64 CSLS of the same embeddings."""
+    train_dir = chunk_export.split("/export/")[0]
+    serialized, _ = _records_and_batch(exported.config,
+                                       f"{tiny_frame_data}/validate-*")
+    both = _write(tmp_path / "both.tfrecord", serialized)
+    _inference(f"--train_dir={train_dir}", f"--input_data_pattern={both}",
+               "--query_modality=audio", "--top_k=3", "--csls_k=4",
+               f"--output_file={tmp_path}/csls.csv",
+               f"--embeddings_file={tmp_path}/e.npz")
+    saved = np.load(tmp_path / "e.npz")
+    q = saved["audio"].astype(np.float64)
+    assert "video" not in saved.files  # one modality was asked for
+    emb = exported.embed_records(serialized)
+    g = emb["video"].astype(np.float64)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    cos = q @ g.T
+    r_g = np.sort(cos.T, axis=1)[:, ::-1][:, :4].mean(axis=1)
+    want = np.argsort(-(cos - r_g[None, :] / 2), axis=1, kind="stable")[:, :3]
+    rows = _csv_rows(tmp_path / "csls.csv")
+    ids = emb["id"].astype(str)
+    for i, query in enumerate(saved["ids"]):
+        got = rows[(query, "audio")].split()[0::2]
+        assert got == [ids[j] for j in want[i]], query

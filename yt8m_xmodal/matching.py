@@ -14,7 +14,8 @@ CSV format (one row per query):
     QueryId,QueryModality,MatchScorePairs
     abcd,audio,"wxyz 0.931200 efgh 0.910700 ..."
 
-with gallery ids of the other modality and their cosine scores, best first.
+with gallery ids of the other modality and their scores, best first: cosine, or
+CSLS's cos - r(g) / 2 when the model ranks by CSLS (its `csls_k`).
 `--embeddings_file` writes an .npz with arrays `ids` (str), `audio` [N,k]
 and `video` [N,k] (float32, rows aligned; one of them when the queries hold
 one modality) and, for chunk-attention models, `attention_audio` /
@@ -248,16 +249,25 @@ def read_embeddings(pattern):
 
 
 def top_matches(queries, gallery, query_modalities, top_k,
-                chunk_size=4096):
+                chunk_size=4096, csls_k=0):
     """Yields (query row, query modality, gallery rows, scores) per query:
     the top-K gallery items of the other modality, best first.
 
     `gallery` is the spooled gallery (exact search, streamed in chunks) or a
-    loaded `index.Index` of the other modality's embeddings.
+    loaded `index.Index` of the other modality's embeddings. With
+    `csls_k` > 0 (and a spooled gallery) the ranking is CSLS's
+    (`metrics.csls_pair`) and the scores are its cos(q, g) - r(g) / 2.
     """
     for modality in query_modalities:
         other = "video" if modality == "audio" else "audio"
         k = min(top_k, len(gallery))
+        if csls_k and isinstance(gallery, SpooledEmbeddings):
+            q, g = metrics.csls_pair(queries.array(modality),
+                                     gallery.array(other), csls_k)
+            indices, scores = metrics.top_k_matches(q, g, k, cosine=False)
+            for row, (idx, sc) in enumerate(zip(indices, scores)):
+                yield row, modality, idx, sc
+            continue
         start = 0
         for query_chunk in queries.chunks(modality, chunk_size):
             if isinstance(gallery, SpooledEmbeddings):
@@ -288,7 +298,7 @@ def run_inference(signatures, input_data_pattern, output_file="",
                   gallery_data_pattern="", query_modality="both", top_k=20,
                   embeddings_file="", batch_size=256, explain_file="",
                   chunk_seconds=None, data_config=None, model_dir=None,
-                  index=None, model_fingerprint=""):
+                  index=None, model_fingerprint="", csls_k=0):
     """Embeds the inputs, writes embeddings and/or the top-K CSV.
 
     Args:
@@ -310,6 +320,8 @@ def run_inference(signatures, input_data_pattern, output_file="",
       index: a loaded `index.Index` of the gallery (built from embeddings of
         this model) to search instead of embedding gallery records; the
         queries are of the other modality than the index's.
+      csls_k: rank by CSLS with this many neighbours (the model's own
+        `csls_k`), 0: by cosine. An index ranks by cosine.
 
     Returns:
       A dict with the number of queries, gallery size and rows written.
@@ -355,7 +367,11 @@ def run_inference(signatures, input_data_pattern, output_file="",
                             os.path.join(tmp, "gallery"), batch_size,
                             gallery_views, label="embed gallery")
         rows = 0
-        matches = top_matches(queries, gallery, modalities, top_k)
+        if csls_k and index is not None:
+            log.info("the index ranks by cosine; the model's CSLS (csls_k=%d) "
+                     "needs the gallery's records", csls_k)
+        matches = top_matches(queries, gallery, modalities, top_k,
+                              csls_k=csls_k)
         if explain_file:
             matches = list(matches)  # the page needs them all
         if output_file:

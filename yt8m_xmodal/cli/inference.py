@@ -42,6 +42,10 @@ flags.DEFINE_string("top_k", "20", cli.top_k_flag_help(
 flags.DEFINE_string("embeddings_file", "",
                     "Write subspace embeddings (ids, audio, video) to this .npz.")
 flags.DEFINE_integer("batch_size", 256, "Videos embedded per batch.")
+flags.DEFINE_integer("csls_k", -1,
+                     "Rank matches by CSLS with this many neighbours (0: by "
+                     "cosine; -1: the model's own csls_k, from its "
+                     "model_flags.json).")
 flags.DEFINE_string("index_dir", "",
                     "Search this index (built by yt8m-xmodal-index from this "
                     "model's embeddings) instead of embedding gallery "
@@ -96,7 +100,9 @@ def main(argv):
             data_config=exported.config.data,
             model_dir=FLAGS.input_model_tgz or export_dir, index=gallery_index,
             model_fingerprint=(index_lib.model_fingerprint(export_dir)
-                               if FLAGS.embeddings_file else ""))
+                               if FLAGS.embeddings_file else ""),
+            csls_k=(exported.config.csls_k if FLAGS.csls_k < 0
+                    else FLAGS.csls_k))
     searched = (f"; gallery {result['gallery_size']}"
                 if result["gallery_size"] else "")
     print(f"{result['num_queries']} videos embedded with {export_dir}"
