@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, TINY_FEATURE_SIZES
+from test_training import _parse_train_flags
 from yt8m_xmodal import cli
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
@@ -249,16 +250,6 @@ def test_a_record_without_audio_is_one_line(tmp_path):
 # -- the level from the records, and the 2017 release ----------------------------
 
 
-def _parse_train_flags(*argv):
-    """train.py's config from its flags, in this process (no training)."""
-    from absl import flags
-    from yt8m_xmodal.cli import train as train_cli
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["train.py", *argv])
-    try:
-        return train_cli.config_from_flags()
-    finally:
-        flags.FLAGS.unparse_flags()
 
 
 @pytest.mark.parametrize("level", ["frame", "video"])

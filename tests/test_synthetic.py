@@ -286,15 +286,11 @@ def test_frame_count_only_metrics_by_hand():
     assert result["video_to_audio"] == a2v
 
 
-def _fit_cca(audio, video, ridge):
-    """Regularized linear CCA in float64, solved as the generalized symmetric
-    eigenproblem [0 Cav; Cva 0] w = rho [Caa + rI, 0; 0, Cvv + rI] w.
-
-    Returns (mean_audio, mean_video, audio projection, video projection),
-    components by decreasing correlation.
-    """
-    mean_a, mean_v = audio.mean(0), video.mean(0)
-    joint = np.concatenate([audio - mean_a, video - mean_v], axis=1)
+def _cca_problem(audio, video, ridge):
+    """The two float64 matrices of regularized CCA's generalized symmetric
+    eigenproblem: [0 Cav; Cva 0] and [Caa + rI, 0; 0, Cvv + rI], with each
+    ridge relative to its view's mean variance."""
+    joint = np.concatenate([audio - audio.mean(0), video - video.mean(0)], 1)
     da = audio.shape[1]
     cov = joint.T @ joint / (len(joint) - 1)
     off = np.zeros_like(cov)
@@ -305,6 +301,19 @@ def _fit_cca(audio, video, ridge):
         sub = cov[part, part]
         block[part, part] = sub + ridge * np.trace(sub) / len(sub) * np.eye(
             len(sub))
+    return off, block
+
+
+def _fit_cca(audio, video, ridge):
+    """Regularized linear CCA in float64, solved as the generalized symmetric
+    eigenproblem [0 Cav; Cva 0] w = rho [Caa + rI, 0; 0, Cvv + rI] w.
+
+    Returns (mean_audio, mean_video, audio projection, video projection),
+    components by decreasing correlation.
+    """
+    mean_a, mean_v = audio.mean(0), video.mean(0)
+    off, block = _cca_problem(audio, video, ridge)
+    da = audio.shape[1]
     corrs, vectors = scipy.linalg.eigh(off, block)
     # Eigenvalues come in +-rho pairs: largest first keeps the positive half.
     vectors = vectors[:, np.argsort(-corrs)]
@@ -436,17 +445,7 @@ def test_dataset_json_mean_cca_matches_an_independent_cca(small_set):
 def _reference_correlations(audio, video, ridge):
     """The generalized eigenvalues of `_fit_cca`'s problem, largest first:
     the regularized canonical correlations."""
-    joint = np.concatenate([audio - audio.mean(0), video - video.mean(0)], 1)
-    da = audio.shape[1]
-    cov = joint.T @ joint / (len(joint) - 1)
-    off = np.zeros_like(cov)
-    off[:da, da:] = cov[:da, da:]
-    off[da:, :da] = cov[da:, :da]
-    block = np.zeros_like(cov)
-    for part in (slice(0, da), slice(da, None)):
-        sub = cov[part, part]
-        block[part, part] = sub + ridge * np.trace(sub) / len(sub) * np.eye(
-            len(sub))
+    off, block = _cca_problem(audio, video, ridge)
     return np.sort(scipy.linalg.eigh(off, block, eigvals_only=True))[::-1]
 
 
