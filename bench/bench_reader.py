@@ -190,14 +190,13 @@ def _stage_datasets(reader, files, batch_size):
                                      reader._layout)
 
     def slice_frames(serialized):
-        fast, located, records = reader._fast_path(serialized)
+        fast, located, blocks = reader._fast_path(serialized)
         num_frames, mask = reader._frame_mask(
             [located["video_frames"], located["audio_frames"]])
         out = {"fast": fast, "num_frames": num_frames}
         for view in ("video", "audio"):
-            out[view] = readers._gather_regular_frames(
-                records, located[view + "_start"], mask,
-                *reader._layout[view], dequantize=False)
+            out[view] = readers._regular_frames(
+                blocks[view], mask, *reader._layout[view], dequantize=False)
         return out
 
     def dequantize(serialized):
@@ -447,7 +446,7 @@ def _stages(stages, table, num_records):
     descriptions = {
         "read": "read: shard bookkeeping, chunks, rebatch",
         "locate": "locate: find each feature list (varints)",
-        "slice": "slice: decode records, check frame headers, gather uint8",
+        "slice": "slice: cut out each list, check frame headers, uint8 frames",
         "dequantize": "dequantize: the fast-path parse, float32 output",
     }
     for name, (_, cpu, _) in timed.items():

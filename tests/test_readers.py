@@ -478,3 +478,12 @@ def test_skipping_while_shuffling_keeps_every_good_record(tmp_path):
     assert reader.skip_counts["bad_frame_size"] == 1
     ids = _read_all(reader, path, batch_size=4, shuffle=True, seed=3)["id"]
     assert sorted(ids.tolist()) == [f"ok{i}".encode() for i in range(9)]
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc",
+                    reason="the allocator settings are glibc's")
+def test_tune_allocator_is_accepted_by_glibc_and_idempotent():
+    # glibc's mallopt returns 0 for a value it refuses (an M_MMAP_THRESHOLD
+    # above its maximum, say); every setting must be taken.
+    assert readers.tune_allocator() is True
+    assert readers.tune_allocator() is True

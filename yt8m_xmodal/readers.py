@@ -31,10 +31,17 @@ dominates for small video-level records. A 300-frame record is ~350 KB, and
 there the cost is per byte. The frame-level fast path avoids making a string
 of every frame: in a serialized SequenceExample every frame of a feature list
 is the same few header bytes and then its data, so a few varints per record
-locate each list (`_locate_lists`), and XLA reads the frames straight out of
-the decoded record bytes, dequantizing in the same pass. A batch with any
-record of another layout goes through the general parse; both give the same
-bytes (tests/test_fast_parse.py). bench/bench_reader.py has the figures.
+locate each list (`_locate_lists`); one `substr` and one `decode_raw` cut each
+list out as bytes with a fixed stride, and XLA checks the frame headers and
+reads the frames with a strided slice, dequantizing in the same pass. A batch
+with any record of another layout goes through the general parse; both give
+the same bytes (tests/test_fast_parse.py). bench/bench_reader.py has the
+figures.
+
+Records, chunks and batches are large short-lived allocations, which glibc
+malloc by default hands back to the system and page-faults back in, at a
+cost as high as the read itself; `dataset()` therefore calls
+`tune_allocator()` first (process-wide; see its docstring).
 Evaluation order is deterministic; training order is deterministic too when a
 seed is given.
 
@@ -79,7 +86,9 @@ Example:
 ...     step(batch)
 """
 
+import ctypes
 import logging
+import platform
 import re
 
 from google.protobuf import message
@@ -115,9 +124,11 @@ MAX_SKIPPED_DESCRIPTIONS = 20
 # Records each training shuffle buffer holds: 512 frame-level records are
 # about 180 MB of serialized bytes.
 DEFAULT_SHUFFLE_BUFFER = 512
-# A frame-level record of 300 frames is about 350 KB; reading a few of them per
-# call keeps the file reads large.
-_READ_BUFFER_BYTES = 4 << 20
+# glibc malloc settings for `tune_allocator`, as mallopt(param, value):
+# M_TRIM_THRESHOLD and M_TOP_PAD keep freed memory in the process, and a
+# fixed M_MMAP_THRESHOLD (the largest glibc takes) keeps records off mmap.
+_MALLOPT = ((-1, 1 << 30), (-2, 64 << 20), (-3, 32 << 20))
+_allocator_tuned = False
 # Records per chunk of a shard's bookkeeping (see _shard_records).
 _SHARD_CHUNK = 16
 
@@ -158,6 +169,29 @@ def resolve_files(data_pattern):
         files.extend(m for m in matches if m not in seen)
         seen.update(matches)
     return files
+
+
+def tune_allocator():
+    """Keeps glibc malloc from handing freed memory back to the system.
+
+    Every record, chunk and batch is a fresh allocation of up to a few
+    hundred KB, freed a moment later. By default glibc returns such memory
+    to the system (unmapping it, or trimming the heap of the thread that
+    freed it), and the next allocation page-faults it back in: with frame-
+    level records that costs as much CPU as reading them. These settings
+    keep it in the process instead (its memory stays at its peak).
+    Process-wide, idempotent, and called by `dataset()`; a no-op (False)
+    where the C library is not glibc.
+    """
+    global _allocator_tuned
+    if not _allocator_tuned and platform.libc_ver()[0] == "glibc":
+        try:
+            mallopt = ctypes.CDLL("libc.so.6").mallopt
+        except (OSError, AttributeError):
+            return False
+        _allocator_tuned = all(mallopt(param, value) == 1
+                               for param, value in _MALLOPT)
+    return _allocator_tuned
 
 
 def iterate(batches, data_pattern=None):
@@ -321,6 +355,7 @@ class _BaseReader:
             raise ConfigError("{batch_size} must be positive",
                               batch_size=batch_size)
         batch_size = int(batch_size)
+        tune_allocator()
         files = resolve_files(data_pattern)
         sizes = [tf.io.gfile.stat(f).length for f in files]
         deterministic = not shuffle or seed is not None
@@ -371,7 +406,7 @@ class _BaseReader:
         a small record); `dataset` unbatches the chunks.
         """
         size = tf.cast(size, tf.int64)
-        chunks = tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER_BYTES)
+        chunks = tf.data.TFRecordDataset(path)
         chunks = chunks.ignore_errors().batch(_SHARD_CHUNK)
         chunks = chunks.concatenate(
             tf.data.Dataset.from_tensors(tf.constant([], tf.string)))
@@ -531,43 +566,42 @@ class YT8MFrameFeatureReader(_BaseReader):
             self._layout = {
                 view: (_frame_header(size), len(_frame_header(size)) + size)
                 for view, size in zip(("video", "audio"), self.feature_sizes)}
-            # Bytes of a record the fast path decodes at once: all kept
-            # frames, and room for the context and the list headers.
-            self._record_width = _REGULAR_RECORD_SLACK + self.max_frames * sum(
-                stride for _, stride in self._layout.values())
 
     def _parse_batch(self, names, serialized):
         """The fast path when every record of the batch has the regular
         layout and fits it (see `_fast_path`), else the general parse."""
         if self._layout is None:
             return self._parse_any(names, serialized)
-        fast, located, records = self._fast_path(serialized)
+        fast, located, blocks = self._fast_path(serialized)
         return tf.cond(
             tf.reduce_all(fast),
-            lambda: self._parse_regular(names, serialized, located, records),
+            lambda: self._parse_regular(names, serialized, located, blocks),
             lambda: self._parse_any(names, serialized))
 
     def _fast_path(self, serialized):
-        """(fast, located, records): whether the fast path can read each
-        record (bool [B]), `_locate_lists`'s offsets, and the record bytes
-        (uint8 [B, width], padded or cut to a fixed width so that XLA
-        compiles once; no per-block copy is needed before the frames are
-        read)."""
+        """(fast, located, blocks): whether the fast path can read each
+        record (bool [B]), `_locate_lists`'s offsets, and per view the
+        list's bytes (uint8 [B, max_frames * stride], zero past the list:
+        cut out of each record with one `substr` and one `decode_raw`, so
+        that the frames are a fixed-stride reshape away)."""
         located = _locate_lists(serialized, self.feature_names, self._layout)
-        records = tf.io.decode_raw(serialized, tf.uint8,
-                                   fixed_length=self._record_width)
         fast = located["regular"]
+        blocks = {}
         for view in ("video", "audio"):
             header, stride = self._layout[view]
             frames = located[view + "_frames"]
-            start = located[view + "_start"]
-            # Longer lists or bigger contexts than the decoded width holds go
-            # to the general parse, as do frames of another size.
+            width = self.max_frames * stride
+            block = tf.io.decode_raw(
+                tf.strings.substr(serialized, located[view + "_start"],
+                                  tf.fill(tf.shape(frames), tf.constant(
+                                      width, tf.int64))),
+                tf.uint8, fixed_length=width)
+            # Longer lists go to the general parse, which checks every
+            # frame of them; so do frames of another size.
             fast &= ((frames <= self.max_frames)
-                     & (start + frames * stride <= self._record_width))
-            fast &= _regular_headers_ok(records, start, frames, header,
-                                        stride, self.max_frames)
-        return fast, located, records
+                     & _regular_headers_ok(block, frames, header, stride))
+            blocks[view] = block
+        return fast, located, blocks
 
     def _parse_any(self, names, serialized):
         """Parses any batch with `parse_sequence_example`: every frame becomes
@@ -654,9 +688,9 @@ class YT8MFrameFeatureReader(_BaseReader):
                                          mask),
                 "num_frames": tf.cast(num_frames, tf.int32), "mask": mask}
 
-    def _parse_regular(self, names, serialized, located, records):
+    def _parse_regular(self, names, serialized, located, blocks):
         """Parses a batch of regular records: each view's frames are read
-        straight out of the decoded record bytes."""
+        straight out of its list's bytes (`_fast_path`'s blocks)."""
         # The context field with its tag and length is itself a serialized
         # tf.train.Example (whose field 1 is the Features).
         context_end = located["context_end"]
@@ -670,9 +704,8 @@ class YT8MFrameFeatureReader(_BaseReader):
         frame_checks = []
         for view, size, count in zip(("video", "audio"), self.feature_sizes,
                                      stream_frames):
-            batch[view] = _gather_regular_frames(
-                records, located[view + "_start"], mask,
-                *self._layout[view])
+            batch[view] = _regular_frames(blocks[view], mask,
+                                          *self._layout[view])
             # Every frame has the header of `size` bytes (checked above); the
             # evidence is what the general parse gives for such a list.
             frame_checks.append((tf.zeros_like(count, tf.bool),
@@ -834,9 +867,6 @@ _TAG_FIELD_1 = 0x0A  # field 1, length-delimited
 _TAG_FIELD_2 = 0x12  # field 2, length-delimited
 # A varint of up to 5 bytes holds any length below 2**35.
 _MAX_VARINT_BYTES = 5
-# Room for the context and list headers in the bytes the fast path decodes
-# per record; a record that needs more goes to the general parse.
-_REGULAR_RECORD_SLACK = 4096
 
 
 def _varint_bytes(value):
@@ -980,42 +1010,33 @@ def _locate_lists(serialized, feature_names, layout):
     return located
 
 
-def _frame_offsets(start, num_frames, offset, size, stride):
-    """[B, num_frames, size] int32 offsets of bytes offset..offset+size of
-    each frame of the lists at `start` [B]."""
-    frame_starts = (tf.cast(start, tf.int32)[:, None]
-                    + stride * tf.range(num_frames))
-    return frame_starts[:, :, None] + offset + tf.range(size)
+def _strided(block, header, stride):
+    """A list's bytes [B, T * stride] as [B, T, stride] frames."""
+    return tf.reshape(block, [tf.shape(block)[0], -1, stride])
 
 
 @tf.function(jit_compile=True)
-def _regular_headers_ok(records, start, frames, header, stride, max_frames):
-    """Whether the first `frames` frames of the list at `start` of each
-    record row (`frames` <= `max_frames`) start with `header` (bool [B])."""
-    width = tf.shape(records)[1]
-    offsets = _frame_offsets(start, max_frames, 0, header.shape[0], stride)
-    headers = tf.gather(records, tf.minimum(offsets, width - 1), batch_dims=1)
-    in_list = tf.range(max_frames, dtype=tf.int64) < frames[:, None]
+def _regular_headers_ok(block, frames, header, stride):
+    """Whether the first `frames` [B] frames of each list's bytes (uint8
+    [B, T * stride]) start with `header` (bool [B])."""
+    headers = _strided(block, header, stride)[:, :, :header.shape[0]]
+    in_list = (tf.range(tf.shape(headers, tf.int64)[1])
+               < tf.cast(frames, tf.int64)[:, None])
     return tf.reduce_all((headers == header) | ~in_list[:, :, None],
                          axis=[1, 2])
 
 
 @tf.function(jit_compile=True)
-def _gather_regular_frames(records, start, mask, header, stride,
-                           dequantize=True):
-    """Frames [B,T,D] float32 of the list at `start` of each record row
-    (uint8 [B, width]), zero where `mask` [B,T] is off.
+def _regular_frames(block, mask, header, stride, dequantize=True):
+    """Frames [B,T,D] float32 of each list's bytes (uint8 [B, T * stride]),
+    zero where `mask` [B,T] is off.
 
-    XLA fuses the gather of the frame bytes with the dequantization: one
-    pass from the record bytes to the output, as `_dequantize_frames`.
+    XLA fuses the strided slice of the frame data with the dequantization:
+    one pass from the list bytes to the output, as `_dequantize_frames`.
     `dequantize=False` gives the uint8 codes instead (bench/bench_reader.py
     times the two steps apart with it).
     """
-    header_size = header.shape[0]
-    width = tf.shape(records)[1]
-    offsets = _frame_offsets(start, mask.shape[1], header_size,
-                             stride - header_size, stride)
-    codes = tf.gather(records, tf.minimum(offsets, width - 1), batch_dims=1)
+    codes = _strided(block, header, stride)[:, :, header.shape[0]:]
     if not dequantize:
         return tf.where(mask[:, :, None], codes, tf.zeros_like(codes))
     return tf.where(mask[:, :, None], features.dequantize(codes), 0.0)
