@@ -21,7 +21,7 @@ The pipeline, and why it is shaped this way:
                    counts, and per surviving record its id, key, digest,
                    audio hash, file, byte offset, length and labels (never
                    its features), emitted as one list per (file, key bucket)
-      audio pairs (video level), one array per (file, audio-hash bucket)
+      audio pairs (video level), one block per (file, audio-hash bucket)
                    -> group by bucket -> `repeated_audio` on the bucket's
                    pairs -> the silent vectors, a small side input
       candidates -> group by key bucket -> per id `resolve_copies`, the
@@ -75,15 +75,15 @@ from yt8m_xmodal.tools import subset
 
 COMMAND = "python -m yt8m_xmodal.pipelines.subset"
 DEFAULT_TARGET_SHARD_MB = 256
-# Buckets of the id key (and of the audio hash) that the shuffles group by.
-# A bucket gathers the ids of about _FILES_PER_BUCKET input files (a YT8M
-# file holds ~1,600 videos, so at most ~100k small tuples, tens of MB, in one
-# worker), and the scan emits at most one list per bucket and file. The full
-# set (3,844 files per level) gets 64 buckets: 64-way parallel copy choice
-# and ranking, which cost about a percent of the scan, and ~25 records per
-# shuffled list instead of one element each; 100 files get the minimum, 4.
-_FILES_PER_BUCKET = 64
-_MIN_BUCKET_BITS, _MAX_BUCKET_BITS = 2, 10
+# Buckets of the id key (and of the audio hash) that the shuffles group by:
+# ranges of a uniform hash, so balanced. 16 buckets: at full scale (6.1M
+# videos in 3,844 files) a bucket holds at most ~380k records' metadata
+# (~100 MB in one worker when every label is selected) and the copy choice
+# and ranking, about a percent of the scan's work, run 16-way parallel; each
+# file's records go in at most 16 lists (~100 records each there) instead of
+# one shuffled element per record. A fixed count keeps the elements per file
+# the same whatever the input's size.
+_BUCKET_BITS = 4
 
 _SKIPPED, _STATS, _AUDIO = "skipped", "stats", "audio"
 
@@ -107,28 +107,31 @@ def shard_counts(split_bytes, num_shards=None,
             for split in subset.SPLITS}
 
 
-def bucket_bits(num_files):
-    """Bits of the hash that pick a bucket, for an input of `num_files`."""
-    wanted = math.ceil(math.log2(max(num_files, 1) / _FILES_PER_BUCKET))
-    return min(_MAX_BUCKET_BITS, max(_MIN_BUCKET_BITS, wanted))
-
-
-def bucket_lists(values, keys, bits):
-    """[(bucket, [values...])] of `values` grouped by the top `bits` bits of
-    their 64-bit `keys`, in bucket order (each list in input order)."""
+def bucket_lists(values, keys):
+    """[(bucket, [values...])] of `values` grouped by the bucket of their
+    64-bit `keys`, in bucket order (each list in input order)."""
     lists = collections.defaultdict(list)
-    shift = 64 - bits
+    shift = 64 - _BUCKET_BITS
     for value, key in zip(values, keys):
         lists[key >> shift].append(value)
     return sorted(lists.items())
 
 
-def silent_vectors(pair_arrays, min_videos):
-    """`repeated_audio` over one audio-hash bucket: its [n, 2] arrays of
-    (audio hash, id key) pairs from every file. Exact, since every pair of
+def audio_buckets(pairs):
+    """[(bucket, bytes)] of a file's (audio hash, id key) pairs (an [n, 2]
+    uint64 array) by the bucket of the audio hash; the bytes hold the
+    bucket's pairs as uint64s."""
+    buckets = pairs[:, 0] >> np.uint64(64 - _BUCKET_BITS)
+    return [(int(b), pairs[buckets == b].tobytes())
+            for b in np.unique(buckets)]
+
+
+def silent_vectors(chunks, min_videos):
+    """`repeated_audio` over one audio-hash bucket: the pairs (as
+    `audio_buckets` gives them) from every file. Exact, since every pair of
     one audio vector is in the same bucket."""
-    return subset.repeated_audio(np.concatenate(list(pair_arrays)),
-                                 min_videos).items()
+    pairs = np.frombuffer(b"".join(chunks), np.uint64)
+    return subset.repeated_audio(pairs, min_videos).items()
 
 
 # Mixed main and tagged outputs: no element type to infer.
@@ -136,9 +139,8 @@ def silent_vectors(pair_arrays, min_videos):
 class _ScanFile(beam.DoFn):
     """Pass 1 over one file, as the tool's."""
 
-    def __init__(self, args, bits):
+    def __init__(self, args):
         self._args = args
-        self._bits = bits
 
     def setup(self):
         pipelines.hide_logged_input_errors()
@@ -157,14 +159,11 @@ class _ScanFile(beam.DoFn):
         yield beam.pvalue.TaggedOutput(
             _STATS, {"records_read": scan.records_read, **scan.dropped})
         pairs = np.frombuffer(scan.audio_pairs, np.uint64).reshape(-1, 2)
-        if len(pairs):
-            buckets = pairs[:, 0] >> np.uint64(64 - self._bits)
-            for bucket in np.unique(buckets):
-                yield beam.pvalue.TaggedOutput(
-                    _AUDIO, (int(bucket), pairs[buckets == bucket]))
+        for bucket in audio_buckets(pairs):
+            yield beam.pvalue.TaggedOutput(_AUDIO, bucket)
         records = zip(scan.ids, scan.keys, scan.digests, scan.audio_hashes,
                       scan.files, scan.offsets, scan.lengths, scan.labels)
-        yield from bucket_lists(records, scan.keys, self._bits)
+        yield from bucket_lists(records, scan.keys)
 
 
 # Mixed main and tagged outputs: no element type to infer.
@@ -316,13 +315,11 @@ def build_pipeline(pipeline, args, input_data_pattern, output_dir,
     Returns:
       The PCollection holding the manifest (one dict).
     """
-    bits = bucket_bits(len(args.paths))
     files = (pipeline
              | "Files" >> beam.Create(list(enumerate(args.paths)))
              | "SpreadFiles" >> beam.Reshuffle())
-    scanned = files | "Scan" >> beam.ParDo(
-        _ScanFile(args, bits)).with_outputs(_SKIPPED, _STATS, _AUDIO,
-                                            main="candidates")
+    scanned = files | "Scan" >> beam.ParDo(_ScanFile(args)).with_outputs(
+        _SKIPPED, _STATS, _AUDIO, main="candidates")
 
     silent = (scanned[_AUDIO]
               | "GroupByAudio" >> beam.GroupByKey()

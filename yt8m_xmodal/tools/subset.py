@@ -638,6 +638,21 @@ class _Scan:
         return len(self.ids)
 
 
+_ITERATOR_NOTICE_MUTED = False
+
+
+def _first_record_iterator(path):
+    global _ITERATOR_NOTICE_MUTED
+    tf_logger = tf.get_logger()
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
+    try:
+        return tf.compat.v1.io.tf_record_iterator(path)
+    finally:
+        tf_logger.setLevel(level)
+        _ITERATOR_NOTICE_MUTED = True
+
+
 def _record_batches(path, batch_size):
     """Yields the records of one file in lists of `batch_size`, read with
     their checksums checked, as tf.data reads them.
@@ -648,15 +663,13 @@ def _record_batches(path, batch_size):
     # No tf.data here: TFRecordDataset traces a function each time it is
     # built and instantiates it when iterated, which costs more than parsing
     # a video-level file. tf_record_iterator (kept in tf.compat.v1) reads
-    # the same records in C++ without a graph; its deprecation notice, which
-    # points to TFRecordDataset, is not for the tool's users.
-    tf_logger = tf.get_logger()
-    level = tf_logger.level
-    tf_logger.setLevel(logging.ERROR)
-    try:
+    # the same records in C++ without a graph; its deprecation notice (on
+    # the first call in a process), which points to TFRecordDataset, is not
+    # for the tool's users.
+    if _ITERATOR_NOTICE_MUTED:
         records = tf.compat.v1.io.tf_record_iterator(path)
-    finally:
-        tf_logger.setLevel(level)
+    else:
+        records = _first_record_iterator(path)
     batch = []
     for record in records:
         batch.append(record)
