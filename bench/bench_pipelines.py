@@ -10,7 +10,7 @@ tools they scale out, measured side by side in one run.
     per frame, 100-300 frames): the same three, for bytes/s of frame-level
     records, which the full-scale estimate scales up.
   Steady state, for both inputs and all three parts: the same runs on k
-  hard-linked copies of each input file (20 of the real shards, 5 of the
+  hard-linked copies of each input file (20 of the real shards, 40 of the
   synthetic files). The copies are duplicate ids, so every record is still
   read, parsed, shuffled and de-duplicated, and the kept records are the
   same; the marginal rate (extra records / extra wall seconds) leaves out
@@ -66,7 +66,7 @@ ESTIMATE_WORKERS = (25, 100)
 GCS_MB_S_PER_WORKER = 100
 
 # Copies of each input file for the steady-state runs.
-STEADY_COPIES = {"video level (real)": 20, "frame level (synthetic)": 5}
+STEADY_COPIES = {"video level (real)": 20, "frame level (synthetic)": 40}
 # The goal the benchmark checks: 2 workers on 2 cores at this fraction of
 # the single-process tool's records/s.
 GOAL_X_TOOL = 0.8
