@@ -17,7 +17,7 @@ paths and gs:// work alike.
 The pipeline, and why it is shaped this way:
 
     input files -> Scan (one file per element; `scan_or_skip`: the tool's
-                   first pass, tf.data over the file): per-record drop
+                   first pass over the file): per-record drop
                    counts, and per surviving record its id, key, digest,
                    audio hash, file, byte offset, length and labels (never
                    its features), emitted as one list per (file, key bucket)
@@ -35,7 +35,7 @@ The pipeline, and why it is shaped this way:
       counts, shards, skipped files -> manifest.json (last)
 
 Only the small per-record metadata is shuffled, in lists rather than one
-element per record (a shuffled element costs more than the scan of a
+element per record (a shuffled element costs about as much as scanning a
 video-level record); record bytes are read twice from the input, as in the
 tool. Buckets are ranges of the uniform hashes, so they are balanced, and
 all copies of an id (all pairs of an audio vector) share one, so the rules
