@@ -2,6 +2,7 @@
 single-process implementations they scale out: the subset tool
 (tools/subset.py) and inference's embeddings (matching.py)."""
 
+import collections
 import glob
 import os
 import shutil
@@ -80,6 +81,41 @@ def test_subset_pipeline_equals_the_tool_on_real_shards(
     assert manifest["dropped"]["no_audio_signal"] > 0
     assert _outputs(tmp_path, frame_level=False) == tool_records
     assert len(tool_records) == manifest["kept"]["total"]
+
+
+def test_bucketed_repeated_audio_equals_the_global_rule():
+    """The pipeline applies `repeated_audio` per audio-hash bucket to the
+    pairs of every file: the union equals the rule over all pairs."""
+    rng = np.random.default_rng(0)
+    pairs = []
+    for audio_hash in rng.integers(0, 2**64, 200, dtype=np.uint64):
+        # 1-5 ids per vector, some pairs read twice (a copied file).
+        for key in rng.integers(0, 2**64, rng.integers(1, 6), dtype=np.uint64):
+            pairs += [(audio_hash, key)] * int(rng.integers(1, 3))
+    pairs = np.array(pairs, np.uint64)
+    rng.shuffle(pairs)
+    chunks = collections.defaultdict(list)
+    for file_pairs in np.array_split(pairs, 7):
+        for bucket, chunk in subset_pipeline.audio_buckets(file_pairs):
+            hashes = np.frombuffer(chunk, np.uint64)[::2]
+            assert all(int(h) >> 60 == bucket for h in hashes)
+            chunks[bucket].append(chunk)
+    assert len(chunks) == 16
+    expected = subset.repeated_audio(pairs, 3)
+    assert 0 < len(expected) < 200
+    got = {}
+    for bucket_chunks in chunks.values():
+        for audio_hash, videos in subset_pipeline.silent_vectors(
+                bucket_chunks, 3):
+            assert audio_hash not in got
+            got[audio_hash] = videos
+    assert got == expected
+
+
+def test_bucket_lists_keep_input_order_within_a_bucket():
+    keys = [(b << 60) | i for i, b in enumerate([3, 0, 3, 15, 0, 3])]
+    lists = subset_pipeline.bucket_lists("abcdef", keys)
+    assert lists == [(0, ["b", "e"]), (3, ["a", "c", "f"]), (15, ["d"])]
 
 
 def _first_real_shards(n):

@@ -17,28 +17,34 @@ paths and gs:// work alike.
 The pipeline, and why it is shaped this way:
 
     input files -> Scan (one file per element; `scan_or_skip`: the tool's
-                   first pass, tf.data over the file): per-record drop
+                   first pass over the file): per-record drop
                    counts, and per surviving record its id, key, digest,
                    audio hash, file, byte offset, length and labels (never
-                   its features)
-      audio pairs (video level) -> group by audio hash -> `repeated_audio`
-                   -> the silent vectors, a small side input
-      candidates -> group by id -> `resolve_copies` -> the kept copy
-      kept -> group by (split, key bucket) -> rank within the split, from
-                   the bucket counts (a side input) and a sort of the bucket
-      ranked -> group by (split, rank mod shards) -> write the shard in rank
+                   its features), emitted as one list per (file, key bucket)
+      audio pairs (video level), one block per (file, audio-hash bucket)
+                   -> group by bucket -> `repeated_audio` on the bucket's
+                   pairs -> the silent vectors, a small side input
+      candidates -> group by key bucket -> per id `resolve_copies`, the
+                   kept copies in (key, id) order, one list per (split,
+                   bucket)
+      kept -> rank within the split, from the (split, bucket) counts (a
+                   side input) -> one list per (split, bucket, shard)
+                   -> group by (split, shard) -> write the shard in rank
                    order, reading each record back by its offset
                    (`RecordFetcher`, which checks its digest)
       counts, shards, skipped files -> manifest.json (last)
 
-Only the small per-record metadata is shuffled; record bytes are read twice
-from the input, as in the tool. Buckets are ranges of the uniform id hash,
-so they are balanced; the rank makes shard s of a split hold that split's
-records s, s + n, s + 2n, ... in (key, id) order, exactly as
-`writers.ShardedRecordWriter` deals them in the tool: with the same
---num_shards the shards are byte-identical to the tool's. Without
---num_shards each split gets ceil(its bytes / --target_shard_mb) shards
-(the manifest's "num_shards" is then a dict split -> count).
+Only the small per-record metadata is shuffled, in lists rather than one
+element per record (a shuffled element costs about as much as scanning a
+video-level record); record bytes are read twice from the input, as in the
+tool. Buckets are ranges of the uniform hashes, so they are balanced, and
+all copies of an id (all pairs of an audio vector) share one, so the rules
+that look across files see all they need within a bucket. The rank makes
+shard s of a split hold that split's records s, s + n, s + 2n, ... in (key,
+id) order, exactly as `writers.ShardedRecordWriter` deals them in the tool:
+with the same --num_shards the shards are byte-identical to the tool's.
+Without --num_shards each split gets ceil(its bytes / --target_shard_mb)
+shards (the manifest's "num_shards" is then a dict split -> count).
 
 Every transform is deterministic and idempotent (a retried bundle rewrites
 the same shard file with the same bytes), which is what runners that retry
@@ -50,6 +56,7 @@ manifest's "skipped_files".
 """
 
 import collections
+import itertools
 import json
 import math
 import os
@@ -58,6 +65,7 @@ import typing
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+import numpy as np
 import tensorflow as tf
 
 from yt8m_xmodal import pipelines
@@ -67,9 +75,15 @@ from yt8m_xmodal.tools import subset
 
 COMMAND = "python -m yt8m_xmodal.pipelines.subset"
 DEFAULT_TARGET_SHARD_MB = 256
-# Key buckets for ranking: 256 ranges of the id hash keep each bucket's sort
-# small (6M videos: ~25k per bucket) and the count side input tiny.
-_BUCKET_BITS = 8
+# Buckets of the id key (and of the audio hash) that the shuffles group by:
+# ranges of a uniform hash, so balanced. 16 buckets: at full scale (6.1M
+# videos in 3,844 files) a bucket holds at most ~380k records' metadata
+# (~100 MB in one worker when every label is selected) and the copy choice
+# and ranking, about a percent of the scan's work, run 16-way parallel; each
+# file's records go in at most 16 lists (~100 records each there) instead of
+# one shuffled element per record. A fixed count keeps the elements per file
+# the same whatever the input's size.
+_BUCKET_BITS = 4
 
 _SKIPPED, _STATS, _AUDIO = "skipped", "stats", "audio"
 
@@ -93,8 +107,31 @@ def shard_counts(split_bytes, num_shards=None,
             for split in subset.SPLITS}
 
 
-def _bucket(key):
-    return key >> (64 - _BUCKET_BITS)
+def bucket_lists(values, keys):
+    """[(bucket, [values...])] of `values` grouped by the bucket of their
+    64-bit `keys`, in bucket order (each list in input order)."""
+    lists = collections.defaultdict(list)
+    shift = 64 - _BUCKET_BITS
+    for value, key in zip(values, keys):
+        lists[key >> shift].append(value)
+    return sorted(lists.items())
+
+
+def audio_buckets(pairs):
+    """[(bucket, bytes)] of a file's (audio hash, id key) pairs (an [n, 2]
+    uint64 array) by the bucket of the audio hash; the bytes hold the
+    bucket's pairs as uint64s."""
+    buckets = pairs[:, 0] >> np.uint64(64 - _BUCKET_BITS)
+    return [(int(b), pairs[buckets == b].tobytes())
+            for b in np.unique(buckets)]
+
+
+def silent_vectors(chunks, min_videos):
+    """`repeated_audio` over one audio-hash bucket: the pairs (as
+    `audio_buckets` gives them) from every file. Exact, since every pair of
+    one audio vector is in the same bucket."""
+    pairs = np.frombuffer(b"".join(chunks), np.uint64)
+    return subset.repeated_audio(pairs, min_videos).items()
 
 
 # Mixed main and tagged outputs: no element type to infer.
@@ -121,55 +158,59 @@ class _ScanFile(beam.DoFn):
             return
         yield beam.pvalue.TaggedOutput(
             _STATS, {"records_read": scan.records_read, **scan.dropped})
-        pairs = scan.audio_pairs
-        for i in range(0, len(pairs), 2):
-            yield beam.pvalue.TaggedOutput(_AUDIO, (pairs[i], pairs[i + 1]))
-        for i in range(len(scan)):
-            yield scan.ids[i], (scan.keys[i], scan.digests[i],
-                                scan.audio_hashes[i], scan.files[i],
-                                scan.offsets[i], scan.lengths[i],
-                                scan.labels[i])
-
-
-def _silent_vectors(pairs, min_videos):
-    audio_hash, keys = pairs
-    return subset.repeated_audio([(audio_hash, k) for k in keys],
-                                 min_videos).items()
+        pairs = np.frombuffer(scan.audio_pairs, np.uint64).reshape(-1, 2)
+        for bucket in audio_buckets(pairs):
+            yield beam.pvalue.TaggedOutput(_AUDIO, bucket)
+        records = zip(scan.ids, scan.keys, scan.digests, scan.audio_hashes,
+                      scan.files, scan.offsets, scan.lengths, scan.labels)
+        yield from bucket_lists(records, scan.keys)
 
 
 # Mixed main and tagged outputs: no element type to infer.
 @beam.typehints.with_output_types(typing.Any)
-class _ChooseCopy(beam.DoFn):
-    """Rules 3 (repeated audio) and 4 (one copy per id) for one id."""
+class _ChooseCopies(beam.DoFn):
+    """Rules 3 (repeated audio) and 4 (one copy per id) for the ids of one
+    key bucket; their kept records per split, in (key, id) order."""
 
     def __init__(self, split_fractions):
         self._split_fractions = split_fractions
 
     def process(self, element, silent):
-        video_id, copies = element
-        # File order, as the tool sees them (equal digests are equal bytes).
-        copies = sorted(copies, key=lambda c: (c[3], c[4]))
-        chosen, silent_copies, duplicates = subset.resolve_copies(
-            [c[2] for c in copies], [c[1] for c in copies], silent)
-        if silent_copies or duplicates:
-            yield beam.pvalue.TaggedOutput(_STATS, {
-                "no_audio_signal": silent_copies, "duplicate_id": duplicates})
-        if chosen is not None:
-            key, digest, _, file_index, offset, length, labels = copies[chosen]
-            split = subset.split_of(video_id, self._split_fractions)
-            yield (split, _bucket(key)), (key, video_id, digest, file_index,
-                                          offset, length, labels)
+        bucket, lists = element
+        # (key, id) order, and each id's copies in file order, as the tool
+        # sees them (equal digests are equal bytes).
+        records = sorted(itertools.chain.from_iterable(lists),
+                         key=lambda r: (r[1], r[0], r[4], r[5]))
+        kept = collections.defaultdict(list)
+        stats = collections.Counter()
+        for video_id, copies in itertools.groupby(records,
+                                                  key=lambda r: r[0]):
+            copies = list(copies)
+            chosen, silent_copies, duplicates = subset.resolve_copies(
+                [c[3] for c in copies], [c[2] for c in copies], silent)
+            stats["no_audio_signal"] += silent_copies
+            stats["duplicate_id"] += duplicates
+            if chosen is not None:
+                split = subset.split_of(video_id, self._split_fractions)
+                # (digest, file, offset, length, labels)
+                kept[split].append(copies[chosen][2:3] + copies[chosen][4:])
+        yield beam.pvalue.TaggedOutput(_STATS, dict(stats))
+        for split, records in kept.items():
+            yield (split, bucket), records
 
 
 def _rank(element, bucket_counts, num_shards):
-    """Ranks one bucket's records within their split; keys them by shard."""
+    """Ranks one (split, bucket) list within its split; one list per shard
+    it deals to."""
     (split, bucket), records = element
     start = sum(n for (s, b), n in bucket_counts.items()
                 if s == split and b < bucket)
     shards = num_shards[split]
-    for i, record in enumerate(sorted(records, key=lambda r: (r[0], r[1]))):
-        rank = start + i
-        yield (split, rank % shards), (rank,) + tuple(record[2:])
+    lists = collections.defaultdict(list)
+    for rank, record in enumerate(records, start):
+        lists[rank % shards].append((rank,) + tuple(record))
+    for shard, ranked in sorted(lists.items()):
+        yield (split, shard), ranked
 
 
 # Mixed main and tagged outputs: no element type to infer.
@@ -185,8 +226,8 @@ class _WriteShard(beam.DoFn):
         pipelines.hide_logged_input_errors()
 
     def process(self, element, num_shards):
-        (split, shard), records = element
-        records = sorted(records)
+        (split, shard), lists = element
+        records = sorted(itertools.chain.from_iterable(lists))
         path = writers.shard_path(self._output_dir, split, shard,
                                   num_shards[split])
         fetcher = subset.RecordFetcher(self._paths)
@@ -283,12 +324,13 @@ def build_pipeline(pipeline, args, input_data_pattern, output_dir,
     silent = (scanned[_AUDIO]
               | "GroupByAudio" >> beam.GroupByKey()
               | "RepeatedAudio" >> beam.FlatMap(
-                  _silent_vectors, args.repeated_audio_min_videos))
+                  lambda kv, n: silent_vectors(kv[1], n),
+                  args.repeated_audio_min_videos))
 
     chosen = (scanned.candidates
-              | "GroupById" >> beam.GroupByKey()
-              | "ChooseCopy" >> beam.ParDo(
-                  _ChooseCopy(args.split_fractions),
+              | "GroupByBucket" >> beam.GroupByKey()
+              | "ChooseCopies" >> beam.ParDo(
+                  _ChooseCopies(args.split_fractions),
                   silent=beam.pvalue.AsDict(silent)).with_outputs(
                       _STATS, main="kept"))
     kept = chosen.kept
@@ -298,8 +340,8 @@ def build_pipeline(pipeline, args, input_data_pattern, output_dir,
             [shard_counts({}, num_shards)])
     else:
         split_bytes = (kept
-                       | "SplitBytes" >> beam.Map(lambda kv: (kv[0][0],
-                                                              kv[1][5]))
+                       | "SplitBytes" >> beam.Map(
+                           lambda kv: (kv[0][0], sum(r[3] for r in kv[1])))
                        | "SumBytes" >> beam.CombinePerKey(sum))
         counts = (pipeline
                   | "One" >> beam.Create([None])
@@ -308,11 +350,10 @@ def build_pipeline(pipeline, args, input_data_pattern, output_dir,
                       b=beam.pvalue.AsDict(split_bytes)))
     counts = beam.pvalue.AsSingleton(counts)
 
-    bucket_counts = (kept
-                     | "CountOne" >> beam.Map(lambda kv: (kv[0], 1))
-                     | "CountBuckets" >> beam.CombinePerKey(sum))
+    # One kept list per (split, bucket): its length is the bucket's count.
+    bucket_counts = kept | "CountBuckets" >> beam.Map(
+        lambda kv: (kv[0], len(kv[1])))
     shard_infos = (kept
-                   | "GroupByBucket" >> beam.GroupByKey()
                    | "Rank" >> beam.FlatMap(
                        _rank, beam.pvalue.AsDict(bucket_counts), counts)
                    | "GroupByShard" >> beam.GroupByKey()

@@ -55,7 +55,7 @@ output depends only on the set of input records, not on their files, file
 order, machine or Python's hash seed; two runs give byte-identical shards
 (and manifest, for the same input paths).
 
-Two passes over the input. The first streams every file with tf.data, parses
+Two passes over the input. The first streams every file, parses batches of
 records with the parse specs of `features.py` and keeps, per record that
 passes rules 1-3, only (id, key, digest, labels, file, byte offset), plus one
 (audio hash, id hash) pair per record at video level: memory is O(number of
@@ -82,6 +82,7 @@ import functools
 import hashlib
 import itertools
 import json
+import logging
 import os
 import re
 import struct
@@ -123,10 +124,12 @@ VIDEO_DROP_REASONS = ("not_selected", "bad_values", "no_audio_signal",
                       "duplicate_id")
 
 _HASH_BYTES = 8
-# Records per tf.data batch: a frame-level record is ~400 KB, a video-level
-# one ~5 KB, so a batch stays within a few tens of MB at either level.
+# Records per parsed batch: a frame-level record is ~400 KB, a video-level
+# one ~5 KB, so a batch stays within a few tens of MB at either level. Each
+# batch pays a fixed ~1 ms of eager op calls: at video level, where parsing
+# a record takes microseconds, a file (300-1,600 records) is one or two.
 _FRAME_BATCH_SIZE = 32
-_VIDEO_BATCH_SIZE = 256
+_VIDEO_BATCH_SIZE = 1024
 _MAX_OPEN_FILES = 32
 MANIFEST_NAME = "manifest.json"
 TOOL_COMMAND = "python -m yt8m_xmodal.cli.subset"
@@ -515,7 +518,7 @@ class RecordFetcher:
 
 
 # ----------------------------------------------------------------------------
-# First pass: per-record summaries, computed in tf.data
+# First pass: per-record summaries, computed by TF ops on batches of records
 
 
 def _with_id_feature(spec, id_feature):
@@ -532,22 +535,30 @@ def _frame_summary_fn(feature_names, feature_sizes, id_feature="id"):
     context_spec = _with_id_feature(features.context_features(), id_feature)
 
     def summarize(serialized):
-        context, lists = tf.io.parse_single_sequence_example(
+        context, lists, lengths = tf.io.parse_sequence_example(
             serialized, context_features=context_spec,
             sequence_features=sequence_spec)
         video, audio = lists[video_name], lists[audio_name]
+        video_frames, audio_frames = lengths[video_name], lengths[audio_name]
+        # The batch pads each record's frames to the longest with b"".
+        video_pad = ~tf.sequence_mask(video_frames, tf.shape(video)[1])
+        audio_pad = ~tf.sequence_mask(audio_frames, tf.shape(audio)[1])
+
+        def all_frames(condition, pad):
+            return tf.reduce_all(condition | pad, axis=1)
+
         return {
-            "serialized": serialized,
             "id": context[id_feature],
-            "labels": context["labels"].values,
-            "video_frames": tf.size(video),
-            "audio_frames": tf.size(audio),
-            "sizes_ok": tf.logical_and(
-                tf.reduce_all(tf.strings.length(video) == video_size),
-                tf.reduce_all(tf.strings.length(audio) == audio_size)),
+            "labels": context["labels"],
+            "video_frames": video_frames,
+            "audio_frames": audio_frames,
+            "sizes_ok": all_frames(tf.strings.length(video) == video_size,
+                                   video_pad)
+                        & all_frames(tf.strings.length(audio) == audio_size,
+                                     audio_pad),
             # Comparing the raw frame bytes avoids decoding; identical bytes
             # are identical dequantized vectors.
-            "audio_constant": tf.reduce_all(tf.equal(audio, audio[:1])),
+            "audio_constant": all_frames(audio == audio[:, :1], audio_pad),
         }
     return summarize
 
@@ -559,28 +570,29 @@ def _video_summary_fn(feature_names, feature_sizes, id_feature="id"):
         id_feature)
 
     def in_range(x):
-        return tf.reduce_all(tf.logical_and(
-            tf.math.is_finite(x),
-            tf.logical_and(x >= FEATURE_MIN - RANGE_TOLERANCE,
-                           x <= FEATURE_MAX + RANGE_TOLERANCE)))
+        return tf.reduce_all(
+            tf.math.is_finite(x) & (x >= FEATURE_MIN - RANGE_TOLERANCE)
+            & (x <= FEATURE_MAX + RANGE_TOLERANCE), axis=1)
 
     def summarize(serialized):
-        parsed = tf.io.parse_single_example(serialized, spec)
+        parsed = tf.io.parse_example(serialized, spec)
         video, audio = parsed[video_name], parsed[audio_name]
         return {
-            "serialized": serialized,
             "id": parsed[id_feature],
-            "labels": parsed["labels"].values,
-            "values_ok": tf.logical_and(in_range(video), in_range(audio)),
+            "labels": parsed["labels"],
+            "values_ok": in_range(video) & in_range(audio),
             "audio": audio,
         }
     return summarize
 
 
-def _row_lists(tensor):
-    if isinstance(tensor, tf.RaggedTensor):
-        return tensor.to_list()
-    return tensor.numpy().tolist()
+def _row_lists(sparse, num_rows):
+    """Each row's values of a [num_rows, n] SparseTensor, in order, as
+    lists (the parsers' VarLenFeature output, row-major)."""
+    values = sparse.values.numpy().tolist()
+    ends = np.cumsum(np.bincount(sparse.indices[:, 0].numpy(),
+                                 minlength=num_rows)).tolist()
+    return [values[start:end] for start, end in zip([0] + ends, ends)]
 
 
 class _Scan:
@@ -628,20 +640,58 @@ class _Scan:
         return len(self.ids)
 
 
+_ITERATOR_NOTICE_MUTED = False
+
+
+def _first_record_iterator(path):
+    global _ITERATOR_NOTICE_MUTED
+    tf_logger = tf.get_logger()
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
+    try:
+        return tf.compat.v1.io.tf_record_iterator(path)
+    finally:
+        tf_logger.setLevel(level)
+        _ITERATOR_NOTICE_MUTED = True
+
+
+def _record_batches(path, batch_size):
+    """Yields the records of one file in lists of `batch_size`, read with
+    their checksums checked, as tf.data reads them.
+
+    Raises:
+      tf.errors.OpError: for a record that cannot be read.
+    """
+    # No tf.data here: TFRecordDataset traces a function each time it is
+    # built and instantiates it when iterated, which costs more than parsing
+    # a video-level file. tf_record_iterator (kept in tf.compat.v1) reads
+    # the same records in C++ without a graph; its deprecation notice (on
+    # the first call in a process), which points to TFRecordDataset, is not
+    # for the tool's users.
+    if _ITERATOR_NOTICE_MUTED:
+        records = tf.compat.v1.io.tf_record_iterator(path)
+    else:
+        records = _first_record_iterator(path)
+    batch = []
+    for record in records:
+        batch.append(record)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def _scan_file(path, file_index, frame_features, summarize, selected,
                min_frames):
     """Scans one file; returns a `_Scan` for it. Raises tf.errors.OpError."""
     scan = _Scan()
-    dataset = tf.data.TFRecordDataset(path)
-    dataset = dataset.map(summarize, num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=True)
-    dataset = dataset.ragged_batch(
-        _FRAME_BATCH_SIZE if frame_features else _VIDEO_BATCH_SIZE).prefetch(1)
     offset = 0
-    for batch in dataset:
-        serialized = batch["serialized"].numpy()
+    for serialized in _record_batches(
+            path, _FRAME_BATCH_SIZE if frame_features else _VIDEO_BATCH_SIZE):
+        batch = summarize(serialized)
         video_ids = batch["id"].numpy()
-        labels = _row_lists(batch["labels"])
+        labels = _row_lists(batch["labels"], len(serialized))
         if frame_features:
             video_frames = batch["video_frames"].numpy()
             audio_frames = batch["audio_frames"].numpy()
@@ -743,7 +793,7 @@ class Arguments:
                     feature_sizes=",".join(map(str, self.feature_sizes)))
 
     def summarize_fn(self):
-        """The tf.data function that summarizes one serialized record."""
+        """The function that summarizes a batch of serialized records."""
         make = _frame_summary_fn if self.frame_features else _video_summary_fn
         return make(self.feature_names, self.feature_sizes, self.id_feature)
 
