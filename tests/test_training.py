@@ -104,10 +104,30 @@ def test_every_loss_trains(tiny_frame_data, tmp_path, loss):
     assert_trained(cfg, training.train(cfg), 3)
 
 
-def test_rerun_resumes_from_checkpoint(tiny_frame_data, tmp_path):
-    cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
-                      max_steps=4, export_model_steps=2, num_epochs=5)
+@pytest.fixture(scope="module")
+def two_step_run(tiny_frame_data, tmp_path_factory):
+    """A MeanPoolModel run of 2 steps, checkpointed and exported at step 2.
+
+    Tests that continue, wipe or refuse a finished run start from a copy of
+    it (checkpoint paths are relative to train_dir), so it is trained once.
+    """
+    cfg = tiny_config(tiny_frame_data, tmp_path_factory.mktemp("two_step") / "run",
+                      model="MeanPoolModel", max_steps=2, export_model_steps=2)
     training.train(cfg)
+    return cfg
+
+
+def copy_of_run(run_cfg, train_dir):
+    """`run_cfg` with its train_dir copied to `train_dir`."""
+    shutil.copytree(run_cfg.train_dir, train_dir)
+    return run_cfg.replace(train_dir=str(train_dir))
+
+
+def test_rerun_resumes_from_checkpoint(two_step_run, tmp_path):
+    # Continues the 2-step run to step 4, then reruns from step 4.
+    cfg = copy_of_run(two_step_run, tmp_path / "run").replace(
+        max_steps=4, num_epochs=5)
+    assert training.train(cfg).step == 4
     cfg = cfg.replace(max_steps=7)
     trainer = training.Trainer(cfg)
     # Restored, not restarted: step, data position and optimizer moments.
@@ -141,25 +161,6 @@ def test_periodic_exports_fit_the_subspace_on_a_sample_the_last_on_all(
     assert fitted_on == [32, 32, 128]
     _, _, subspace, step = modeling.restore(cfg.train_dir)
     assert step == 4 and int(subspace.count.numpy()) == 128
-
-
-@pytest.fixture(scope="module")
-def two_step_run(tiny_frame_data, tmp_path_factory):
-    """A MeanPoolModel run of 2 steps, checkpointed and exported at step 2.
-
-    Tests that continue, wipe or refuse a finished run start from a copy of
-    it (checkpoint paths are relative to train_dir), so it is trained once.
-    """
-    cfg = tiny_config(tiny_frame_data, tmp_path_factory.mktemp("two_step") / "run",
-                      model="MeanPoolModel", max_steps=2, export_model_steps=2)
-    training.train(cfg)
-    return cfg
-
-
-def copy_of_run(run_cfg, train_dir):
-    """`run_cfg` with its train_dir copied to `train_dir`."""
-    shutil.copytree(run_cfg.train_dir, train_dir)
-    return run_cfg.replace(train_dir=str(train_dir))
 
 
 def test_start_new_model_wipes_train_dir(two_step_run, tmp_path):
