@@ -356,8 +356,8 @@ def test_training_beats_the_untrained_model(learning_data, tmp_path):
 
     Both sides are scored the same way: the CCA subspace is fitted on the
     training set's embeddings, before training and after it. Two epochs (50
-    steps, one validation) clear both margins by far; the later
-    epochs of a longer run add little.
+    steps, one validation) clear both margins by far; later epochs of a
+    longer run add little.
     """
     cfg = tiny_config(learning_data, tmp_path / "run", batch_size=32,
                       max_steps=0, num_epochs=2, export_model_steps=10_000,
