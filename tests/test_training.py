@@ -113,9 +113,12 @@ def two_step_run(tiny_frame_data, tmp_path_factory):
 
     Tests that continue, wipe or refuse a finished run start from a copy of
     it (checkpoint paths are relative to train_dir), so it is trained once.
+    The plain loop: early stopping and its resumption are
+    test_early_stopping's.
     """
     cfg = tiny_config(tiny_frame_data, tmp_path_factory.mktemp("two_step") / "run",
-                      model="MeanPoolModel", max_steps=2, export_model_steps=2)
+                      model="MeanPoolModel", max_steps=2, export_model_steps=2,
+                      early_stopping_patience=0)
     training.train(cfg)
     return cfg
 
@@ -356,11 +359,13 @@ def test_training_beats_the_untrained_model(learning_data, tmp_path):
 
     Both sides are scored the same way: the CCA subspace is fitted on the
     training set's embeddings, before training and after it. Two epochs (50
-    steps, one validation) clear both margins by far; later epochs of a
-    longer run add little.
+    steps) clear both margins by far; later epochs of a longer run add
+    little. Without early stopping, "after" is the model of the last step,
+    never an earlier one kept as the best.
     """
     cfg = tiny_config(learning_data, tmp_path / "run", batch_size=32,
                       max_steps=0, num_epochs=2, export_model_steps=10_000,
+                      early_stopping_patience=0,
                       subspace_dim=4, base_learning_rate=3e-3,
                       model_config=dict(embedding_dim=8, rnn_units=16,
                                         chunk_size=10, attention_units=16,
