@@ -15,8 +15,11 @@ from yt8m_xmodal import training
 
 
 def test_mirrored_strategy_trains_on_two_logical_cpus(tiny_frame_data, tmp_path):
+    # Early stopping under two replicas is test_early_stopping's; here the
+    # plain loop (one checkpoint, export and validation at step 3).
     cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
-                      distribution_strategy="mirrored")
+                      distribution_strategy="mirrored",
+                      early_stopping_patience=0)
     trainer = training.Trainer(cfg)
     assert trainer.strategy.num_replicas_in_sync == 2
     result = trainer.run()

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,15 +99,41 @@ def test_video_level_model_trains(tiny_video_data, tmp_path):
 
 @pytest.mark.parametrize("loss", ["dcca", "cluster_cca", "soft_cca", "triplet"])
 def test_every_loss_trains(tiny_frame_data, tmp_path, loss):
+    # The plain loop (one fit, checkpoint, export and validation, at step 3):
+    # early stopping does not depend on the loss, and the frame-model tests
+    # above run it.
     cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
-                      loss=loss)
+                      loss=loss, early_stopping_patience=0)
     assert_trained(cfg, training.train(cfg), 3)
 
 
-def test_rerun_resumes_from_checkpoint(tiny_frame_data, tmp_path):
-    cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
-                      max_steps=4, export_model_steps=2, num_epochs=5)
+@pytest.fixture(scope="module")
+def two_step_run(tiny_frame_data, tmp_path_factory):
+    """A MeanPoolModel run of 2 steps, checkpointed and exported at step 2.
+
+    Tests that continue, wipe or refuse a finished run start from a copy of
+    it (checkpoint paths are relative to train_dir), so it is trained once.
+    The plain loop: early stopping and its resumption are
+    test_early_stopping's.
+    """
+    cfg = tiny_config(tiny_frame_data, tmp_path_factory.mktemp("two_step") / "run",
+                      model="MeanPoolModel", max_steps=2, export_model_steps=2,
+                      early_stopping_patience=0)
     training.train(cfg)
+    return cfg
+
+
+def copy_of_run(run_cfg, train_dir):
+    """`run_cfg` with its train_dir copied to `train_dir`."""
+    shutil.copytree(run_cfg.train_dir, train_dir)
+    return run_cfg.replace(train_dir=str(train_dir))
+
+
+def test_rerun_resumes_from_checkpoint(two_step_run, tmp_path):
+    # Continues the 2-step run to step 4, then reruns from step 4.
+    cfg = copy_of_run(two_step_run, tmp_path / "run").replace(
+        max_steps=4, num_epochs=5)
+    assert training.train(cfg).step == 4
     cfg = cfg.replace(max_steps=7)
     trainer = training.Trainer(cfg)
     # Restored, not restarted: step, data position and optimizer moments.
@@ -142,18 +169,16 @@ def test_periodic_exports_fit_the_subspace_on_a_sample_the_last_on_all(
     assert step == 4 and int(subspace.count.numpy()) == 128
 
 
-def test_start_new_model_wipes_train_dir(tiny_frame_data, tmp_path):
-    cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
-                      max_steps=2, export_model_steps=2)
-    training.train(cfg)
+def test_start_new_model_wipes_train_dir(two_step_run, tmp_path):
+    cfg = copy_of_run(two_step_run, tmp_path / "run")
+    assert tf.train.latest_checkpoint(cfg.train_dir).endswith("ckpt-2")
     cfg = cfg.replace(start_new_model=True, max_steps=1, export_model_steps=1)
     assert training.train(cfg).step == 1
 
 
-def test_other_flags_in_same_train_dir_are_refused(tiny_frame_data, tmp_path):
-    cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
-                      max_steps=1, export_model_steps=1)
-    training.train(cfg)
+def test_other_flags_in_same_train_dir_are_refused(tiny_frame_data,
+                                                   two_step_run, tmp_path):
+    copy_of_run(two_step_run, tmp_path / "run")
     other = tiny_config(tiny_frame_data, tmp_path / "run", model="FrameLstmModel")
     with pytest.raises(ConfigError, match="start_new_model=true"):
         training.train(other)
@@ -210,10 +235,9 @@ def weights_of(model):
     return [w.numpy().copy() for w in model.weights]
 
 
-def test_nonfinite_loss_stops_without_applying_the_update(tiny_frame_data, tmp_path):
-    cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
-                      max_steps=2, export_model_steps=2)
-    training.train(cfg)
+def test_nonfinite_loss_stops_without_applying_the_update(two_step_run,
+                                                          tmp_path):
+    cfg = copy_of_run(two_step_run, tmp_path / "run")
     good = tf.train.latest_checkpoint(cfg.train_dir)
     cfg = cfg.replace(max_steps=6)
     trainer = training.Trainer(cfg)
@@ -248,10 +272,8 @@ def test_nonfinite_steps_can_be_skipped_and_counted(tiny_frame_data, tmp_path):
 
 
 def test_diverged_model_never_replaces_the_last_good_checkpoint(
-        tiny_frame_data, tmp_path):
-    cfg = tiny_config(tiny_frame_data, tmp_path / "run", model="MeanPoolModel",
-                      max_steps=2, export_model_steps=2)
-    training.train(cfg)
+        two_step_run, tmp_path):
+    cfg = copy_of_run(two_step_run, tmp_path / "run")
     good = tf.train.latest_checkpoint(cfg.train_dir)
     trainer = training.Trainer(cfg)
     # Finite weights whose embeddings overflow float32, as after a huge step.
@@ -285,7 +307,10 @@ def _train_command(data_dir, train_dir, max_steps, export_steps):
 
 def test_sigkill_during_training_then_rerun_resumes(tiny_frame_data, tmp_path):
     train_dir = tmp_path / "run"
-    cmd = _train_command(tiny_frame_data, train_dir, 40, 3)
+    # Checkpoints every 10 steps: the first comes early, and the 3 more
+    # exports a run needs to reach step 40 take longer than the second
+    # before the kill, so the kill falls mid-training.
+    cmd = _train_command(tiny_frame_data, train_dir, 40, 10)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -333,10 +358,14 @@ def test_training_beats_the_untrained_model(learning_data, tmp_path):
     """A real learning check: validation retrieval must improve clearly.
 
     Both sides are scored the same way: the CCA subspace is fitted on the
-    training set's embeddings, before training and after it.
+    training set's embeddings, before training and after it. Two epochs (50
+    steps) clear both margins by far; later epochs of a longer run add
+    little. Without early stopping, "after" is the model of the last step,
+    never an earlier one kept as the best.
     """
     cfg = tiny_config(learning_data, tmp_path / "run", batch_size=32,
-                      max_steps=0, num_epochs=10, export_model_steps=10_000,
+                      max_steps=0, num_epochs=2, export_model_steps=10_000,
+                      early_stopping_patience=0,
                       subspace_dim=4, base_learning_rate=3e-3,
                       model_config=dict(embedding_dim=8, rnn_units=16,
                                         chunk_size=10, attention_units=16,
