@@ -22,8 +22,8 @@ with:
 Then the stages of (a), each timed as a pipeline that stops after it, so
 that the CPU time per example of each step is the difference to the one
 before: read (the reader's shard bookkeeping and batching, no parse), locate
-(find each feature list), slice (decode the records, check the frame
-headers, gather the frames as uint8), dequantize (the fast-path parse with
+(find each feature list), slice (cut out and decode each list, check the
+frame headers, read the frames as uint8), dequantize (the fast-path parse with
 float output).
 
 A second table does the same for video-level records (`--num_video_level`

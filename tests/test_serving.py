@@ -44,6 +44,13 @@ def _records_and_batch(config, pattern):
     return serialized, batch
 
 
+def _assert_embeds_like(alone, both, modality):
+    """One modality's embedding and attention equal the two-stream ones."""
+    np.testing.assert_allclose(alone["embedding"], both[modality], atol=1e-5)
+    np.testing.assert_allclose(alone["attention"],
+                               both[f"{modality}_attention"], atol=1e-6)
+
+
 def test_one_modality_embeddings_equal_the_two_stream_ones(
         exported, tiny_frame_data):
     model = exported
@@ -54,11 +61,8 @@ def test_one_modality_embeddings_equal_the_two_stream_ones(
     assert np.array_equal(both["id"], batch["id"].numpy())
     for modality in ("audio", "video"):
         embed = getattr(model, f"embed_{modality}")
-        alone = embed(batch[modality].numpy(), num_frames)
-        np.testing.assert_allclose(alone["embedding"], both[modality],
-                                   atol=1e-5)
-        np.testing.assert_allclose(alone["attention"],
-                                   both[f"{modality}_attention"], atol=1e-6)
+        _assert_embeds_like(embed(batch[modality].numpy(), num_frames),
+                            both, modality)
 
 
 def _without(serialized, feature, frame_level=True):
@@ -86,9 +90,7 @@ def test_records_with_one_modality_embed_like_the_two_stream_path(
     one = _without(serialized, other)
     alone = getattr(model, f"embed_{modality}_records")(one)
     assert np.array_equal(alone["id"], both["id"])
-    np.testing.assert_allclose(alone["embedding"], both[modality], atol=1e-5)
-    np.testing.assert_allclose(alone["attention"],
-                               both[f"{modality}_attention"], atol=1e-6)
+    _assert_embeds_like(alone, both, modality)
     # Records without the query's modality are refused, naming the list.
     name = "rgb" if modality == "video" else "audio"
     with pytest.raises(tf.errors.InvalidArgumentError,

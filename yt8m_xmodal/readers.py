@@ -87,6 +87,7 @@ Example:
 """
 
 import ctypes
+import functools
 import logging
 import platform
 import re
@@ -128,7 +129,6 @@ DEFAULT_SHUFFLE_BUFFER = 512
 # M_TRIM_THRESHOLD and M_TOP_PAD keep freed memory in the process, and a
 # fixed M_MMAP_THRESHOLD (the largest glibc takes) keeps records off mmap.
 _MALLOPT = ((-1, 1 << 30), (-2, 64 << 20), (-3, 32 << 20))
-_allocator_tuned = False
 # Records per chunk of a shard's bookkeeping (see _shard_records).
 _SHARD_CHUNK = 16
 
@@ -171,6 +171,7 @@ def resolve_files(data_pattern):
     return files
 
 
+@functools.lru_cache(maxsize=None)
 def tune_allocator():
     """Keeps glibc malloc from handing freed memory back to the system.
 
@@ -180,18 +181,16 @@ def tune_allocator():
     freed it), and the next allocation page-faults it back in: with frame-
     level records that costs as much CPU as reading them. These settings
     keep it in the process instead (its memory stays at its peak).
-    Process-wide, idempotent, and called by `dataset()`; a no-op (False)
-    where the C library is not glibc.
+    Process-wide, done once per process, and called by `dataset()`; a
+    no-op (False) where the C library is not glibc.
     """
-    global _allocator_tuned
-    if not _allocator_tuned and platform.libc_ver()[0] == "glibc":
-        try:
-            mallopt = ctypes.CDLL("libc.so.6").mallopt
-        except (OSError, AttributeError):
-            return False
-        _allocator_tuned = all(mallopt(param, value) == 1
-                               for param, value in _MALLOPT)
-    return _allocator_tuned
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return all(mallopt(param, value) == 1 for param, value in _MALLOPT)
 
 
 def iterate(batches, data_pattern=None):
@@ -1010,7 +1009,7 @@ def _locate_lists(serialized, feature_names, layout):
     return located
 
 
-def _strided(block, header, stride):
+def _strided(block, stride):
     """A list's bytes [B, T * stride] as [B, T, stride] frames."""
     return tf.reshape(block, [tf.shape(block)[0], -1, stride])
 
@@ -1019,7 +1018,7 @@ def _strided(block, header, stride):
 def _regular_headers_ok(block, frames, header, stride):
     """Whether the first `frames` [B] frames of each list's bytes (uint8
     [B, T * stride]) start with `header` (bool [B])."""
-    headers = _strided(block, header, stride)[:, :, :header.shape[0]]
+    headers = _strided(block, stride)[:, :, :header.shape[0]]
     in_list = (tf.range(tf.shape(headers, tf.int64)[1])
                < tf.cast(frames, tf.int64)[:, None])
     return tf.reduce_all((headers == header) | ~in_list[:, :, None],
@@ -1036,7 +1035,7 @@ def _regular_frames(block, mask, header, stride, dequantize=True):
     `dequantize=False` gives the uint8 codes instead (bench/bench_reader.py
     times the two steps apart with it).
     """
-    codes = _strided(block, header, stride)[:, :, header.shape[0]:]
+    codes = _strided(block, stride)[:, :, header.shape[0]:]
     if not dequantize:
         return tf.where(mask[:, :, None], codes, tf.zeros_like(codes))
     return tf.where(mask[:, :, None], features.dequantize(codes), 0.0)

@@ -640,21 +640,6 @@ class _Scan:
         return len(self.ids)
 
 
-_ITERATOR_NOTICE_MUTED = False
-
-
-def _first_record_iterator(path):
-    global _ITERATOR_NOTICE_MUTED
-    tf_logger = tf.get_logger()
-    level = tf_logger.level
-    tf_logger.setLevel(logging.ERROR)
-    try:
-        return tf.compat.v1.io.tf_record_iterator(path)
-    finally:
-        tf_logger.setLevel(level)
-        _ITERATOR_NOTICE_MUTED = True
-
-
 def _record_batches(path, batch_size):
     """Yields the records of one file in lists of `batch_size`, read with
     their checksums checked, as tf.data reads them.
@@ -668,10 +653,13 @@ def _record_batches(path, batch_size):
     # the same records in C++ without a graph; its deprecation notice (on
     # the first call in a process), which points to TFRecordDataset, is not
     # for the tool's users.
-    if _ITERATOR_NOTICE_MUTED:
+    tf_logger = tf.get_logger()
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
+    try:
         records = tf.compat.v1.io.tf_record_iterator(path)
-    else:
-        records = _first_record_iterator(path)
+    finally:
+        tf_logger.setLevel(level)
     batch = []
     for record in records:
         batch.append(record)
