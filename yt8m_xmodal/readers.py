@@ -669,7 +669,8 @@ class YT8MFrameFeatureReader(_BaseReader):
         name = self.feature_names[_VIEWS.index(view)]
         size = self.feature_sizes[_VIEWS.index(view)]
         context, lists, lengths = tf.io.parse_sequence_example(
-            serialized, context_features=_lenient_context_features(),
+            serialized,
+            context_features=_lenient_context_features(self.id_feature),
             sequence_features={name: tf.io.FixedLenSequenceFeature(
                 [], tf.string, allow_missing=True)})
         frames = lists[name]
@@ -682,7 +683,7 @@ class YT8MFrameFeatureReader(_BaseReader):
             True, message=f"{name!r} frames are not {size} bytes")
         num_frames = tf.minimum(lengths[name], self.max_frames)
         mask = tf.range(self.max_frames, dtype=tf.int64) < num_frames[:, None]
-        return {"id": context["id"],
+        return {"id": context[self.id_feature],
                 view: _dequantize_frames(self._decode_padded(frames, size),
                                          mask),
                 "num_frames": tf.cast(num_frames, tf.int32), "mask": mask}
@@ -810,7 +811,7 @@ class YT8MAggregatedFeatureReader(_BaseReader):
         the call with an InvalidArgumentError naming the feature."""
         name = self.feature_names[_VIEWS.index(view)]
         size = self.feature_sizes[_VIEWS.index(view)]
-        spec = _lenient_context_features()
+        spec = _lenient_context_features(self.id_feature)
         spec[name] = tf.io.RaggedFeature(tf.float32)
         parsed = tf.io.parse_example(serialized, spec)
         tf.debugging.assert_equal(tf.cast(parsed[name].row_lengths(),
@@ -819,7 +820,7 @@ class YT8MAggregatedFeatureReader(_BaseReader):
                                   message=f"{name!r} is not {size} floats")
         values = parsed[name].to_tensor(shape=[None, size])
         tf.debugging.assert_all_finite(values, f"{name!r} holds NaN or inf")
-        return {"id": parsed["id"], view: values}
+        return {"id": parsed[self.id_feature], view: values}
 
     def _describe(self, reason, evidence):
         if reason == "bad_feature_size":
@@ -1041,7 +1042,7 @@ def _regular_frames(block, mask, header, stride, dequantize=True):
     return tf.where(mask[:, :, None], features.dequantize(codes), 0.0)
 
 
-def _lenient_context_features(id_feature="id"):
+def _lenient_context_features(id_feature):
     """`features.context_features()` that never fails a batch parse.
 
     The id is read from `id_feature` ("video_id" in the 2017 release); a
