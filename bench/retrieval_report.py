@@ -15,8 +15,9 @@ import numpy as np
 from yt8m_xmodal import metrics
 
 TOP_K = (1, 5, 10, 20)
-DIRECTIONS = ("audio_to_video", "video_to_audio")
-GALLERY_SEEDS = (0, 1, 2, 3, 4)
+DIRECTIONS = metrics.DIRECTIONS
+# Seeded galleries per size: `eval.py --gallery_draws`' own default.
+GALLERY_DRAWS = 5
 
 
 def selection_score(result):
@@ -24,36 +25,14 @@ def selection_score(result):
     return float(np.mean([result[d]["recall@10"] for d in DIRECTIONS]))
 
 
-def gallery_rows(n, size, seed):
-    """Sorted rows of one seeded draw of `size` of `n` videos (all if None)."""
-    if seed is None or size >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
-
-
 def gallery_mean(audio, video, size, labels=None, cosine=True,
-                 seeds=GALLERY_SEEDS, csls_k=0):
-    """Mean metrics over seeded draws of `size`-video galleries.
-
-    Each draw picks `size` videos without replacement; their audio queries
-    search their video gallery and back. A size of the whole set (or more)
-    is one draw: the set itself. csls_k > 0 ranks by CSLS within each drawn
-    gallery (`metrics.csls_pair`).
-    """
-    n = len(audio)
-    draws = seeds if size < n else (None,)
-    results = []
-    for seed in draws:
-        rows = gallery_rows(n, size, seed)
-        results.append(metrics.cross_modal_metrics(
-            audio[rows], video[rows],
-            labels=None if labels is None else [labels[i] for i in rows],
-            top_k=TOP_K, cosine=cosine, csls_k=csls_k))
-    mean = {"num_queries": min(size, n), "num_draws": len(results)}
-    for d in DIRECTIONS:
-        mean[d] = {k: float(np.mean([r[d][k] for r in results]))
-                   for k in results[0][d]}
-    return mean
+                 draws=GALLERY_DRAWS, csls_k=0):
+    """Mean metrics over seeded draws of `size`-video galleries: the
+    product's protocol (`metrics.fixed_gallery_metrics`, what `eval.py
+    --gallery_size --gallery_draws` reports)."""
+    return metrics.fixed_gallery_metrics(
+        audio, video, min(size, len(audio)), draws, labels=labels,
+        top_k=TOP_K, cosine=cosine, csls_k=csls_k)
 
 
 def recall_vs_gallery_size(audio, video, sizes, cosine=True):

@@ -39,7 +39,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 ".."))
 from bench import fragments  # noqa: E402
-from bench.retrieval_report import (DIRECTIONS, GALLERY_SEEDS,  # noqa: E402
+from bench.retrieval_report import (DIRECTIONS, GALLERY_DRAWS,  # noqa: E402
                                     gallery_mean, markdown_table,
                                     recall_vs_gallery_size, selection_score,
                                     write_report)
@@ -264,7 +264,7 @@ def report(record, output_dir, data):
         "shown); test embeddings come from `inference.py "
         "--embeddings_file`.", "",
         markdown_table(rows_1k, f"Galleries of {GALLERY_SIZE} test videos, "
-                                f"mean of {len(GALLERY_SEEDS)} seeded draws",
+                                f"mean of {GALLERY_DRAWS} seeded draws",
                        extra_columns=("val R@10", "train s"),
                        rank_columns=("median_rank", "mrr")), "",
         markdown_table(rows_full, f"Whole music test set ({n_test} videos)",

@@ -87,10 +87,10 @@ class DataConfig:
     frame_features: bool = _field(
         True, "Read frame-level SequenceExamples (rgb/audio per frame); "
         "otherwise video-level Examples (mean_rgb/mean_audio).")
-    feature_names: tuple = _field(
+    feature_names: tuple[str, ...] = _field(
         (), "The video view's feature name, then the audio view's. Empty: "
         "rgb,audio at frame level, mean_rgb,mean_audio at video level.")
-    feature_sizes: tuple = _field(
+    feature_sizes: tuple[int, ...] = _field(
         features.FEATURE_SIZES, "Sizes of the features in feature_names.")
     max_frames: int = _field(
         features.MAX_FRAMES, "Frames per video kept; longer videos are "
@@ -114,6 +114,12 @@ class DataConfig:
             raise ConfigError("{id_feature} is empty; YT8M records keep the "
                               "id in id (2018) or video_id (2017)",
                               id_feature="")
+
+    # What the trained towers depend on: evaluation and inference read
+    # records with the model's values of these; id_feature and num_classes
+    # describe the records and may differ.
+    MODEL_FIELDS = ("frame_features", "feature_names", "feature_sizes",
+                    "max_frames")
 
     @property
     def video_size(self):
@@ -497,14 +503,14 @@ class TrainConfig:
         "one_device", "one_device, mirrored, or multi_worker_mirrored "
         "(TF_CONFIG).")
     log_every_steps: int = _field(10, "Log and summarize every N steps.")
-    top_k: tuple = _field(
+    top_k: tuple[int, ...] = _field(
         (1, 5, 10, 20), "Recall@K cut-offs for validation.")
     csls_k: int = _field(
         0, "Rank retrievals by CSLS, the hubness correction over this many "
         "nearest neighbours within the searched set (0: plain cosine); kept "
         "in model_flags.json, so validation, eval.py and the bench scoring "
         "use it.")
-    weighted_labels: tuple = _field(
+    weighted_labels: tuple[int, ...] = _field(
         (), "Class indices whose videos count label_weight times: repeated "
         "in each training epoch and in the linear CCA fits (e.g. the music "
         "labels when the test set is music); indices >= num_classes match "
@@ -650,6 +656,65 @@ VIDEO_LEVEL_RECIPE = TrainConfig(
 def recipe(frame_features):
     """The shipped recipe for frame-level or video-level records."""
     return FRAME_LEVEL_RECIPE if frame_features else VIDEO_LEVEL_RECIPE
+
+
+# -- evaluation and inference ----------------------------------------------------
+# What eval.py and inference.py do with a trained model. A field left None
+# takes the model's own value (its model_flags.json).
+
+_TRAIN_DIR_HELP = "The directory train.py wrote."
+_BATCH_HELP = "Videos embedded per batch."
+_CSLS_HELP = ("Rank by CSLS over this many neighbours (0: plain cosine). "
+              "Unset: the model's own csls_k (model_flags.json).")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """eval.py: retrieval metrics of a train_dir's checkpoints."""
+
+    train_dir: str = _field("/tmp/yt8m_xmodal_model/", _TRAIN_DIR_HELP)
+    eval_data_pattern: str = _field(
+        "", "File glob(s), comma-separated, of the evaluation records. "
+        "Empty: the test split of the built-in demo data.")
+    top_k: tuple[int, ...] = _field(
+        (1, 5, 10, 20), "Comma-separated cut-offs K: Recall@K is reported "
+        "for each.")
+    batch_size: int = _field(256, _BATCH_HELP)
+    run_once: bool = _field(
+        False, "Evaluate the latest checkpoint once instead of watching.")
+    use_subspace: bool = _field(
+        True, "Cosine similarity in the fitted CCA subspace; otherwise in "
+        "the raw tower embeddings.")
+    output_json: str = _field(
+        "", "Where to write metrics.json (default train_dir/eval/).")
+    poll_seconds: float = _field(
+        30.0, "Watcher: seconds between looks for a new checkpoint.")
+    csls_k: int | None = _field(None, _CSLS_HELP)
+    compute_map: bool = _field(
+        False, "Also compute exact label mAP: it sorts every query's whole "
+        "gallery, O(N^2 log N) in the number of videos.")
+    skip_corrupt: bool = _field(
+        False, "Skip corrupt records (counted) instead of stopping.")
+    gallery_size: int = _field(
+        0, "Score galleries of this many videos drawn from the evaluation "
+        "set (the protocol most papers report R@K with) and report the mean "
+        "and spread over --gallery_draws seeded draws. 0: the whole set is "
+        "one gallery.")
+    gallery_draws: int = _field(
+        5, "Seeded draws of --gallery_size videos (seeds 0, 1, ...).")
+
+    def __post_init__(self):
+        object.__setattr__(self, "top_k", tuple(self.top_k))
+        if not self.top_k or any(k < 1 for k in self.top_k):
+            raise ConfigError("{top_k} must be positive integers",
+                              top_k=",".join(map(str, self.top_k)))
+        _check_at_least(self, ("batch_size", "gallery_draws"), 1)
+        _check_at_least(self, ("gallery_size",), 0)
+        if self.gallery_size == 1:
+            raise ConfigError("{gallery_size} must be 0 (the whole set) or "
+                              ">= 2", gallery_size=1)
+        if self.csls_k is not None:
+            _check_at_least(self, ("csls_k",), 0)
 
 
 def atomic_write_text(path, text):

@@ -137,7 +137,8 @@ def format_table(result, title=""):
     for key, head in _COLUMNS:
         if "{k}" in key:
             ks = sorted(int(name.split("@")[1]) for name in first
-                        if name.startswith("recall@"))
+                        if name.startswith("recall@")
+                        and not name.endswith("_std"))
             keys += [key.format(k=k) for k in ks]
             heads += [head.format(k=k) for k in ks]
         elif key in first:
@@ -145,39 +146,64 @@ def format_table(result, title=""):
             heads.append(head)
     n = result["num_queries"]
     lines = [title] if title else []
-    lines.append(f"{n} queries against a gallery of {n} in each direction")
+    draws = result.get("num_draws")
+    if draws:
+        lines.append(f"mean over {draws} seeded galleries of {n} videos, "
+                     "each searched by its own queries in each direction "
+                     "(the second row of a direction: the spread, one "
+                     "standard deviation)")
+    else:
+        lines.append(f"{n} queries against a gallery of {n} in each "
+                     "direction")
     lines.append(f"{'direction':<16}" + "".join(f"{h:>9}" for h in heads))
     for direction in ("audio_to_video", "video_to_audio"):
         row = result[direction]
         cells = "".join(
             f"{row[k]:>9.1f}" if "rank" in k else f"{row[k]:>9.4f}" for k in keys)
         lines.append(f"{direction:<16}{cells}")
+        if draws:
+            spread = "".join(
+                f"{'±' + format(row[k + '_std'], '.1f' if 'rank' in k else '.4f'):>9}"
+                for k in keys)
+            lines.append(f"{'':<16}{spread}")
     return "\n".join(lines)
 
 
 def evaluate_checkpoint(train_dir, eval_data_pattern, top_k, checkpoint_path=None,
                         batch_size=256, use_subspace=True, skip_corrupt=False,
-                        with_map=False, csls_k=None):
+                        with_map=False, csls_k=None, data=None,
+                        gallery_size=0, gallery_draws=5):
     """Embeds `eval_data_pattern` with one checkpoint and scores retrieval
     (label mAP too with `with_map`).
 
     `csls_k` None takes the model's own (model_flags.json); 0 is plain cosine.
+    `data` (a `DataConfig`) reads the records instead of the model's own.
+    `gallery_size` > 0 scores `gallery_draws` seeded galleries of that many
+    videos (`metrics.fixed_gallery_metrics`) instead of the whole set.
 
     Returns:
       The `metrics.cross_modal_metrics` dict with "step" and "csls_k" added.
     """
     config, model, subspace, step = modeling.restore(train_dir,
                                                      checkpoint_path)
-    records.check_records(config.data, eval_data_pattern, model_dir=train_dir,
+    data = config.data if data is None else data
+    records.check_records(data, eval_data_pattern, model_dir=train_dir,
                           skip_corrupt=skip_corrupt)
-    reader = readers.reader_for(config.data, skip_corrupt=skip_corrupt)
+    reader = readers.reader_for(data, skip_corrupt=skip_corrupt)
     dataset = reader.dataset(eval_data_pattern, batch_size=batch_size,
                              shuffle=False, num_epochs=1)
     emb = embed_dataset(model, readers.iterate(dataset, eval_data_pattern),
                         subspace=subspace if use_subspace else None,
                         total=progress.count_records(eval_data_pattern))
     csls_k = config.csls_k if csls_k is None else int(csls_k)
-    result = score(emb, top_k, with_map, csls_k)
+    if gallery_size:
+        check_alignment(emb)
+        result = metrics.fixed_gallery_metrics(
+            emb.audio, emb.video, gallery_size, gallery_draws,
+            labels=emb.labels if with_map else None, top_k=top_k,
+            csls_k=csls_k)
+    else:
+        result = score(emb, top_k, with_map, csls_k)
     return {"step": step, "csls_k": csls_k, **result}
 
 

@@ -622,6 +622,57 @@ def cross_modal_metrics(audio, video, labels=None, top_k=DEFAULT_TOP_K,
     }
 
 
+DIRECTIONS = ("audio_to_video", "video_to_audio")
+
+
+def gallery_draw(num_videos, gallery_size, seed):
+    """Sorted rows of one seeded draw of `gallery_size` of `num_videos`
+    videos without replacement (all rows when the size covers them)."""
+    if gallery_size >= num_videos:
+        return np.arange(num_videos)
+    return np.sort(np.random.default_rng(seed).choice(
+        num_videos, gallery_size, replace=False))
+
+
+def fixed_gallery_metrics(audio, video, gallery_size, draws, labels=None,
+                          top_k=DEFAULT_TOP_K, cosine=True, csls_k=0):
+    """Metrics over seeded draws of `gallery_size`-video galleries, the
+    protocol most papers report Recall@K with.
+
+    Draw d (seed d, for d < `draws`) picks `gallery_size` videos; their audio
+    queries search their videos and back (CSLS, with csls_k > 0, within the
+    draw). A size covering the whole set is one draw: the set itself.
+
+    Returns:
+      The `cross_modal_metrics` layout holding the mean over the draws, with
+      "num_queries" (the gallery size), "num_draws" and, per direction,
+      "<metric>_std" (the standard deviation over the draws).
+    """
+    num_videos = len(audio)
+    if gallery_size < 2:
+        raise ConfigError("{gallery_size} must be >= 2",
+                          gallery_size=gallery_size)
+    if draws < 1:
+        raise ConfigError("{gallery_draws} must be >= 1", gallery_draws=draws)
+    seeds = range(draws) if gallery_size < num_videos else (0,)
+    results = []
+    for seed in seeds:
+        rows = gallery_draw(num_videos, gallery_size, seed)
+        results.append(cross_modal_metrics(
+            audio[rows], video[rows],
+            labels=None if labels is None else [labels[i] for i in rows],
+            top_k=top_k, cosine=cosine, csls_k=csls_k))
+    mean = {"num_queries": min(gallery_size, num_videos),
+            "num_draws": len(results)}
+    for direction in DIRECTIONS:
+        mean[direction] = {}
+        for key in results[0][direction]:
+            values = [r[direction][key] for r in results]
+            mean[direction][key] = float(np.mean(values))
+            mean[direction][f"{key}_std"] = float(np.std(values))
+    return mean
+
+
 @tf.function(reduce_retracing=True)
 def _merge_top_k(query_chunk, gallery_chunk, offset, best_scores,
                  best_indices, k, cosine):

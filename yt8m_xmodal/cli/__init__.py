@@ -19,6 +19,8 @@ import logging
 import os
 import sys
 import tempfile
+import types
+import typing
 
 
 def _requested_verbosity(argv):
@@ -99,22 +101,37 @@ from absl import flags  # noqa: E402
 
 from yt8m_xmodal import config as config_lib  # noqa: E402
 from yt8m_xmodal import progress  # noqa: E402
+from yt8m_xmodal import records  # noqa: E402
 from yt8m_xmodal.errors import ConfigError, DataError  # noqa: E402
+
+
+log = logging.getLogger("yt8m_xmodal")
 
 
 class FlagError(ValueError):
     """A command-line flag, or a combination of flags, that cannot work."""
 
 
-# The absl definition of a flag whose default has this type (else a string).
+# The absl definition of a flag of each field type (else a string flag).
 _DEFINE_BY_TYPE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
-                   float: flags.DEFINE_float}
+                   float: flags.DEFINE_float, tuple: flags.DEFINE_list}
 
 
-def _flag_text(value):
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    return value
+def _field_type(config_class, field):
+    """(kind, element type) of a config field: `int | None` is int, and
+    `tuple[int, ...]` is (tuple, int); a bare tuple holds strings."""
+    kind = typing.get_type_hints(config_class)[field.name]
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        kind = args[0]
+        args = list(typing.get_args(kind))
+    if kind is tuple or typing.get_origin(kind) is tuple:
+        return tuple, (args[0] if args else str)
+    return kind, None
+
+
+def _flag_default(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _calling_command():
@@ -128,61 +145,139 @@ def _calling_command():
     return sys.argv[0] if module == "__main__" else module
 
 
-def define_config_flags(config_class, names=None):
-    """Defines one absl flag per field of `config_class`.
+def define_config_flags(config_class, names=None, flag_values=flags.FLAGS):
+    """Defines one absl flag per field of `config_class`: the one flag
+    generator of every command.
 
     Args:
       config_class: a config dataclass; each field's `help` metadata is the
-        flag's help and its default the flag's default. A field already
-        defined as a flag (by an earlier config) is skipped.
+        flag's help, its default the flag's default and its annotation the
+        flag's type (`tuple[int, ...]` is a comma list, `int | None` an
+        integer flag whose unset value None means "the model's value"). A
+        field already defined as a flag (by an earlier config) is skipped.
       names: fields to define (default: all with help text).
+      flag_values: where to define them (tests pass a fresh FlagValues).
     """
+    module = _calling_command()
     for field in dataclasses.fields(config_class):
         if "help" not in field.metadata:
             continue
         if (names is not None and field.name not in names) or (
-                field.name in flags.FLAGS):
+                field.name in flag_values):
             continue
-        default = field.default
-        kind = field.type if isinstance(field.type, type) else type(default)
+        kind, _ = _field_type(config_class, field)
         define = _DEFINE_BY_TYPE.get(kind, flags.DEFINE_string)
-        define(field.name, _flag_text(default), field.metadata["help"],
-               module_name=_calling_command())
+        define(field.name, _flag_default(field.default), field.metadata["help"],
+               flag_values=flag_values, module_name=module)
 
 
-def define_flag_table(table, flag_values=flags.FLAGS):
-    """Defines a tool's flags from (name, default, help) rows on
-    `flag_values`; the default's type gives the flag's (None: a string)."""
-    module = _calling_command()
-    for name, default, help_text in table:
-        define = _DEFINE_BY_TYPE.get(type(default), flags.DEFINE_string)
-        define(name, default, help_text, flag_values=flag_values,
-               module_name=module)
+def _typed(config_class, field, value):
+    """A flag's value as the field's type: comma lists become tuples of the
+    element type (`--feature_sizes 1024,128` is (1024, 128))."""
+    kind, element = _field_type(config_class, field)
+    if kind is not tuple or value is None:
+        return value
+    items = value.split(",") if isinstance(value, str) else value
+    items = [str(item).strip() for item in items if str(item).strip()]
+    try:
+        return tuple(element(item) for item in items)
+    except ValueError:
+        raise ConfigError(
+            f"{{{field.name}}} must be a comma-separated list of "
+            f"{element.__name__} values", **{field.name: ",".join(items)}
+        ) from None
 
 
-def set_flags(config_class):
-    """{field: value} of the fields of `config_class` set on the command line.
+def set_flags(config_class, flag_values=flags.FLAGS):
+    """{field: value} of the fields of `config_class` set on the command line,
+    typed as the fields are.
 
-    A flag left unset takes the recipe's value, not its shown default.
+    A flag left unset takes the recipe's (or the model's) value, not its
+    shown default.
     """
     values = {}
     for field in dataclasses.fields(config_class):
-        if field.name in flags.FLAGS and flags.FLAGS[field.name].present:
-            values[field.name] = flags.FLAGS[field.name].value
+        if field.name in flag_values and flag_values[field.name].present:
+            values[field.name] = _typed(config_class, field,
+                                        flag_values[field.name].value)
     return values
 
 
-def define_data_flags():
+def config_from_flags(config_class, flag_values=flags.FLAGS, **values):
+    """`config_class` built from every flag of its fields (unset ones at
+    their defaults), typed; `values` override."""
+    fields = {}
+    for field in dataclasses.fields(config_class):
+        if field.name in flag_values:
+            fields[field.name] = _typed(config_class, field,
+                                        flag_values[field.name].value)
+    fields.update(values)
+    return config_class(**fields)
+
+
+def define_data_flags(flag_values=flags.FLAGS):
     """YT8M's reader flags: --frame_features, --feature_names, ..."""
-    define_config_flags(config_lib.DataConfig)
+    define_config_flags(config_lib.DataConfig, flag_values=flag_values)
 
 
-def data_config_from_flags(default=None):
+def data_config_from_flags(default=None, flag_values=flags.FLAGS):
     """The DataConfig of the reader flags: those set override `default`."""
-    values = set_flags(config_lib.DataConfig)
+    values = set_flags(config_lib.DataConfig, flag_values)
     if default is None:
         return config_lib.DataConfig(**values)
     return dataclasses.replace(default, **{"feature_names": (), **values})
+
+
+def detected_data_values(data_pattern, flag_name, flag_values=flags.FLAGS,
+                         fields=None):
+    """The data fields that the first record of `data_pattern` decides (the
+    level; for the 2017 release the id key and class count), less those set
+    on the command line and those not in `fields` (None: all); logged. Empty when the pattern matches nothing or
+    its first record says nothing (the reader then reports it)."""
+    set_data = set_flags(config_lib.DataConfig, flag_values)
+    try:
+        fmt = records.detect_format(data_pattern)
+    except DataError:
+        return {}  # the reader names the pattern that matches nothing
+    if fmt is None:
+        return {}
+    values = {k: v for k, v in records.detected_data_values(fmt).items()
+              if k not in set_data and (fields is None or k in fields)}
+    if values:
+        log.info("%s (--%s) holds %s, so it is read with %s (flags not "
+                 "given)", fmt.path, flag_name, fmt.describe(),
+                 " ".join(records.flag_text(k, v) for k, v in values.items()))
+    return values
+
+
+def data_config_for_model(model_data, model_dir, data_pattern, flag_name,
+                          flag_values=flags.FLAGS):
+    """The DataConfig that eval.py and inference.py read records with: the
+    model's (`model_data`), which the data flags given must agree with, as
+    the starter code's eval.py takes them. --id_feature and --num_classes
+    describe the records, so those given (or read from the first record of
+    `data_pattern`) replace the model's.
+
+    Raises:
+      FlagError: one line naming the flag that disagrees with the model.
+    """
+    set_data = set_flags(config_lib.DataConfig, flag_values)
+    given = dataclasses.replace(model_data, **set_data)
+    for name in config_lib.DataConfig.MODEL_FIELDS:
+        if name in set_data and getattr(given, name) != getattr(model_data,
+                                                                name):
+            raise FlagError(
+                f"{records.flag_text(name, getattr(given, name))} disagrees "
+                f"with the model in {model_dir}, trained with "
+                f"{records.flag_text(name, getattr(model_data, name))} (its "
+                f"{config_lib.MODEL_FLAGS_FILE}); drop the flag or give "
+                "records like the model's")
+    described = {k: v for k, v in set_data.items()
+                 if k not in config_lib.DataConfig.MODEL_FIELDS}
+    described.update(detected_data_values(
+        data_pattern, flag_name, flag_values,
+        fields=("id_feature", "num_classes")))
+    return dataclasses.replace(model_data, **described)
 
 
 def check_output_path(flag_name, path):

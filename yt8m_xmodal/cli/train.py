@@ -13,13 +13,13 @@ takes the recipe of the records' level (`config.recipe`): with
 --noframe_features the video-level recipe, and for --model / --loss other than
 the recipe's, that model's or loss's own defaults.
 
-Without --frame_features the level is read from the first training record
-(and logged): frame-level SequenceExamples or video-level Examples, so the
-YT8M starter code's habit (video level unless --frame_features) and this
-package's default (frame level) both work. Records of the 2017 release
-(`video_id`) also set --id_feature=video_id --num_classes=4716 unless those
-are given. An explicit --frame_features is kept, and records it cannot read
-stop with one line saying what they hold and what to pass.
+The data flags not given are read from the first training record (and
+logged): the level (frame-level SequenceExamples or video-level Examples), so
+the YT8M starter code's habit (video level unless --frame_features) and this
+package's default (frame level) both work, and for records of the 2017
+release (`video_id`) --id_feature=video_id --num_classes=4716. A flag given is
+kept, and records it cannot read stop with one line saying what they hold and
+what to pass.
 """
 
 import dataclasses
@@ -87,26 +87,14 @@ def config_from_flags():
 
 
 def _detected_data_values():
-    """The data fields the training records decide, when --frame_features is
-    not set: the level and, for the 2017 release, --id_feature and
-    --num_classes (each unless set). Empty with --frame_features, without
-    --train_data_pattern (the demo data is frame level) or when the first
-    record says nothing (the reader then reports it)."""
-    set_data = cli.set_flags(config_lib.DataConfig)
-    if "frame_features" in set_data or not FLAGS.train_data_pattern:
+    """The data fields the training records decide, each unless set on the
+    command line: the level and, for the 2017 release, --id_feature and
+    --num_classes. Empty without --train_data_pattern (the demo data is
+    frame level)."""
+    if not FLAGS.train_data_pattern:
         return {}
-    try:
-        fmt = records.detect_format(FLAGS.train_data_pattern)
-    except DataError:
-        return {}  # training names the pattern that matches nothing
-    if fmt is None:
-        return {}
-    values = {k: v for k, v in records.detected_data_values(fmt).items()
-              if k not in set_data}
-    log.info("--frame_features not set: %s holds %s, so they are read with "
-             "%s (model_flags.json records it)", fmt.path, fmt.describe(),
-             " ".join(records.flag_text(k, v) for k, v in values.items()))
-    return values
+    return cli.detected_data_values(FLAGS.train_data_pattern,
+                                    "train_data_pattern")
 
 
 def _typed_flags(base):
