@@ -717,6 +717,56 @@ class EvalConfig:
             _check_at_least(self, ("csls_k",), 0)
 
 
+QUERY_MODALITIES = ("audio", "video", "both")
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+    """inference.py: embeds records and writes top-K cross-modal matches."""
+
+    train_dir: str = _field(
+        "/tmp/yt8m_xmodal_model/",
+        "The directory train.py wrote (its newest export is used).")
+    input_model_tgz: str = _field(
+        "", "A bundle made by --output_model_tgz; overrides --train_dir.")
+    output_model_tgz: str = _field(
+        "", "Pack the model used here into this .tgz bundle.")
+    input_data_pattern: str = _field(
+        "", "File glob(s), comma-separated, of the query records.")
+    gallery_data_pattern: str = _field(
+        "", "Records to search (default: the input records).")
+    query_modality: str = _field(
+        "both", "audio, video or both. With audio (a song) the query records "
+        "need to hold only audio, and the gallery (--gallery_data_pattern) "
+        "only video; video likewise.")
+    output_file: str = _field("", "The top-K matches CSV to write.")
+    top_k: tuple[int, ...] = _field(
+        (20,), "Matches written per query: the largest K of a "
+        "comma-separated list (1,5,10,20 writes 20).")
+    embeddings_file: str = _field(
+        "", "Write subspace embeddings (ids, audio, video) to this .npz.")
+    batch_size: int = _field(256, _BATCH_HELP)
+    csls_k: int | None = _field(None, _CSLS_HELP)
+    index_dir: str = _field(
+        "", "Search this index (built by yt8m-xmodal-index from this "
+        "model's embeddings) instead of embedding gallery records; the "
+        "queries are of the other modality.")
+    explain_file: str = _field(
+        "", "Write an HTML page showing, for each query and its top matches, "
+        "the chunk attention of both sides over the seconds "
+        "(ChunkAttentionModel exports).")
+
+    def __post_init__(self):
+        _check_choice("query_modality", self.query_modality, QUERY_MODALITIES)
+        object.__setattr__(self, "top_k", tuple(self.top_k))
+        if not self.top_k or any(k < 1 for k in self.top_k):
+            raise ConfigError("{top_k} must be positive integers",
+                              top_k=",".join(map(str, self.top_k)))
+        _check_at_least(self, ("batch_size",), 1)
+        if self.csls_k is not None:
+            _check_at_least(self, ("csls_k",), 0)
+
+
 def atomic_write_text(path, text):
     """Writes `text` to `path` so a reader never sees a truncated file.
 

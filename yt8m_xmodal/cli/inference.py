@@ -6,7 +6,9 @@ r"""Embeds YT8M records and writes top-K cross-modal matches.
 
 The model is the newest export in --train_dir, or a bundle given with
 --input_model_tgz; --output_model_tgz packs the export into such a bundle,
-as in the YouTube-8M starter code.
+as in the YouTube-8M starter code. The starter code's reader flags
+(--frame_features, --feature_names, ...) are taken and must agree with the
+model's.
 """
 
 import logging
@@ -15,121 +17,102 @@ import tempfile
 from absl import flags
 
 from yt8m_xmodal import cli
+from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import index as index_lib
 from yt8m_xmodal import matching
 from yt8m_xmodal import metrics
 from yt8m_xmodal import modeling
+from yt8m_xmodal.errors import DataError
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("train_dir", "/tmp/yt8m_xmodal_model/",
-                    "The directory train.py wrote (its newest export is used).")
-flags.DEFINE_string("input_model_tgz", "",
-                    "A bundle made by --output_model_tgz; overrides --train_dir.")
-flags.DEFINE_string("output_model_tgz", "",
-                    "Pack the model used here into this .tgz bundle.")
-flags.DEFINE_string("input_data_pattern", "",
-                    "File glob(s), comma-separated, of the query records.")
-flags.DEFINE_string("gallery_data_pattern", "",
-                    "Records to search (default: the input records).")
-flags.DEFINE_string("query_modality", "both",
-                    "audio, video or both. With audio (a song) the query "
-                    "records need to hold only audio, and the gallery "
-                    "(--gallery_data_pattern) only video; video likewise.")
-flags.DEFINE_string("output_file", "", "The top-K matches CSV to write.")
-flags.DEFINE_string("top_k", "20", cli.top_k_flag_help(
-    "Matches written per query: the largest K (1,5,10,20 writes 20)."))
-flags.DEFINE_string("embeddings_file", "",
-                    "Write subspace embeddings (ids, audio, video) to this .npz.")
-flags.DEFINE_integer("batch_size", 256, "Videos embedded per batch.")
-flags.DEFINE_integer("csls_k", -1,
-                     "Rank matches by CSLS with this many neighbours (0: by "
-                     "cosine; -1: the model's own csls_k, from its "
-                     "model_flags.json).")
-flags.DEFINE_string("index_dir", "",
-                    "Search this index (built by yt8m-xmodal-index from this "
-                    "model's embeddings) instead of embedding gallery "
-                    "records; the queries are of the other modality.")
-flags.DEFINE_string("explain_file", "",
-                    "Write an HTML page showing, for each query and its top "
-                    "matches, the chunk attention of both sides over the "
-                    "seconds (ChunkAttentionModel exports).")
+cli.define_config_flags(config_lib.InferenceConfig)
+# The starter code's inference.py takes the reader flags; here they must
+# agree with the model's, except the records' id key and vocabulary size.
+cli.define_data_flags()
 
 log = logging.getLogger("yt8m_xmodal")
 
 
 def main(argv):
     del argv
-    if FLAGS.query_modality not in ("audio", "video", "both"):
-        raise cli.FlagError(f"--query_modality={FLAGS.query_modality!r} must be "
-                        "audio, video or both")
+    cfg = cli.config_from_flags(config_lib.InferenceConfig)
     # Sorted and validated; only the largest K makes sense here.
-    top_k = max(metrics.parse_top_k(FLAGS.top_k))
+    top_k = max(metrics.parse_top_k(cfg.top_k))
     for name in ("output_file", "embeddings_file", "output_model_tgz",
                  "explain_file"):
-        cli.check_output_path(name, getattr(FLAGS, name))
+        cli.check_output_path(name, getattr(cfg, name))
     with tempfile.TemporaryDirectory(prefix="yt8m_xmodal_model_") as tmp:
-        if FLAGS.input_model_tgz:
-            export_dir = modeling.unbundle(FLAGS.input_model_tgz, tmp)
+        if cfg.input_model_tgz:
+            export_dir = modeling.unbundle(cfg.input_model_tgz, tmp)
         else:
-            export_dir = modeling.latest_export_or_error(FLAGS.train_dir)
-        if FLAGS.output_model_tgz:
-            modeling.bundle(export_dir, FLAGS.output_model_tgz)
-            print(f"model bundle written to {FLAGS.output_model_tgz}")
-        if not FLAGS.input_data_pattern:
-            if FLAGS.output_model_tgz:
+            export_dir = modeling.latest_export_or_error(cfg.train_dir)
+        if cfg.output_model_tgz:
+            modeling.bundle(export_dir, cfg.output_model_tgz)
+            print(f"model bundle written to {cfg.output_model_tgz}")
+        if not cfg.input_data_pattern:
+            if cfg.output_model_tgz:
                 return 0
             raise cli.FlagError("--input_data_pattern is empty")
-        if not (FLAGS.output_file or FLAGS.embeddings_file
-                or FLAGS.explain_file):
+        if not (cfg.output_file or cfg.embeddings_file or cfg.explain_file):
             raise cli.FlagError("nothing to write: set --output_file, "
                                 "--embeddings_file and/or --explain_file")
         exported = modeling.load_export(export_dir)
+        model_dir = cfg.input_model_tgz or export_dir
+        data = cli.data_config_for_model(
+            exported.config.data, model_dir, cfg.input_data_pattern,
+            "input_data_pattern")
+        if data.id_feature != exported.config.data.id_feature:
+            # The export parses records itself, with the model's id key.
+            raise DataError(
+                f"{cfg.input_data_pattern} keeps ids in {data.id_feature}, "
+                f"but the model in {model_dir} reads them from "
+                f"{exported.config.data.id_feature}; give records of the "
+                "model's release")
         gallery_index = None
-        if FLAGS.index_dir:
-            gallery_index = _load_index(export_dir)
+        if cfg.index_dir:
+            gallery_index = _load_index(cfg, export_dir)
         result = matching.run_inference(
-            exported.signatures, FLAGS.input_data_pattern,
-            output_file=FLAGS.output_file,
-            gallery_data_pattern=FLAGS.gallery_data_pattern,
-            query_modality=FLAGS.query_modality, top_k=top_k,
-            embeddings_file=FLAGS.embeddings_file, batch_size=FLAGS.batch_size,
-            explain_file=FLAGS.explain_file,
+            exported.signatures, cfg.input_data_pattern,
+            output_file=cfg.output_file,
+            gallery_data_pattern=cfg.gallery_data_pattern,
+            query_modality=cfg.query_modality, top_k=top_k,
+            embeddings_file=cfg.embeddings_file, batch_size=cfg.batch_size,
+            explain_file=cfg.explain_file,
             chunk_seconds=getattr(exported.config.model_config, "chunk_size",
                                   None),
-            data_config=exported.config.data,
-            model_dir=FLAGS.input_model_tgz or export_dir, index=gallery_index,
+            data_config=data, model_dir=model_dir, index=gallery_index,
             model_fingerprint=(index_lib.model_fingerprint(export_dir)
-                               if FLAGS.embeddings_file else ""),
-            csls_k=(exported.config.csls_k if FLAGS.csls_k < 0
-                    else FLAGS.csls_k))
+                               if cfg.embeddings_file else ""),
+            csls_k=(exported.config.csls_k if cfg.csls_k is None
+                    else cfg.csls_k))
     searched = (f"; gallery {result['gallery_size']}"
                 if result["gallery_size"] else "")
     print(f"{result['num_queries']} videos embedded with {export_dir}"
           f"{searched}")
-    if FLAGS.output_file:
+    if cfg.output_file:
         print(f"{result['rows']} rows of top-{top_k} matches written to "
-              f"{FLAGS.output_file}")
-    if FLAGS.embeddings_file:
-        print(f"embeddings written to {FLAGS.embeddings_file}")
-    if FLAGS.explain_file:
-        print(f"why each match was made: {FLAGS.explain_file}")
+              f"{cfg.output_file}")
+    if cfg.embeddings_file:
+        print(f"embeddings written to {cfg.embeddings_file}")
+    if cfg.explain_file:
+        print(f"why each match was made: {cfg.explain_file}")
     return 0
 
 
-def _load_index(export_dir):
+def _load_index(cfg, export_dir):
     """The --index_dir index, checked to be of this model and of the other
     modality than --query_modality."""
-    if FLAGS.gallery_data_pattern:
+    if cfg.gallery_data_pattern:
         raise cli.FlagError("give either --index_dir or "
                             "--gallery_data_pattern, not both")
     loaded = index_lib.load_index(
-        FLAGS.index_dir, expected_fingerprint=index_lib.model_fingerprint(
+        cfg.index_dir, expected_fingerprint=index_lib.model_fingerprint(
             export_dir))
     query = "audio" if loaded.modality == "video" else "video"
-    if FLAGS.query_modality != query:
+    if cfg.query_modality != query:
         raise cli.FlagError(
-            f"--index_dir={FLAGS.index_dir} holds {loaded.modality} "
+            f"--index_dir={cfg.index_dir} holds {loaded.modality} "
             f"embeddings: pass --query_modality={query}")
     return loaded
 
