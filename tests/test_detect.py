@@ -214,17 +214,26 @@ def test_inference_checks_the_gallery_too(trained_dir, tiny_frame_data,
             model_dir=export)
 
 
-def test_train_2017_release_with_2018_flags(tmp_path):
+def test_train_2017_release_detects_the_id_key_whatever_else_is_set(tmp_path):
     path, _ = _write_2017(tmp_path / "data")
-    line = _one_line_error(_run(
-        "train.py", f"--train_data_pattern={path}", "--noframe_features",
-        f"--feature_sizes={TINY}", "--cca_input_dim=8", "--embedding_dim=8",
-        "--subspace_dim=4", f"--train_dir={tmp_path}/run",
-        "--max_steps=1"), "train.py")
+    common = ("train.py", f"--train_data_pattern={path}", "--noframe_features",
+              f"--feature_sizes={TINY}", "--cca_input_dim=8",
+              "--embedding_dim=8", "--subspace_dim=4", "--batch_size=20",
+              "--max_steps=1")
+    # The level flag is given; the id key and class count are still read
+    # from the records, as they do not depend on it.
+    out = _run(*common, f"--train_dir={tmp_path}/run")
+    assert out.returncode == 0, out.stderr[-3000:]
+    data = config_lib.read_model_flags(str(tmp_path / "run")).data
+    assert (data.id_feature, data.num_classes) == ("video_id", 4716)
+    # An id key given on the command line is kept (the class count is still
+    # read), and the records it cannot read stop with one line.
+    line = _one_line_error(_run(*common, "--id_feature=id",
+                                f"--train_dir={tmp_path}/run2"), "train.py")
     assert line == (
         f"train.py: error: {path} holds YouTube-8M 2017 video-level records "
         "(mean_rgb 16, mean_audio 8 floats; ids in 'video_id'; labels up to "
-        "4000); pass --id_feature=video_id --num_classes=4716")
+        "4000); pass --id_feature=video_id")
 
 
 def test_a_record_without_audio_is_one_line(tmp_path):
@@ -271,9 +280,9 @@ def test_train_flags_take_the_level_from_the_records(
                          else "VideoLevelMlpModel")
     assert (cfg.data.id_feature, cfg.data.num_classes) == ("id", 4)
     flag = "--frame_features" if level == "frame" else "--noframe_features"
-    assert (f"--frame_features not set: {data}/train-00000-of-00002.tfrecord "
+    assert (f"{data}/train-00000-of-00002.tfrecord (--train_data_pattern) "
             f"holds {level}-level records") in caplog.text
-    assert f"so they are read with {flag} (model_flags.json" in caplog.text
+    assert f"so it is read with {flag} (flags not given)" in caplog.text
     # An explicit flag wins (and training checks it against the records).
     other = _parse_train_flags(f"--train_data_pattern={data}/train-*",
                                "--frame_features=" + str(level != "frame"))

@@ -50,13 +50,16 @@ STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored")
 AUTO_MAX_EPOCHS = 200
 
 
-def _field(default, help_text):
-    """A dataclass field with its help text.
+def option(default, help_text):
+    """A config dataclass field with its help text: a command's flag.
 
-    Field names are unique across all configs and are train.py's flag names,
-    so an error naming a field names the flag too.
+    The field's name is the flag's name (unique across the configs of a
+    command), so an error naming a field names the flag too.
     """
     return dataclasses.field(default=default, metadata={"help": help_text})
+
+
+_field = option
 
 
 def _check_choice(name, value, choices):

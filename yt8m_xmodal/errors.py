@@ -34,7 +34,9 @@ class ConfigError(ValueError):
         for field, value in self.values.items():
             if isinstance(value, bool):
                 value = str(value).lower()
-            shown[field] = f"{name(field)}={value}"
+            # An empty value is a field not given: its name alone.
+            shown[field] = (f"{name(field)}={value}" if value != ""
+                            else name(field))
         # Only `{field}` places of known fields are filled, so other braces
         # in the text (a dict, a set) stay as they are.
         return re.sub(r"\{(\w+)\}",

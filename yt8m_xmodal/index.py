@@ -51,7 +51,7 @@ import numpy as np
 
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import metrics
-from yt8m_xmodal.errors import DataError
+from yt8m_xmodal.errors import ConfigError, DataError
 
 log = logging.getLogger("yt8m_xmodal")
 
@@ -83,6 +83,61 @@ TRAIN_ITERATIONS = 20
 # Gallery rows converted, checked and added at a time.
 CHUNK_ROWS = 65536
 FINGERPRINT_KEY = "model_fingerprint"
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexConfig:
+    """`yt8m-xmodal-index build`: an index over one modality's embeddings."""
+
+    embeddings_file: tuple[str, ...] = config_lib.option(
+        (), "Comma-separated .npz files written by inference.py "
+        "--embeddings_file (ids and the gallery's embeddings); rows "
+        "concatenated in this order.")
+    index_dir: str = config_lib.option("", "The index directory to write.")
+    modality: str = config_lib.option(
+        "video", "The gallery: video (songs query videos) or audio.")
+    kind: str = config_lib.option(
+        "auto", "auto (exact below 100,000 vectors, else ivf_flat), exact, "
+        "ivf_flat, ivf_sq8 or hnsw.")
+    export_dir: str = config_lib.option(
+        "", "The model export the embeddings came from; its hash is the "
+        "index's model fingerprint.")
+    model_fingerprint: str = config_lib.option(
+        "", "The model fingerprint to record, when the files carry none and "
+        "--export_dir is not given.")
+    nlist: int = config_lib.option(
+        0, "IVF kinds: inverted lists (0: the power of two nearest "
+        "sqrt(N)).")
+    search_breadth: int = config_lib.option(
+        0, "nprobe (IVF) or efSearch (HNSW) to store (0: tune it to "
+        "--target_recall).")
+    target_recall: float = config_lib.option(
+        TARGET_RECALL, "Recall@10 against exact search that tuning aims "
+        "for.")
+    overwrite: bool = config_lib.option(
+        False, "Replace an existing --index_dir.")
+    seed: int = config_lib.option(0, "Seed of the training and tuning "
+                                     "samples.")
+
+    def __post_init__(self):
+        object.__setattr__(self, "embeddings_file",
+                           tuple(self.embeddings_file))
+        for name in ("embeddings_file", "index_dir"):
+            if not getattr(self, name):
+                raise ConfigError(f"{{{name}}} is empty", **{name: ""})
+        if self.modality not in ("audio", "video"):
+            raise ConfigError("{modality} must be audio or video",
+                              modality=self.modality)
+        if self.kind != "auto" and self.kind not in KINDS:
+            raise ConfigError(f"{{kind}} must be auto or one of "
+                              f"{', '.join(KINDS)}", kind=self.kind)
+        for name in ("nlist", "search_breadth"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{{{name}}} must be >= 0",
+                                  **{name: getattr(self, name)})
+        if not 0 < self.target_recall <= 1:
+            raise ConfigError("{target_recall} must be in (0, 1]",
+                              target_recall=self.target_recall)
 
 
 def _faiss(kind):

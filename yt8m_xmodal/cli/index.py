@@ -26,42 +26,22 @@ from yt8m_xmodal.errors import DataError
 
 FLAGS = flags.FLAGS
 
-cli.define_flag_table([
-    ("embeddings_file", "", "Comma-separated .npz files written by "
-     "inference.py --embeddings_file (ids and the gallery's embeddings); rows "
-     "concatenated in this order."),
-    ("index_dir", "", "The index directory to write."),
-    ("modality", "video", "The gallery: video (songs query videos) or audio."),
-    ("kind", "auto", "auto (exact below 100,000 vectors, else ivf_flat), "
-     "exact, ivf_flat, ivf_sq8 or hnsw."),
-    ("export_dir", "", "The model export the embeddings came from; its hash "
-     "is the index's model fingerprint."),
-    ("model_fingerprint", "", "The model fingerprint to record, when the "
-     "files carry none and --export_dir is not given."),
-    ("nlist", 0, "IVF kinds: inverted lists (0: the power of two nearest "
-     "sqrt(N))."),
-    ("search_breadth", 0, "nprobe (IVF) or efSearch (HNSW) to store (0: tune "
-     "it to --target_recall)."),
-    ("target_recall", index_lib.TARGET_RECALL,
-     "Recall@10 against exact search that tuning aims for."),
-    ("overwrite", False, "Replace an existing --index_dir."),
-    ("seed", 0, "Seed of the training and tuning samples."),
-])
+cli.define_config_flags(index_lib.IndexConfig)
 
 log = logging.getLogger("yt8m_xmodal")
 
 
-def _fingerprint(embeddings):
+def _fingerprint(cfg, embeddings):
     """The one fingerprint the files, --export_dir and --model_fingerprint
     agree on."""
     given = {}
     if embeddings.fingerprint:
         given["the embeddings files"] = embeddings.fingerprint
-    if FLAGS.export_dir:
-        given[f"--export_dir={FLAGS.export_dir}"] = (
-            index_lib.model_fingerprint(FLAGS.export_dir))
-    if FLAGS.model_fingerprint:
-        given["--model_fingerprint"] = FLAGS.model_fingerprint
+    if cfg.export_dir:
+        given[f"--export_dir={cfg.export_dir}"] = (
+            index_lib.model_fingerprint(cfg.export_dir))
+    if cfg.model_fingerprint:
+        given["--model_fingerprint"] = cfg.model_fingerprint
     if not given:
         raise FlagError("no model fingerprint: the embeddings files carry "
                         "none; pass --export_dir (the model that wrote them) "
@@ -73,40 +53,24 @@ def _fingerprint(embeddings):
 
 
 def build():
-    if not FLAGS.embeddings_file:
-        raise FlagError("--embeddings_file is empty")
-    if not FLAGS.index_dir:
-        raise FlagError("--index_dir is empty")
-    if FLAGS.modality not in ("audio", "video"):
-        raise FlagError(f"--modality={FLAGS.modality!r} must be audio or video")
-    if FLAGS.kind != "auto" and FLAGS.kind not in index_lib.KINDS:
-        raise FlagError(f"--kind={FLAGS.kind!r} must be auto or one of "
-                        f"{', '.join(index_lib.KINDS)}")
-    for name in ("nlist", "search_breadth"):
-        if getattr(FLAGS, name) < 0:
-            raise FlagError(f"--{name}={getattr(FLAGS, name)} must be >= 0")
-    if not 0 < FLAGS.target_recall <= 1:
-        raise FlagError(f"--target_recall={FLAGS.target_recall} must be in "
-                        "(0, 1]")
-    cli.check_output_path("index_dir", FLAGS.index_dir)
-    if os.path.lexists(FLAGS.index_dir) and not FLAGS.overwrite:
-        raise FlagError(f"--index_dir={FLAGS.index_dir} exists; pass "
+    cfg = cli.config_from_flags(index_lib.IndexConfig)
+    cli.check_output_path("index_dir", cfg.index_dir)
+    if os.path.lexists(cfg.index_dir) and not cfg.overwrite:
+        raise FlagError(f"--index_dir={cfg.index_dir} exists; pass "
                         "--overwrite to replace it")
-    paths = [p for p in FLAGS.embeddings_file.split(",") if p]
-    embeddings = index_lib.read_embeddings(paths, FLAGS.modality,
-                                           seed=FLAGS.seed)
-    fingerprint = _fingerprint(embeddings)
+    paths = list(cfg.embeddings_file)
+    embeddings = index_lib.read_embeddings(paths, cfg.modality, seed=cfg.seed)
+    fingerprint = _fingerprint(cfg, embeddings)
     log.info("%d %s embeddings (%d-d) from %d file(s)", len(embeddings),
-             FLAGS.modality, embeddings.vectors[0].shape[1], len(paths))
+             cfg.modality, embeddings.vectors[0].shape[1], len(paths))
     try:
         manifest = index_lib.build_index(
-            embeddings.ids, embeddings.vectors, FLAGS.index_dir, fingerprint,
-            kind=FLAGS.kind, modality=FLAGS.modality,
-            nlist=FLAGS.nlist or None,
-            search_breadth=FLAGS.search_breadth or None,
+            embeddings.ids, embeddings.vectors, cfg.index_dir, fingerprint,
+            kind=cfg.kind, modality=cfg.modality, nlist=cfg.nlist or None,
+            search_breadth=cfg.search_breadth or None,
             tune_queries=embeddings.queries,
-            target_recall=FLAGS.target_recall, overwrite=FLAGS.overwrite,
-            seed=FLAGS.seed, sources=paths)
+            target_recall=cfg.target_recall, overwrite=cfg.overwrite,
+            seed=cfg.seed, sources=paths)
     except DataError:
         raise
     except ValueError as e:  # an argument the flags passed (e.g. --nlist)
@@ -115,12 +79,12 @@ def build():
     tuned = ""
     if tuning:
         k = tuning["k"]
-        other = "audio" if FLAGS.modality == "video" else "video"
+        other = "audio" if cfg.modality == "video" else "video"
         tuned = (f"; {tuning['param']}={tuning['value']} gives recall@{k} "
                  f"{tuning[f'recall@{k}']:.4f} vs exact on "
                  f"{tuning['num_queries']} {other} queries")
     print(f"{manifest['kind']} index of {manifest['num_vectors']} "
-          f"{FLAGS.modality} vectors written to {FLAGS.index_dir} "
+          f"{cfg.modality} vectors written to {cfg.index_dir} "
           f"(model {fingerprint[:12]}){tuned}")
     return 0
 

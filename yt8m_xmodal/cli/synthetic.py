@@ -21,29 +21,10 @@ from yt8m_xmodal.tools import synthetic
 log = logging.getLogger("yt8m_xmodal")
 
 
-# (name, default, help): each flag is the argument of the same name of
-# `synthetic.generate_dataset`.
-_FLAGS = (
-    ("output_dir", None, "Where to write the shards and dataset.json."),
-    ("num_videos", synthetic.DEFAULT_NUM_VIDEOS,
-     "Total videos, split 80/10/10 train/validate/test."),
-    ("seed", 0, "Seed of everything generated."),
-    ("num_shards", synthetic.DEFAULT_NUM_SHARDS,
-     "Train shards; validate and test get a quarter."),
-    ("frame_features", True, "Frame-level SequenceExamples (rgb, audio); "
-     "else video-level mean_rgb, mean_audio Examples."),
-    ("min_frames", synthetic.DEFAULT_MIN_FRAMES, "Shortest video, in frames."),
-    ("max_frames", synthetic.DEFAULT_MAX_FRAMES, "Longest video, in frames."),
-    ("feature_sizes", "1024,128", "Video and audio feature sizes."),
-    ("feature_names", None, "Video and audio feature names; default "
-                            "rgb,audio (frame level) or mean_rgb,mean_audio."),
-    ("num_classes", synthetic.DEFAULT_NUM_CLASSES, "Number of genre labels."),
-)
-
-
 def define_flags(flag_values=flags.FLAGS):
-    """Defines the tool's flags on `flag_values` (tests pass a fresh one)."""
-    cli.define_flag_table(_FLAGS, flag_values)
+    """Defines the tool's flags, `synthetic.SyntheticConfig`'s fields, on
+    `flag_values` (tests pass a fresh one)."""
+    cli.define_config_flags(synthetic.SyntheticConfig, flag_values=flag_values)
 
 
 def run_from_flags(flag_values=flags.FLAGS):
@@ -51,23 +32,18 @@ def run_from_flags(flag_values=flags.FLAGS):
     dataset.json content.
 
     Raises:
-      FlagError: --output_dir is missing.
       ConfigError: from the tool, naming the argument (the flag of the same
         name; `cli.run` shows it as the flag).
     """
-    if not flag_values.output_dir:
-        raise FlagError("--output_dir is required")
-    names = flag_values.feature_names or ",".join(
-        features.default_feature_names(flag_values.frame_features))
+    cfg = cli.config_from_flags(synthetic.SyntheticConfig, flag_values)
     names, sizes = features.parse_feature_lists(
-        names, flag_values.feature_sizes)
+        cfg.feature_names or features.default_feature_names(
+            cfg.frame_features), cfg.feature_sizes)
     return synthetic.generate_dataset(
-        flag_values.output_dir, num_videos=flag_values.num_videos,
-        seed=flag_values.seed, num_shards=flag_values.num_shards,
-        frame_features=flag_values.frame_features,
-        min_frames=flag_values.min_frames,
-        max_frames=flag_values.max_frames, feature_sizes=sizes,
-        num_classes=flag_values.num_classes, feature_names=names,
+        cfg.output_dir, num_videos=cfg.num_videos, seed=cfg.seed,
+        num_shards=cfg.num_shards, frame_features=cfg.frame_features,
+        min_frames=cfg.min_frames, max_frames=cfg.max_frames,
+        feature_sizes=sizes, num_classes=cfg.num_classes, feature_names=names,
         log=log.info)
 
 

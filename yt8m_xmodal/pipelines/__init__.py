@@ -6,7 +6,6 @@ locally, Dataflow, Flink, Spark); docs/full_scale.md has the commands.
 Needs the `beam` extra (`pip install .[beam]`).
 """
 
-import argparse
 import logging
 import re
 import sys
@@ -25,17 +24,32 @@ class PipelineInputError(DataError):
     """Bad input met inside a transform; the message carries the marker."""
 
 
-def base_parser(command, doc):
-    """The argparse parser both pipelines start from: Beam's own flags are
-    left for PipelineOptions, and every file argument takes gs:// paths."""
-    parser = argparse.ArgumentParser(
-        prog=command, description=doc.split("\n\n")[0].strip(),
-        epilog="Beam's own flags (--runner, --direct_num_workers, "
-               "--direct_running_mode, --project, ...) pass through.")
-    parser.add_argument(
-        "--input_data_pattern", required=True,
-        help="Comma-separated globs of YT8M TFRecord files (gs:// works).")
-    return parser
+def parse_config(config_class, argv, command, doc):
+    """(config, Beam's arguments) of a pipeline's command line.
+
+    The pipeline's own flags are generated from `config_class` by the same
+    generator as the single-process commands' (`yt8m_xmodal.cli`), so a
+    pipeline and its tool take the same flags with the same defaults
+    (--frame_features=false, --noframe_features, comma lists); the
+    arguments left over are Beam's (--runner, --direct_num_workers, ...).
+    --help prints the pipeline's flags.
+    """
+    from absl import flags  # pylint: disable=g-import-not-at-top
+    from yt8m_xmodal import cli  # pylint: disable=g-import-not-at-top
+    argv = list(sys.argv[1:] if argv is None else argv)
+    flag_values = flags.FlagValues()
+    cli.define_config_flags(config_class, flag_values=flag_values)
+    if any(a in ("--help", "-h", "--helpshort") for a in argv):
+        print(f"{command}: {doc.split(chr(10) * 2)[0].strip()}\n")
+        print(flag_values.get_help())
+        print("\nBeam's own flags (--runner, --direct_num_workers, "
+              "--direct_running_mode, --project, ...) pass through.")
+        raise SystemExit(0)
+    try:
+        beam_args = flag_values([command, *argv], known_only=True)[1:]
+    except flags.Error as e:
+        raise ConfigError(str(e)) from None
+    return cli.config_from_flags(config_class, flag_values), beam_args
 
 
 def flag_text(error):

@@ -27,6 +27,7 @@ Each shard file is written whole by one worker; a retried bundle rewrites it
 with the same bytes.
 """
 
+import dataclasses
 import math
 import os
 import time
@@ -39,6 +40,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 import numpy as np
 import tensorflow as tf
 
+from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import matching
 from yt8m_xmodal import modeling
 from yt8m_xmodal import pipelines
@@ -188,68 +190,77 @@ def build_pipeline(pipeline, paths, export_dir, output_prefix,
                 output_prefix))
 
 
-def _parser():
-    parser = pipelines.base_parser(COMMAND, __doc__)
-    add = parser.add_argument
-    add("--train_dir", default=None,
-        help="The directory train.py wrote; its newest export is used.")
-    add("--export_dir", default=None,
-        help="An export directory (holding saved_model/); overrides "
-             "--train_dir.")
-    add("--output_prefix", required=True,
-        help="Shards are <prefix>-NNNNN-of-MMMMM.npz (gs:// works).")
-    add("--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
-        help="Most records per model call.")
-    add("--num_shards", type=int, default=None,
-        help="Output .npz shards; default: --records_per_shard each.")
-    add("--records_per_shard", type=int, default=DEFAULT_RECORDS_PER_SHARD)
-    return parser
+@dataclasses.dataclass(frozen=True)
+class EmbedConfig:
+    """The batch-embedding pipeline's options (Beam's own pass through)."""
+
+    input_data_pattern: str = config_lib.option(
+        "", "Comma-separated globs of YT8M TFRecord files (gs:// works).")
+    train_dir: str = config_lib.option(
+        "", "The directory train.py wrote; its newest export is used.")
+    export_dir: str = config_lib.option(
+        "", "An export directory (holding saved_model/); overrides "
+        "--train_dir.")
+    output_prefix: str = config_lib.option(
+        "", "Shards are <prefix>-NNNNN-of-MMMMM.npz (gs:// works).")
+    batch_size: int = config_lib.option(
+        DEFAULT_BATCH_SIZE, "Most records per model call.")
+    num_shards: int | None = config_lib.option(
+        None, "Output .npz shards. Unset: --records_per_shard each.")
+    records_per_shard: int = config_lib.option(
+        DEFAULT_RECORDS_PER_SHARD, "Records per output shard when "
+        "--num_shards is not given.")
+
+    def __post_init__(self):
+        for name in ("input_data_pattern", "output_prefix"):
+            if not getattr(self, name):
+                raise ConfigError(f"{{{name}}} is required", **{name: ""})
+        for name in ("batch_size", "num_shards", "records_per_shard"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{{{name}}} must be at least 1",
+                                  **{name: value})
+        if not (self.train_dir or self.export_dir):
+            raise ConfigError("set {train_dir} or {export_dir}",
+                              train_dir="", export_dir="")
 
 
 def run(argv=None):
-    """Parses `argv` (ours and Beam's flags), runs the pipeline and waits;
-    returns {"records", "export_dir", "shards"}.
+    """Parses `argv` (`EmbedConfig`'s flags and Beam's), runs the pipeline
+    and waits; returns {"export_dir", "shards"}.
 
     Raises:
       ConfigError, DataError: for bad arguments, named as flags.
       Exception: whatever the runner raises for a failed transform; bad
         input inside one carries a message `pipelines.user_message` finds.
     """
-    known, beam_args = _parser().parse_known_args(argv)
-    for name in ("batch_size", "num_shards", "records_per_shard"):
-        value = getattr(known, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"{{{name}}} must be at least 1",
-                              **{name: value})
-    if known.export_dir:
-        export_dir = known.export_dir
+    cfg, beam_args = pipelines.parse_config(EmbedConfig, argv, COMMAND,
+                                            __doc__)
+    if cfg.export_dir:
+        export_dir = cfg.export_dir
         if not tf.io.gfile.isdir(os.path.join(export_dir,
                                               modeling.SAVED_MODEL_DIR)):
             raise ConfigError(f"{{export_dir}} holds no "
                               f"{modeling.SAVED_MODEL_DIR}",
                               export_dir=export_dir)
-    elif known.train_dir:
-        export_dir = modeling.latest_export_or_error(known.train_dir)
     else:
-        raise ConfigError("set {train_dir} or {export_dir}", train_dir="",
-                          export_dir="")
+        export_dir = modeling.latest_export_or_error(cfg.train_dir)
     try:
-        paths = readers.resolve_files(known.input_data_pattern)
+        paths = readers.resolve_files(cfg.input_data_pattern)
     except DataError as e:
         raise subset.InputError(
             f"{{input_data_pattern}}: {e}",
-            input_data_pattern=known.input_data_pattern) from None
-    directory = os.path.dirname(known.output_prefix)
+            input_data_pattern=cfg.input_data_pattern) from None
+    directory = os.path.dirname(cfg.output_prefix)
     if directory:
         tf.io.gfile.makedirs(directory)
     started = time.monotonic()
     with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
-        build_pipeline(pipeline, paths, export_dir, known.output_prefix,
-                       known.batch_size, known.num_shards,
-                       known.records_per_shard)
-    shards = sorted(tf.io.gfile.glob(f"{known.output_prefix}-*-of-*.npz"))
+        build_pipeline(pipeline, paths, export_dir, cfg.output_prefix,
+                       cfg.batch_size, cfg.num_shards, cfg.records_per_shard)
+    shards = sorted(tf.io.gfile.glob(f"{cfg.output_prefix}-*-of-*.npz"))
     print(f"embed: {len(paths)} files embedded with {export_dir} into "
-          f"{len(shards)} shards {known.output_prefix}-*.npz in "
+          f"{len(shards)} shards {cfg.output_prefix}-*.npz in "
           f"{time.monotonic() - started:.1f} s")
     return {"export_dir": export_dir, "shards": shards}
 

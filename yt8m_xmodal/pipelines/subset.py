@@ -74,7 +74,6 @@ from yt8m_xmodal.errors import ConfigError, DataError
 from yt8m_xmodal.tools import subset
 
 COMMAND = "python -m yt8m_xmodal.pipelines.subset"
-DEFAULT_TARGET_SHARD_MB = 256
 # Buckets of the id key (and of the audio hash) that the shuffles group by:
 # ranges of a uniform hash, so balanced. 16 buckets: at full scale (6.1M
 # videos in 3,844 files) a bucket holds at most ~380k records' metadata
@@ -94,17 +93,6 @@ def merge_counts(counters):
     for counter in counters:
         total.update(counter)
     return dict(total)
-
-
-def shard_counts(split_bytes, num_shards=None,
-                 target_shard_mb=DEFAULT_TARGET_SHARD_MB):
-    """Shards per split: `num_shards` for each, or enough shards of about
-    `target_shard_mb` for each split's bytes."""
-    if num_shards:
-        return {split: num_shards for split in subset.SPLITS}
-    target = target_shard_mb * 2**20
-    return {split: max(1, math.ceil(split_bytes.get(split, 0) / target))
-            for split in subset.SPLITS}
 
 
 def bucket_lists(values, keys):
@@ -301,7 +289,8 @@ class _Finish(beam.DoFn):
 
 
 def build_pipeline(pipeline, args, input_data_pattern, output_dir,
-                   num_shards=None, target_shard_mb=DEFAULT_TARGET_SHARD_MB):
+                   num_shards=None,
+                   target_shard_mb=subset.DEFAULT_TARGET_SHARD_MB):
     """Adds the subset transforms to `pipeline`.
 
     Args:
@@ -337,7 +326,7 @@ def build_pipeline(pipeline, args, input_data_pattern, output_dir,
 
     if num_shards:
         counts = pipeline | "ShardCounts" >> beam.Create(
-            [shard_counts({}, num_shards)])
+            [subset.shard_counts({}, num_shards)])
     else:
         split_bytes = (kept
                        | "SplitBytes" >> beam.Map(
@@ -346,7 +335,7 @@ def build_pipeline(pipeline, args, input_data_pattern, output_dir,
         counts = (pipeline
                   | "One" >> beam.Create([None])
                   | "ShardCounts" >> beam.Map(
-                      lambda _, b: shard_counts(b, None, target_shard_mb),
+                      lambda _, b: subset.shard_counts(b, None, target_shard_mb),
                       b=beam.pvalue.AsDict(split_bytes)))
     counts = beam.pvalue.AsSingleton(counts)
 
@@ -379,70 +368,25 @@ def build_pipeline(pipeline, args, input_data_pattern, output_dir,
                 beam.pvalue.AsDict(silent), counts))
 
 
-def _parser():
-    parser = pipelines.base_parser(COMMAND, __doc__)
-    add = parser.add_argument
-    add("--output_dir", required=True,
-        help="Where shards and manifest.json go (gs:// works).")
-    add("--frame_features", dest="frame_features", action="store_true",
-        default=True, help="Frame-level input (the default).")
-    add("--noframe_features", dest="frame_features", action="store_false",
-        help="Video-level input.")
-    add("--feature_names", default=None,
-        help="Video then audio feature name; default by level.")
-    add("--feature_sizes", default="1024,128")
-    add("--label_names", default=None,
-        help="Vocabulary names to select (needs --vocabulary_file).")
-    add("--label_indices", default=None, help="Class indices to select.")
-    add("--verticals", default=None,
-        help="Verticals to select (needs --vocabulary_file).")
-    add("--vocabulary_file", default=None)
-    add("--min_frames", type=int, default=subset.DEFAULT_MIN_FRAMES)
-    add("--repeated_audio_min_videos", type=int,
-        default=subset.DEFAULT_REPEATED_AUDIO_MIN_VIDEOS)
-    add("--split_fractions", default="0.8,0.1,0.1")
-    add("--num_shards", type=int, default=None,
-        help="Shards per split; default: sized by --target_shard_mb.")
-    add("--target_shard_mb", type=float, default=DEFAULT_TARGET_SHARD_MB,
-        help="Output shard size when --num_shards is not given.")
-    add("--skip_corrupt", action="store_true",
-        help="Skip (and list) unreadable input files instead of stopping.")
-    add("--overwrite", action="store_true",
-        help="Replace an existing subset in --output_dir.")
-    return parser
-
-
 def run(argv=None):
-    """Parses `argv` (ours and Beam's flags), runs the pipeline and waits;
-    returns the manifest.
+    """Parses `argv` (the tool's flags, `subset.SubsetConfig`, and Beam's),
+    runs the pipeline and waits; returns the manifest.
 
     Raises:
       ConfigError, DataError: for bad arguments, named as flags.
       Exception: whatever the runner raises for a failed transform; bad
         input inside one carries a message `pipelines.user_message` finds.
     """
-    known, beam_args = _parser().parse_known_args(argv)
-    if known.target_shard_mb <= 0:
-        raise ConfigError("{target_shard_mb} must be positive",
-                          target_shard_mb=known.target_shard_mb)
-    selection = subset.build_selection(
-        label_names=known.label_names, label_indices=known.label_indices,
-        verticals=known.verticals, vocabulary_file=known.vocabulary_file)
-    args = subset.check_arguments(
-        known.input_data_pattern, frame_features=known.frame_features,
-        feature_names=known.feature_names, feature_sizes=known.feature_sizes,
-        selection=selection, min_frames=known.min_frames,
-        repeated_audio_min_videos=known.repeated_audio_min_videos,
-        split_fractions=known.split_fractions, num_shards=known.num_shards,
-        skip_corrupt=known.skip_corrupt)
-    subset.clear_output(known.output_dir, known.overwrite)
-    tf.io.gfile.makedirs(known.output_dir)
+    cfg, beam_args = pipelines.parse_config(subset.SubsetConfig, argv,
+                                            COMMAND, __doc__)
+    args = subset.check_arguments(cfg.input_data_pattern, **cfg.arguments())
+    subset.clear_output(cfg.output_dir, cfg.overwrite)
+    tf.io.gfile.makedirs(cfg.output_dir)
     started = time.monotonic()
     with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
-        build_pipeline(pipeline, args, known.input_data_pattern,
-                       known.output_dir, known.num_shards,
-                       known.target_shard_mb)
-    path = os.path.join(known.output_dir, subset.MANIFEST_NAME)
+        build_pipeline(pipeline, args, cfg.input_data_pattern,
+                       cfg.output_dir, cfg.num_shards, cfg.target_shard_mb)
+    path = os.path.join(cfg.output_dir, subset.MANIFEST_NAME)
     if not tf.io.gfile.exists(path):
         raise DataError(f"the pipeline finished without writing {path}")
     with tf.io.gfile.GFile(path) as f:

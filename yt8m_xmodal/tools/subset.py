@@ -83,6 +83,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import struct
@@ -103,7 +104,6 @@ from yt8m_xmodal.errors import ConfigError, DataError
 
 SPLITS = ("train", "validate", "test")
 DEFAULT_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
-DEFAULT_NUM_SHARDS = 8
 # YT8M videos are 120-500 s long (YouTube-8M paper, Abu-El-Haija et al.
 # 2016, section 3); fewer than 10 one-second frames means a broken record and
 # too little time for any audio-video correlation over time.
@@ -111,6 +111,101 @@ DEFAULT_MIN_FRAMES = 10
 # Two different videos with bit-identical mean audio are re-uploads at most;
 # three or more sharing one vector is the silent/missing-track vector.
 DEFAULT_REPEATED_AUDIO_MIN_VIDEOS = 3
+
+# Output shards of about this size when --num_shards is not given: large
+# enough that the full YT8M does not make tens of thousands of files, small
+# enough for parallel readers.
+DEFAULT_TARGET_SHARD_MB = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class SubsetConfig:
+    """The subset's options: the tool (`yt8m-xmodal-subset`) and the Beam
+    pipeline (`python -m yt8m_xmodal.pipelines.subset`) take these same
+    flags with the same defaults. None: read from the first input record."""
+
+    input_data_pattern: str = config.option(
+        "", "Comma-separated globs of YT8M TFRecord files (gs:// works).")
+    output_dir: str = config.option(
+        "", "Where shards and manifest.json go (gs:// works).")
+    frame_features: bool | None = config.option(
+        None, "Frame-level input (SequenceExample), else video level. Unset: "
+        "the level of the first input record.")
+    id_feature: str | None = config.option(
+        None, "Context key of the video id: id (2018 release) or video_id "
+        "(2017). Unset: the key of the first input record.")
+    feature_names: tuple[str, ...] = config.option(
+        (), "Video then audio feature name; default rgb,audio at frame "
+        "level, mean_rgb,mean_audio at video level.")
+    feature_sizes: tuple[int, ...] = config.option(
+        features.FEATURE_SIZES, "Sizes of the features in --feature_names.")
+    label_names: tuple[str, ...] = config.option(
+        (), "Comma list of vocabulary names to select (needs "
+        "--vocabulary_file). Default: the 17 music labels.")
+    label_indices: tuple[str, ...] = config.option(
+        (), "Comma list of class indices to select.")
+    verticals: tuple[str, ...] = config.option(
+        (), "Comma list of verticals, e.g. 'Arts & Entertainment', matched "
+        "against Vertical1-3 (needs --vocabulary_file).")
+    vocabulary_file: str = config.option(
+        "", "The official YouTube-8M vocabulary.csv.")
+    min_frames: int = config.option(
+        DEFAULT_MIN_FRAMES, "Frame level: drop videos with fewer frames.")
+    repeated_audio_min_videos: int = config.option(
+        DEFAULT_REPEATED_AUDIO_MIN_VIDEOS,
+        "Video level: drop videos whose exact audio vector is shared by at "
+        "least this many distinct ids.")
+    split_fractions: tuple[str, ...] = config.option(
+        tuple(map(str, DEFAULT_SPLIT_FRACTIONS)),
+        "Train,validate,test fractions of the id hash range.")
+    num_shards: int | None = config.option(
+        None, "Output shards per split. Unset: enough shards of about "
+        "--target_shard_mb for each split.")
+    target_shard_mb: float = config.option(
+        DEFAULT_TARGET_SHARD_MB,
+        "Output shard size when --num_shards is not given.")
+    skip_corrupt: bool = config.option(
+        False, "Skip unreadable input files (listed in the manifest) instead "
+        "of stopping.")
+    overwrite: bool = config.option(
+        False, "Replace an existing subset in --output_dir.")
+
+    def __post_init__(self):
+        for name in ("input_data_pattern", "output_dir"):
+            if not getattr(self, name):
+                raise ConfigError(f"{{{name}}} is required", **{name: ""})
+        if self.target_shard_mb <= 0:
+            raise ConfigError("{target_shard_mb} must be positive",
+                              target_shard_mb=self.target_shard_mb)
+
+    def arguments(self):
+        """The keyword arguments of `check_arguments` (and, with
+        input_data_pattern, output_dir and overwrite, of `extract_subset`)."""
+        return dict(
+            frame_features=self.frame_features,
+            feature_names=self.feature_names or None,
+            feature_sizes=self.feature_sizes,
+            selection=build_selection(
+                label_names=self.label_names or None,
+                label_indices=self.label_indices or None,
+                verticals=self.verticals or None,
+                vocabulary_file=self.vocabulary_file or None),
+            min_frames=self.min_frames,
+            repeated_audio_min_videos=self.repeated_audio_min_videos,
+            split_fractions=self.split_fractions, num_shards=self.num_shards,
+            skip_corrupt=self.skip_corrupt, id_feature=self.id_feature)
+
+
+def shard_counts(split_bytes, num_shards=None,
+                 target_shard_mb=DEFAULT_TARGET_SHARD_MB):
+    """Shards per split: `num_shards` for each, or enough shards of about
+    `target_shard_mb` for each split's bytes."""
+    if num_shards:
+        return {split: num_shards for split in SPLITS}
+    target = target_shard_mb * 2**20
+    return {split: max(1, math.ceil(split_bytes.get(split, 0) / target))
+            for split in SPLITS}
+
 
 # Range of dequantized 8-bit codes (features.py): byte 0 and byte 255.
 FEATURE_MIN = features.DEQUANTIZE_BIAS
@@ -251,7 +346,7 @@ def build_selection(label_names=None, label_indices=None, verticals=None,
         raise ConfigError(
             f"{{{field}}} cannot be looked up without a vocabulary: "
             "{vocabulary_file}; give the official YouTube-8M vocabulary.csv",
-            **{field: ",".join(value)}, vocabulary_file=None)
+            **{field: ",".join(value)}, vocabulary_file="")
 
     if not (label_names or verticals or index_texts):
         if labels is not None:
@@ -791,7 +886,7 @@ def check_arguments(input_data_pattern, frame_features=True,
                     min_frames=DEFAULT_MIN_FRAMES,
                     repeated_audio_min_videos=DEFAULT_REPEATED_AUDIO_MIN_VIDEOS,
                     split_fractions=DEFAULT_SPLIT_FRACTIONS,
-                    num_shards=DEFAULT_NUM_SHARDS, skip_corrupt=False,
+                    num_shards=None, skip_corrupt=False,
                     id_feature=None, progress=None):
     """Checks the arguments of `extract_subset` (same names and meaning)
     against the first input record and resolves the input files; returns
@@ -959,8 +1054,9 @@ def extract_subset(input_data_pattern, output_dir, frame_features=None,
                    min_frames=DEFAULT_MIN_FRAMES,
                    repeated_audio_min_videos=DEFAULT_REPEATED_AUDIO_MIN_VIDEOS,
                    split_fractions=DEFAULT_SPLIT_FRACTIONS,
-                   num_shards=DEFAULT_NUM_SHARDS, skip_corrupt=False,
-                   overwrite=False, progress=sys.stderr, id_feature=None):
+                   num_shards=None, skip_corrupt=False,
+                   overwrite=False, progress=sys.stderr, id_feature=None,
+                   target_shard_mb=DEFAULT_TARGET_SHARD_MB):
     """Writes the subset shards and `manifest.json`; returns the manifest.
 
     Args:
@@ -975,7 +1071,8 @@ def extract_subset(input_data_pattern, output_dir, frame_features=None,
       repeated_audio_min_videos: video level: an audio vector shared by this
         many distinct ids is dropped as no_audio_signal.
       split_fractions: train, validate, test fractions (numbers or string).
-      num_shards: shards per split.
+      num_shards: shards per split; None: enough shards of about
+        `target_shard_mb` for each split (`shard_counts`).
       skip_corrupt: skip (and list) unreadable files instead of failing.
       overwrite: replace an existing subset in `output_dir`.
       progress: stream for the tool's lines: skipped files, splits written,
@@ -1048,10 +1145,16 @@ def extract_subset(input_data_pattern, output_dir, frame_features=None,
     label_counts = {index: collections.Counter()
                     for index in args.selection.indices}
     shards = {}
+    counts_by_split = shard_counts(
+        {split: sum(scan.lengths[i] for i in members)
+         for split, members in split_members.items()},
+        num_shards, target_shard_mb)
     fetcher = RecordFetcher(paths)
     try:
         for split in SPLITS:
-            with writers.ShardedRecordWriter(output_dir, split, num_shards) as w:
+            split_shards = counts_by_split[split]
+            with writers.ShardedRecordWriter(output_dir, split,
+                                             split_shards) as w:
                 for i in split_members[split]:
                     w.write(fetcher.read(scan.files[i], scan.offsets[i],
                                          scan.lengths[i],
@@ -1059,19 +1162,21 @@ def extract_subset(input_data_pattern, output_dir, frame_features=None,
                     for index in scan.labels[i]:
                         label_counts[index][split] += 1
                 paths_written = w.paths
-            counts = [len(split_members[split][s::num_shards])
-                      for s in range(num_shards)]
+            counts = [len(split_members[split][s::split_shards])
+                      for s in range(split_shards)]
             shards[split] = [
                 {"file": os.path.basename(p), "records": n,
                  "sha256": file_sha256(p)}
                 for p, n in zip(paths_written, counts)]
             _progress(progress, f"wrote {split}: {len(split_members[split])} "
-                      f"videos in {num_shards} shards")
+                      f"videos in {split_shards} shards")
     finally:
         fetcher.close()
 
     manifest = build_manifest(
-        args, TOOL_COMMAND, num_shards, skipped, scan.records_read,
+        # As the pipeline's: the count given, else {split: count}.
+        args, TOOL_COMMAND, num_shards or counts_by_split, skipped,
+        scan.records_read,
         {split: len(split_members[split]) for split in SPLITS}, dropped,
         label_counts, shards, silent)
     write_manifest(output_dir, manifest)

@@ -81,6 +81,7 @@ a CPU training run of a few minutes to separate the models, small enough to
 generate in well under a minute.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -90,6 +91,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from yt8m_xmodal import config
 from yt8m_xmodal import features
 from yt8m_xmodal import metrics
 from yt8m_xmodal import subspace
@@ -466,6 +468,38 @@ def _quantize(frames):
 def _dequantized_mean(codes):
     return (codes.mean(axis=0, dtype=np.float64) * features.DEQUANTIZE_SCALAR
             + features.DEQUANTIZE_BIAS)
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticConfig:
+    """`yt8m-xmodal-synthetic`: the arguments of `generate_dataset`."""
+
+    output_dir: str = config.option(
+        "", "Where to write the shards and dataset.json.")
+    num_videos: int = config.option(
+        DEFAULT_NUM_VIDEOS, "Total videos, split 80/10/10 "
+        "train/validate/test.")
+    seed: int = config.option(0, "Seed of everything generated.")
+    num_shards: int = config.option(
+        DEFAULT_NUM_SHARDS, "Train shards; validate and test get a quarter.")
+    frame_features: bool = config.option(
+        True, "Frame-level SequenceExamples (rgb, audio); else video-level "
+        "mean_rgb, mean_audio Examples.")
+    min_frames: int = config.option(DEFAULT_MIN_FRAMES,
+                                    "Shortest video, in frames.")
+    max_frames: int = config.option(DEFAULT_MAX_FRAMES,
+                                    "Longest video, in frames.")
+    feature_sizes: tuple[int, ...] = config.option(
+        features.FEATURE_SIZES, "Video and audio feature sizes.")
+    feature_names: tuple[str, ...] = config.option(
+        (), "Video and audio feature names; default rgb,audio (frame level) "
+        "or mean_rgb,mean_audio.")
+    num_classes: int = config.option(DEFAULT_NUM_CLASSES,
+                                     "Number of genre labels.")
+
+    def __post_init__(self):
+        if not self.output_dir:
+            raise ConfigError("{output_dir} is required", output_dir="")
 
 
 def generate_dataset(output_dir, num_videos=DEFAULT_NUM_VIDEOS, seed=0,
