@@ -1,5 +1,6 @@
 """Tests of yt8m_xmodal.layers against numpy float64 references."""
 
+import inspect
 import math
 
 import keras
@@ -7,10 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from yt8m_xmodal import config as config_lib
+from yt8m_xmodal.features import MAX_FRAMES
 from yt8m_xmodal.layers import (ChunkAttentionPooling, ChunkPositionEncoding,
                                 ChunkRecurrentEncoder, ChunkSplit,
-                                FrameNormalization, MaskedMeanPooling,
-                                ProjectionHead, make_rnn)
+                                FrameNormalization, InputProjection,
+                                MaskedMeanPooling, ProjectionHead, make_rnn)
+from yt8m_xmodal.layers.chunking import num_chunk_positions
 
 
 def _lengths_mask(lengths, num_frames):
@@ -290,6 +294,66 @@ def test_make_rnn_rejects_unknown_type():
         make_rnn("transformer", 4)
 
 
+# InputProjection -----------------------------------------------------------
+
+def test_input_projection_matches_numpy_and_starts_as_the_first_coordinates():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(5, 6))
+    layer = InputProjection(3)
+    # Unfitted: the first 3 coordinates, so an unfitted model is defined.
+    np.testing.assert_allclose(np.asarray(layer(x.astype(np.float32))),
+                               x[:, :3], rtol=1e-6)
+    mean, projection = rng.normal(size=6), rng.normal(size=(6, 3))
+    layer.set_projection(mean, projection)
+    np.testing.assert_allclose(np.asarray(layer(x.astype(np.float32))),
+                               (x - mean) @ projection, rtol=1e-5, atol=1e-5)
+    assert not layer.trainable_weights and len(layer.non_trainable_weights) == 2
+    with pytest.raises(ValueError, match="expected a mean of shape"):
+        layer.set_projection(np.zeros(5), projection)
+    with pytest.raises(ValueError, match="units=7 exceeds the input size 6"):
+        InputProjection(7)(x.astype(np.float32))
+
+
+def test_input_projection_round_trips_through_keras_file(tmp_path):
+    rng = np.random.default_rng(5)
+    inputs = keras.Input((6,))
+    layer = InputProjection(2)
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_projection(rng.normal(size=6), rng.normal(size=(6, 2)))
+    x = rng.normal(size=(4, 6)).astype(np.float32)
+    before, after = _round_trip(model, x, tmp_path)
+    np.testing.assert_array_equal(before, after)
+    assert InputProjection.from_config(layer.get_config()).units == 2
+
+
+# Defaults ------------------------------------------------------------------
+
+def _defaults(callable_):
+    return {name: p.default for name, p in
+            inspect.signature(callable_).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def test_layer_defaults_are_the_recipe():
+    """The layers stand alone (they import no config), and their own
+    defaults are the shipped recipe's (`ChunkAttentionConfig`)."""
+    recipe = config_lib.ChunkAttentionConfig()
+    assert _defaults(ChunkSplit) == {"chunk_size": recipe.chunk_size}
+    assert _defaults(ChunkRecurrentEncoder) == {
+        "units": recipe.rnn_units, "rnn_type": recipe.rnn_type,
+        "input_projection_units": recipe.input_projection_units}
+    assert _defaults(ChunkPositionEncoding) == {
+        "kind": recipe.position_encoding,
+        "max_chunks": num_chunk_positions(MAX_FRAMES, recipe.chunk_size)}
+    assert _defaults(ChunkAttentionPooling) == {
+        "kind": recipe.attention, "units": recipe.attention_units,
+        "num_heads": recipe.num_heads}
+    head = _defaults(ProjectionHead)
+    assert (head["embedding_dim"], head["hidden_units"], head["dropout"]) == (
+        recipe.embedding_dim, (recipe.hidden_units,), recipe.dropout)
+    assert _defaults(FrameNormalization)["kind"] == recipe.input_norm
+
+
 # Serialization -------------------------------------------------------------
 
 def test_every_layer_round_trips_through_keras_file(tmp_path):
@@ -330,7 +394,8 @@ def test_every_layer_round_trips_through_keras_file(tmp_path):
     ChunkPositionEncoding("slot", max_chunks=5),
     ChunkAttentionPooling("multihead", units=6, num_heads=3),
     ProjectionHead(5, hidden_units=(3, 2), activation="gelu", dropout=0.1),
-    MaskedMeanPooling(), FrameNormalization("none", epsilon=1e-3)])
+    MaskedMeanPooling(), FrameNormalization("none", epsilon=1e-3),
+    InputProjection(4)])
 def test_get_config_returns_init_arguments(layer):
     config = layer.get_config()
     clone = type(layer).from_config(config)

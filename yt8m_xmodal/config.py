@@ -30,17 +30,20 @@ import tempfile
 
 from yt8m_xmodal import features
 from yt8m_xmodal.errors import ConfigError
+# The layers own the kinds they implement; the configs offer those.
+from yt8m_xmodal.layers.attention import ATTENTION_KINDS
+from yt8m_xmodal.layers.chunking import num_chunk_positions
+from yt8m_xmodal.layers.normalization import NORMALIZATION_KINDS
+from yt8m_xmodal.layers.position import POSITION_ENCODINGS
+from yt8m_xmodal.layers.recurrent import RNN_TYPES
 from yt8m_xmodal.tools.vocabulary import MUSIC_LABEL_INDICES
 
 MODEL_FLAGS_FILE = "model_flags.json"
 # 2: the whole TrainConfig, with typed model and loss configs.
 MODEL_FLAGS_VERSION = 2
 
-RNN_TYPES = ("gru", "lstm", "bigru", "bilstm")
 # "mean" is a masked mean over chunks instead of learned attention.
-CHUNK_POOLINGS = ("additive", "multihead", "mean")
-POSITION_ENCODINGS = ("learned", "sinusoidal", "slot", "none")
-NORMALIZATION_KINDS = ("l2", "layer", "none")
+CHUNK_POOLINGS = ATTENTION_KINDS + ("mean",)
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored")
 
@@ -73,11 +76,6 @@ def _check_at_least(config, names, minimum):
         if getattr(config, name) < minimum:
             raise ConfigError(f"{{{name}}} must be >= {minimum}",
                               **{name: getattr(config, name)})
-
-
-def num_chunk_positions(max_frames, chunk_size):
-    """Chunk positions of a video of `max_frames` frames: ceil(T / L)."""
-    return -(-int(max_frames) // int(chunk_size))
 
 
 # -- data ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import tensorflow as tf
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal.config import CHUNK_POOLINGS
 from yt8m_xmodal.features import MAX_FRAMES
+from yt8m_xmodal.layers.chunking import num_chunk_positions
 from yt8m_xmodal.layers import (ChunkAttentionPooling,
                                 ChunkPositionEncoding, ChunkRecurrentEncoder,
                                 ChunkSplit, FrameNormalization,
@@ -152,7 +153,7 @@ class ChunkAttentionTower(_Tower):
                  dropout=_CHUNK.dropout, input_norm=_CHUNK.input_norm,
                  input_projection_units=_CHUNK.input_projection_units,
                  **kwargs):
-        num_positions = config_lib.num_chunk_positions(max_frames, chunk_size)
+        num_positions = num_chunk_positions(max_frames, chunk_size)
         slots = position_encoding == "slot"
         if slots and int(embedding_dim) % num_positions:
             raise ValueError(
@@ -332,8 +333,10 @@ class MeanPoolTower(_Tower):
     TensorShape([2, 16])
     """
 
-    def __init__(self, input_size, **kwargs):
-        super().__init__(input_size, **kwargs)
+    def __init__(self, input_size,
+                 embedding_dim=config_lib.MeanPoolConfig.embedding_dim,
+                 **kwargs):
+        super().__init__(input_size, embedding_dim=embedding_dim, **kwargs)
         self.pooling = MaskedMeanPooling(name="frame_pooling")
 
     def call(self, inputs, mask=None, training=None):

@@ -5,7 +5,6 @@ import math
 import keras
 import tensorflow as tf
 
-from yt8m_xmodal.config import ChunkAttentionConfig as _RECIPE
 
 # The learned kinds; a masked mean is MaskedMeanPooling.
 ATTENTION_KINDS = ("additive", "multihead")
@@ -56,8 +55,7 @@ class ChunkAttentionPooling(keras.layers.Layer):
     (TensorShape([2, 8]), TensorShape([2, 5]))
     """
 
-    def __init__(self, kind=_RECIPE.attention, units=_RECIPE.attention_units,
-                 num_heads=_RECIPE.num_heads, **kwargs):
+    def __init__(self, kind="additive", units=128, num_heads=4, **kwargs):
         super().__init__(**kwargs)
         # Masks are explicit call arguments (see compute_mask).
         self.supports_masking = True

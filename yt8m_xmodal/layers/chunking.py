@@ -3,8 +3,10 @@
 import keras
 import tensorflow as tf
 
-from yt8m_xmodal.config import ChunkAttentionConfig as _RECIPE
 
+def num_chunk_positions(max_frames, chunk_size):
+    """Chunk positions of a video of `max_frames` frames: ceil(T / L)."""
+    return -(-int(max_frames) // int(chunk_size))
 
 @keras.saving.register_keras_serializable(package="yt8m_xmodal")
 class ChunkSplit(keras.layers.Layer):
@@ -34,7 +36,7 @@ class ChunkSplit(keras.layers.Layer):
     (TensorShape([2, 3, 30, 8]), [[True, True, True], [True, False, False]])
     """
 
-    def __init__(self, chunk_size=_RECIPE.chunk_size, **kwargs):
+    def __init__(self, chunk_size=20, **kwargs):
         super().__init__(**kwargs)
         # Masks are explicit call arguments (see compute_mask).
         self.supports_masking = True

@@ -14,7 +14,8 @@ no signal into later layers even when a reader leaves junk past `num_frames`.
 import keras
 import tensorflow as tf
 
-from yt8m_xmodal.config import NORMALIZATION_KINDS
+# "l2": YT8M practice; "layer": learned; "none": features as they are.
+NORMALIZATION_KINDS = ("l2", "layer", "none")
 
 # Keeps l2_normalize finite on the all-zero padded frames.
 L2_EPSILON = 1e-12

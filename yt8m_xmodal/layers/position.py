@@ -5,9 +5,10 @@ import math
 import keras
 import tensorflow as tf
 
-from yt8m_xmodal.config import POSITION_ENCODINGS, num_chunk_positions
-from yt8m_xmodal.config import ChunkAttentionConfig as _RECIPE
 from yt8m_xmodal.features import MAX_FRAMES
+from yt8m_xmodal.layers.chunking import num_chunk_positions
+
+POSITION_ENCODINGS = ("learned", "sinusoidal", "slot", "none")
 
 # Wavelength base of the sinusoidal encoding (Vaswani et al., 2017,
 # "Attention Is All You Need", section 3.5).
@@ -59,8 +60,7 @@ class ChunkPositionEncoding(keras.layers.Layer):
     TensorShape([2, 10, 16])
     """
 
-    def __init__(self, kind=_RECIPE.position_encoding,
-                 max_chunks=num_chunk_positions(MAX_FRAMES, _RECIPE.chunk_size),
+    def __init__(self, kind="slot", max_chunks=num_chunk_positions(MAX_FRAMES, 20),
                  **kwargs):
         super().__init__(**kwargs)
         if kind not in POSITION_ENCODINGS:

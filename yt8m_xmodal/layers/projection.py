@@ -3,7 +3,6 @@
 import keras
 import tensorflow as tf
 
-from yt8m_xmodal.config import ChunkAttentionConfig as _RECIPE
 
 
 @keras.saving.register_keras_serializable(package="yt8m_xmodal")
@@ -32,8 +31,7 @@ class ProjectionHead(keras.layers.Layer):
     TensorShape([4, 64])
     """
 
-    def __init__(self, embedding_dim=_RECIPE.embedding_dim,
-                 hidden_units=(_RECIPE.hidden_units,), activation="relu",
+    def __init__(self, embedding_dim=120, hidden_units=(256,), activation="relu",
                  dropout=0.0, output_initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
         self.output_initializer = output_initializer

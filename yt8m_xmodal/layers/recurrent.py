@@ -3,9 +3,7 @@
 import keras
 import tensorflow as tf
 
-from yt8m_xmodal.config import RNN_TYPES
-from yt8m_xmodal.config import ChunkAttentionConfig as _RECIPE
-
+RNN_TYPES = ("gru", "lstm", "bigru", "bilstm")
 
 
 def make_rnn(rnn_type, units, name="rnn"):
@@ -62,8 +60,7 @@ class ChunkRecurrentEncoder(keras.layers.Layer):
     TensorShape([2, 3, 32])
     """
 
-    def __init__(self, units=_RECIPE.rnn_units, rnn_type=_RECIPE.rnn_type,
-                 input_projection_units=_RECIPE.input_projection_units,
+    def __init__(self, units=128, rnn_type="gru", input_projection_units=64,
                  **kwargs):
         super().__init__(**kwargs)
         # Masks are explicit call arguments (see compute_mask).
