@@ -14,6 +14,7 @@ from conftest import REPO_ROOT, TINY_FEATURE_SIZES, checkpoint_embeddings
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
 from yt8m_xmodal import modeling
+from yt8m_xmodal import readers
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import ConfigError, DataError
 
@@ -71,13 +72,41 @@ def test_eval_metrics_agree_with_brute_force(trained_dir, tiny_frame_data):
     assert a2v["mrr"] == pytest.approx(np.mean(1.0 / ranks))
 
 
-def test_subspace_and_raw_embeddings_differ(trained_dir, tiny_frame_data):
-    in_subspace = evaluation.evaluate_checkpoint(
-        str(trained_dir), f"{tiny_frame_data}/validate-*", (1,))
-    raw = evaluation.evaluate_checkpoint(
-        str(trained_dir), f"{tiny_frame_data}/validate-*", (1,),
-        use_subspace=False)
-    assert in_subspace["audio_to_video"] != raw["audio_to_video"]
+def test_raw_embeddings_are_scored_without_the_subspace(trained_dir,
+                                                         tiny_frame_data):
+    pattern = f"{tiny_frame_data}/validate-*"
+    raw = evaluation.evaluate_checkpoint(str(trained_dir), pattern, (1, 5),
+                                         use_subspace=False)
+    _, model, _, _ = modeling.restore(str(trained_dir))
+    reader = readers.reader_for(config_lib.read_model_flags(
+        str(trained_dir)).data)
+    emb = evaluation.embed_dataset(model, reader.batches(pattern, 7))
+    assert emb.audio.shape[1] == 4  # the towers' embedding, not the subspace
+    ranks = brute_force_ranks(emb.audio, emb.video)
+    assert raw["audio_to_video"]["recall@5"] == pytest.approx(
+        np.mean(ranks <= 5))
+    assert raw["audio_to_video"]["mean_rank"] == pytest.approx(ranks.mean())
+
+
+def test_fixed_size_galleries_average_seeded_draws(trained_dir,
+                                                   tiny_frame_data):
+    pattern = f"{tiny_frame_data}/validate-*"
+    result = evaluation.evaluate_checkpoint(
+        str(trained_dir), pattern, (1, 5), gallery_size=10, gallery_draws=3)
+    emb = checkpoint_embeddings(trained_dir, pattern, batch_size=7)
+    recalls = []
+    for seed in range(3):
+        rows = np.sort(np.random.default_rng(seed).choice(
+            len(emb.audio), 10, replace=False))
+        ranks = brute_force_ranks(emb.audio[rows], emb.video[rows])
+        recalls.append(np.mean(ranks <= 5))
+    a2v = result["audio_to_video"]
+    assert (result["num_queries"], result["num_draws"]) == (10, 3)
+    assert a2v["recall@5"] == pytest.approx(np.mean(recalls))
+    assert a2v["recall@5_std"] == pytest.approx(np.std(recalls))
+    table = evaluation.format_table(result)
+    assert "mean over 3 seeded galleries of 10 videos" in table
+    assert f"±{np.std(recalls):.4f}" in table
 
 
 def test_watcher_evaluates_each_new_checkpoint_once(trained_dir, tmp_path):
