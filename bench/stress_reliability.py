@@ -877,17 +877,17 @@ def logged_steps(log_dir, tag):
 
 def bad_flags(work):
     """One-line errors naming the flag or path, from the scripts."""
-    from yt8m_xmodal import config as config_lib
+    from yt8m_xmodal import rundir
     data_dir, train_dir = os.path.join(work, "data"), os.path.join(work, "trained")
     if not os.path.isdir(train_dir):
         train_tiny_model(data_dir, train_dir)
     foreign = os.path.join(work, "foreign")
     shutil.rmtree(foreign, ignore_errors=True)
     shutil.copytree(train_dir, foreign)
-    flags = config_lib.read_model_flags(foreign)
-    flags.model = "FrameLstmModel"
-    flags.model_config = {"embedding_dim": 4, "rnn_units": 8, "hidden_units": 16}
-    config_lib.write_model_flags(foreign, flags)
+    flags = rundir.read_model_flags(foreign).replace(
+        model="FrameLstmModel",
+        model_config={"embedding_dim": 4, "rnn_units": 8, "hidden_units": 16})
+    rundir.write_model_flags(foreign, flags)
     pattern = f"--eval_data_pattern={data_dir}/validate-*"
     infer = [f"--input_data_pattern={data_dir}/validate-*"]
     cases = [

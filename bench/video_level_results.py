@@ -41,11 +41,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 from bench import fragments  # noqa: E402
 from bench.retrieval_report import (DIRECTIONS, GALLERY_DRAWS,  # noqa: E402
                                     gallery_mean, markdown_table,
-                                    recall_vs_gallery_size, selection_score,
-                                    write_report)
-from yt8m_xmodal import config as config_lib  # noqa: E402
+                                    selection_score, write_report)
 from yt8m_xmodal import features  # noqa: E402
-from yt8m_xmodal import training  # noqa: E402
+from yt8m_xmodal import rundir  # noqa: E402
 
 log = logging.getLogger("bench")
 
@@ -93,7 +91,7 @@ def subset(pattern, output_dir, *flags):
 
 def train(train_dir, train_pattern, validate_pattern, *flags, reuse=False):
     """`train.py --noframe_features ...`; returns train_result.json."""
-    result_path = os.path.join(train_dir, training.TRAIN_RESULT_FILE)
+    result_path = os.path.join(train_dir, rundir.TRAIN_RESULT_FILE)
     if not (reuse and os.path.exists(result_path)):
         argv = [sys.executable, "train.py", "--noframe_features",
                 f"--train_data_pattern={train_pattern}",
@@ -130,7 +128,7 @@ def score(embeddings, csls_k, sizes=(GALLERY_SIZE, None)):
 
 
 def model_csls_k(train_dir):
-    return config_lib.read_model_flags(train_dir).csls_k
+    return rundir.read_model_flags(train_dir).csls_k
 
 
 def meets_goal(result):

@@ -21,6 +21,7 @@ from yt8m_xmodal import evaluation
 from yt8m_xmodal import matching
 from yt8m_xmodal import modeling
 from yt8m_xmodal import records
+from yt8m_xmodal import rundir
 from yt8m_xmodal import training
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import DataError
@@ -204,7 +205,7 @@ def test_inference_frame_export_on_video_level_records(
 def test_inference_checks_the_gallery_too(trained_dir, tiny_frame_data,
                                           tiny_video_data, tmp_path):
     export = modeling.latest_export(str(trained_dir))
-    data = config_lib.read_model_flags(export).data
+    data = rundir.read_model_flags(export).data
     with pytest.raises(DataError, match=r"^\S*/train-\S+ holds video-level "
                                         r"records .*but the model in "):
         matching.run_inference(
@@ -224,7 +225,7 @@ def test_train_2017_release_detects_the_id_key_whatever_else_is_set(tmp_path):
     # from the records, as they do not depend on it.
     out = _run(*common, f"--train_dir={tmp_path}/run")
     assert out.returncode == 0, out.stderr[-3000:]
-    data = config_lib.read_model_flags(str(tmp_path / "run")).data
+    data = rundir.read_model_flags(str(tmp_path / "run")).data
     assert (data.id_feature, data.num_classes) == ("video_id", 4716)
     # An id key given on the command line is kept (the class count is still
     # read), and the records it cannot read stop with one line.

@@ -14,6 +14,7 @@ from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
 from yt8m_xmodal import modeling
 from yt8m_xmodal import readers
+from yt8m_xmodal import rundir
 from yt8m_xmodal import training
 
 VIDEO_MODEL = {"embedding_dim": 4, "hidden_units": 16}
@@ -66,7 +67,7 @@ def test_stops_when_validation_stops_improving_and_keeps_the_best(
     assert training.selection_score(evaluated) == pytest.approx(
         max(scores), abs=1e-6)
     recorded = json.loads(open(os.path.join(
-        cfg.train_dir, training.TRAIN_RESULT_FILE)).read())
+        cfg.train_dir, rundir.TRAIN_RESULT_FILE)).read())
     assert recorded["best_step"] == result.best_step
     assert recorded["stop_reason"] == result.stop_reason
     # Rerunning a stopped run trains no further.

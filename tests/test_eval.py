@@ -11,10 +11,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO_ROOT, TINY_FEATURE_SIZES, checkpoint_embeddings
-from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
 from yt8m_xmodal import modeling
 from yt8m_xmodal import readers
+from yt8m_xmodal import rundir
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import ConfigError, DataError
 
@@ -78,7 +78,7 @@ def test_raw_embeddings_are_scored_without_the_subspace(trained_dir,
     raw = evaluation.evaluate_checkpoint(str(trained_dir), pattern, (1, 5),
                                          use_subspace=False)
     _, model, _, _ = modeling.restore(str(trained_dir))
-    reader = readers.reader_for(config_lib.read_model_flags(
+    reader = readers.reader_for(rundir.read_model_flags(
         str(trained_dir)).data)
     emb = evaluation.embed_dataset(model, reader.batches(pattern, 7))
     assert emb.audio.shape[1] == 4  # the towers' embedding, not the subspace
@@ -168,10 +168,10 @@ def test_missing_or_foreign_train_dir_names_it(tmp_path, trained_dir,
     # model_flags.json of another model beside this checkpoint.
     other = tmp_path / "other"
     shutil.copytree(trained_dir, other)
-    config = config_lib.read_model_flags(str(other)).replace(
+    config = rundir.read_model_flags(str(other)).replace(
         model="FrameLstmModel",
         model_config={"embedding_dim": 4, "rnn_units": 8, "hidden_units": 16})
-    config_lib.write_model_flags(str(other), config)
+    rundir.write_model_flags(str(other), config)
     with pytest.raises(ConfigError, match="does not match"):
         modeling.restore(str(other))
 

@@ -24,6 +24,7 @@ from conftest import REPO_ROOT
 from yt8m_xmodal import cli
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import modeling
+from yt8m_xmodal import rundir
 from yt8m_xmodal import writers
 from yt8m_xmodal.tools import synthetic
 
@@ -79,7 +80,7 @@ def test_starter_readme_flags_run_train_eval_and_inference(
     train_dir = tmp_path / "model"
     _run("train.py", *train_flags, *schedule, f"--train_data_pattern={train}",
          f"--train_dir={train_dir}", "--start_new_model", "--max_steps=2")
-    data_config = config_lib.read_model_flags(str(train_dir)).data
+    data_config = rundir.read_model_flags(str(train_dir)).data
     names = ("rgb", "audio") if level == "frame" else ("mean_rgb", "mean_audio")
     assert data_config.feature_names == names
     assert data_config.feature_sizes == (1024, 128)

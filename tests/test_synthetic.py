@@ -24,7 +24,6 @@ import tensorflow as tf
 from yt8m_xmodal import cli
 from yt8m_xmodal import features
 from yt8m_xmodal import metrics
-from yt8m_xmodal.cli import FlagError
 from yt8m_xmodal.cli import synthetic as synthetic_cli
 from yt8m_xmodal.tools import synthetic
 from yt8m_xmodal.errors import ConfigError

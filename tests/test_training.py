@@ -19,6 +19,7 @@ from yt8m_xmodal import evaluation
 from yt8m_xmodal import modeling
 from yt8m_xmodal import models
 from yt8m_xmodal import readers
+from yt8m_xmodal import rundir
 from yt8m_xmodal import training
 from yt8m_xmodal.errors import ConfigError
 
@@ -60,7 +61,7 @@ def assert_trained(cfg, result, steps, trainer=None):
         assert len(trained) == len(restored) > 0
         for a, b in zip(trained, restored):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
-    assert config_lib.read_model_flags(cfg.train_dir) == cfg
+    assert rundir.read_model_flags(cfg.train_dir) == cfg
     assert tf.train.latest_checkpoint(cfg.train_dir).endswith(f"ckpt-{steps}")
     assert os.path.isdir(os.path.join(result.export_dir, "saved_model"))
     # The validation figures of training are eval.py's figures for the final
@@ -73,7 +74,7 @@ def assert_trained(cfg, result, steps, trainer=None):
             assert result.validation[direction][key] == pytest.approx(
                 evaluated[direction][key], abs=1e-6), (direction, key)
     recorded = json.loads(open(os.path.join(
-        cfg.train_dir, training.TRAIN_RESULT_FILE)).read())
+        cfg.train_dir, rundir.TRAIN_RESULT_FILE)).read())
     assert recorded["step"] == steps
     assert recorded["export_dir"] == result.export_dir
 
@@ -469,7 +470,7 @@ def test_default_run_trains_exports_and_reloads_the_shipped_recipe(
          "--export_model_steps=2"],
         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    written = config_lib.read_model_flags(str(train_dir))
+    written = rundir.read_model_flags(str(train_dir))
     recipe = config_lib.TrainConfig()
     for field in ("model", "model_config", "loss", "loss_config",
                   "subspace_dim", "base_learning_rate", "optimizer"):

@@ -30,7 +30,7 @@ _API = {
     "FRAME_LEVEL_RECIPE": "config",
     "VIDEO_LEVEL_RECIPE": "config",
     "recipe": "config",
-    "read_model_flags": "config",
+    "read_model_flags": "rundir",
     # Errors the library raises for bad configuration or data.
     "ConfigError": "errors",
     "DataError": "errors",

@@ -21,12 +21,8 @@ so a library user reads field names and a command-line user reads flag names
 (the CLI renders the same error with its flags).
 """
 
-import contextlib
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 
 from yt8m_xmodal import features
 from yt8m_xmodal.errors import ConfigError
@@ -38,7 +34,6 @@ from yt8m_xmodal.layers.position import POSITION_ENCODINGS
 from yt8m_xmodal.layers.recurrent import RNN_TYPES
 from yt8m_xmodal.tools.vocabulary import MUSIC_LABEL_INDICES
 
-MODEL_FLAGS_FILE = "model_flags.json"
 # 2: the whole TrainConfig, with typed model and loss configs.
 MODEL_FLAGS_VERSION = 2
 
@@ -767,78 +762,3 @@ class InferenceConfig:
         _check_at_least(self, ("batch_size",), 1)
         if self.csls_k is not None:
             _check_at_least(self, ("csls_k",), 0)
-
-
-def atomic_write_text(path, text):
-    """Writes `text` to `path` so a reader never sees a truncated file.
-
-    The text goes to a temporary file in the same directory, is fsync'ed and
-    then renamed over `path` (rename is atomic on POSIX file systems).
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def staged_directory(final, prefix=".tmp-"):
-    """Yields a temporary directory beside `final` to write into; when the
-    block succeeds it replaces `final` by a rename, so a reader sees the old
-    directory or the whole new one, never half of it. Either way the
-    temporary directory is gone afterwards."""
-    tmp = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(final)),
-                           prefix=prefix)
-    try:
-        yield tmp
-        if os.path.lexists(final):
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
-
-
-def write_model_flags(directory, config):
-    atomic_write_text(os.path.join(directory, MODEL_FLAGS_FILE),
-                      config.to_json())
-
-
-def read_model_flags(train_dir):
-    """Reads the `TrainConfig` in `train_dir/model_flags.json`.
-
-    Raises:
-      ConfigError: naming `train_dir` when the directory or file is missing
-        or was written by an incompatible version.
-    """
-    if not os.path.isdir(train_dir):
-        raise ConfigError("{train_dir} does not exist", train_dir=train_dir)
-    path = os.path.join(train_dir, MODEL_FLAGS_FILE)
-    if not os.path.exists(path):
-        raise ConfigError(
-            f"{{train_dir}} holds no {MODEL_FLAGS_FILE}: it was not written "
-            "by train.py (train a model there first)", train_dir=train_dir)
-    try:
-        with open(path) as f:
-            d = json.load(f)
-        version = d.get("version")
-        if version != MODEL_FLAGS_VERSION:
-            raise ConfigError(
-                f"{path} has version {version}; this package reads version "
-                f"{MODEL_FLAGS_VERSION} (retrain with this version)")
-        return TrainConfig.from_dict(d)
-    except ConfigError:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ConfigError(
-            f"{path} is not a model_flags.json this version can read ({e!r}); "
-            "was the train_dir made by an incompatible version or model?"
-        ) from None

@@ -15,12 +15,12 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import metrics
 from yt8m_xmodal import modeling
 from yt8m_xmodal import progress
 from yt8m_xmodal import readers
 from yt8m_xmodal import records
+from yt8m_xmodal import rundir
 from yt8m_xmodal import summaries
 from yt8m_xmodal.errors import DataError
 
@@ -212,7 +212,7 @@ def write_metrics(result, train_dir, output_json=""):
     eval_dir = os.path.join(train_dir, "eval")
     path = output_json or os.path.join(eval_dir, "metrics.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    config_lib.atomic_write_text(path, json.dumps(result, indent=2))
+    rundir.atomic_write_text(path, json.dumps(result, indent=2))
     writer = tf.summary.create_file_writer(eval_dir)
     with writer.as_default():
         summaries.write_retrieval_scalars(result["step"], result, "eval")

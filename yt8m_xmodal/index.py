@@ -51,6 +51,7 @@ import numpy as np
 
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import metrics
+from yt8m_xmodal import rundir
 from yt8m_xmodal.errors import ConfigError, DataError
 
 log = logging.getLogger("yt8m_xmodal")
@@ -584,7 +585,7 @@ def build_index(ids, vectors, index_dir, model_fingerprint, kind="auto",
                       efConstruction=HNSW_EF_CONSTRUCTION)
     tuning = None
     start = time.perf_counter()
-    with config_lib.staged_directory(index_dir, prefix=".tmp-index-") as tmp:
+    with rundir.staged_directory(index_dir, prefix=".tmp-index-") as tmp:
         _write_ids(ids, os.path.join(tmp, IDS_FILE))
         if kind == "exact":
             _write_npy_chunks(os.path.join(tmp, VECTORS_FILE), parts, n, dim)

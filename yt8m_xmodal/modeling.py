@@ -34,9 +34,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import models
 from yt8m_xmodal import readers
+from yt8m_xmodal import rundir
 from yt8m_xmodal import subspace as subspace_lib
 from yt8m_xmodal.errors import ConfigError, DataError
 
@@ -136,7 +136,7 @@ def restore(train_dir, checkpoint_path=None):
         the checkpoint does not fit the model in model_flags.json.
       CheckpointGoneError: the checkpoint was deleted while being read.
     """
-    config = config_lib.read_model_flags(train_dir)
+    config = rundir.read_model_flags(train_dir)
     model, subspace = build_model(config)
     step = tf.Variable(0, dtype=tf.int64, trainable=False)
     if checkpoint_path is None:
@@ -278,7 +278,7 @@ class ExportedModel:
         if not os.path.isdir(path):
             raise DataError(f"{export_dir} holds no {SAVED_MODEL_DIR}")
         self.export_dir = export_dir
-        self.config = config_lib.read_model_flags(export_dir)
+        self.config = rundir.read_model_flags(export_dir)
         self._saved = tf.saved_model.load(path)
         self.signatures = self._saved.signatures
 
@@ -333,11 +333,11 @@ def export_model(train_dir, step, config, model, subspace):
     base = os.path.join(train_dir, EXPORT_DIR)
     os.makedirs(base, exist_ok=True)
     final = os.path.join(base, f"step_{step:08d}")
-    with config_lib.staged_directory(final) as tmp:
+    with rundir.staged_directory(final) as tmp:
         model.audio_tower.save(os.path.join(tmp, "audio_tower.keras"))
         model.video_tower.save(os.path.join(tmp, "video_tower.keras"))
         keras.saving.save_model(subspace, os.path.join(tmp, "subspace.keras"))
-        config_lib.write_model_flags(tmp, config)
+        rundir.write_model_flags(tmp, config)
         module = ServingModule(model, subspace, config.data)
         tf.saved_model.save(module, os.path.join(tmp, SAVED_MODEL_DIR),
                             signatures=module.signature_functions)

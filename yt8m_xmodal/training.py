@@ -22,7 +22,6 @@ epoch's order and skips the batches already consumed.
 """
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -38,10 +37,10 @@ from yt8m_xmodal import losses as losses_lib
 from yt8m_xmodal import modeling
 from yt8m_xmodal import progress
 from yt8m_xmodal import readers
-from yt8m_xmodal import subspace as subspace_lib
 from yt8m_xmodal import records
+from yt8m_xmodal import rundir
+from yt8m_xmodal import subspace as subspace_lib
 from yt8m_xmodal import summaries
-from yt8m_xmodal.config import TrainConfig
 from yt8m_xmodal.errors import ConfigError
 
 log = logging.getLogger("yt8m_xmodal")
@@ -156,16 +155,16 @@ def prepare_train_dir(cfg):
         # As in YT8M: --start_new_model wipes train_dir without asking.
         shutil.rmtree(cfg.train_dir)
     os.makedirs(cfg.train_dir, exist_ok=True)
-    path = os.path.join(cfg.train_dir, config_lib.MODEL_FLAGS_FILE)
+    path = os.path.join(cfg.train_dir, rundir.MODEL_FLAGS_FILE)
     if os.path.exists(path):
-        existing = config_lib.read_model_flags(cfg.train_dir)
+        existing = rundir.read_model_flags(cfg.train_dir)
         if not existing.same_model(cfg):
             raise ConfigError(
                 f"{{train_dir}} holds a model trained with another "
                 f"configuration ({path}); start a new model there "
                 "({start_new_model}) or use another train_dir",
                 train_dir=cfg.train_dir, start_new_model=True)
-    config_lib.write_model_flags(cfg.train_dir, cfg)
+    rundir.write_model_flags(cfg.train_dir, cfg)
 
 
 class Trainer:
@@ -660,7 +659,7 @@ class Trainer:
                              examples, step_seconds, best_step, stop_reason,
                              list(self.validations))
         if self.chief:
-            write_train_result(result)
+            rundir.write_train_result(result)
         return result
 
     def _final_export(self):
@@ -717,20 +716,6 @@ class Trainer:
                     "(%d skipped so far)", step + 1, self.skipped_nonfinite)
         self.writer.scalar("train/skipped_nonfinite_steps",
                            self.skipped_nonfinite, step)
-
-
-# What a finished run leaves in train_dir for scripts and benchmarks to read
-# (the printed summary is for people and may change).
-TRAIN_RESULT_FILE = "train_result.json"
-
-
-def write_train_result(result):
-    """Writes `train_dir/train_result.json`: the TrainResult as JSON."""
-    record = dataclasses.asdict(result)
-    record["examples_per_second"] = result.examples_per_second
-    config_lib.atomic_write_text(
-        os.path.join(result.train_dir, TRAIN_RESULT_FILE),
-        json.dumps(record, indent=2, sort_keys=True, default=float))
 
 
 def train(cfg):

@@ -102,6 +102,7 @@ from absl import flags  # noqa: E402
 from yt8m_xmodal import config as config_lib  # noqa: E402
 from yt8m_xmodal import progress  # noqa: E402
 from yt8m_xmodal import records  # noqa: E402
+from yt8m_xmodal import rundir
 from yt8m_xmodal.errors import ConfigError, DataError  # noqa: E402
 
 
@@ -270,7 +271,7 @@ def data_config_for_model(model_data, model_dir, data_pattern, flag_name,
                 f"{records.flag_text(name, getattr(given, name))} disagrees "
                 f"with the model in {model_dir}, trained with "
                 f"{records.flag_text(name, getattr(model_data, name))} (its "
-                f"{config_lib.MODEL_FLAGS_FILE}); drop the flag or give "
+                f"{rundir.MODEL_FLAGS_FILE}); drop the flag or give "
                 "records like the model's")
     described = {k: v for k, v in set_data.items()
                  if k not in config_lib.DataConfig.MODEL_FIELDS}

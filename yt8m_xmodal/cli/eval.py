@@ -22,6 +22,7 @@ from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
 from yt8m_xmodal import metrics
 from yt8m_xmodal import modeling
+from yt8m_xmodal import rundir
 from yt8m_xmodal.tools import synthetic
 
 FLAGS = flags.FLAGS
@@ -50,7 +51,7 @@ def config_from_flags():
 
 def main(argv):
     del argv
-    model_config = config_lib.read_model_flags(FLAGS.train_dir)
+    model_config = rundir.read_model_flags(FLAGS.train_dir)
     cfg = config_from_flags()
     cli.check_output_path("output_json", cfg.output_json)
     data = cli.data_config_for_model(model_config.data, cfg.train_dir,

@@ -33,9 +33,7 @@ from yt8m_xmodal import cli
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
 from yt8m_xmodal import metrics
-from yt8m_xmodal import records
 from yt8m_xmodal import training
-from yt8m_xmodal.errors import DataError
 from yt8m_xmodal.tools import synthetic
 
 FLAGS = flags.FLAGS

@@ -58,7 +58,6 @@ manifest's "skipped_files".
 import collections
 import itertools
 import json
-import math
 import os
 import time
 import typing
