@@ -100,7 +100,7 @@ def assert_same_embeddings(a, b, atol=1e-5):
 def test_the_library_defaults_are_the_shipped_recipe():
     """ChunkAttentionModel() and the model of TrainConfig() are one model."""
     recipe = config_lib.TrainConfig()
-    built = models.build_model(recipe.model, recipe.data, recipe.model_config)
+    built = models.model_from_config(recipe.model, recipe.data, recipe.model_config)
     default = models.ChunkAttentionModel()
     assert ({**built.get_config(), "name": None}
             == {**default.get_config(), "name": None})
@@ -113,7 +113,7 @@ def test_the_library_defaults_are_the_shipped_recipe():
 def test_build_model_names_the_model_for_unknown_names():
     data = config_lib.DataConfig()
     with pytest.raises(ConfigError, match="model=LstmModel is not one of"):
-        models.build_model("LstmModel", data)
+        models.model_from_config("LstmModel", data)
     assert set(models.MODELS) == {"ChunkAttentionModel", "FrameLstmModel",
                                   "MeanPoolModel", "VideoLevelMlpModel",
                                   "LinearCcaModel"}

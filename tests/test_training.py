@@ -419,7 +419,7 @@ def test_cli_defaults_library_defaults_and_configs_agree(tmp_path):
     recipe = config_lib.TrainConfig()
     assert cfg == recipe.replace(train_data_pattern="/data/train*",
                                  train_dir=str(tmp_path))
-    from_cli = models.build_model(cfg.model, cfg.data, cfg.model_config)
+    from_cli = models.model_from_config(cfg.model, cfg.data, cfg.model_config)
     unnamed = lambda m: {**m.get_config(), "name": None}  # noqa: E731
     assert unnamed(from_cli) == unnamed(models.ChunkAttentionModel())
     assert cfg.loss == "infonce"

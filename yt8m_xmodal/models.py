@@ -14,7 +14,7 @@ whitens them itself; InfoNCE normalizes inside the loss).
 
 Each named model takes the feature sizes and the fields of its config class
 (config.py) as keyword arguments, with the config's defaults: the shipped
-recipe. `build_model(name, data, model_config)` builds one from typed configs.
+recipe. `model_from_config(name, data, model_config)` builds one from typed configs (`modeling.build_model` adds the subspace).
 """
 
 import dataclasses
@@ -292,7 +292,7 @@ MODELS = {cls.__name__: cls for cls in (
 assert set(MODELS) == set(config_lib.MODEL_CONFIGS)
 
 
-def build_model(name, data, model_config=None):
+def model_from_config(name, data, model_config=None):
     """The model `name` for records described by `data`, from its config.
 
     Args:
