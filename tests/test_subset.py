@@ -19,7 +19,7 @@ import tensorflow as tf
 from yt8m_xmodal import cli
 from yt8m_xmodal.cli import subset as subset_cli
 from yt8m_xmodal.tools import subset
-from yt8m_xmodal.tools import vocabulary
+from yt8m_xmodal import vocabulary
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import ConfigError, DataError
 

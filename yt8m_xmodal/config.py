@@ -32,7 +32,7 @@ from yt8m_xmodal.layers.chunking import num_chunk_positions
 from yt8m_xmodal.layers.normalization import NORMALIZATION_KINDS
 from yt8m_xmodal.layers.position import POSITION_ENCODINGS
 from yt8m_xmodal.layers.recurrent import RNN_TYPES
-from yt8m_xmodal.tools.vocabulary import MUSIC_LABEL_INDICES
+from yt8m_xmodal.vocabulary import MUSIC_LABEL_INDICES
 
 # 2: the whole TrainConfig, with typed model and loss configs.
 MODEL_FLAGS_VERSION = 2

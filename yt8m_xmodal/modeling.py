@@ -61,7 +61,8 @@ def build_model(config):
     Returns:
       (model, subspace).
     """
-    model = models.model_from_config(config.model, config.data, config.model_config)
+    model = models.model_from_config(config.model, config.data,
+                                     config.model_config)
     out = model(dummy_batch(config.data), training=False)
     # LinearCcaModel's subspace is the model, with its own ridge.
     ridge = getattr(config.model_config, "linear_cca_ridge", None)

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins import projector
 
-from yt8m_xmodal.tools import vocabulary
+from yt8m_xmodal import vocabulary
 
 PROJECTOR_DIR = "projector"
 

@@ -1,2 +1,2 @@
-"""Tools beside the data path: the music-subset tool, the demo data generator
-and the YouTube-8M label vocabulary they select from."""
+"""Tools beside the data path: the music-subset tool and the demo data
+generator."""

@@ -98,7 +98,7 @@ from yt8m_xmodal import features
 from yt8m_xmodal import progress as progress_lib
 from yt8m_xmodal import readers
 from yt8m_xmodal import records
-from yt8m_xmodal.tools import vocabulary
+from yt8m_xmodal import vocabulary
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import ConfigError, DataError
 
