@@ -72,7 +72,7 @@ def test_starter_readme_flags_run_train_eval_and_inference(
         video_dir = request.getfixturevalue("shared_video_dir")
         train = f"{video_dir}/validate000[0-1].tfrecord"
         test = f"{video_dir}/validate0002.tfrecord"
-        schedule = ["--batch_size=128"]
+        schedule = ["--batch_size=160"]
     else:
         data = request.getfixturevalue("frame_data_1024")
         train, test = f"{data}/train-*", f"{data}/test-*"
