@@ -17,6 +17,7 @@ from yt8m_xmodal import records as records_lib
 from yt8m_xmodal.errors import DataError
 
 TFRECORD = "tfrecord"
+_READ_BATCH = 256
 MEDIA = "media"
 
 # (offset, magic bytes, container): the published magic numbers of the
@@ -117,7 +118,8 @@ def read_records(data, name="the upload"):
         with open(path, "wb") as f:
             f.write(data)
         try:
-            serialized = [r.numpy() for r in tf.data.TFRecordDataset(path)]
+            serialized = [record for batch in readers.record_batches(
+                path, _READ_BATCH) for record in batch]
         except tf.errors.OpError as e:
             first = (e.message or str(e)).strip().splitlines()[0]
             raise DataError(f"{name} is a corrupt or truncated TFRecord: "
