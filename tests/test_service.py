@@ -7,6 +7,7 @@ removed), indexed from their embeddings; the queries are the test split's
 songs (rgb removed). The served process is the real command on 127.0.0.1.
 """
 
+import asyncio
 import concurrent.futures
 import csv
 import os
@@ -63,7 +64,8 @@ def _records(pattern):
 
 @pytest.fixture(scope="module")
 def setup(chunk_export, tiny_frame_data, tmp_path_factory):
-    """Record files, the video index, and inference.py's own answer."""
+    """Record files, the video index, inference.py's own answer, and the
+    service's process."""
     out = tmp_path_factory.mktemp("service")
     both = _records(f"{tiny_frame_data}/validate-*,{tiny_frame_data}/test-*")
     videos = _write(out / "videos.tfrecord", _without(both, "audio"))
@@ -78,23 +80,38 @@ def setup(chunk_export, tiny_frame_data, tmp_path_factory):
     gallery = np.load(out / "gallery.npz")
     index_lib.build_index(gallery["ids"], gallery["video"], str(out / "index"),
                           fingerprint, kind="exact", modality="video")
-    ran = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "inference.py"),
-         f"--train_dir={chunk_export.split('/export/')[0]}",
-         f"--input_data_pattern={songs}", f"--index_dir={out / 'index'}",
-         "--query_modality=audio", f"--top_k={TOP_K}",
-         f"--output_file={out / 'inference.csv'}",
-         f"--embeddings_file={out / 'songs.npz'}"],
-        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
-    assert ran.returncode == 0, ran.stderr[-3000:]
-    with open(out / "inference.csv") as f:
-        expected = {r["QueryId"]: r["MatchScorePairs"].split()
-                    for r in csv.DictReader(f)}
-    assert len(expected) == len(song_records) == 16
-    return {"dir": out, "export": chunk_export, "songs": songs,
-            "videos": videos, "song_records": song_records,
-            "expected": expected, "gallery": gallery,
-            "song_npz": np.load(out / "songs.npz")}
+    # The service starts while inference.py runs: two processes, two cores.
+    port = _free_port()
+    log = open(out / "serve.log", "w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "yt8m_xmodal.cli.serve",
+         f"--export_dir={chunk_export}", f"--index_dir={out / 'index'}",
+         f"--gallery_data_pattern={videos}", f"--port={port}",
+         "--max_upload_mb=1"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    try:
+        ran = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "inference.py"),
+             f"--train_dir={chunk_export.split('/export/')[0]}",
+             f"--input_data_pattern={songs}", f"--index_dir={out / 'index'}",
+             "--query_modality=audio", f"--top_k={TOP_K}",
+             f"--output_file={out / 'inference.csv'}",
+             f"--embeddings_file={out / 'songs.npz'}"],
+            capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+        assert ran.returncode == 0, ran.stderr[-3000:]
+        with open(out / "inference.csv") as f:
+            expected = {r["QueryId"]: r["MatchScorePairs"].split()
+                        for r in csv.DictReader(f)}
+        assert len(expected) == len(song_records) == 16
+        yield {"dir": out, "export": chunk_export, "songs": songs,
+               "videos": videos, "song_records": song_records,
+               "expected": expected, "gallery": gallery,
+               "song_npz": np.load(out / "songs.npz"),
+               "process": process, "port": port, "log": log}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
 
 
 def _free_port():
@@ -105,54 +122,21 @@ def _free_port():
 
 @pytest.fixture(scope="module")
 def server(setup):
-    """`python -m yt8m_xmodal.cli.serve` on a free port of 127.0.0.1."""
-    port = _free_port()
-    log = open(setup["dir"] / "serve.log", "w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "yt8m_xmodal.cli.serve",
-         f"--export_dir={setup['export']}",
-         f"--index_dir={setup['dir'] / 'index'}",
-         f"--gallery_data_pattern={setup['videos']}", f"--port={port}",
-         "--max_upload_mb=1"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):  # 120 s at most
-            if process.poll() is not None:
-                break
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the service did not answer /health in 120 s")
-        log.seek(0)
-        assert process.poll() is None, log.read()[-3000:]
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
-
-
-def _search(url, path_or_bytes, top_k=None, name="songs.tfrecord"):
-    data = (path_or_bytes if isinstance(path_or_bytes, bytes)
-            else open(path_or_bytes, "rb").read())
-    form = {} if top_k is None else {"top_k": str(top_k)}
-    return httpx.post(f"{url}/search", files={"file": (name, data)},
-                      data=form, timeout=120)
-
-
-def _assert_as_inference(queries, expected):
-    assert [q["id"] for q in queries] == list(expected)
-    for query in queries:
-        want = expected[query["id"]]
-        assert query["modality"] == "audio"
-        assert [m["id"] for m in query["matches"]] == want[0::2]
-        np.testing.assert_allclose([m["score"] for m in query["matches"]],
-                                   np.float64(want[1::2]), atol=SCORE_ATOL,
-                                   rtol=0)
+    """The URL of `python -m yt8m_xmodal.cli.serve` (started by `setup`)
+    on 127.0.0.1, once it answers /health."""
+    url = f"http://127.0.0.1:{setup['port']}"
+    process = setup["process"]
+    for _ in range(240):  # 120 s at most
+        if process.poll() is not None:
+            break
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return url
+        except httpx.TransportError:
+            time.sleep(0.5)
+    setup["log"].seek(0)
+    pytest.fail(f"the service did not answer /health (exit code "
+                f"{process.poll()}): {setup['log'].read()[-3000:]}")
 
 
 def test_health_and_a_search_answer_as_inference_does(setup, server):
@@ -315,12 +299,16 @@ class _FakeExtractor:
 
 
 def test_media_uploads_go_through_the_extractor(setup, engine):
-    from fastapi.testclient import TestClient
     extractor = _FakeExtractor(setup["song_records"][3])
-    client = TestClient(app_lib.create_app(engine, extractor=extractor))
-    answer = client.post("/search", files={
-        "file": ("song.mp3", b"ID3\x04\x00\x00\x00\x00\x00\x00frames")},
-        data={"top_k": "5"})
+    app = app_lib.create_app(engine, extractor=extractor)
+
+    async def post():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://service") as client:
+            return await client.post("/search", files={"file": (
+                "song.mp3", b"ID3\x04\x00\x00\x00\x00\x00\x00frames")},
+                data={"top_k": "5"})
+    answer = asyncio.run(post())
     assert answer.status_code == 200, answer.text
     assert extractor.paths[0].endswith(".mp3")
     assert answer.json()["queries"] == engine.search(
