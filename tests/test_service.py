@@ -139,6 +139,25 @@ def server(setup):
                 f"{process.poll()}): {setup['log'].read()[-3000:]}")
 
 
+def _search(url, path_or_bytes, top_k=None, name="songs.tfrecord"):
+    data = (path_or_bytes if isinstance(path_or_bytes, bytes)
+            else open(path_or_bytes, "rb").read())
+    form = {} if top_k is None else {"top_k": str(top_k)}
+    return httpx.post(f"{url}/search", files={"file": (name, data)},
+                      data=form, timeout=120)
+
+
+def _assert_as_inference(queries, expected):
+    assert [q["id"] for q in queries] == list(expected)
+    for query in queries:
+        want = expected[query["id"]]
+        assert query["modality"] == "audio"
+        assert [m["id"] for m in query["matches"]] == want[0::2]
+        np.testing.assert_allclose([m["score"] for m in query["matches"]],
+                                   np.float64(want[1::2]), atol=SCORE_ATOL,
+                                   rtol=0)
+
+
 def test_health_and_a_search_answer_as_inference_does(setup, server):
     health = httpx.get(f"{server}/health").json()
     assert health == {"status": "ok", "gallery": 32, "modality": "video",
