@@ -52,8 +52,8 @@ except ImportError:  # run as `python bench/bench_serve.py`
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("gallery", 100_000, "Vectors in the index.")
-flags.DEFINE_integer("songs", 256, "Distinct songs the clients send.")
-flags.DEFINE_integer("requests_per_client", 24,
+flags.DEFINE_integer("songs", 128, "Distinct songs the clients send.")
+flags.DEFINE_integer("requests_per_client", 8,
                      "Requests each client sends (16 clients: 16x).")
 flags.DEFINE_string("clients", "1,16", "Concurrent clients to measure.")
 flags.DEFINE_string("output_dir", fragments.DEFAULT_OUTPUT_DIR,
@@ -87,7 +87,7 @@ def song_records(work, cfg, num):
     """`num` synthetic songs: audio-only frame-level records."""
     data_dir = os.path.join(work, "songs_data")
     synthetic.generate_dataset(
-        data_dir, num_videos=num * 10, seed=3, num_shards=1,
+        data_dir, num_videos=num + num // 4 + 2, seed=3, num_shards=1,
         max_frames=cfg.data.max_frames,
         min_frames=min(60, cfg.data.max_frames),
         feature_sizes=cfg.data.feature_sizes)
