@@ -51,14 +51,14 @@ function nextLookup() {
 }
 
 function linkFor(id) {
-  // Until (unless) the id resolves: the id, pointing at the YT8M explorer.
+  // Until (unless) the id resolves: a link to the YT8M explorer.
   const link = el("a", { href: YT8M_EXPLORER, target: "_blank", rel: "noopener",
-                         class: "video-link" }, `${id} (YT8M explorer)`);
+                         class: "video-link" }, "Find it in the YT8M explorer");
   if (YT8M_ID.test(id)) {
     resolveYouTube(id).then((youtube) => {
       if (!youtube) return;
       link.href = `https://www.youtube.com/watch?v=${encodeURIComponent(youtube)}`;
-      link.textContent = `${id} on YouTube`;
+      link.textContent = "Watch on YouTube";
     });
   }
   return link;
