@@ -50,9 +50,11 @@ class ServeConfig:
 
     def __post_init__(self):
         if bool(self.train_dir) == bool(self.export_dir):
-            raise ConfigError("give one of {train_dir} and {export_dir}",
-                              train_dir=self.train_dir,
-                              export_dir=self.export_dir)
+            raise ConfigError(
+                "{train_dir} and {export_dir} are both "
+                + ("given: give one" if self.train_dir
+                   else "empty: give the model to serve"),
+                train_dir=self.train_dir, export_dir=self.export_dir)
         if not self.index_dir:
             raise ConfigError("{index_dir} is empty: build one with "
                               "yt8m-xmodal-index build", index_dir="")
