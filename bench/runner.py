@@ -79,6 +79,8 @@ BENCHMARKS = (
               throughput=True),
     Benchmark("index", "Search index", "bench/bench_index.py",
               throughput=True),
+    Benchmark("serve", "Search service", "bench/bench_serve.py",
+              throughput=True),
     Benchmark("pipelines", "Beam pipelines: subset and embedding",
               "bench/bench_pipelines.py", throughput=True),
     # A quick run gets its own --work_dir: the script reuses the data and

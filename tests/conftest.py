@@ -84,6 +84,26 @@ def trained_dir(tiny_frame_data, tmp_path_factory):
     return train_dir
 
 
+@pytest.fixture(scope="session")
+def chunk_export(tiny_frame_data, tmp_path_factory):
+    """The shipped chunk-attention recipe, small, trained for two steps:
+    its export directory (test_serving, test_service)."""
+    from yt8m_xmodal import config as config_lib
+    from yt8m_xmodal import modeling
+    from yt8m_xmodal import training
+    train_dir = tmp_path_factory.mktemp("serving") / "run"
+    cfg = config_lib.TrainConfig(
+        data=config_lib.DataConfig(feature_sizes=TINY_FEATURE_SIZES,
+                                   max_frames=40, num_classes=4),
+        model_config={"embedding_dim": 5, "chunk_size": 8, "rnn_units": 8,
+                      "hidden_units": 16, "attention_units": 8},
+        subspace_dim=3, train_data_pattern=f"{tiny_frame_data}/train-*",
+        train_dir=str(train_dir), batch_size=32, max_steps=2,
+        export_model_steps=2, seed=5)
+    training.train(cfg)
+    return modeling.latest_export(str(train_dir))
+
+
 def checkpoint_embeddings(train_dir, data_pattern, batch_size):
     """Subspace embeddings of a data set with train_dir's latest checkpoint,
     read through the project's reader (the path eval.py takes)."""

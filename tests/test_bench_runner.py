@@ -339,7 +339,7 @@ def test_quick_never_targets_the_repository():
         runner.parse_args(["--quick", "--benchmarks_md=BENCHMARKS.md"],
                           runner.BENCHMARKS)
     assert runner.parse_args([], runner.BENCHMARKS).only == [
-        "reader", "models", "losses", "eval", "export", "index",
+        "reader", "models", "losses", "eval", "export", "index", "serve",
         "pipelines", "frame_level", "video_level", "learning_curve"]
 
 

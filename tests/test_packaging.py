@@ -105,6 +105,9 @@ def test_wheel_holds_the_package_metadata_and_commands(tmp_path):
     sources = {str(p.relative_to(REPO_ROOT))
                for p in (REPO_ROOT / "yt8m_xmodal").rglob("*.py")}
     assert sources <= names, sorted(sources - names)
+    # The search service's page ships as package data.
+    assert {f"yt8m_xmodal/service/static/{name}" for name in (
+        "index.html", "app.js", "style.css")} <= names
 
 
 def test_import_is_cheap_and_the_api_resolves():

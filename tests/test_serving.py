@@ -15,22 +15,6 @@ from yt8m_xmodal import training
 
 
 @pytest.fixture(scope="module")
-def chunk_export(tiny_frame_data, tmp_path_factory):
-    """The shipped chunk-attention recipe, small, trained for two steps."""
-    train_dir = tmp_path_factory.mktemp("serving") / "run"
-    cfg = config_lib.TrainConfig(
-        data=config_lib.DataConfig(feature_sizes=TINY_FEATURE_SIZES,
-                                   max_frames=40, num_classes=4),
-        model_config={"embedding_dim": 5, "chunk_size": 8, "rnn_units": 8,
-                      "hidden_units": 16, "attention_units": 8},
-        subspace_dim=3, train_data_pattern=f"{tiny_frame_data}/train-*",
-        train_dir=str(train_dir), batch_size=32, max_steps=2,
-        export_model_steps=2, seed=5)
-    training.train(cfg)
-    return modeling.latest_export(str(train_dir))
-
-
-@pytest.fixture(scope="module")
 def exported(chunk_export):
     """The export, loaded once for the module's tests."""
     return modeling.load_export(chunk_export)

@@ -18,10 +18,17 @@ MATCHES_SHOWN = 5
 _WIDTH, _HEIGHT, _PAD = 320, 70, 4
 
 
+def valid_chunks(weights):
+    """The chunks of a video's attention row that hold frames: the weights
+    up to the last positive one (padding chunks weigh exactly 0)."""
+    return int(np.max(np.flatnonzero(np.asarray(weights) > 0),
+                      initial=-1)) + 1
+
+
 def _curve(weights, chunk_seconds, colour):
     """An SVG bar chart of chunk weights over seconds (valid chunks only)."""
     weights = np.asarray(weights, np.float64)
-    valid = int(np.max(np.flatnonzero(weights > 0), initial=-1)) + 1
+    valid = valid_chunks(weights)
     if valid == 0:
         return "<svg></svg>"
     top = max(weights[:valid].max(), 1e-12)

@@ -68,27 +68,39 @@ def embed_records(signature, data_pattern, batch_size=256,
         records = tf.data.TFRecordDataset(path).batch(batch_size)
         try:
             for serialized in records:
-                out = signature(serialized=serialized)
-                ids = np.asarray([x.decode() for x in out["id"].numpy()])
-                arrays = {}
-                for name in modalities:
-                    key = name if len(modalities) > 1 else "embedding"
-                    arrays[name] = out[key].numpy().astype(np.float32)
-                    attention = (f"{name}_attention" if len(modalities) > 1
-                                 else "attention")
-                    if attention in out:
-                        arrays[f"attention_{name}"] = (
-                            out[attention].numpy().astype(np.float32))
-                check_finite(path, ids, arrays)
-                yield ids, arrays
+                yield embed_batch(signature, serialized, modalities, path)
         except tf.errors.DataLossError as e:
             raise DataError(f"{path} is corrupt or truncated: "
                             f"{_first_line(e)}") from None
-        except tf.errors.InvalidArgumentError as e:
-            raise DataError(
-                f"{path}: records do not match the exported model "
-                f"({'/'.join(modalities)}; level, feature names or sizes): "
-                f"{_first_line(e)}") from None
+
+
+def embed_batch(signature, serialized, modalities=MODALITIES, where=""):
+    """(ids, {name: array}) of one batch of serialized records, as
+    `embed_records` yields them; the search service embeds its uploads here.
+
+    Raises:
+      DataError: naming `where`, for records the model cannot parse or
+        non-finite embeddings.
+    """
+    try:
+        out = signature(serialized=serialized)
+    except tf.errors.InvalidArgumentError as e:
+        raise DataError(
+            f"{where}: records do not match the exported model "
+            f"({'/'.join(modalities)}; level, feature names or sizes): "
+            f"{_first_line(e)}") from None
+    ids = np.asarray([x.decode() for x in out["id"].numpy()])
+    arrays = {}
+    for name in modalities:
+        key = name if len(modalities) > 1 else "embedding"
+        arrays[name] = out[key].numpy().astype(np.float32)
+        attention = (f"{name}_attention" if len(modalities) > 1
+                     else "attention")
+        if attention in out:
+            arrays[f"attention_{name}"] = (
+                out[attention].numpy().astype(np.float32))
+    check_finite(where, ids, arrays)
+    return ids, arrays
 
 
 def check_finite(where, ids, arrays):

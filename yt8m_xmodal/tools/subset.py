@@ -82,7 +82,6 @@ import functools
 import hashlib
 import itertools
 import json
-import logging
 import math
 import os
 import re
@@ -735,42 +734,12 @@ class _Scan:
         return len(self.ids)
 
 
-def _record_batches(path, batch_size):
-    """Yields the records of one file in lists of `batch_size`, read with
-    their checksums checked, as tf.data reads them.
-
-    Raises:
-      tf.errors.OpError: for a record that cannot be read.
-    """
-    # No tf.data here: TFRecordDataset traces a function each time it is
-    # built and instantiates it when iterated, which costs more than parsing
-    # a video-level file. tf_record_iterator (kept in tf.compat.v1) reads
-    # the same records in C++ without a graph; its deprecation notice (on
-    # the first call in a process), which points to TFRecordDataset, is not
-    # for the tool's users.
-    tf_logger = tf.get_logger()
-    level = tf_logger.level
-    tf_logger.setLevel(logging.ERROR)
-    try:
-        records = tf.compat.v1.io.tf_record_iterator(path)
-    finally:
-        tf_logger.setLevel(level)
-    batch = []
-    for record in records:
-        batch.append(record)
-        if len(batch) == batch_size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def _scan_file(path, file_index, frame_features, summarize, selected,
                min_frames):
     """Scans one file; returns a `_Scan` for it. Raises tf.errors.OpError."""
     scan = _Scan()
     offset = 0
-    for serialized in _record_batches(
+    for serialized in readers.record_batches(
             path, _FRAME_BATCH_SIZE if frame_features else _VIDEO_BATCH_SIZE):
         batch = summarize(serialized)
         video_ids = batch["id"].numpy()
