@@ -1,42 +1,13 @@
 """A search index over a gallery of subspace embeddings.
 
-`build_index` writes an index directory over one modality's embeddings (the
-gallery); `load_index` reads it back, checked, and `.search(queries, k)`
-returns the best-k gallery ids and their cosine similarities, best first, as
-`matching.write_matches` does with `metrics.top_k_matches`.
-
-Kinds:
-
-- ``exact``: the float32 gallery as given, searched with the package's exact
-  streaming top-K (`metrics.top_k_matches`), the one inference's brute-force
-  matching uses. Fed the same gallery chunks it gives the same bits; fed
-  other chunk sizes, the float32 matmul may round a score by one ulp
-  (~1e-7), so only exact near-ties could order differently.
-- ``ivf_flat``: faiss inverted lists over the L2-normalized vectors (inner
-  product = cosine). A query scans the `nprobe` lists nearest to it; the
-  scores of what it finds are exact float32 cosines, but a true neighbour in
-  an unscanned list is missed.
-- ``ivf_sq8``: the same with vectors quantized to 8 bits per dimension (4x
-  smaller); scores are estimates from the quantized vectors.
-- ``hnsw``: a faiss HNSW graph over the normalized vectors.
-
-``auto`` builds ``exact`` below `EXACT_MAX_VECTORS` vectors (a brute-force
-pass over a gallery that small is fast) and ``ivf_flat`` above.
-
-The approximate kinds tune their search breadth (`nprobe`, or HNSW's
-`efSearch`) at build time: the smallest value whose recall@10 against the
-exact top-10 reaches `target_recall` on a sample of tuning queries (ideally
-the other modality's embeddings, the queries the index will really get).
-The measured recall is stored with the index.
-
-An index directory holds `manifest.json` (format version, kind, backend
-parameters, the model fingerprint, the gallery modality and size, and the
-size and sha256 of every other file), `ids.npy` (the gallery ids, in row
-order) and either `vectors.npy` (exact) or `index.faiss`. It is written to a
-temporary directory beside `index_dir` and renamed into place, so a reader
-never sees half of one. `load_index` checks every file against the manifest
-and, given `expected_fingerprint`, that the index was built from embeddings
-of the same model; any mismatch is a `DataError` naming the file.
+`build_index` writes an index directory over one modality's embeddings;
+`load_index` reads it back, checked against its manifest (and the model's
+fingerprint), and `.search(queries, k)` returns the best-k gallery ids and
+cosine scores, best first. Kinds: `exact` (the package's streaming top-K),
+faiss `ivf_flat`, `ivf_sq8` and `hnsw`; `auto` is exact below
+`EXACT_MAX_VECTORS` vectors and ivf_flat above, with the search breadth tuned
+at build time to `target_recall` against exact search. Layout and tuning:
+docs/design.md, "Search index".
 """
 
 import dataclasses

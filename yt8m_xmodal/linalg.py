@@ -1,31 +1,11 @@
 """Float64 linear algebra for canonical correlation analysis (CCA).
 
-Everything here is TensorFlow ops only (no numpy, no py_function), so it runs
-inside `tf.function`, under XLA and on a GPU.
-
-Notation follows Andrew et al., "Deep Canonical Correlation Analysis",
-ICML 2013: H1 [m, o1] and H2 [m, o2] are the two views, Σ11, Σ22 their
-covariances, Σ12 the cross-covariance and
-
-    T = Σ11^{-1/2} Σ12 Σ22^{-1/2},
-
-whose singular values are the canonical correlations.
-
-Scale-free regularization. Each view is first divided by its mean variance
-t = trace(Σ̂)/o (the covariance is then "unit mean eigenvalue"), so the ridge
-`r` and the eigenvalue floor `eps` are relative:
-
-    Σ11 = Σ̂11 + r1 · (trace(Σ̂11) / o1) · I.
-
-Multiplying a view by any constant leaves T unchanged, so the same `r` works
-for inputs of scale 1e-6 and 1e6.
-
-Global-batch statistics. `global_statistics` sums per-replica sufficient
-statistics with `ReplicaContext.all_reduce`, so inside `strategy.run` every
-replica sees the statistics of the global batch. The gradient of an
-all-reduce SUM is again an all-reduce SUM (see
-`tf.distribute.ReplicaContext.all_reduce`); `yt8m_xmodal.losses` documents
-what this means for the trainer.
+TensorFlow ops only, so it runs inside `tf.function`, under XLA and on a GPU.
+Notation follows Andrew et al., "Deep Canonical Correlation Analysis", ICML
+2013: T = Σ11^{-1/2} Σ12 Σ22^{-1/2}, whose singular values are the canonical
+correlations. Ridges are relative to each view's mean variance, so the same
+`r` works at any input scale; `global_statistics` all-reduces per-replica
+sufficient statistics (docs/design.md, "CCA linear algebra").
 """
 
 import collections

@@ -2,45 +2,15 @@
 
 All losses share one interface, picked by the trainer's `--loss` flag:
 
-    loss = get_loss("dcca", top_k=64)
+    loss = build_loss("dcca", config)
     value = loss(video, audio, labels=None)            # scalar
-    out = loss.compute(video, audio, labels=None)
-    # {"loss": scalar, "total_correlation": scalar, "correlations": [k]}
+    out = loss.compute(video, audio, labels=None)      # loss, correlations
 
-`video` [B, o1] and `audio` [B, o2] are the two towers' embeddings, `labels`
-the batch dict's multi-hot [B, C] (only `cluster_cca` needs it). The losses
-are Keras layers so that a learnable temperature is tracked, checkpointed and
-serialized like any weight; `loss.get_config()` is what the trainer records
-in model_flags.json.
-
-Global batch under tf.distribute
---------------------------------
-CCA is not a sum over examples, so inside `strategy.run` every loss sums its
-sufficient statistics (or gathers the embeddings, for the contrastive losses)
-over replicas: each replica computes the *global-batch* loss value L. The
-gradient of an all-reduce SUM is an all-reduce SUM of the upstream gradients,
-so replica r's gradient of L with respect to the mirrored weights is
-R · ∂L_r, where ∂L_r is the part of the global gradient flowing through
-replica r's rows and R = num_replicas_in_sync. The exact recipe is therefore
-the usual Keras one:
-
-    def step(batch):
-        with tf.GradientTape() as tape:
-            out = model(batch, training=True)
-            value = loss(out["video"], out["audio"], batch["labels"])
-            scaled = losses.scale_loss_for_replicas(value)   # value / R
-        variables = model.trainable_variables + loss.trainable_variables
-        grads = tape.gradient(scaled, variables)
-        optimizer.apply_gradients(zip(grads, variables))  # sums over replicas
-        return value
-    values = strategy.run(step, args=(batch,))
-    value = strategy.reduce("MEAN", values, axis=None)  # all replicas agree
-
-Σ_r ∂L_r is the one-device gradient of L on the global batch, so the applied
-gradient equals the single-device one (tests/test_distributed_loss.py). Do
-not divide by the global batch size: L is already a mean. Create the loss
-inside `strategy.scope()` (InfoNCE's temperature is a variable). Every replica
-must call the loss (the all-reduce is collective), also with an empty shard.
+`video` [B, o1] and `audio` [B, o2] are the towers' embeddings; only
+`cluster_cca` reads `labels`. The losses are Keras layers, so a learnable
+temperature is tracked and checkpointed like any weight. Under tf.distribute
+each loss all-reduces its sufficient statistics and returns the global-batch
+value; scale it with `scale_loss_for_replicas` (docs/design.md, "Losses").
 """
 
 import dataclasses

@@ -1,36 +1,12 @@
 """Exact cross-modal retrieval metrics, computed in query chunks.
 
-Queries are embeddings of one modality and the gallery those of the other,
-with rows aligned by video id: the true match of query ``i`` is gallery item
-``i``. Similarities are computed on TensorFlow ops (a GPU when present) one
-block of queries at a time, so the full ``N x N`` similarity matrix never
-exists: 100,000 x 100,000 at 128-d peaked at ~870 MB RSS, ~570 MB of it
-TensorFlow itself (bench/bench_eval.py).
-
-Conventions (the same in every function here):
-
-* Similarity is cosine (rows are L2-normalized first) or, with
-  ``cosine=False``, the raw dot product.
-* **Rank** of the true pair = 1 + the number of gallery items scoring strictly
-  higher + the number of *other* gallery items scoring exactly equal. Ties
-  count in the query's disfavour, so a model that maps everything to one point
-  gets rank N, not 1. Equivalently, rank = number of gallery items whose score
-  is >= the true pair's score (the true pair included).
-* **Median rank** follows numpy's ``np.median``: for an even number of queries
-  it is the mean of the two middle ranks (so it can end in .5). It is computed
-  with ``tfp.stats.percentile(..., 50, interpolation="midpoint")``.
-* **Recall@K** = fraction of queries with rank <= K. **MRR** = mean of 1/rank.
-* **mAP** (label based): gallery item j is relevant to query i when they share
-  at least one label (the true pair is relevant whenever it has a label). AP
-  of a query is taken over its whole ranked gallery,
-  ``AP = (1/R) * sum over relevant items of (relevant items up to it) / (its
-  position)``. Ties are broken against the query here too: among items with
-  equal score, irrelevant ones are placed first, which gives the smallest AP
-  over all orders of the ties. mAP is the mean over queries with at least one
-  relevant item; ``map_num_queries`` says how many that was (``map`` is NaN
-  when there are none). mAP sorts every query's whole gallery, so it costs
-  O(N^2 log N): ~3 CPU-ms per query at N = 100k, i.e. ~5 CPU-minutes per
-  direction, where the rank metrics take ~25 CPU-seconds.
+Queries are one modality's embeddings and the gallery the other's, rows
+aligned by video id (the true match of query i is gallery item i).
+Similarities are computed one block of queries at a time on TensorFlow ops,
+so the N x N matrix never exists. The rank of the true pair counts ties
+against the query; Recall@K, median and mean rank, MRR and label mAP follow
+from the ranks, and `fixed_gallery_metrics` averages seeded fixed-size
+galleries. The conventions in full: docs/design.md, "Retrieval metrics".
 """
 
 import itertools

@@ -1,28 +1,15 @@
 """Builds, restores and exports a model from its configuration.
 
-One module for the model's life outside the training loop, used by training,
-evaluation and inference alike:
+- `build_model(config)`: the two-tower model and its `LinearCCA` subspace;
+- `new_checkpoint` / `restore(train_dir)`: checkpoints and the model of a
+  train_dir, rebuilt from its model_flags.json;
+- `export_model(...)`: `train_dir/export/step_N/` with the towers, the
+  subspace, model_flags.json and a SavedModel whose signatures embed
+  serialized YT8M records (both modalities, or one);
+- `load_export`, `bundle` / `unbundle`: the export for Python callers and as a
+  .tgz, as the starter code's --output_model_tgz does.
 
-- `build_model(config)`: the two-tower model and its `LinearCCA` subspace, with
-  their weights created, from a `config.TrainConfig`;
-- `new_checkpoint(model, subspace, step, **extra)`: the `tf.train.Checkpoint`
-  that training writes and `restore` reads;
-- `restore(train_dir)`: rebuilds the model of a train_dir from its
-  model_flags.json and restores the newest (or a given) checkpoint;
-- `export_model(...)`: writes `train_dir/export/step_NNNNNNNN/`, holding
-
-  - `audio_tower.keras`, `video_tower.keras`: the two towers, loadable with
-    `keras.models.load_model` and no training flags;
-  - `subspace.keras`: the fitted `LinearCCA` layer;
-  - `model_flags.json`: the configuration that built the model;
-  - `saved_model/`: a SavedModel whose `serving_default` signature takes a
-    batch of serialized YT8M records (`SequenceExample`s at frame level,
-    `Example`s at video level) and returns `id` and the subspace embeddings
-    `audio` and `video`.
-
-An export is written to a temporary directory and renamed into place, so a
-reader never sees half of one. `bundle` / `unbundle` pack and unpack it as a
-.tgz, as the YouTube-8M starter code's --output_model_tgz does.
+Exports are written beside their place and renamed in, never seen half-done.
 """
 
 import gc
