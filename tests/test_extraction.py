@@ -126,19 +126,19 @@ def ref_log_mel(samples):
 
 
 def ref_conv_same_relu(x, w, b):
-    """3x3 SAME convolution + ReLU of [H, W, C] by shifted sums."""
-    h, wd, _ = x.shape
-    padded = np.pad(x, [(1, 1), (1, 1), (0, 0)])
-    out = np.zeros([h, wd, w.shape[3]]) + b
+    """3x3 SAME convolution + ReLU of [B, H, W, C] by shifted sums."""
+    _, h, wd, _ = x.shape
+    padded = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)])
+    out = np.zeros(x.shape[:3] + (w.shape[3],)) + b
     for dy in range(3):
         for dx in range(3):
-            out += padded[dy:dy + h, dx:dx + wd, :] @ w[dy, dx]
+            out += padded[:, dy:dy + h, dx:dx + wd, :] @ w[dy, dx]
     return np.maximum(out, 0.0)
 
 
 def ref_pool(x):
-    h, w, c = x.shape
-    return x.reshape(h // 2, 2, w // 2, 2, c).max(axis=(1, 3))
+    n, h, w, c = x.shape
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 @functools.lru_cache(maxsize=1)
@@ -149,10 +149,11 @@ def ref_checkpoint(ckpt):
             for name in reader.get_variable_to_shape_map()}
 
 
-def ref_vggish(patch, ckpt):
-    """VGGish in numpy from the checkpoint's variables."""
+def ref_vggish(patches, ckpt):
+    """VGGish in numpy from the checkpoint's variables: [B, 96, 64] ->
+    [B, 128]."""
     get = ref_checkpoint(ckpt).__getitem__
-    x = patch[:, :, None].astype(np.float64)
+    x = np.asarray(patches, np.float64)[..., None]
     for scope, pool in (("conv1", True), ("conv2", True),
                         ("conv3/conv3_1", False), ("conv3/conv3_2", True),
                         ("conv4/conv4_1", False), ("conv4/conv4_2", True)):
@@ -160,7 +161,7 @@ def ref_vggish(patch, ckpt):
                                get(f"vggish/{scope}/biases"))
         if pool:
             x = ref_pool(x)
-    x = x.reshape(-1)  # (h, w, c) order
+    x = x.reshape(len(x), -1)  # (h, w, c) order
     for scope in ("fc1/fc1_1", "fc1/fc1_2"):
         x = np.maximum(x @ get(f"vggish/{scope}/weights")
                        + get(f"vggish/{scope}/biases"), 0.0)
@@ -344,7 +345,7 @@ def test_vggish_network_with_loaded_weights(weights_dir, clips):
     model = vggish.VGGish(ckpt)
     patches = ref_log_mel(song[:32000, 0] / 32768.0)
     got = model.network(patches.astype(np.float32), training=False).numpy()
-    want = np.stack([ref_vggish(p, ckpt) for p in patches])
+    want = ref_vggish(patches, ckpt)
     assert (want < 0).any()  # fc2 has no ReLU
     np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max())
 
@@ -396,7 +397,7 @@ def test_song_bytes_within_one_of_the_reference_on_the_exact_path(
     assert rate == 16000 and raw.ndim == 1
     ckpt = str(weights_dir / "vggish_model.ckpt")
     projected = ref_audio_pca(
-        np.stack([ref_vggish(p, ckpt) for p in ref_log_mel(raw / 32768.0)]),
+        ref_vggish(ref_log_mel(raw / 32768.0), ckpt),
         genuine_pca)
     want = ref_quantize_truncate(projected)
     context, lists = parse(feature_extractor.extract(str(root / "song.wav")))
@@ -406,9 +407,14 @@ def test_song_bytes_within_one_of_the_reference_on_the_exact_path(
     assert np.mean((want > 0) & (want < 255)) > 0.5  # not all clipped
     assert "rgb" not in lists and "mean_rgb" not in context
     assert context["id"].bytes_list.value[0] == b"song"
+    # The release's means are of the dequantized bytes (they reach
+    # 2.0078125, byte 255 dequantized).
     np.testing.assert_allclose(context["mean_audio"].float_list.value,
-                               np.clip(projected, -2, 2).mean(axis=0),
-                               atol=1e-3)
+                               (got * 4 / 255 + 4 / 512 - 2).mean(axis=0),
+                               atol=1e-6)
+    assert np.abs(np.asarray(context["mean_audio"].float_list.value)
+                  - (want * 4 / 255 + 4 / 512 - 2).mean(axis=0)).max() \
+        <= 4 / 255
 
 
 def test_video_record_matches_the_reference_of_its_frames(
@@ -429,9 +435,11 @@ def test_video_record_matches_the_reference_of_its_frames(
     assert all(len(f) == 1024 for f in lists["rgb"])
     assert all(len(f) == 128 for f in lists["audio"])
     assert np.abs(np.stack(lists["rgb"]).astype(int) - want).max() <= 1
-    np.testing.assert_allclose(context["mean_rgb"].float_list.value,
-                               np.clip(whitened, -2, 2).mean(axis=0),
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        context["mean_rgb"].float_list.value,
+        (np.stack(lists["rgb"]).astype(np.float64) * 4 / 255 + 4 / 512
+         - 2).mean(axis=0),
+        atol=1e-6)
     # The record reads back through the project's reader, both views.
     from yt8m_xmodal import config as config_lib
     from yt8m_xmodal import readers
@@ -524,3 +532,72 @@ def test_extract_command_offline_without_weights(tmp_path, clips):
         assert str(tmp_path / "none") in line
     assert not (tmp_path / "x.tfrecord").exists()
     print(f"offline refusal in {elapsed:.1f} s (with TensorFlow's import)")
+
+
+# -- your own media as the query ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def media_model(tmp_path_factory):
+    """A 2-step MeanPoolModel on YT8M's real feature sizes (1024, 128), and
+    its synthetic test records (the gallery)."""
+    from yt8m_xmodal import config as config_lib
+    from yt8m_xmodal import training
+    from yt8m_xmodal.tools import synthetic
+    root = tmp_path_factory.mktemp("media_model")
+    synthetic.generate_dataset(str(root / "data"), num_videos=40, seed=1,
+                               num_shards=1, min_frames=4, max_frames=8,
+                               num_classes=4)
+    data = config_lib.DataConfig(max_frames=8, num_classes=4)
+    training.train(config_lib.TrainConfig(
+        train_data_pattern=str(root / "data" / "train-*"),
+        train_dir=str(root / "run"), data=data, model="MeanPoolModel",
+        model_config={"embedding_dim": 4, "hidden_units": 8}, subspace_dim=2,
+        batch_size=16, num_epochs=1, max_steps=2, export_model_steps=2,
+        seed=3))
+    return root / "run", str(root / "data" / "test-*")
+
+
+def test_embed_media_is_the_one_modality_embedding_of_its_features(
+        media_model, weights_dir, clips):
+    from yt8m_xmodal import modeling
+    train_dir, _ = media_model
+    model = modeling.load_export(modeling.latest_export(str(train_dir)))
+    root, _ = clips
+    reader_extractor = extractor.FeatureExtractor(str(weights_dir),
+                                                  download=False)
+    for name, modality, key in (("song.wav", "audio", "audio_codes"),
+                                ("clip.mp4", "video", "rgb_codes")):
+        out = model.embed_media(str(root / name), weights_dir=str(weights_dir))
+        assert out["modality"] == modality
+        assert out["embedding"].shape == (1, 2)
+        codes = reader_extractor.features(str(root / name))[key]
+        direct = getattr(model, f"embed_{modality}")(
+            features.dequantize(codes[None]).numpy(), [len(codes)])
+        np.testing.assert_allclose(out["embedding"], direct["embedding"],
+                                   atol=1e-5)
+
+
+def test_inference_query_media_prints_and_writes_the_matches(
+        media_model, weights_dir, clips, tmp_path):
+    train_dir, gallery = media_model
+    root, _ = clips
+    matches = tmp_path / "matches.csv"
+    result = run_command(
+        "inference.py", f"--train_dir={train_dir}",
+        f"--gallery_data_pattern={gallery}",
+        f"--query_media={root / 'song.wav'}", f"--weights_dir={weights_dir}",
+        "--nodownload", "--top_k=3", f"--output_file={matches}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    gallery_ids = {
+        tf.train.SequenceExample.FromString(r.numpy()).context.feature[
+            "id"].bytes_list.value[0].decode()
+        for r in tf.data.TFRecordDataset(tf.io.gfile.glob(gallery))}
+    lines = result.stdout.splitlines()
+    start = lines.index("song: top videos")
+    printed = [line.split()[1] for line in lines[start + 1:start + 4]]
+    assert set(printed) <= gallery_ids and len(set(printed)) == 3
+    with open(matches) as f:
+        rows = f.read().splitlines()
+    assert rows[1].startswith("song,audio,")
+    assert rows[1].split(",")[2].split()[::2] == printed

@@ -300,6 +300,26 @@ class ExportedModel:
         return self._run("embed_video", serialized=tf.constant(serialized,
                                                                tf.string))
 
+    def embed_media(self, path, weights_dir=None):
+        """Your own song or video file -> numpy `id`, `embedding` [1, k]
+        (and `attention`), plus `modality`: "video" for a file with video
+        (compare with songs), else "audio" (compare with videos).
+
+        The YT8M features are extracted with the official weights in
+        `weights_dir` (see yt8m_xmodal.extraction; needs the [media]
+        extra); the extractor is loaded once per model and directory.
+        """
+        # pylint: disable=import-outside-toplevel
+        from yt8m_xmodal.extraction import extractor, media
+        if getattr(self, "_extractor_dir", object()) != weights_dir:
+            self._extractor = extractor.FeatureExtractor(weights_dir)
+            self._extractor_dir = weights_dir
+        modality = "video" if media.has_video(path) else "audio"
+        out = self._run(f"embed_{modality}", serialized=tf.constant(
+            [self._extractor.extract(path)], tf.string))
+        out["modality"] = modality
+        return out
+
     def _run(self, signature, **inputs):
         out = self._saved.signatures[signature](**inputs)
         return {k: v.numpy() for k, v in out.items()}

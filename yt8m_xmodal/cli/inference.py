@@ -4,12 +4,20 @@ r"""Embeds YT8M records and writes top-K cross-modal matches.
         --input_data_pattern='/data/yt8m/frame/test*.tfrecord' \
         --output_file=matches.csv --top_k 20 --embeddings_file=out.npz
 
+Your own song or video, in one command (features extracted on the fly, see
+docs/extraction.md; a song queries the videos, a video the songs):
+
+    python inference.py --train_dir=/tmp/yt8m_xmodal_model \
+        --index_dir=/data/video_index --query_media=my_song.mp3 --top_k=20
+
 The model is the newest export in --train_dir, or a bundle given with
 --input_model_tgz; --output_model_tgz packs the export into such a bundle,
 as in the YouTube-8M starter code.
 """
 
+import csv
 import logging
+import os
 import tempfile
 
 from absl import flags
@@ -19,6 +27,8 @@ from yt8m_xmodal import index as index_lib
 from yt8m_xmodal import matching
 from yt8m_xmodal import metrics
 from yt8m_xmodal import modeling
+from yt8m_xmodal.extraction import extractor
+from yt8m_xmodal.extraction import media
 
 FLAGS = flags.FLAGS
 
@@ -54,6 +64,14 @@ flags.DEFINE_string("explain_file", "",
                     "Write an HTML page showing, for each query and its top "
                     "matches, the chunk attention of both sides over the "
                     "seconds (ChunkAttentionModel exports).")
+flags.DEFINE_string("query_media", "",
+                    "Your own media file(s) as the queries (a file, glob or "
+                    "comma list of wav, mp3, flac, m4a, mp4, mkv, webm): "
+                    "their YT8M features are extracted, songs query the "
+                    "videos and videos the songs (of --index_dir or "
+                    "--gallery_data_pattern); the matches are printed.")
+cli.define_config_flags(extractor.ExtractConfig,
+                        names=("weights_dir", "download"))
 
 log = logging.getLogger("yt8m_xmodal")
 
@@ -76,23 +94,29 @@ def main(argv):
         if FLAGS.output_model_tgz:
             modeling.bundle(export_dir, FLAGS.output_model_tgz)
             print(f"model bundle written to {FLAGS.output_model_tgz}")
-        if not FLAGS.input_data_pattern:
+        input_data_pattern, query_modality = (FLAGS.input_data_pattern,
+                                              FLAGS.query_modality)
+        output_file = FLAGS.output_file
+        if FLAGS.query_media:
+            input_data_pattern, query_modality = _extract_query_media(tmp)
+            output_file = output_file or os.path.join(tmp, "matches.csv")
+        if not input_data_pattern:
             if FLAGS.output_model_tgz:
                 return 0
             raise cli.FlagError("--input_data_pattern is empty")
-        if not (FLAGS.output_file or FLAGS.embeddings_file
+        if not (output_file or FLAGS.embeddings_file
                 or FLAGS.explain_file):
             raise cli.FlagError("nothing to write: set --output_file, "
                                 "--embeddings_file and/or --explain_file")
         exported = modeling.load_export(export_dir)
         gallery_index = None
         if FLAGS.index_dir:
-            gallery_index = _load_index(export_dir)
+            gallery_index = _load_index(export_dir, query_modality)
         result = matching.run_inference(
-            exported.signatures, FLAGS.input_data_pattern,
-            output_file=FLAGS.output_file,
+            exported.signatures, input_data_pattern,
+            output_file=output_file,
             gallery_data_pattern=FLAGS.gallery_data_pattern,
-            query_modality=FLAGS.query_modality, top_k=top_k,
+            query_modality=query_modality, top_k=top_k,
             embeddings_file=FLAGS.embeddings_file, batch_size=FLAGS.batch_size,
             explain_file=FLAGS.explain_file,
             chunk_seconds=getattr(exported.config.model_config, "chunk_size",
@@ -103,6 +127,8 @@ def main(argv):
                                if FLAGS.embeddings_file else ""),
             csls_k=(exported.config.csls_k if FLAGS.csls_k < 0
                     else FLAGS.csls_k))
+        if FLAGS.query_media:
+            _print_matches(output_file, query_modality)
     searched = (f"; gallery {result['gallery_size']}"
                 if result["gallery_size"] else "")
     print(f"{result['num_queries']} videos embedded with {export_dir}"
@@ -117,9 +143,47 @@ def main(argv):
     return 0
 
 
-def _load_index(export_dir):
+def _extract_query_media(tmp):
+    """Extracts --query_media into a TFRecord in `tmp`; returns its path and
+    the query modality (video when the files have video, else audio)."""
+    if FLAGS.input_data_pattern:
+        raise cli.FlagError("give either --query_media or "
+                            "--input_data_pattern, not both")
+    if not (FLAGS.index_dir or FLAGS.gallery_data_pattern):
+        raise cli.FlagError("--query_media needs the other modality to "
+                            "search: --index_dir or --gallery_data_pattern")
+    paths = extractor.resolve_inputs(FLAGS.query_media)
+    kinds = {"video" if media.has_video(p) else "audio" for p in paths}
+    if len(kinds) > 1:
+        raise cli.FlagError(f"--query_media={FLAGS.query_media} mixes songs "
+                            "and videos: query with one kind at a time")
+    modality = kinds.pop()
+    if FLAGS["query_modality"].present and FLAGS.query_modality != modality:
+        raise cli.FlagError(f"--query_media holds {modality} files: drop "
+                            f"--query_modality={FLAGS.query_modality}")
+    records = os.path.join(tmp, "query_media.tfrecord")
+    extractor.write_tfrecord(
+        paths, records, extractor.FeatureExtractor(
+            FLAGS.weights_dir or None, download=FLAGS.download))
+    return records, modality
+
+
+def _print_matches(matches_csv, query_modality):
+    """Prints each query's matches from the top-K CSV, best first."""
+    other = "videos" if query_modality == "audio" else "songs"
+    with open(matches_csv, newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    for query, _, pairs in rows:
+        print(f"{query}: top {other}")
+        fields = pairs.split()
+        for rank, (match, score) in enumerate(zip(fields[::2], fields[1::2]),
+                                              1):
+            print(f"  {rank:3d}. {match}  {score}")
+
+
+def _load_index(export_dir, query_modality):
     """The --index_dir index, checked to be of this model and of the other
-    modality than --query_modality."""
+    modality than the queries'."""
     if FLAGS.gallery_data_pattern:
         raise cli.FlagError("give either --index_dir or "
                             "--gallery_data_pattern, not both")
@@ -127,7 +191,12 @@ def _load_index(export_dir):
         FLAGS.index_dir, expected_fingerprint=index_lib.model_fingerprint(
             export_dir))
     query = "audio" if loaded.modality == "video" else "video"
-    if FLAGS.query_modality != query:
+    if query_modality != query and FLAGS.query_media:
+        raise cli.FlagError(
+            f"--index_dir={FLAGS.index_dir} holds {loaded.modality} "
+            f"embeddings and --query_media={FLAGS.query_media} is "
+            f"{query_modality}: search an index of the other modality")
+    if query_modality != query:
         raise cli.FlagError(
             f"--index_dir={FLAGS.index_dir} holds {loaded.modality} "
             f"embeddings: pass --query_modality={query}")

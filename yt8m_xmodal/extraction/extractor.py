@@ -2,9 +2,9 @@
 
 `FeatureExtractor` loads the weights once; `extract(path)` returns one
 serialized `tf.train.SequenceExample` in YT8M's layout: context `id` (the
-file's stem), `mean_rgb` / `mean_audio` (means over frames of the features
-before quantization, clipped to the range the bytes hold, so video-level
-models can read the record), and feature lists `rgb` (1,024 bytes a frame)
+file's stem), `mean_rgb` / `mean_audio` (means over frames of the
+dequantized bytes, as in the release, whose means reach 2.0078125 = byte 255
+dequantized; video-level models can read the record), and feature lists `rgb` (1,024 bytes a frame)
 and `audio` (128 bytes a frame). A file without video gets no `rgb` and no
 `mean_rgb`. A file with both keeps the seconds both cover. `write_tfrecord`
 writes many files into one TFRecord, with `skip_errors` opt-in and counted.
@@ -118,7 +118,8 @@ class FeatureExtractor:
         Returns:
           A dict: `id`; `audio` float64 [T, 128] and `audio_codes` uint8;
           `rgb` [T, 1024], `rgb_codes` and `times` (the chosen frames'
-          seconds) when the file has video. Floats are clipped to [-2, 2].
+          seconds) when the file has video. Floats are before quantization,
+          clipped to [-2, 2].
 
         Raises:
           DataError: naming the file, when it is not media, has no audio
@@ -157,10 +158,12 @@ def to_sequence_example(extracted):
     example = writers.make_frame_example(
         extracted["id"], [], extracted.get("rgb_codes"),
         extracted["audio_codes"])
-    for name, key in zip(features.VIDEO_FEATURE_NAMES, ("rgb", "audio")):
+    for name, key in zip(features.VIDEO_FEATURE_NAMES,
+                         ("rgb_codes", "audio_codes")):
         if key in extracted:
+            mean = tf.reduce_mean(features.dequantize(extracted[key]), axis=0)
             example.context.feature[name].float_list.value.extend(
-                np.mean(extracted[key], axis=0).astype(np.float32).tolist())
+                mean.numpy().tolist())
     return example
 
 

@@ -54,26 +54,32 @@ def write_standin_weights(directory, seed=0, vggish_pca_path=None):
 
 def _write_vggish_checkpoint(path, rng):
     """A TF1 V1 checkpoint (one file at `path`) with VGGish's variables."""
+    values = {}
+    for name, shape in vggish.checkpoint_shapes().items():
+        if name.endswith("/weights"):
+            fan_in = int(np.prod(shape[:-1]))
+            # He scaling keeps activations of a random VGG in range; the
+            # embedding layer is small so the genuine PCA sees values near
+            # its means, as with the real network.
+            scale = np.sqrt(2.0 / fan_in) * (
+                0.02 if name.startswith("vggish/fc2/") else 1.0)
+            values[name] = rng.normal(0.0, scale, shape).astype(np.float32)
+        else:
+            values[name] = rng.normal(0.0, 0.01, shape).astype(np.float32)
     graph = tf.Graph()
     with graph.as_default():
-        variables = []
-        for name, shape in vggish.checkpoint_shapes().items():
-            if name.endswith("/weights"):
-                fan_in = int(np.prod(shape[:-1]))
-                # He scaling keeps activations of a random VGG in range; the
-                # embedding layer is small so the genuine PCA sees values
-                # near its means, as with the real network.
-                scale = np.sqrt(2.0 / fan_in) * (
-                    0.02 if name.startswith("vggish/fc2/") else 1.0)
-                value = rng.normal(0.0, scale, shape)
-            else:
-                value = rng.normal(0.0, 0.01, shape)
-            variables.append(tf.compat.v1.Variable(
-                value.astype(np.float32), name=name.rsplit(":", 1)[0]))
+        # Zero-initialised, then loaded through feeds: values as graph
+        # constants would copy 290 MB through a GraphDef.
+        variables = {name: tf.compat.v1.get_variable(
+            name, value.shape, initializer=tf.compat.v1.zeros_initializer())
+            for name, value in values.items()}
         saver = tf.compat.v1.train.Saver(
-            variables, write_version=tf.compat.v1.train.SaverDef.V1)
+            list(variables.values()),
+            write_version=tf.compat.v1.train.SaverDef.V1)
         with tf.compat.v1.Session(graph=graph) as session:
             session.run(tf.compat.v1.global_variables_initializer())
+            for name, variable in variables.items():
+                variable.load(values[name], session)
             saver.save(session, path, write_meta_graph=False,
                        write_state=False)
 
