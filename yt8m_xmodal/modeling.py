@@ -281,6 +281,8 @@ class ExportedModel:
         self.config = config_lib.read_model_flags(export_dir)
         self._saved = tf.saved_model.load(path)
         self.signatures = self._saved.signatures
+        # weights_dir -> extraction.FeatureExtractor, for embed_media.
+        self._extractors = {}
 
     def embed_records(self, serialized):
         """Serialized records with both modalities -> numpy `id`, `audio`,
@@ -311,12 +313,13 @@ class ExportedModel:
         """
         # pylint: disable=import-outside-toplevel
         from yt8m_xmodal.extraction import extractor, media
-        if getattr(self, "_extractor_dir", object()) != weights_dir:
-            self._extractor = extractor.FeatureExtractor(weights_dir)
-            self._extractor_dir = weights_dir
+        if weights_dir not in self._extractors:
+            self._extractors[weights_dir] = extractor.FeatureExtractor(
+                weights_dir)
+        record = self._extractors[weights_dir].extract(path)
         modality = "video" if media.has_video(path) else "audio"
-        out = self._run(f"embed_{modality}", serialized=tf.constant(
-            [self._extractor.extract(path)], tf.string))
+        out = self._run(f"embed_{modality}",
+                        serialized=tf.constant([record], tf.string))
         out["modality"] = modality
         return out
 

@@ -15,7 +15,6 @@ import glob
 import logging
 import os
 
-import numpy as np
 import tensorflow as tf
 
 from yt8m_xmodal import features

@@ -11,6 +11,8 @@ fc4096 x 2, fc128 with no ReLU on fc128, as in the current vggish_slim.py.
 Its official weights are a TF1 V1 checkpoint read here by variable name.
 """
 
+import functools
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -96,9 +98,6 @@ def num_patches(num_samples):
     return (num_samples - PATCH_SAMPLES) // media.SAMPLE_RATE + 1
 
 
-_MEL = None
-
-
 def log_mel_patches(samples):
     """16 kHz mono samples [N] -> float32 log-mel patches [T, 96, 64], one
     per second, in TF ops; T = num_patches(N).
@@ -107,10 +106,13 @@ def log_mel_patches(samples):
     >>> log_mel_patches(tf.zeros([48000])).shape
     TensorShape([3, 96, 64])
     """
-    global _MEL  # pylint: disable=global-statement
-    if _MEL is None:
-        _MEL = tf.constant(mel_matrix(), tf.float32)
-    return _log_mel_patches(tf.convert_to_tensor(samples, tf.float32), _MEL)
+    return _log_mel_patches(tf.convert_to_tensor(samples, tf.float32),
+                            _mel_constant())
+
+
+@functools.lru_cache(maxsize=1)
+def _mel_constant():
+    return tf.constant(mel_matrix(), tf.float32)
 
 
 @tf.function(input_signature=[tf.TensorSpec([None], tf.float32),
