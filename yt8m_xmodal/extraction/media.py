@@ -49,7 +49,7 @@ def has_video(path):
 
 def _is_cover_art(stream):
     # An mp3's or m4a's embedded picture is a one-frame "video" stream.
-    return bool(stream.disposition & stream.disposition.attached_pic)
+    return bool(stream.disposition & _av().stream.Disposition.attached_pic)
 
 
 def decode_frames(path, max_frames=features.MAX_FRAMES):
