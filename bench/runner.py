@@ -83,6 +83,8 @@ BENCHMARKS = (
               throughput=True),
     Benchmark("pipelines", "Beam pipelines: subset and embedding",
               "bench/bench_pipelines.py", throughput=True),
+    Benchmark("extract", "Media extraction (your own songs and videos)",
+              "bench/bench_extract.py", throughput=True),
     # A quick run gets its own --work_dir: the script reuses the data and
     # runs it finds there.
     Benchmark("frame_level", "Frame-level retrieval (synthetic data)",

@@ -748,6 +748,12 @@ class InferenceConfig:
         "", "Search this index (built by yt8m-xmodal-index from this "
         "model's embeddings) instead of embedding gallery records; the "
         "queries are of the other modality.")
+    query_media: str = _field(
+        "", "Your own media file(s) as the queries (a file, glob or comma "
+        "list of wav, mp3, flac, m4a, mp4, mkv, webm): their YT8M features "
+        "are extracted (--weights_dir), songs query the videos and videos "
+        "the songs (of --index_dir or --gallery_data_pattern); the matches "
+        "are printed.")
     explain_file: str = _field(
         "", "Write an HTML page showing, for each query and its top matches, "
         "the chunk attention of both sides over the seconds "

@@ -269,6 +269,8 @@ class ExportedModel:
         self.config = rundir.read_model_flags(export_dir)
         self._saved = tf.saved_model.load(path)
         self.signatures = self._saved.signatures
+        # weights_dir -> extraction.FeatureExtractor, for embed_media.
+        self._extractors = {}
 
     def embed_records(self, serialized):
         """Serialized records with both modalities -> numpy `id`, `audio`,
@@ -287,6 +289,27 @@ class ExportedModel:
         embed_audio_records."""
         return self._run("embed_video", serialized=tf.constant(serialized,
                                                                tf.string))
+
+    def embed_media(self, path, weights_dir=None):
+        """Your own song or video file -> numpy `id`, `embedding` [1, k]
+        (and `attention`), plus `modality`: "video" for a file with video
+        (compare with songs), else "audio" (compare with videos).
+
+        The YT8M features are extracted with the official weights in
+        `weights_dir` (see yt8m_xmodal.extraction; needs the [media]
+        extra); the extractor is loaded once per model and directory.
+        """
+        # pylint: disable=import-outside-toplevel
+        from yt8m_xmodal.extraction import extractor, media
+        if weights_dir not in self._extractors:
+            self._extractors[weights_dir] = extractor.FeatureExtractor(
+                weights_dir)
+        record = self._extractors[weights_dir].extract(path)
+        modality = "video" if media.has_video(path) else "audio"
+        out = self._run(f"embed_{modality}",
+                        serialized=tf.constant([record], tf.string))
+        out["modality"] = modality
+        return out
 
     def _run(self, signature, **inputs):
         out = self._saved.signatures[signature](**inputs)

@@ -40,8 +40,10 @@ def make_frame_example(video_id, labels, video, audio,
     Args:
       video_id: str or bytes, the record id.
       labels: iterable of int class indices.
-      video: float array [T, D_video] (quantized here) or uint8 codes.
-      audio: float array [T, D_audio] (quantized here) or uint8 codes.
+      video: float array [T, D_video] (quantized here) or uint8 codes; None
+        writes no video feature list (a song alone).
+      audio: float array [T, D_audio] (quantized here) or uint8 codes; None
+        as video.
       feature_names: the (video, audio) feature-list names.
       id_feature: the context key of the id ("video_id" in the 2017
         release).
@@ -55,6 +57,8 @@ def make_frame_example(video_id, labels, video, audio,
     })
     lists = {}
     for name, frames in zip(feature_names, (video, audio)):
+        if frames is None:
+            continue
         frames = np.asarray(frames)
         codes = frames if frames.dtype == np.uint8 else features.quantize(frames)
         lists[name] = tf.train.FeatureList(

@@ -4,6 +4,12 @@ r"""Embeds YT8M records and writes top-K cross-modal matches.
         --input_data_pattern='/data/yt8m/frame/test*.tfrecord' \
         --output_file=matches.csv --top_k 20 --embeddings_file=out.npz
 
+Your own song or video, in one command (features extracted on the fly, see
+docs/extraction.md; a song queries the videos, a video the songs):
+
+    python inference.py --train_dir=/tmp/yt8m_xmodal_model \
+        --index_dir=/data/video_index --query_media=my_song.mp3 --top_k=20
+
 The model is the newest export in --train_dir, or a bundle given with
 --input_model_tgz; --output_model_tgz packs the export into such a bundle,
 as in the YouTube-8M starter code. The starter code's reader flags
@@ -11,7 +17,9 @@ as in the YouTube-8M starter code. The starter code's reader flags
 model's.
 """
 
+import csv
 import logging
+import os
 import tempfile
 
 from absl import flags
@@ -23,6 +31,7 @@ from yt8m_xmodal import matching
 from yt8m_xmodal import metrics
 from yt8m_xmodal import modeling
 from yt8m_xmodal.errors import DataError
+from yt8m_xmodal.extraction import extractor
 
 FLAGS = flags.FLAGS
 
@@ -30,6 +39,9 @@ cli.define_config_flags(config_lib.InferenceConfig)
 # The starter code's inference.py takes the reader flags; here they must
 # agree with the model's, except the records' id key and vocabulary size.
 cli.define_data_flags()
+# --query_media's feature extraction (yt8m-xmodal-extract's flags).
+cli.define_config_flags(extractor.ExtractConfig,
+                        names=("weights_dir", "download"))
 
 log = logging.getLogger("yt8m_xmodal")
 
@@ -50,33 +62,40 @@ def main(argv):
         if cfg.output_model_tgz:
             modeling.bundle(export_dir, cfg.output_model_tgz)
             print(f"model bundle written to {cfg.output_model_tgz}")
-        if not cfg.input_data_pattern:
+        input_data_pattern, query_modality = (cfg.input_data_pattern,
+                                              cfg.query_modality)
+        output_file = cfg.output_file
+        if cfg.query_media:
+            input_data_pattern, query_modality = _extract_query_media(cfg,
+                                                                      tmp)
+            output_file = output_file or os.path.join(tmp, "matches.csv")
+        if not input_data_pattern:
             if cfg.output_model_tgz:
                 return 0
             raise cli.FlagError("--input_data_pattern is empty")
-        if not (cfg.output_file or cfg.embeddings_file or cfg.explain_file):
+        if not (output_file or cfg.embeddings_file or cfg.explain_file):
             raise cli.FlagError("nothing to write: set --output_file, "
                                 "--embeddings_file and/or --explain_file")
         exported = modeling.load_export(export_dir)
         model_dir = cfg.input_model_tgz or export_dir
         data = cli.data_config_for_model(
-            exported.config.data, model_dir, cfg.input_data_pattern,
+            exported.config.data, model_dir, input_data_pattern,
             "input_data_pattern")
         if data.id_feature != exported.config.data.id_feature:
             # The export parses records itself, with the model's id key.
             raise DataError(
-                f"{cfg.input_data_pattern} keeps ids in {data.id_feature}, "
+                f"{input_data_pattern} keeps ids in {data.id_feature}, "
                 f"but the model in {model_dir} reads them from "
                 f"{exported.config.data.id_feature}; give records of the "
                 "model's release")
         gallery_index = None
         if cfg.index_dir:
-            gallery_index = _load_index(cfg, export_dir)
+            gallery_index = _load_index(cfg, export_dir, query_modality)
         result = matching.run_inference(
-            exported.signatures, cfg.input_data_pattern,
-            output_file=cfg.output_file,
+            exported.signatures, input_data_pattern,
+            output_file=output_file,
             gallery_data_pattern=cfg.gallery_data_pattern,
-            query_modality=cfg.query_modality, top_k=top_k,
+            query_modality=query_modality, top_k=top_k,
             embeddings_file=cfg.embeddings_file, batch_size=cfg.batch_size,
             explain_file=cfg.explain_file,
             chunk_seconds=getattr(exported.config.model_config, "chunk_size",
@@ -86,6 +105,8 @@ def main(argv):
                                if cfg.embeddings_file else ""),
             csls_k=(exported.config.csls_k if cfg.csls_k is None
                     else cfg.csls_k))
+        if cfg.query_media:
+            _print_matches(output_file, query_modality)
     searched = (f"; gallery {result['gallery_size']}"
                 if result["gallery_size"] else "")
     print(f"{result['num_queries']} videos embedded with {export_dir}"
@@ -100,9 +121,48 @@ def main(argv):
     return 0
 
 
-def _load_index(cfg, export_dir):
+def _extract_query_media(cfg, tmp):
+    """Extracts --query_media into a TFRecord in `tmp`; returns its path and
+    the query modality (video when the files have video, else audio)."""
+    from yt8m_xmodal.extraction import media  # noqa: PLC0415 - needs [media]
+    if cfg.input_data_pattern:
+        raise cli.FlagError("give either --query_media or "
+                            "--input_data_pattern, not both")
+    if not (cfg.index_dir or cfg.gallery_data_pattern):
+        raise cli.FlagError("--query_media needs the other modality to "
+                            "search: --index_dir or --gallery_data_pattern")
+    paths = extractor.resolve_inputs(cfg.query_media)
+    kinds = {"video" if media.has_video(p) else "audio" for p in paths}
+    if len(kinds) > 1:
+        raise cli.FlagError(f"--query_media={cfg.query_media} mixes songs "
+                            "and videos: query with one kind at a time")
+    modality = kinds.pop()
+    if FLAGS["query_modality"].present and cfg.query_modality != modality:
+        raise cli.FlagError(f"--query_media holds {modality} files: drop "
+                            f"--query_modality={cfg.query_modality}")
+    records = os.path.join(tmp, "query_media.tfrecord")
+    extractor.write_tfrecord(
+        paths, records, extractor.FeatureExtractor(
+            FLAGS.weights_dir or None, download=FLAGS.download))
+    return records, modality
+
+
+def _print_matches(matches_csv, query_modality):
+    """Prints each query's matches from the top-K CSV, best first."""
+    other = "videos" if query_modality == "audio" else "songs"
+    with open(matches_csv, newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    for query, _, pairs in rows:
+        print(f"{query}: top {other}")
+        fields = pairs.split()
+        for rank, (match, score) in enumerate(zip(fields[::2], fields[1::2]),
+                                              1):
+            print(f"  {rank:3d}. {match}  {score}")
+
+
+def _load_index(cfg, export_dir, query_modality):
     """The --index_dir index, checked to be of this model and of the other
-    modality than --query_modality."""
+    modality than the queries'."""
     if cfg.gallery_data_pattern:
         raise cli.FlagError("give either --index_dir or "
                             "--gallery_data_pattern, not both")
@@ -110,7 +170,12 @@ def _load_index(cfg, export_dir):
         cfg.index_dir, expected_fingerprint=index_lib.model_fingerprint(
             export_dir))
     query = "audio" if loaded.modality == "video" else "video"
-    if cfg.query_modality != query:
+    if query_modality != query and cfg.query_media:
+        raise cli.FlagError(
+            f"--index_dir={cfg.index_dir} holds {loaded.modality} "
+            f"embeddings and --query_media={cfg.query_media} is "
+            f"{query_modality}: search an index of the other modality")
+    if query_modality != query:
         raise cli.FlagError(
             f"--index_dir={cfg.index_dir} holds {loaded.modality} "
             f"embeddings: pass --query_modality={query}")
