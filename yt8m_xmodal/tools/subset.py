@@ -85,7 +85,6 @@ import json
 import logging
 import os
 import re
-import struct
 import sys
 import time
 
@@ -97,6 +96,7 @@ from yt8m_xmodal import features
 from yt8m_xmodal import progress as progress_lib
 from yt8m_xmodal import readers
 from yt8m_xmodal import records
+from yt8m_xmodal import tfrecord
 from yt8m_xmodal.tools import vocabulary
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import ConfigError, DataError
@@ -498,12 +498,11 @@ class RecordFetcher:
             if len(self._open) >= _MAX_OPEN_FILES:
                 self._open.popitem(last=False)[1].close()
         self._open[file_index] = f
-        f.seek(offset)
-        header = f.read(readers.TFRECORD_HEADER_BYTES)
-        data = f.read(length)
-        if (len(header) != readers.TFRECORD_HEADER_BYTES
-                or struct.unpack("<Q", header[:8])[0] != length
-                or len(data) != length
+        try:
+            data = tfrecord.read_record(f, path, offset)
+        except DataError:
+            data = None
+        if (data is None or len(data) != length
                 or hashlib.sha256(data).digest()[:_HASH_BYTES] != digest):
             raise DataError(
                 f"{path}: the record at byte {offset} is not the one read in "
@@ -690,7 +689,7 @@ def _scan_file(path, file_index, frame_features, summarize, selected,
             audio = batch["audio"].numpy()
         for i, record in enumerate(serialized):
             record_offset = offset
-            offset += len(record) + readers.TFRECORD_FRAMING_BYTES
+            offset += len(record) + tfrecord.FRAMING_BYTES
             scan.records_read += 1
             video_id = video_ids[i]
             key = id_key(video_id)
@@ -718,8 +717,8 @@ def _scan_file(path, file_index, frame_features, summarize, selected,
             scan.add_candidate(video_id, key, record_digest(record),
                                audio_hash, file_index, record_offset,
                                len(record), chosen)
-    shortfall = readers.shard_shortfall(path, offset,
-                                        tf.io.gfile.stat(path).length)
+    shortfall = tfrecord.shard_shortfall(path, offset,
+                                         tf.io.gfile.stat(path).length)
     if shortfall:
         raise DataError(shortfall)
     return scan
