@@ -13,15 +13,11 @@ import os
 import numpy as np
 
 from yt8m_xmodal import metrics
+from yt8m_xmodal.training import selection_score
 
 TOP_K = (1, 5, 10, 20)
 DIRECTIONS = ("audio_to_video", "video_to_audio")
 GALLERY_SEEDS = (0, 1, 2, 3, 4)
-
-
-def selection_score(result):
-    """What model selection maximizes: mean R@10 of both directions."""
-    return float(np.mean([result[d]["recall@10"] for d in DIRECTIONS]))
 
 
 def gallery_rows(n, size, seed):

@@ -93,18 +93,19 @@ def build():
         raise FlagError(f"--index_dir={FLAGS.index_dir} exists; pass "
                         "--overwrite to replace it")
     paths = [p for p in FLAGS.embeddings_file.split(",") if p]
-    embeddings = index_lib.read_embeddings(paths, FLAGS.modality,
-                                           seed=FLAGS.seed)
+    embeddings, tune_queries = index_lib.read_gallery(paths, FLAGS.modality,
+                                                      seed=FLAGS.seed)
+    gallery = getattr(embeddings, FLAGS.modality)
     fingerprint = _fingerprint(embeddings)
     log.info("%d %s embeddings (%d-d) from %d file(s)", len(embeddings),
-             FLAGS.modality, embeddings.vectors[0].shape[1], len(paths))
+             FLAGS.modality, gallery.shape[1], len(paths))
     try:
         manifest = index_lib.build_index(
-            embeddings.ids, embeddings.vectors, FLAGS.index_dir, fingerprint,
+            embeddings.ids, gallery, FLAGS.index_dir, fingerprint,
             kind=FLAGS.kind, modality=FLAGS.modality,
             nlist=FLAGS.nlist or None,
             search_breadth=FLAGS.search_breadth or None,
-            tune_queries=embeddings.queries,
+            tune_queries=tune_queries,
             target_recall=FLAGS.target_recall, overwrite=FLAGS.overwrite,
             seed=FLAGS.seed, sources=paths)
     except DataError:

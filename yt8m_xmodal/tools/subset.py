@@ -473,16 +473,6 @@ def split_of(video_id, split_fractions=DEFAULT_SPLIT_FRACTIONS):
 # Files
 
 
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        while True:
-            block = f.read(1 << 20)
-            if not block:
-                return digest.hexdigest()
-            digest.update(block)
-
-
 class RecordFetcher:
     """Reads single records back by byte offset, keeping a few files open."""
 
@@ -1062,7 +1052,7 @@ def extract_subset(input_data_pattern, output_dir, frame_features=None,
                       for s in range(num_shards)]
             shards[split] = [
                 {"file": os.path.basename(p), "records": n,
-                 "sha256": file_sha256(p)}
+                 "sha256": writers.file_sha256(p)}
                 for p, n in zip(paths_written, counts)]
             _progress(progress, f"wrote {split}: {len(split_members[split])} "
                       f"videos in {num_shards} shards")
