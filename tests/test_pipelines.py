@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT, SHARED_YT8M, TINY_FEATURE_SIZES
+from conftest import DATA_DIR, REPO_ROOT, TINY_FEATURE_SIZES
 from yt8m_xmodal import embeddings
 from yt8m_xmodal import matching
 from yt8m_xmodal import modeling
@@ -45,7 +45,7 @@ def _comparable(manifest):
 
 
 def _real_pattern():
-    directory = SHARED_YT8M / "video"
+    directory = DATA_DIR / "video"
     if not (directory / "validate0000.tfrecord").exists():
         pytest.skip(f"real YT8M shards not found at {directory}")
     return str(directory / "validate*.tfrecord")

@@ -37,8 +37,8 @@ restating them.
    at least `repeated_audio_min_videos` distinct ids over all readable
    input files (counted in the first pass, before selection). Real audio
    never averages to the same 128 floats twice; the features of a silent or
-   missing track do (435 of the 28,792 videos of the 100 validate shards in
-   ../shared/yt8m share one vector).
+   missing track do (435 of the 28,792 videos of the 100 video-level
+   validate shards of the 2018 release share one vector).
 4. `duplicate_id`: of the records left with the same id, the one whose
    serialized bytes have the smallest SHA-256 (compared on its first 8 bytes)
    is kept, so the choice does not depend on file names or order; the others
