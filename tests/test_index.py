@@ -344,6 +344,10 @@ def test_read_gallery_concatenates_files(two_npz):
     np.testing.assert_array_equal(emb.audio,
                                   np.concatenate([audio[1800:],
                                                   audio[:1800]]))
+    # A data pattern (comma-separated globs) reads the same files.
+    emb, _ = index.read_gallery(",".join(paths[::-1]), "audio")
+    np.testing.assert_array_equal(emb.ids, np.concatenate([ids[1800:],
+                                                           ids[:1800]]))
 
 
 def test_read_gallery_errors_name_the_file(two_npz, tmp_path):

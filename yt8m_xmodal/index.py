@@ -130,8 +130,8 @@ def read_gallery(paths, modality="video", num_queries=MAX_TUNE_QUERIES,
     """Reads embeddings files as a gallery, and tuning queries.
 
     Args:
-      paths: embeddings files (see embeddings.py); their rows are
-        concatenated in this order.
+      paths: embeddings files (see embeddings.py), a list read in this
+        order or a data pattern.
       modality: "audio" or "video", the gallery.
       num_queries: rows of the other modality to sample for tuning (the
         queries the index will really get); files without it tune on the
@@ -146,8 +146,9 @@ def read_gallery(paths, modality="video", num_queries=MAX_TUNE_QUERIES,
     if modality not in embeddings_lib.MODALITIES:
         raise ValueError(f"modality must be audio or video, got {modality!r}")
     other = "audio" if modality == "video" else "video"
-    emb = embeddings_lib.read_embeddings(list(paths), (modality,),
-                                         optional=(other,))
+    emb = embeddings_lib.read_embeddings(
+        paths if isinstance(paths, str) else list(paths), (modality,),
+        optional=(other,))
     gallery = getattr(emb, modality)
     metrics.check_rows(gallery, f"`{modality}` of {', '.join(emb.files)}",
                        ids=emb.ids)
