@@ -248,9 +248,9 @@ def spawn(part, args, work, n, kind="", exact_queries=0):
 
 
 def recall(work, kind, truth):
+    from yt8m_xmodal import index
     rows = np.load(os.path.join(work, f"rows_{kind}.npy"))[:len(truth)]
-    hits = [len(np.intersect1d(r, t)) for r, t in zip(rows, truth)]
-    return float(np.sum(hits) / truth.size)
+    return index.recall_at_k(rows, truth)
 
 
 def bench_size(args, n, tmp_root, report):

@@ -1,7 +1,7 @@
 """Benchmark: the Beam pipelines on DirectRunner against the single-process
 tools they scale out, measured side by side in one run.
 
-  subset, real video level: the 100 validate shards of ../shared/yt8m,
+  subset, real video level: the 100 validate shards of $YT8M_DATA_DIR,
     (a) the single-process tool   python -m yt8m_xmodal.cli.subset
     (b) the pipeline, DirectRunner, 1 worker (in-memory)
     (c) the pipeline, DirectRunner, 2 workers (multi_processing)
@@ -50,9 +50,7 @@ except ImportError:  # run as `python bench/bench_pipelines.py`
     import fragments
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.environ.get("YT8M_SHARED_DIR",
-                        os.path.join(os.path.dirname(REPO_ROOT), "shared",
-                                     "yt8m"))
+SHARED = fragments.DATA_DIR
 # Full frame-level YouTube-8M (train + validate + test), as published.
 FULL_BYTES = 1.5e12
 FULL_SHARDS = 3844

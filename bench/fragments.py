@@ -22,6 +22,13 @@ import time
 
 DEFAULT_OUTPUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                   "results")
+# Real YouTube-8M shards, never copied into the repo: $YT8M_DATA_DIR
+# ($YT8M_SHARED_DIR, its older name), by default ../shared/yt8m beside the
+# checkout.
+DATA_DIR = (os.environ.get("YT8M_DATA_DIR")
+            or os.environ.get("YT8M_SHARED_DIR")
+            or os.path.join(os.path.dirname(os.path.dirname(
+                os.path.abspath(__file__))), "..", "shared", "yt8m"))
 QUICK_BANNER = ("> **QUICK RUN (`--quick`): tiny sizes for smoke tests only. "
                 "These are not benchmark figures.**")
 # The machine fields that say whether two runs ran on the same machine.

@@ -10,9 +10,9 @@ and a recall-vs-gallery-size plot.
 import json
 import os
 
-import numpy as np
 
 from yt8m_xmodal import metrics
+from yt8m_xmodal.training import selection_score
 
 TOP_K = (1, 5, 10, 20)
 DIRECTIONS = metrics.DIRECTIONS
@@ -20,9 +20,6 @@ DIRECTIONS = metrics.DIRECTIONS
 GALLERY_DRAWS = 5
 
 
-def selection_score(result):
-    """What model selection maximizes: mean R@10 of both directions."""
-    return float(np.mean([result[d]["recall@10"] for d in DIRECTIONS]))
 
 
 def gallery_mean(audio, video, size, labels=None, cosine=True,

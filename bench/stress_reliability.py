@@ -40,12 +40,12 @@ the fuzz checks is tests/test_reliability.py.
 import argparse
 import collections
 import glob
+import io
 import json
 import os
 import select
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -58,6 +58,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # than whichever copy is installed.
 sys.path.insert(0, REPO_ROOT)
 
+from yt8m_xmodal import tfrecord  # noqa: E402
+
 # Small records: a mutant reads in milliseconds, and the tiny model this
 # sweep trains (16-d video, 8-d audio, 40 frames, 4 classes) reads them.
 FEATURE_SIZES = (16, 8)
@@ -67,9 +69,6 @@ RECORDS_PER_SHARD = 12
 # train.py's --batch_size in every run here: a rerun's train_result.json
 # counts examples, and this turns them into steps.
 TRAIN_BATCH_SIZE = 32
-# TFRecord framing (tensorflow/core/lib/io/record_writer.cc): uint64 length,
-# uint32 masked CRC of the length, data, uint32 masked CRC of the data.
-LENGTH_BYTES, CRC_BYTES = 8, 4
 
 # What a mutant may legitimately come to; anything else, a DataError that
 # does not name the mutant file included, is a failure.
@@ -113,13 +112,9 @@ def make_record(rng, video_id, frame_features, sizes=FEATURE_SIZES):
 def record_spans(data):
     """(start, end) byte offsets of each framed record, by walking the headers
     (independent of TF's reader)."""
-    spans, offset = [], 0
-    while offset < len(data):
-        (length,) = struct.unpack("<Q", data[offset:offset + LENGTH_BYTES])
-        end = offset + LENGTH_BYTES + 2 * CRC_BYTES + length
-        spans.append((offset, end))
-        offset = end
-    return spans
+    return [(offset, offset + tfrecord.FRAMING_BYTES + length)
+            for offset, length in tfrecord.iter_offsets(
+                io.BytesIO(data), "source", len(data))]
 
 
 def make_mutants(source, frame_features, count, rng, out_dir):
@@ -133,10 +128,12 @@ def make_mutants(source, frame_features, count, rng, out_dir):
     import tensorflow as tf
     data = open(source, "rb").read()
     spans = record_spans(data)
-    ids = [tf.train.SequenceExample.FromString(data[s + 12:e - 4]).context
-           .feature["id"].bytes_list.value[0].decode() if frame_features else
-           tf.train.Example.FromString(data[s + 12:e - 4]).features
-           .feature["id"].bytes_list.value[0].decode() for s, e in spans]
+    proto = tf.train.SequenceExample if frame_features else tf.train.Example
+    ids = []
+    for _, record in tfrecord.iter_records(io.BytesIO(data), source):
+        parsed = proto.FromString(record)
+        context = parsed.context if frame_features else parsed.features
+        ids.append(context.feature["id"].bytes_list.value[0].decode())
     kinds = ["truncate", "truncate_header", "flip_length", "flip_length_crc", "flip_payload",
              "flip_data_crc", "zero_length", "random_bytes", "garbage_record",
              "wrong_feature_size", "trailing_bytes"]
@@ -153,16 +150,18 @@ def make_mutants(source, frame_features, count, rng, out_dir):
         clean_ids = ids
         if kind.startswith("truncate"):
             cut = (int(rng.integers(1, len(data))) if kind == "truncate" else
-                   start + int(rng.integers(1, 12)))
+                   start + int(rng.integers(1, tfrecord.HEADER_BYTES)))
             mutant = mutant[:cut]
             clean_ids = [i for i, (s, e) in zip(ids, spans) if e <= cut]
             damage = cut
         elif kind.startswith("flip_"):
             lo, hi = {
-                "flip_length": (start, start + LENGTH_BYTES),
-                "flip_length_crc": (start + LENGTH_BYTES, start + 12),
-                "flip_payload": (start + 12, end - CRC_BYTES),
-                "flip_data_crc": (end - CRC_BYTES, end),
+                "flip_length": (start, start + tfrecord.LENGTH_BYTES),
+                "flip_length_crc": (start + tfrecord.LENGTH_BYTES,
+                                    start + tfrecord.HEADER_BYTES),
+                "flip_payload": (start + tfrecord.HEADER_BYTES,
+                                 end - tfrecord.CRC_BYTES),
+                "flip_data_crc": (end - tfrecord.CRC_BYTES, end),
             }[kind]
             at = int(rng.integers(lo, hi))
             mutant[at] ^= int(rng.integers(1, 256))
@@ -175,7 +174,7 @@ def make_mutants(source, frame_features, count, rng, out_dir):
             damage, clean_ids = 0, None
         elif kind == "trailing_bytes":
             # An interrupted append: a valid shard plus a partial header.
-            mutant += rng.integers(0, 256, int(rng.integers(1, 12)),
+            mutant += rng.integers(0, 256, int(rng.integers(1, tfrecord.HEADER_BYTES)),
                                    dtype=np.uint8).tobytes()
             damage, clean_ids = len(data), None
         else:

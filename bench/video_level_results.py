@@ -1,7 +1,7 @@
 r"""Cross-modal retrieval on real YouTube-8M video-level features, through the
 package's own commands (README.md, "Using real YouTube-8M data").
 
-Every figure comes from `../shared/yt8m/video` and these commands, run as
+Every figure comes from `$YT8M_DATA_DIR/video` and these commands, run as
 subprocesses exactly as a user types them:
 
 1. `python -m yt8m_xmodal.cli.subset --noframe_features` cuts, into --work_dir
@@ -48,7 +48,7 @@ from yt8m_xmodal import rundir  # noqa: E402
 log = logging.getLogger("bench")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_VIDEO_DIR = os.path.join(REPO_ROOT, "..", "shared", "yt8m", "video")
+SHARED_VIDEO_DIR = os.path.join(fragments.DATA_DIR, "video")
 GALLERY_SIZE = 1000
 # The goal at a 1,000-video gallery, both directions.
 GOAL_RECALL_AT_10 = 0.40

@@ -18,15 +18,17 @@ tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-# Real YouTube-8M shards live beside the checkout; they are never copied in.
-SHARED_YT8M = pathlib.Path(
-    os.environ.get("YT8M_SHARED_DIR", REPO_ROOT.parent / "shared" / "yt8m"))
+# Real YouTube-8M shards, never copied in: $YT8M_DATA_DIR ($YT8M_SHARED_DIR,
+# its older name), by default ../shared/yt8m beside the checkout.
+DATA_DIR = pathlib.Path(
+    os.environ.get("YT8M_DATA_DIR") or os.environ.get("YT8M_SHARED_DIR")
+    or REPO_ROOT.parent / "shared" / "yt8m")
 
 
 @pytest.fixture
 def shared_video_dir():
-    """`../shared/yt8m/video` with the real video-level shards, or skip."""
-    path = SHARED_YT8M / "video"
+    """`$YT8M_DATA_DIR/video` with the real video-level shards, or skip."""
+    path = DATA_DIR / "video"
     if not (path / "validate0000.tfrecord").exists():
         pytest.skip(f"real YT8M shards not found at {path}")
     return path
@@ -34,8 +36,8 @@ def shared_video_dir():
 
 @pytest.fixture
 def shared_vocabulary():
-    """`../shared/yt8m/vocabulary.csv`, or skip."""
-    path = SHARED_YT8M / "vocabulary.csv"
+    """`$YT8M_DATA_DIR/vocabulary.csv`, or skip."""
+    path = DATA_DIR / "vocabulary.csv"
     if not path.exists():
         pytest.skip(f"YT8M vocabulary not found at {path}")
     return path

@@ -16,6 +16,7 @@ import tensorflow as tf
 from conftest import TINY_FEATURE_SIZES
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import readers
+from yt8m_xmodal import tfrecord
 from yt8m_xmodal import writers
 
 MAX_FRAMES = 40
@@ -23,9 +24,6 @@ NUM_CLASSES = 4
 RECORDS = 6
 # The record each mutant damages: two intact records come before it.
 DAMAGED = 2
-# TFRecord framing: an 8-byte length and its 4-byte CRC before the data, the
-# data's 4-byte CRC after it.
-HEADER_BYTES, FOOTER_BYTES = 12, 4
 
 
 def example(rng, video_id, frame_features, sizes=TINY_FEATURE_SIZES):
@@ -104,10 +102,9 @@ def make_mutants(out_dir, frame_features, seed=0):
     good = os.path.join(out_dir, f"{level}-good.tfrecord")
     write_records(good, [example(rng, f"{level}-good-{i}", frame_features)
                          .SerializeToString() for i in range(RECORDS)])
-    start = sum(len(r) + HEADER_BYTES + FOOTER_BYTES
-                for r in records[:DAMAGED])
-    body = start + HEADER_BYTES
-    end = body + len(records[DAMAGED]) + FOOTER_BYTES
+    start = sum(len(r) + tfrecord.FRAMING_BYTES for r in records[:DAMAGED])
+    body = start + tfrecord.HEADER_BYTES
+    end = body + len(records[DAMAGED]) + tfrecord.CRC_BYTES
     before, all_but_one = tuple(ids[:DAMAGED]), tuple(
         i for n, i in enumerate(ids) if n != DAMAGED)
 

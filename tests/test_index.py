@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
+from yt8m_xmodal import embeddings
 from yt8m_xmodal import index
 from yt8m_xmodal import metrics
 from yt8m_xmodal.errors import DataError
@@ -293,7 +294,8 @@ def test_bad_gallery_input(tmp_path):
     with pytest.raises(DataError, match="row 7"):
         index.build_index(ids, x, str(tmp_path / "a"), "m")
     x[7] = 0.0
-    with pytest.raises(DataError, match="row 7.*zero"):
+    with pytest.raises(DataError, match="all-zero row.*first at row 7 "
+                       r"\(id 'v7'\)"):
         index.build_index(ids, x, str(tmp_path / "a"), "m")
     x[7] = 1.0
     ids[3] = "v5"
@@ -306,7 +308,7 @@ def test_bad_gallery_input(tmp_path):
 
 def _write_npz(path, ids, audio, video, fingerprint=None):
     extra = {} if fingerprint is None else {
-        index.FINGERPRINT_KEY: np.asarray(fingerprint)}
+        embeddings.FINGERPRINT_KEY: np.asarray(fingerprint)}
     np.savez(path, ids=np.asarray(ids, dtype=str), audio=audio, video=video,
              **extra)
     return str(path)
@@ -328,49 +330,61 @@ def two_npz(tmp_path):
     ], ids, audio, x
 
 
-def test_read_embeddings_concatenates_files(two_npz):
+def test_read_gallery_concatenates_files(two_npz):
     paths, ids, audio, video = two_npz
-    emb = index.read_embeddings(paths, "video", num_queries=100)
+    emb, queries = index.read_gallery(paths, "video", num_queries=100)
     np.testing.assert_array_equal(emb.ids, ids)
-    np.testing.assert_array_equal(np.concatenate(emb.vectors), video)
+    np.testing.assert_array_equal(emb.video, video)
+    assert emb.audio is None
     assert emb.fingerprint == "fp-1"
-    assert emb.queries.shape == (100, DIM)
+    assert queries.shape == (100, DIM)
     # The tuning queries are rows of the other modality.
-    assert all((audio == q).all(axis=1).any() for q in emb.queries)
-    emb = index.read_embeddings(paths[::-1], "audio")
-    np.testing.assert_array_equal(np.concatenate(emb.vectors),
+    assert all((audio == q).all(axis=1).any() for q in queries)
+    emb, _ = index.read_gallery(paths[::-1], "audio")
+    np.testing.assert_array_equal(emb.audio,
                                   np.concatenate([audio[1800:],
                                                   audio[:1800]]))
+    # A data pattern (comma-separated globs) reads the same files.
+    emb, _ = index.read_gallery(",".join(paths[::-1]), "audio")
+    np.testing.assert_array_equal(emb.ids, np.concatenate([ids[1800:],
+                                                           ids[:1800]]))
 
 
-def test_read_embeddings_errors_name_the_file(two_npz, tmp_path):
+def test_read_gallery_errors_name_the_file(two_npz, tmp_path):
     paths, ids, audio, video = two_npz
     narrow = _write_npz(tmp_path / "narrow.npz", ["z1"], audio[:1, :4],
                         video[:1, :4], "fp-1")
     with pytest.raises(DataError, match=f"{narrow}: video.*4-d"):
-        index.read_embeddings([paths[0], narrow])
+        index.read_gallery([paths[0], narrow])
     other = _write_npz(tmp_path / "other.npz", ["z1"], audio[:1], video[:1],
                        "fp-2")
     with pytest.raises(DataError, match="different models.*other.npz"):
-        index.read_embeddings([paths[0], other])
+        index.read_gallery([paths[0], other])
     unmarked = _write_npz(tmp_path / "unmarked.npz", ["z1"], audio[:1],
                           video[:1])
     with pytest.raises(DataError, match="unmarked.npz has no model_fing"):
-        index.read_embeddings([paths[0], unmarked])
+        index.read_gallery([paths[0], unmarked])
     with pytest.raises(DataError, match=f"occurs 2 times, in {paths[0]}, "
                        f"{paths[0]}"):
-        index.read_embeddings([paths[0], paths[0]])
+        index.read_gallery([paths[0], paths[0]])
     np.savez(tmp_path / "nokeys.npz", ids=ids)
     with pytest.raises(DataError, match="nokeys.npz.*keys"):
-        index.read_embeddings([str(tmp_path / "nokeys.npz")])
+        index.read_gallery([str(tmp_path / "nokeys.npz")])
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="junk.npz: cannot read"):
-        index.read_embeddings([str(tmp_path / "junk.npz")])
+        index.read_gallery([str(tmp_path / "junk.npz")])
     bad = video[:3].copy()
     bad[1, 2] = np.inf
     path = _write_npz(tmp_path / "inf.npz", ["a", "b", "c"], audio[:3], bad)
-    with pytest.raises(DataError, match="inf.npz: `video` row 1"):
-        index.read_embeddings([path])
+    with pytest.raises(DataError, match=r"inf.npz: `video` has NaN "
+                       r"or infinite values in 1 row\(s\), first at row 1 "
+                       r"\(id 'b'\)"):
+        index.read_gallery([path])
+    bad[1, :] = 0
+    path = _write_npz(tmp_path / "zero.npz", ["a", "b", "c"], audio[:3], bad)
+    with pytest.raises(DataError, match=r"`video` of .*zero.npz has 1 "
+                       r"all-zero row\(s\), first at row 1 \(id 'b'\)"):
+        index.read_gallery([path])
 
 
 def _cli(*args):

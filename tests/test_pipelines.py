@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT, SHARED_YT8M, TINY_FEATURE_SIZES
+from conftest import DATA_DIR, REPO_ROOT, TINY_FEATURE_SIZES
+from yt8m_xmodal import embeddings
 from yt8m_xmodal import matching
 from yt8m_xmodal import modeling
 from yt8m_xmodal import pipelines
-from yt8m_xmodal.errors import DataError
 from yt8m_xmodal.pipelines import embed as embed_pipeline
 from yt8m_xmodal.pipelines import subset as subset_pipeline
 from yt8m_xmodal.tools import subset
@@ -45,7 +45,7 @@ def _comparable(manifest):
 
 
 def _real_pattern():
-    directory = SHARED_YT8M / "video"
+    directory = DATA_DIR / "video"
     if not (directory / "validate0000.tfrecord").exists():
         pytest.skip(f"real YT8M shards not found at {directory}")
     return str(directory / "validate*.tfrecord")
@@ -247,7 +247,7 @@ def _inference_embeddings(export_dir, pattern, path):
     signatures = modeling.load_signatures(export_dir)
     matching.run_inference(signatures, pattern, embeddings_file=path,
                            batch_size=64)
-    return matching.read_embeddings(path)
+    return embeddings.read_embeddings(path)
 
 
 def test_embed_pipeline_equals_inference(trained_dir, tiny_frame_data,
@@ -263,16 +263,17 @@ def test_embed_pipeline_equals_inference(trained_dir, tiny_frame_data,
     assert result["export_dir"] == export_dir
     assert result["shards"] == [f"{prefix}-{i:05d}-of-00004.npz"
                                 for i in range(4)]
-    got = matching.read_embeddings(f"{prefix}-*-of-00004.npz")
-    assert len(got["ids"]) == len(expected["ids"]) == 160
-    assert sorted(got["ids"]) == sorted(expected["ids"])
-    order = {video_id: i for i, video_id in enumerate(expected["ids"])}
-    rows = [order[i] for i in got["ids"]]
+    got = embeddings.read_embeddings(f"{prefix}-*-of-00004.npz")
+    assert len(got.ids) == len(expected.ids) == 160
+    assert sorted(got.ids) == sorted(expected.ids)
+    order = {video_id: i for i, video_id in enumerate(expected.ids)}
+    rows = [order[i] for i in got.ids]
     for key in ("audio", "video"):
-        np.testing.assert_allclose(got[key], expected[key][rows], atol=1e-5)
+        np.testing.assert_allclose(getattr(got, key),
+                                   getattr(expected, key)[rows], atol=1e-5)
     # Each shard holds the ids whose key is its index, sorted.
     for shard, path in enumerate(result["shards"]):
-        ids = matching.read_embeddings(path)["ids"]
+        ids = embeddings.read_embeddings(path).ids
         assert list(ids) == sorted(ids)
         assert all(subset.id_key(i) % 4 == shard for i in ids)
 
@@ -294,23 +295,3 @@ def test_embed_pipeline_names_a_corrupt_file(trained_dir, tiny_frame_data,
         f"{bad} is corrupt or truncated"), message
 
 
-def test_read_embeddings_checks_its_files(tmp_path):
-    rng = np.random.default_rng(0)
-    a = rng.normal(size=(3, 2)).astype(np.float32)
-    matching.save_embeddings(str(tmp_path / "e-0.npz"), ["a", "b", "c"],
-                             audio=a, video=a + 1)
-    matching.save_embeddings(str(tmp_path / "e-1.npz"), ["d"], audio=a[:1],
-                             video=a[:1])
-    both = matching.read_embeddings(f"{tmp_path}/e-*.npz")
-    assert list(both["ids"]) == ["a", "b", "c", "d"]
-    np.testing.assert_array_equal(both["video"], np.concatenate([a + 1,
-                                                                 a[:1]]))
-    one = matching.read_embeddings(f"{tmp_path}/e-1.npz,{tmp_path}/e-0.npz")
-    assert list(one["ids"]) == ["d", "a", "b", "c"]
-    np.savez(tmp_path / "x.npz", ids=np.array(["a"]), audio=a[:1])
-    with pytest.raises(DataError, match=r"x\.npz has no array 'video'"):
-        matching.read_embeddings(str(tmp_path / "x.npz"))
-    matching.save_embeddings(str(tmp_path / "y.npz"), ["a"], audio=a[:1, :1],
-                             video=a[:1, :1])
-    with pytest.raises(DataError, match=r"y\.npz: audio embeddings of size 1"):
-        matching.read_embeddings(f"{tmp_path}/e-0.npz,{tmp_path}/y.npz")

@@ -501,7 +501,7 @@ def test_command_line_reports_bad_pattern_without_traceback(tmp_path):
 
 
 # ----------------------------------------------------------------------------
-# Real YT8M video-level shards (skipped when ../shared/yt8m is absent).
+# Real YT8M video-level shards (skipped when $YT8M_DATA_DIR is absent).
 
 REAL_SHARDS = 10
 # Derived with (independent of the tool: protobuf parsing in plain Python):

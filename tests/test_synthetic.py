@@ -21,12 +21,14 @@ import scipy.linalg
 import scipy.stats
 import tensorflow as tf
 
-from yt8m_xmodal import cli
-from yt8m_xmodal import features
-from yt8m_xmodal import metrics
-from yt8m_xmodal.cli import synthetic as synthetic_cli
-from yt8m_xmodal.tools import synthetic
-from yt8m_xmodal.errors import ConfigError
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from bench import frame_level_results as flr  # noqa: E402
+from yt8m_xmodal import cli  # noqa: E402
+from yt8m_xmodal import features  # noqa: E402
+from yt8m_xmodal import metrics  # noqa: E402
+from yt8m_xmodal.cli import synthetic as synthetic_cli  # noqa: E402
+from yt8m_xmodal.tools import synthetic  # noqa: E402
+from yt8m_xmodal.errors import ConfigError  # noqa: E402
 
 SMALL_SIZES = (64, 32)
 CHUNK_FRAMES = 30
@@ -427,15 +429,18 @@ def test_time_carries_pairing_that_the_mean_misses(small_set):
     assert chunk["recall@10"] < oracle["recall@10"]
 
 
-def test_dataset_json_mean_cca_matches_an_independent_cca(small_set):
-    _, info, splits = small_set
-    recorded = info["mean_linear_cca"]
-    train = _mean_features(splits["train"])
-    model = _fit_cca(*train, recorded["ridge"])
+def test_bench_mean_cca_matches_an_independent_cca(small_set):
+    """bench/frame_level_results.py's baseline (the package's linear CCA on
+    the mean features, chosen on validate) retrieves as a float64 CCA does."""
+    _, _, splits = small_set
+    means = {split: _mean_features(splits[split])
+             for split in ("train", "validate", "test")}
+    ridge, k, model = flr.select_mean_linear_cca(means)
+    reference = _fit_cca(*means["train"], ridge)
     for split in ("validate", "test"):
-        result = _retrieval(*_embed_means(
-            model, recorded["num_components"], _mean_features(splits[split])))
-        expected = recorded[split]["audio_to_video"]
+        result = _retrieval(*flr.linear_cca_embeddings(model, *means[split],
+                                                       k))
+        expected = _retrieval(*_embed_means(reference, k, means[split]))
         # Solvers differ in round-off, so a near-tie may swap.
         for key in ("recall@1", "recall@10", "mrr"):
             assert result[key] == pytest.approx(expected[key], abs=0.02), key
@@ -458,7 +463,7 @@ def test_linear_cca_matches_the_reference_cca():
              + 0.3 * rng.standard_normal((400, 20)))
     means = {"train": (audio[:300], video[:300]),
              "validate": (audio[300:], video[300:])}
-    ridge, k, model = synthetic.select_mean_linear_cca(
+    ridge, k, model = flr.select_mean_linear_cca(
         means, ridges=(1e-2, 1e-1), components=(4, 8))
     assert (ridge, k) in {(r, c) for r in (1e-2, 1e-1) for c in (4, 8)}
     np.testing.assert_allclose(
@@ -468,7 +473,7 @@ def test_linear_cca_matches_the_reference_cca():
                              means["validate"])
     reference = [e / np.linalg.norm(e, axis=1, keepdims=True)
                  for e in reference]
-    a, v = synthetic.linear_cca_embeddings(model, *means["validate"], k)
+    a, v = flr.linear_cca_embeddings(model, *means["validate"], k)
     # Cosine scores do not depend on the sign or scale of each component.
     np.testing.assert_allclose(a @ v.T, reference[0] @ reference[1].T,
                                atol=1e-9)

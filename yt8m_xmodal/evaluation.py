@@ -6,7 +6,6 @@ are computed in query chunks by `metrics.py`, so memory stays bounded by the
 embeddings (N x k floats), never by an N x N similarity matrix.
 """
 
-import dataclasses
 import json
 import logging
 import os
@@ -15,6 +14,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from yt8m_xmodal import embeddings as embeddings_lib
 from yt8m_xmodal import metrics
 from yt8m_xmodal import modeling
 from yt8m_xmodal import progress
@@ -25,20 +25,6 @@ from yt8m_xmodal import summaries
 from yt8m_xmodal.errors import DataError
 
 log = logging.getLogger("yt8m_xmodal")
-
-
-@dataclasses.dataclass
-class Embeddings:
-    """Row-aligned embeddings of a data set."""
-
-    ids: np.ndarray          # [N] str
-    audio: np.ndarray        # [N, k] float32
-    video: np.ndarray        # [N, k] float32
-    labels: list             # N int arrays of class indices
-    attention: dict = None   # {"audio": [C], "video": [C]} mean chunk weights
-
-    def __len__(self):
-        return len(self.ids)
 
 
 def _labels_to_lists(labels):
@@ -63,7 +49,7 @@ def embed_dataset(model, batches, subspace=None, with_attention=False,
         videos (see `progress`; reports are off unless enabled).
 
     Returns:
-      An `Embeddings`.
+      An `embeddings.Embeddings`.
     """
     call = tf.function(
         lambda batch: model(batch, training=False,
@@ -89,8 +75,8 @@ def embed_dataset(model, batches, subspace=None, with_attention=False,
         raise DataError("the data set is empty: no videos were read")
     attention = ({k: v / attention_count for k, v in attention_sum.items()}
                  if attention_count else None)
-    return Embeddings(np.asarray(ids), np.concatenate(audio),
-                      np.concatenate(video), labels, attention)
+    return embeddings_lib.Embeddings(np.asarray(ids), np.concatenate(audio),
+                                     np.concatenate(video), labels, attention)
 
 
 def check_alignment(emb):
@@ -101,16 +87,12 @@ def check_alignment(emb):
             f"duplicate video ids in the evaluation set, e.g. "
             f"{unique[counts > 1][:5].tolist()}: the true pair of a query "
             "would be ambiguous")
-    for name in ("audio", "video"):
-        bad = ~np.all(np.isfinite(getattr(emb, name)), axis=1)
-        if bad.any():
-            raise DataError(
-                f"non-finite {name} embeddings for ids "
-                f"{emb.ids[bad][:5].tolist()}")
+    embeddings_lib.check_finite("the evaluation set", emb.ids,
+                                {"audio": emb.audio, "video": emb.video})
 
 
 def score(emb, top_k, with_map=False, csls_k=0):
-    """Both-direction retrieval metrics of an `Embeddings`.
+    """Both-direction retrieval metrics of an `embeddings.Embeddings`.
 
     Recall@K, ranks and MRR cost O(N^2) in the set size N; label mAP sorts
     every query's whole gallery, O(N^2 log N), so it is computed only when

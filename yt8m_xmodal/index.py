@@ -21,8 +21,10 @@ import time
 import numpy as np
 
 from yt8m_xmodal import config as config_lib
+from yt8m_xmodal import embeddings as embeddings_lib
 from yt8m_xmodal import metrics
 from yt8m_xmodal import rundir
+from yt8m_xmodal import writers
 from yt8m_xmodal.errors import ConfigError, DataError
 
 log = logging.getLogger("yt8m_xmodal")
@@ -54,7 +56,6 @@ TRAIN_POINTS_PER_LIST = 64
 TRAIN_ITERATIONS = 20
 # Gallery rows converted, checked and added at a time.
 CHUNK_ROWS = 65536
-FINGERPRINT_KEY = "model_fingerprint"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,16 +129,6 @@ def _faiss(kind):
 # Fingerprints and input files
 
 
-def _sha256_file(path, block=1 << 22):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            data = f.read(block)
-            if not data:
-                return digest.hexdigest()
-            digest.update(data)
-
-
 def model_fingerprint(export_dir):
     """A sha256 over every file of an export directory (paths and contents).
 
@@ -155,139 +146,48 @@ def model_fingerprint(export_dir):
         for name in sorted(files):
             path = os.path.join(root, name)
             rel = os.path.relpath(path, export_dir).replace(os.sep, "/")
-            digest.update(f"{rel}\0{_sha256_file(path)}\n".encode())
+            digest.update(f"{rel}\0{writers.file_sha256(path)}\n".encode())
             found = True
     if not found:
         raise DataError(f"{export_dir}: the model export directory is empty")
     return digest.hexdigest()
 
 
-@dataclasses.dataclass
-class Embeddings:
-    """One modality's embeddings read from one or more npz files.
-
-    `vectors` is a list of [N_i, d] float32 arrays, one per file, in order;
-    `ids` is their concatenated ids. `queries` holds up to `num_queries`
-    rows of the other modality, sampled over all files, for tuning.
-    """
-
-    ids: np.ndarray
-    vectors: list
-    queries: np.ndarray
-    fingerprint: str
-    files: list
-
-    def __len__(self):
-        return len(self.ids)
-
-
-def read_embeddings(paths, modality="video", num_queries=MAX_TUNE_QUERIES,
-                    seed=0):
-    """Reads inference's `--embeddings_file` npz files (see matching.py).
+def read_gallery(paths, modality="video", num_queries=MAX_TUNE_QUERIES,
+                 seed=0):
+    """Reads embeddings files as a gallery, and tuning queries.
 
     Args:
-      paths: npz paths; their rows are concatenated in this order.
+      paths: embeddings files (see embeddings.py), a list read in this
+        order or a data pattern.
       modality: "audio" or "video", the gallery.
-      num_queries: rows of the other modality to sample for tuning.
+      num_queries: rows of the other modality to sample for tuning (the
+        queries the index will really get); files without it tune on the
+        gallery's own rows.
+
+    Returns:
+      (`embeddings.Embeddings` holding `modality` only, [Q, d] queries).
 
     Raises:
-      DataError: naming the file, for a missing or unreadable file, missing
-        keys, misaligned rows, non-finite or all-zero vectors, differing
-        widths or model fingerprints, or an id that occurs twice.
+      DataError: as `embeddings.read_embeddings`, and for an all-zero row.
     """
-    if modality not in ("audio", "video"):
+    if modality not in embeddings_lib.MODALITIES:
         raise ValueError(f"modality must be audio or video, got {modality!r}")
-    if not paths:
-        raise ValueError("no embeddings files given")
     other = "audio" if modality == "video" else "video"
+    emb = embeddings_lib.read_embeddings(
+        paths if isinstance(paths, str) else list(paths), (modality,),
+        optional=(other,))
+    gallery = getattr(emb, modality)
+    metrics.check_rows(gallery, f"`{modality}` of {', '.join(emb.files)}",
+                       ids=emb.ids)
+    query_rows = getattr(emb, other)
+    if query_rows is None:
+        query_rows = gallery
+    setattr(emb, other, None)
     rng = np.random.default_rng(seed)
-    ids, vectors, queries, fingerprints = [], [], [], []
-    for path in paths:
-        if not os.path.isfile(path):
-            raise DataError(f"{path}: no such embeddings file")
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                # The other modality, when the file has it, gives the
-                # tuning queries; a gallery-only file (inference.py
-                # --query_modality of the gallery's modality) tunes on
-                # its own rows.
-                missing = [k for k in ("ids", modality) if k not in npz.files]
-                if missing:
-                    raise DataError(
-                        f"{path}: not an embeddings file: keys {missing} "
-                        f"missing (has {sorted(npz.files)})")
-                file_ids = npz["ids"]
-                gallery = npz[modality]
-                query_rows = npz[other] if other in npz.files else gallery
-                fingerprints.append(str(npz[FINGERPRINT_KEY])
-                                    if FINGERPRINT_KEY in npz.files else None)
-        except DataError:
-            raise
-        except Exception as e:  # noqa: BLE001 - zip, pickle or format errors
-            raise DataError(f"{path}: cannot read the embeddings file "
-                            f"({type(e).__name__}: {e})") from None
-        if file_ids.ndim != 1 or file_ids.dtype.kind not in "US":
-            raise DataError(f"{path}: `ids` must be a 1-D string array, got "
-                            f"dtype {file_ids.dtype} shape {file_ids.shape}")
-        for name, array in ((modality, gallery), (other, query_rows)):
-            if array.ndim != 2 or array.shape[0] != len(file_ids):
-                raise DataError(
-                    f"{path}: `{name}` has shape {array.shape}, expected "
-                    f"[{len(file_ids)}, d] rows aligned with `ids`")
-        if vectors and gallery.shape[1] != vectors[0].shape[1]:
-            raise DataError(f"{path}: {modality} embeddings are "
-                            f"{gallery.shape[1]}-d but {paths[0]}'s are "
-                            f"{vectors[0].shape[1]}-d")
-        if len(file_ids) == 0:
-            raise DataError(f"{path}: no embeddings (0 rows)")
-        _check_rows(gallery, f"{path}: `{modality}`")
-        ids.append(file_ids.astype(str))
-        vectors.append(gallery.astype(np.float32, copy=False))
-        queries.append(query_rows)
-    marked = [(p, f) for p, f in zip(paths, fingerprints) if f is not None]
-    if len({f for _, f in marked}) > 1:
-        raise DataError("the embeddings files come from different models: "
-                        + ", ".join(f"{p} has {FINGERPRINT_KEY}={f[:12]}..."
-                                    for p, f in marked))
-    if marked and len(marked) != len(paths):
-        unmarked = [p for p, f in zip(paths, fingerprints) if f is None]
-        raise DataError(f"{unmarked[0]} has no {FINGERPRINT_KEY} but "
-                        f"{marked[0][0]} has one: cannot tell they come from "
-                        "the same model")
-    all_ids = np.concatenate(ids)
-    _check_unique(all_ids, ids, paths)
-    total = len(all_ids)
-    take = np.sort(rng.choice(total, min(num_queries, total), replace=False))
-    sample, start = [], 0
-    for rows in queries:
-        mine = take[(take >= start) & (take < start + len(rows))] - start
-        sample.append(np.asarray(rows[mine], np.float32))
-        start += len(rows)
-    return Embeddings(ids=all_ids, vectors=vectors,
-                      queries=np.concatenate(sample),
-                      fingerprint=marked[0][1] if marked else "",
-                      files=list(paths))
-
-
-def _check_unique(all_ids, ids_per_file, paths):
-    unique, counts = np.unique(all_ids, return_counts=True)
-    if len(unique) == len(all_ids):
-        return
-    dup = str(unique[np.argmax(counts > 1)])
-    where = [p for p, i in zip(paths, ids_per_file) if (i == dup).any()]
-    raise DataError(f"id {dup!r} occurs {counts.max()} times, in "
-                    f"{', '.join(where)}: a gallery id must be unique")
-
-
-def _check_rows(array, name, offset=0):
-    """Non-finite or all-zero rows (cosine is undefined) -> DataError."""
-    for start in range(0, array.shape[0], CHUNK_ROWS):
-        piece = np.asarray(array[start:start + CHUNK_ROWS])
-        bad = ~np.isfinite(piece).all(axis=1) | ~(piece != 0).any(axis=1)
-        if bad.any():
-            row = offset + start + int(np.flatnonzero(bad)[0])
-            raise DataError(f"{name} row {row} is non-finite or all zero: "
-                            "cosine similarity is undefined for it")
+    take = np.sort(rng.choice(len(emb), min(num_queries, len(emb)),
+                              replace=False))
+    return emb, np.asarray(query_rows[take], np.float32)
 
 
 # --------------------------------------------------------------------------
@@ -455,7 +355,7 @@ def _tune(index, kind, params, tune_queries, exact_rows, target_recall):
 
 
 def _manifest_entry(path):
-    return {"bytes": os.path.getsize(path), "sha256": _sha256_file(path)}
+    return {"bytes": os.path.getsize(path), "sha256": writers.file_sha256(path)}
 
 
 def _write_ids(ids, path):
@@ -527,10 +427,11 @@ def build_index(ids, vectors, index_dir, model_fingerprint, kind="auto",
         raise DataError(f"{len(ids)} ids for {n} gallery vectors")
     if n == 0:
         raise DataError("the gallery is empty: no vectors")
-    _check_unique(ids, [ids], ["the gallery"])
+    embeddings_lib.check_unique(ids, [ids], ["the gallery"])
     offset = 0
     for part in parts:
-        _check_rows(part, "gallery", offset)
+        metrics.check_rows(part, "gallery", offset=offset,
+                           ids=ids[offset:offset + len(part)])
         offset += len(part)
     if kind == "auto":
         kind = "exact" if n < EXACT_MAX_VECTORS else "ivf_flat"
@@ -578,7 +479,7 @@ def build_index(ids, vectors, index_dir, model_fingerprint, kind="auto",
                 if tune_queries.ndim != 2 or tune_queries.shape[1] != dim:
                     raise DataError(f"tune_queries must be [Q, {dim}], got "
                                     f"shape {tune_queries.shape}")
-                _check_rows(tune_queries, "tune_queries")
+                metrics.check_rows(tune_queries, "tune_queries")
                 k = min(TUNE_K, n)
                 exact_rows, _ = exact_top_k(tune_queries, parts, k)
                 value, recall, curve = _tune(index, kind, params,
@@ -649,7 +550,7 @@ class Index:
                             f"{self.index_dir}, got shape {queries.shape}")
         if self.kind == "exact":
             return exact_top_k(queries, [self._backend], k)
-        _check_rows(queries, "queries")
+        metrics.check_rows(queries, "queries")
         faiss_index = self._backend
         name = _search_param(self.kind)
         breadth = self.manifest["params"][name]
@@ -713,7 +614,7 @@ def _check_file(index_dir, name, entry, verify):
     if size != entry["bytes"]:
         raise DataError(f"{path} is corrupt or truncated: {size} bytes, the "
                         f"manifest says {entry['bytes']}")
-    if verify and _sha256_file(path) != entry["sha256"]:
+    if verify and writers.file_sha256(path) != entry["sha256"]:
         raise DataError(f"{path} is corrupt: its sha256 does not match the "
                         "manifest")
     return path

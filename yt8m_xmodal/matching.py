@@ -16,15 +16,12 @@ CSV format (one row per query):
 
 with gallery ids of the other modality and their scores, best first: cosine, or
 CSLS's cos - r(g) / 2 when the model ranks by CSLS (its `csls_k`).
-`--embeddings_file` writes an .npz with arrays `ids` (str), `audio` [N,k]
-and `video` [N,k] (float32, rows aligned; one of them when the queries hold
-one modality) and, for chunk-attention models, `attention_audio` /
-`attention_video` [N,C]. `--explain_file` writes an HTML page of the chunk
-attention behind each query's top matches (see explain.py).
+`--embeddings_file` writes an embeddings file (see embeddings.py);
+`--explain_file` an HTML page of the chunk attention behind each query's top
+matches (see explain.py).
 """
 
 import csv
-import io
 import logging
 import os
 import re
@@ -33,6 +30,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from yt8m_xmodal import embeddings as embeddings_lib
 from yt8m_xmodal import explain
 from yt8m_xmodal import metrics
 from yt8m_xmodal import progress
@@ -99,19 +97,8 @@ def embed_batch(signature, serialized, modalities=MODALITIES, where=""):
         if attention in out:
             arrays[f"attention_{name}"] = (
                 out[attention].numpy().astype(np.float32))
-    check_finite(where, ids, arrays)
+    embeddings_lib.check_finite(where, ids, arrays)
     return ids, arrays
-
-
-def check_finite(where, ids, arrays):
-    """Raises DataError naming `where` and the ids with NaN or inf embeddings
-    in any of `arrays` ({name: [N, k]})."""
-    for name, values in arrays.items():
-        bad = ~np.all(np.isfinite(values), axis=1)
-        if bad.any():
-            raise DataError(
-                f"{where}: non-finite {name} embeddings for ids "
-                f"{np.asarray(ids)[bad][:5].tolist()} (NaN or inf features?)")
 
 
 def _first_line(error):
@@ -179,85 +166,15 @@ def spool(signature, data_pattern, directory, batch_size=256,
 
 
 def write_embeddings(emb, path, model_fingerprint=""):
-    """The .npz contract: `ids` (str) and, row-aligned, the subspace
-    embeddings `audio` / `video` [N, k] float32 that were computed (both,
-    unless the queries held one modality), plus the chunk attention weights
-    `attention_audio` / `attention_video` [N, C] of chunk-attention models,
-    and the `model_fingerprint` of the export that made them (an index built
-    from the file records it, and refuses queries of another model)."""
-    extra = {"model_fingerprint": model_fingerprint} if model_fingerprint else {}
-    save_embeddings(path, emb.ids, **extra,
-                    **{name: np.asarray(emb.array(name)) for name in emb.widths})
-
-
-EMBEDDING_KEYS = ("ids", "audio", "video")
-
-
-def save_embeddings(path, ids, **arrays):
-    """Writes one .npz of the contract (`ids` and the named arrays) to
-    exactly `path` (a local path, or any tf.io.gfile one such as gs://)."""
-    arrays = {"ids": np.asarray(ids, dtype=str),
-              **{name: (value if name == "model_fingerprint"
-                        else np.asarray(value, dtype=np.float32))
-                 for name, value in arrays.items()}}
-    if "://" not in path:
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
-        return
-    # Built in memory: np.savez seeks, which a gfile open for writing cannot.
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(buffer.getvalue())
-
-
-def read_embeddings(pattern):
-    """Loads embeddings .npz files into one set.
-
-    Args:
-      pattern: comma-separated paths or globs of .npz files with the keys
-        `ids`, `audio` and `video` (as `--embeddings_file` and the sharded
-        output of `yt8m_xmodal.pipelines.embed` write them); files are read
-        in sorted order of each glob.
-
-    Returns:
-      A dict with `ids` [N] str, `audio` [N,k] and `video` [N,k] float32,
-      the files' rows concatenated.
-
-    Raises:
-      DataError: naming the file, for a missing key, rows that do not align,
-        or an embedding size that differs from the other files'.
-    """
-    parts = {key: [] for key in EMBEDDING_KEYS}
-    for path in readers.resolve_files(pattern):
-        try:
-            with tf.io.gfile.GFile(path, "rb") as f, \
-                    np.load(f, allow_pickle=False) as data:
-                missing = [k for k in EMBEDDING_KEYS if k not in data.files]
-                if missing:
-                    raise DataError(
-                        f"{path} has no array {missing[0]!r} (embeddings "
-                        f"files hold {', '.join(EMBEDDING_KEYS)})")
-                arrays = {key: data[key] for key in EMBEDDING_KEYS}
-        except DataError:
-            raise
-        except (OSError, ValueError) as e:
-            raise DataError(f"{path} is not an embeddings .npz: {e}") from None
-        rows = len(arrays["ids"])
-        for key in ("audio", "video"):
-            values = arrays[key]
-            if values.ndim != 2 or len(values) != rows:
-                raise DataError(f"{path}: {key} has shape {values.shape}, "
-                                f"not [{rows}, k] for its {rows} ids")
-            if parts[key] and values.shape[1] != parts[key][0].shape[1]:
-                raise DataError(
-                    f"{path}: {key} embeddings of size {values.shape[1]}, "
-                    f"the files before have {parts[key][0].shape[1]}")
-        for key in EMBEDDING_KEYS:
-            parts[key].append(arrays[key])
-    return {"ids": np.concatenate(parts["ids"]).astype(str),
-            "audio": np.concatenate(parts["audio"]).astype(np.float32),
-            "video": np.concatenate(parts["video"]).astype(np.float32)}
+    """Writes spooled embeddings as one embeddings file (`embeddings.py`'s
+    contract), with the `model_fingerprint` of the export that made them (an
+    index built from the file records it, and refuses queries of another
+    model)."""
+    extra = {embeddings_lib.FINGERPRINT_KEY: model_fingerprint} if (
+        model_fingerprint) else {}
+    embeddings_lib.save_embeddings(
+        path, emb.ids, **extra,
+        **{name: np.asarray(emb.array(name)) for name in emb.widths})
 
 
 def top_matches(queries, gallery, query_modalities, top_k,

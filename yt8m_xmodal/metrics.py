@@ -111,20 +111,39 @@ def _prepare_embeddings(x, name, cosine, allow_empty=False):
         if allow_empty:
             return x
         raise DataError(f"{name} is empty (0 rows): nothing to retrieve")
+    check_rows(x, name, cosine, hint=" (use cosine=False for raw dot "
+               "products)")
+    return x
+
+
+def check_rows(x, name, cosine=True, offset=0, ids=None, hint=""):
+    """Raises DataError, naming `name` and the first bad row, for rows of an
+    [N, d] array with NaN or inf values, or (with `cosine`) all zero: cosine
+    similarity is undefined for them. Checked in pieces, so no full-size
+    temporary is made.
+
+    Args:
+      offset: added to the row numbers named (`x` is part of a larger set).
+      ids: the ids of the rows of `x`; the first bad row's id is named too.
+      hint: appended to the message about all-zero rows.
+    """
     for start in range(0, x.shape[0], _CONVERT_ROWS):
         piece = np.asarray(x[start:start + _CONVERT_ROWS])
-        finite = np.isfinite(piece).all(axis=1)
-        if not finite.all():
+        zero = False
+        if not np.isfinite(piece).all():
             bad = np.flatnonzero(~np.isfinite(np.asarray(x)).all(axis=1))
-            raise DataError(f"{name} has NaN or infinite values in "
-                            f"{bad.size} row(s), first at row {bad[0]}")
-        if cosine and not (piece != 0).any(axis=1).all():
+            message = f"{name} has NaN or infinite values in {bad.size} row(s)"
+        elif cosine and not (piece != 0).any(axis=1).all():
             bad = np.flatnonzero(~(np.asarray(x) != 0).any(axis=1))
-            raise DataError(
-                f"{name} has {bad.size} all-zero row(s), first at row "
-                f"{bad[0]}: cosine similarity is undefined for them "
-                "(use cosine=False for raw dot products)")
-    return x
+            message, zero = f"{name} has {bad.size} all-zero row(s)", True
+        else:
+            continue
+        message += f", first at row {offset + bad[0]}"
+        if ids is not None:
+            message += f" (id {str(ids[bad[0]])!r})"
+        if zero:
+            message += ": cosine similarity is undefined for them" + hint
+        raise DataError(message)
 
 
 def _rows_tensor(x, start, stop):

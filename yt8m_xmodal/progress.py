@@ -30,9 +30,11 @@ Example:
 import logging
 import os
 import shutil
-import struct
 import sys
 import time
+
+from yt8m_xmodal import tfrecord
+from yt8m_xmodal.errors import DataError
 
 log = logging.getLogger("yt8m_xmodal")
 
@@ -325,9 +327,6 @@ class LogHandler(logging.StreamHandler):
 # -----------------------------------------------------------------------------
 # Totals
 
-# A TFRecord's framing: uint64 length, uint32 CRC of the length, the data,
-# uint32 CRC of the data.
-_LENGTH = struct.Struct("<Q")
 _counts = {}
 
 
@@ -371,18 +370,13 @@ def count_records(paths, time_limit=2.0):
 
 
 def _count_file(path, size, deadline):
-    count, offset = 0, 0
+    count = 0
     with open(path, "rb") as f:
-        while offset < size:
-            header = f.read(12)
-            if len(header) < 12:
-                return None
-            (length,) = _LENGTH.unpack_from(header)
-            offset += 16 + length
-            if offset > size:
-                return None  # not plain TFRecord framing (or truncated)
-            f.seek(offset)
-            count += 1
-            if count % 4096 == 0 and time.monotonic() > deadline:
-                return None
+        try:
+            for _ in tfrecord.iter_offsets(f, path, size):
+                count += 1
+                if count % 4096 == 0 and time.monotonic() > deadline:
+                    return None
+        except DataError:
+            return None  # not plain TFRecord framing (or truncated)
     return count

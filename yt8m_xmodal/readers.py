@@ -97,15 +97,10 @@ import numpy as np
 import tensorflow as tf
 
 from yt8m_xmodal import features
+from yt8m_xmodal import tfrecord
 from yt8m_xmodal.errors import ConfigError, DataError
 
 log = logging.getLogger("yt8m_xmodal")
-
-# Every TFRecord is framed as: uint64 length, uint32 CRC of the length, the
-# data, uint32 CRC of the data (tensorflow/core/lib/io/record_writer.cc).
-TFRECORD_FRAMING_BYTES = 16
-# The length and its CRC, before the data.
-TFRECORD_HEADER_BYTES = 12
 
 # The two views, in the order of `feature_names` and `feature_sizes`.
 _VIEWS = ("video", "audio")
@@ -306,24 +301,6 @@ def tf_error_detail(message):
     return detail.split(" [Op:")[0].split("\n")[0].strip()
 
 
-def shard_shortfall(path, bytes_read, size):
-    """Why a shard's readable records do not cover it, or None if they do.
-
-    TFRecordDataset ends quietly at a cut inside a record's length header (and
-    `ignore_errors` at any unreadable record), losing the records after it:
-    only comparing the framed bytes read with the file size tells.
-
-    Args:
-      path: the shard.
-      bytes_read: the records' lengths plus TFRECORD_FRAMING_BYTES each.
-      size: the file size in bytes.
-    """
-    if bytes_read == size:
-        return None
-    return (f"shard {path} is truncated or corrupt: its readable records "
-            f"cover {bytes_read} of its {size} bytes")
-
-
 def _data_error_from_text(message):
     message = _QUOTED_RECORD.sub(_UNQUOTED_RECORD, message)
     marked = _MARKED_ERROR.search(message)
@@ -446,7 +423,7 @@ class _BaseReader:
             count = tf.size(records, out_type=tf.int64)
             bytes_read += (tf.reduce_sum(tf.cast(tf.strings.length(records),
                                                  tf.int64))
-                           + TFRECORD_FRAMING_BYTES * count)
+                           + tfrecord.FRAMING_BYTES * count)
             tf.cond((count == 0) & tf.not_equal(bytes_read, size),
                     lambda: self._report_shard(path, bytes_read, size),
                     lambda: None)
@@ -498,7 +475,7 @@ class _BaseReader:
 
     def _report_shard(self, path, bytes_read, size):
         def report(path, bytes_read, size):
-            self._fail_or_count("corrupt_shard", shard_shortfall(
+            self._fail_or_count("corrupt_shard", tfrecord.shard_shortfall(
                 path.numpy().decode(), int(bytes_read), int(size)))
             return []
         tf.py_function(report, [path, bytes_read, size], [])

@@ -27,13 +27,13 @@ formats, or a bad record further on, is the reader's to report.
 
 import dataclasses
 import logging
-import struct
 
 from google.protobuf import message
 import tensorflow as tf
 
 from yt8m_xmodal import features
 from yt8m_xmodal import readers
+from yt8m_xmodal import tfrecord
 from yt8m_xmodal.errors import DataError
 
 log = logging.getLogger("yt8m_xmodal")
@@ -153,7 +153,7 @@ def detect_format(data_pattern):
     for path in readers.resolve_files(data_pattern):
         try:
             first = _first_record(path)
-        except (tf.errors.OpError, OSError, struct.error):
+        except (tf.errors.OpError, OSError, DataError):
             return None
         if first is not None:
             return format_of(path, first)
@@ -167,21 +167,9 @@ def _first_record(path):
     up collective ops once its runtime has started)."""
     size = tf.io.gfile.stat(path).length
     with tf.io.gfile.GFile(path, "rb") as f:
-        header = f.read(readers.TFRECORD_HEADER_BYTES)
-        if not header:
-            return None
-        if len(header) < readers.TFRECORD_HEADER_BYTES:
-            raise OSError(f"{path}: truncated first record")
-        length, = struct.unpack("<Q", header[:8])
-        # A file that is not a TFRecord gives any length: never read past
-        # the file (a huge read would exhaust memory).
-        if length > size - readers.TFRECORD_FRAMING_BYTES:
-            raise OSError(f"{path}: the first record's length {length} "
-                          "exceeds the file")
-        data = f.read(length)
-    if len(data) < length:
-        raise OSError(f"{path}: truncated first record")
-    return data
+        for _, data in tfrecord.iter_records(f, path, size):
+            return data
+    return None
 
 
 def describe_config(data):

@@ -8,6 +8,7 @@ official shards and the starter code's readers; `id_feature="video_id"`
 writes the 2017 release's layout, whose id key is `video_id`.
 """
 
+import hashlib
 import os
 
 import numpy as np
@@ -83,10 +84,23 @@ def make_video_example(video_id, labels, video, audio,
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
-def shard_path(output_dir, prefix, index, num_shards):
-    """`output_dir/prefix-00000-of-00008.tfrecord`."""
+def file_sha256(path, block=1 << 22):
+    """The sha256 hex digest of a file, local or any tf.io.gfile path: what
+    the manifests of written shards and indexes record."""
+    digest = hashlib.sha256()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        while True:
+            data = f.read(block)
+            if not data:
+                return digest.hexdigest()
+            digest.update(data)
+
+
+def shard_path(output_dir, prefix, index, num_shards,
+               extension=".tfrecord"):
+    """`output_dir/prefix-00000-of-00008.tfrecord` (or another extension)."""
     return os.path.join(
-        output_dir, f"{prefix}-{index:05d}-of-{num_shards:05d}.tfrecord")
+        output_dir, f"{prefix}-{index:05d}-of-{num_shards:05d}{extension}")
 
 
 class ShardedRecordWriter:

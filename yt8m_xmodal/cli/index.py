@@ -59,16 +59,18 @@ def build():
         raise FlagError(f"--index_dir={cfg.index_dir} exists; pass "
                         "--overwrite to replace it")
     paths = list(cfg.embeddings_file)
-    embeddings = index_lib.read_embeddings(paths, cfg.modality, seed=cfg.seed)
+    embeddings, tune_queries = index_lib.read_gallery(paths, cfg.modality,
+                                                      seed=cfg.seed)
+    gallery = getattr(embeddings, cfg.modality)
     fingerprint = _fingerprint(cfg, embeddings)
     log.info("%d %s embeddings (%d-d) from %d file(s)", len(embeddings),
-             cfg.modality, embeddings.vectors[0].shape[1], len(paths))
+             cfg.modality, gallery.shape[1], len(paths))
     try:
         manifest = index_lib.build_index(
-            embeddings.ids, embeddings.vectors, cfg.index_dir, fingerprint,
+            embeddings.ids, gallery, cfg.index_dir, fingerprint,
             kind=cfg.kind, modality=cfg.modality, nlist=cfg.nlist or None,
             search_breadth=cfg.search_breadth or None,
-            tune_queries=embeddings.queries,
+            tune_queries=tune_queries,
             target_recall=cfg.target_recall, overwrite=cfg.overwrite,
             seed=cfg.seed, sources=paths)
     except DataError:

@@ -7,10 +7,10 @@ r"""Batch embedding of YouTube-8M records with Beam's RunInference.
         --temp_location=gs://bucket/tmp
 
 writes `test-00000-of-00016.npz` ...: each an .npz with `ids` (str),
-`audio` [n, k] and `video` [n, k] float32, the keys inference.py's
---embeddings_file has; `matching.read_embeddings` loads a comma list or
-glob of them as one set. The model is the exported SavedModel
-(`modeling.latest_export(train_dir)` or --export_dir), run through
+`audio` [n, k] and `video` [n, k] float32: embeddings files as inference.py's
+--embeddings_file writes (see embeddings.py); `embeddings.read_embeddings`
+loads a comma list or glob of them as one set. The model is the exported
+SavedModel (`modeling.latest_export(train_dir)` or --export_dir), run through
 RunInference's TensorFlow model handler on its `serving_default` signature,
 which takes serialized records and returns id, audio and video: the same
 function inference.py calls, so the embeddings are inference.py's.
@@ -41,10 +41,11 @@ import numpy as np
 import tensorflow as tf
 
 from yt8m_xmodal import config as config_lib
-from yt8m_xmodal import matching
+from yt8m_xmodal import embeddings
 from yt8m_xmodal import modeling
 from yt8m_xmodal import pipelines
 from yt8m_xmodal import readers
+from yt8m_xmodal import writers
 from yt8m_xmodal.errors import ConfigError, DataError
 from yt8m_xmodal.tools import subset
 
@@ -56,7 +57,8 @@ DEFAULT_RECORDS_PER_SHARD = 100_000
 
 def shard_path(output_prefix, index, num_shards):
     """`<output_prefix>-00000-of-00016.npz`."""
-    return f"{output_prefix}-{index:05d}-of-{num_shards:05d}.npz"
+    return writers.shard_path(*os.path.split(output_prefix), index,
+                              num_shards, extension=".npz")
 
 
 def serve_batch(model, batch, inference_args, model_id=None):
@@ -118,7 +120,7 @@ class _ReadFile(beam.DoFn):
 def _check(result):
     video_id, audio, video = result.inference
     try:
-        matching.check_finite(f"record id {video_id!r}", [video_id],
+        embeddings.check_finite(f"record id {video_id!r}", [video_id],
                               {"audio": audio[None], "video": video[None]})
     except DataError as e:
         raise pipelines.marked(e) from None
@@ -137,7 +139,7 @@ class _WriteShard(beam.DoFn):
     def process(self, element, num_shards):
         shard, rows = element
         rows = sorted(rows, key=lambda r: r[0])
-        matching.save_embeddings(
+        embeddings.save_embeddings(
             shard_path(self._output_prefix, shard, num_shards),
             [r[0] for r in rows], audio=np.stack([r[1] for r in rows]),
             video=np.stack([r[2] for r in rows]))
@@ -150,7 +152,7 @@ def _write_empty(unused, written, num_shards, output_prefix):
     dims = (written[0][2], written[0][3]) if written else (0, 0)
     for shard in range(num_shards):
         if shard not in done:
-            matching.save_embeddings(
+            embeddings.save_embeddings(
                 shard_path(output_prefix, shard, num_shards), [],
                 audio=np.zeros((0, dims[0]), np.float32),
                 video=np.zeros((0, dims[1]), np.float32))

@@ -235,7 +235,7 @@ class _WriteShard(beam.DoFn):
         yield beam.pvalue.TaggedOutput(_STATS, {("label",) + k: n
                                                for k, n in labels.items()})
         yield {"split": split, "shard": shard, "file": os.path.basename(path),
-               "records": len(records), "sha256": subset.file_sha256(path)}
+               "records": len(records), "sha256": writers.file_sha256(path)}
 
 
 class _Finish(beam.DoFn):
@@ -269,7 +269,7 @@ class _Finish(beam.DoFn):
                     with tf.io.TFRecordWriter(path):
                         pass
                     info = {"file": os.path.basename(path), "records": 0,
-                            "sha256": subset.file_sha256(path)}
+                            "sha256": writers.file_sha256(path)}
                 shards[split].append({k: info[k]
                                       for k in ("file", "records", "sha256")})
         kept = {split: sum(s["records"] for s in shards[split])

@@ -37,8 +37,8 @@ restating them.
    at least `repeated_audio_min_videos` distinct ids over all readable
    input files (counted in the first pass, before selection). Real audio
    never averages to the same 128 floats twice; the features of a silent or
-   missing track do (435 of the 28,792 videos of the 100 validate shards in
-   ../shared/yt8m share one vector).
+   missing track do (435 of the 28,792 videos of the 100 video-level
+   validate shards of the 2018 release share one vector).
 4. `duplicate_id`: of the records left with the same id, the one whose
    serialized bytes have the smallest SHA-256 (compared on its first 8 bytes)
    is kept, so the choice does not depend on file names or order; the others
@@ -85,7 +85,6 @@ import json
 import math
 import os
 import re
-import struct
 import sys
 import time
 
@@ -97,6 +96,7 @@ from yt8m_xmodal import features
 from yt8m_xmodal import progress as progress_lib
 from yt8m_xmodal import readers
 from yt8m_xmodal import records
+from yt8m_xmodal import tfrecord
 from yt8m_xmodal import vocabulary
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import ConfigError, DataError
@@ -567,16 +567,6 @@ def split_of(video_id, split_fractions=DEFAULT_SPLIT_FRACTIONS):
 # Files
 
 
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        while True:
-            block = f.read(1 << 20)
-            if not block:
-                return digest.hexdigest()
-            digest.update(block)
-
-
 class RecordFetcher:
     """Reads single records back by byte offset, keeping a few files open."""
 
@@ -592,12 +582,11 @@ class RecordFetcher:
             if len(self._open) >= _MAX_OPEN_FILES:
                 self._open.popitem(last=False)[1].close()
         self._open[file_index] = f
-        f.seek(offset)
-        header = f.read(readers.TFRECORD_HEADER_BYTES)
-        data = f.read(length)
-        if (len(header) != readers.TFRECORD_HEADER_BYTES
-                or struct.unpack("<Q", header[:8])[0] != length
-                or len(data) != length
+        try:
+            data = tfrecord.read_record(f, path, offset)
+        except DataError:
+            data = None
+        if (data is None or len(data) != length
                 or hashlib.sha256(data).digest()[:_HASH_BYTES] != digest):
             raise DataError(
                 f"{path}: the record at byte {offset} is not the one read in "
@@ -754,7 +743,7 @@ def _scan_file(path, file_index, frame_features, summarize, selected,
             audio = batch["audio"].numpy()
         for i, record in enumerate(serialized):
             record_offset = offset
-            offset += len(record) + readers.TFRECORD_FRAMING_BYTES
+            offset += len(record) + tfrecord.FRAMING_BYTES
             scan.records_read += 1
             video_id = video_ids[i]
             key = id_key(video_id)
@@ -782,8 +771,8 @@ def _scan_file(path, file_index, frame_features, summarize, selected,
             scan.add_candidate(video_id, key, record_digest(record),
                                audio_hash, file_index, record_offset,
                                len(record), chosen)
-    shortfall = readers.shard_shortfall(path, offset,
-                                        tf.io.gfile.stat(path).length)
+    shortfall = tfrecord.shard_shortfall(path, offset,
+                                         tf.io.gfile.stat(path).length)
     if shortfall:
         raise DataError(shortfall)
     return scan
@@ -1135,7 +1124,7 @@ def extract_subset(input_data_pattern, output_dir, frame_features=None,
                       for s in range(split_shards)]
             shards[split] = [
                 {"file": os.path.basename(p), "records": n,
-                 "sha256": file_sha256(p)}
+                 "sha256": writers.file_sha256(p)}
                 for p, n in zip(paths_written, counts)]
             _progress(progress, f"wrote {split}: {len(split_members[split])} "
                       f"videos in {split_shards} shards")

@@ -68,12 +68,10 @@ dataset.json reports it separately:
 in random order) and "oracle_with_frame_count" (the oracle ranking among
 equal-length candidates), the ceiling for a model that also counts frames.
 
-dataset.json also reports "mean_linear_cca": linear CCA (the package's
-`subspace.LinearCCA`) fitted on the train split's mean features (dequantized,
-as a reader sees them), ridge chosen on validate, retrieval on each split:
-the classic mean-pooled baseline. Every retrieval figure here is a rank
-computed by `metrics` (`true_pair_ranks_of_scores`, `rank_metrics`), so ties
-and medians follow eval.py's conventions.
+Every retrieval figure here is a rank computed by `metrics`
+(`true_pair_ranks_of_scores`, `rank_metrics`), so ties and medians follow
+eval.py's conventions. Baselines are models: `--model=LinearCcaModel` is
+linear CCA on the mean features.
 
 The default demo set (`ensure_demo_data`) is 2,000 videos (1,600 / 200 / 200)
 of 60-300 frames at the real 1024/128 feature sizes: about 0.4 GB, enough for
@@ -94,7 +92,6 @@ import tensorflow as tf
 from yt8m_xmodal import config
 from yt8m_xmodal import features
 from yt8m_xmodal import metrics
-from yt8m_xmodal import subspace
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import ConfigError
 
@@ -371,68 +368,6 @@ def frame_count_only_metrics(num_frames):
             "gallery_size": int(len(num_frames))}
 
 
-def linear_cca_embeddings(model, audio, video, num_components):
-    """Unit-norm top canonical variates of both views, float64.
-
-    model: a fitted `subspace.LinearCCA` with at least `num_components`
-    directions (as `select_mean_linear_cca` returns).
-    """
-    embeddings = []
-    for project, x in ((model.project_audio, audio),
-                       (model.project_video, video)):
-        e = project(np.asarray(x, np.float64)).numpy()[:, :num_components]
-        embeddings.append(e / (np.linalg.norm(e, axis=1, keepdims=True)
-                               + 1e-12))
-    return tuple(embeddings)
-
-
-def _cosine_rows(queries, gallery, rows):
-    return queries[rows] @ gallery.T
-
-
-def select_mean_linear_cca(means, ridges=(1e-3, 1e-2, 1e-1, 1.0),
-                           components=(8, 16, 32, 64)):
-    """Linear CCA on mean features: fit on train, choose on validate.
-
-    means: {split: (audio [N, Da], video [N, Dv])}, with "train" and
-    "validate". Each ridge (r1 = r2, relative as in `subspace.LinearCCA`) is
-    fitted once; the ridge and the number of top canonical components are
-    chosen by validate Recall@10 (audio to video, cosine similarity).
-
-    Returns:
-      (ridge, number of components, fitted `subspace.LinearCCA` for
-      `linear_cca_embeddings`).
-    """
-    train_audio, train_video = means["train"]
-    largest = min(max(components), np.shape(train_audio)[1],
-                  np.shape(train_video)[1])
-    best = None
-    for ridge in ridges:
-        model = subspace.fit_linear_cca(train_video, train_audio, largest,
-                                        r1=ridge, r2=ridge)
-        for k in components:
-            k = min(k, largest)
-            a, v = linear_cca_embeddings(model, *means["validate"], k)
-            r10 = metrics.rank_metrics(
-                _true_match_ranks(_cosine_rows, a, v, len(a)),
-                RECALL_KS)["recall@10"]
-            if best is None or r10 > best[0]:
-                best = (r10, ridge, k, model)
-    return best[1:]
-
-
-def mean_linear_cca(means):
-    """dataset.json's "mean_linear_cca" entry (see select_mean_linear_cca):
-    retrieval of every split in the chosen model's subspace."""
-    ridge, k, model = select_mean_linear_cca(means)
-    result = {"ridge": ridge, "num_components": k,
-              "chosen_on": "validate recall@10 (audio to video)"}
-    for split, (audio, video) in means.items():
-        a, v = linear_cca_embeddings(model, audio, video, k)
-        result[split] = both_directions(_cosine_rows, a, v, len(a))
-    return result
-
-
 def _check_options(num_videos, num_shards, min_frames, max_frames,
                    feature_sizes, num_classes):
     if num_videos < 30:
@@ -566,7 +501,6 @@ def generate_dataset(output_dir, num_videos=DEFAULT_NUM_VIDEOS, seed=0,
         "oracle_with_frame_count": {},
         "frame_count_only": {},
     }
-    means = {}
     for index, split in enumerate(SPLITS):
         latent_rng = np.random.default_rng(seeds[1 + 2 * index])
         render_rng = np.random.default_rng(seeds[2 + 2 * index])
@@ -604,7 +538,6 @@ def generate_dataset(output_dir, num_videos=DEFAULT_NUM_VIDEOS, seed=0,
                             video_id, labels, split_means["video"][i],
                             split_means["audio"][i], feature_names)
                     writer.write(record)
-        means[split] = (split_means["audio"], split_means["video"])
         lengths = latents["num_frames"]
         views = {modality: {"style": latents[modality]["style"],
                             "sections": latents[modality]["sections"],
@@ -621,7 +554,6 @@ def generate_dataset(output_dir, num_videos=DEFAULT_NUM_VIDEOS, seed=0,
         info["frame_count_only"][split] = frame_count_only_metrics(lengths)
         log(f"{split}: {num} videos, {lengths.sum()} frames, "
             f"{time.time() - start:.1f} s")
-    info["mean_linear_cca"] = mean_linear_cca(means)
     info["generation_seconds"] = round(time.time() - start, 2)
     with open(os.path.join(output_dir, "dataset.json"), "w") as f:
         json.dump(info, f, indent=1, sort_keys=True)
@@ -692,7 +624,7 @@ def summary(info):
     lines = [f"{info['num_videos']} videos, {info['min_frames']}-"
              f"{info['max_frames']} frames, feature sizes "
              f"{info['feature_sizes']}, {info['num_classes']} genres"]
-    for name in ("oracle", "mean_linear_cca"):
+    for name in ("oracle", "frame_count_only"):
         test = info[name]["test"]["audio_to_video"]
         lines.append(
             f"test audio->video {name}: R@1 {test['recall@1']:.3f} "
