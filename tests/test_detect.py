@@ -304,7 +304,7 @@ def test_train_takes_the_2017_schema_and_level_from_the_records(tmp_path):
                "--embedding_dim=4", "--hidden_units=16", "--subspace_dim=2",
                "--cca_input_dim=8")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert (f"--frame_features not set: {path} holds YouTube-8M 2017 "
+    assert (f"{path} (--train_data_pattern) holds YouTube-8M 2017 "
             "video-level records") in out.stderr
     assert ("read with --noframe_features --id_feature=video_id "
             "--num_classes=4716") in out.stderr
