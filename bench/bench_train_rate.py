@@ -36,7 +36,7 @@ from yt8m_xmodal import training  # noqa: E402
 from yt8m_xmodal.tools import synthetic  # noqa: E402
 
 
-class _PlainFit(keras.Model):
+class PlainFit(keras.Model):
     """The recipe's model, trained by `fit` on the recipe's loss."""
 
     def __init__(self, model, loss):
@@ -57,7 +57,7 @@ def plain_fit_rate(cfg, steps):
     model, _ = modeling.build_model(cfg)
     loss = losses_lib.build_loss(cfg.loss, cfg.loss_config,
                                  cfg.data.num_classes)
-    fit = _PlainFit(model, loss)
+    fit = PlainFit(model, loss)
     fit.compile(optimizer=keras.optimizers.Adam(cfg.base_learning_rate))
     batches = readers.reader_for(cfg.data).dataset(
         cfg.train_data_pattern, batch_size=cfg.batch_size, shuffle=True,
