@@ -85,6 +85,12 @@ BENCHMARKS = (
               "bench/bench_pipelines.py", throughput=True),
     Benchmark("extract", "Media extraction (your own songs and videos)",
               "bench/bench_extract.py", throughput=True),
+    Benchmark("train_rate", "Training loop against plain keras fit",
+              "bench/bench_train_rate.py", throughput=True, quick_args=None),
+    # README's command (1) against main before issue 25 (7f721e2).
+    Benchmark("demo", "Demo command (README quick start (1))",
+              "bench/bench_demo.py", ("--tree=.", "--baseline_ref=7f721e2"),
+              quick_args=None),
     # A quick run gets its own --work_dir: the script reuses the data and
     # runs it finds there.
     Benchmark("frame_level", "Frame-level retrieval (synthetic data)",

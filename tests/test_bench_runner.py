@@ -340,7 +340,8 @@ def test_quick_never_targets_the_repository():
                           runner.BENCHMARKS)
     assert runner.parse_args([], runner.BENCHMARKS).only == [
         "reader", "models", "losses", "eval", "export", "index", "serve",
-        "pipelines", "extract", "frame_level", "video_level", "learning_curve"]
+        "pipelines", "extract", "train_rate", "demo", "frame_level",
+        "video_level", "learning_curve"]
 
 
 def test_fragment_writer_marks_quick_runs(tmp_path, capsys):

@@ -56,6 +56,21 @@ def test_verbosity_is_read_before_flags_are_parsed(argv, expected):
     assert cli._requested_verbosity(argv) == expected
 
 
+def test_commands_use_tensorflows_bfc_cpu_allocator_unless_set():
+    # Set before TensorFlow starts (BENCHMARKS.md, "Demo command"); a value
+    # the user set is kept.
+    show = ("import os, yt8m_xmodal.cli; "
+            "print(os.environ['TF_CPU_ALLOCATOR_USE_BFC'])")
+    env = {k: v for k, v in os.environ.items()
+           if k != "TF_CPU_ALLOCATOR_USE_BFC"}
+    unset = subprocess.run([sys.executable, "-c", show], cwd=REPO_ROOT,
+                           capture_output=True, text=True, env=env,
+                           timeout=300)
+    assert unset.stdout.split()[-1] == "true"
+    kept = run_command(["-c", show], {"TF_CPU_ALLOCATOR_USE_BFC": "false"})
+    assert kept.stdout.split()[-1] == "false"
+
+
 def test_quiet_unless_the_user_asked_for_tensorflow_logs():
     assert cli._quiet_console_wanted(["train.py"], {})
     assert cli._quiet_console_wanted(["train.py", "--verbosity=-1"], {})

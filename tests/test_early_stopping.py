@@ -32,8 +32,9 @@ def test_stops_when_validation_stops_improving_and_keeps_the_best(
     # A large learning rate overfits 128 videos quickly, so the validation
     # score peaks and patience runs out well before the cap.
     cfg = video_config(tiny_video_data, tmp_path / "run",
-                       early_stopping_patience=2, validate_every_steps=1,
-                       base_learning_rate=3e-2, num_epochs=60)
+                       early_stopping_patience=2, early_stopping_fraction=0.5,
+                       validate_every_steps=1, base_learning_rate=3e-2,
+                       num_epochs=60)
     trainer = training.Trainer(cfg)
     result = trainer.run()
     steps = [s for s, _ in result.validations]
@@ -43,8 +44,14 @@ def test_stops_when_validation_stops_improving_and_keeps_the_best(
     best = int(np.argmax(scores))
     assert result.best_step == steps[best]
     assert "early_stopping_patience" in result.stop_reason
-    # Stopped exactly `patience` validations after the best one.
-    assert len(scores) - 1 - best == cfg.early_stopping_patience
+    assert "early_stopping_fraction" in result.stop_reason
+    # Stopped at the first validation after the best one that is both
+    # `patience` validations and half the best step's count past it.
+    waited = [(i - best, steps[i] - steps[best])
+              for i in range(best + 1, len(steps))]
+    assert waited[-1][0] >= cfg.early_stopping_patience
+    assert waited[-1][1] >= cfg.early_stopping_fraction * steps[best]
+    assert not any(n >= 2 and s >= 0.5 * steps[best] for n, s in waited[:-1])
     assert result.step == steps[-1] < 60 * 4
     # The final checkpoint holds the best model, and so does the export.
     _, model, subspace, step = modeling.restore(cfg.train_dir)
@@ -73,6 +80,25 @@ def test_stops_when_validation_stops_improving_and_keeps_the_best(
     # Rerunning a stopped run trains no further.
     again = training.Trainer(cfg).run()
     assert again.step == result.step and again.best_step == result.best_step
+
+
+def test_patience_waits_for_both_validations_and_a_fraction_of_the_run():
+    cfg = config_lib.TrainConfig(early_stopping_patience=2,
+                                 early_stopping_fraction=0.25)
+    stops = lambda step, best_step, bad: training.patience_exhausted(
+        cfg, step, best_step, bad)
+    # A short run: the validation floor decides.
+    assert not stops(step=8, best_step=4, bad=1)
+    assert stops(step=12, best_step=4, bad=2)
+    # A long run: a quarter of the best step's count past it (2,085 + 522).
+    assert not stops(step=2500, best_step=2085, bad=3)
+    assert not stops(step=2606, best_step=2085, bad=5)
+    assert stops(step=2607, best_step=2085, bad=2)
+    # Fraction 0: validations alone, as a fixed patience.
+    plain = config_lib.TrainConfig(early_stopping_patience=5,
+                                   early_stopping_fraction=0)
+    assert not training.patience_exhausted(plain, 2780, 2085, 4)
+    assert training.patience_exhausted(plain, 2780, 2085, 5)
 
 
 def test_without_validation_trains_whole_epochs_to_the_step_budget(
@@ -182,6 +208,8 @@ def test_input_projection_is_the_weighted_linear_cca_of_the_training_set(
 def test_bad_schedule_fields_name_the_field():
     with pytest.raises(config_lib.ConfigError, match="early_stopping_patience"):
         config_lib.TrainConfig(early_stopping_patience=-1)
+    with pytest.raises(config_lib.ConfigError, match="early_stopping_fraction"):
+        config_lib.TrainConfig(early_stopping_fraction=-0.5)
     with pytest.raises(config_lib.ConfigError, match="weighted_labels"):
         config_lib.TrainConfig(weighted_labels="music")
     with pytest.raises(config_lib.ConfigError, match="linear_skip"):

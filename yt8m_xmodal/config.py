@@ -462,10 +462,14 @@ class TrainConfig:
         "validation data up to 200, ended by early stopping; "
         "without, whole epochs until auto_train_steps).")
     early_stopping_patience: int = _field(
-        5, "With validate_data_pattern: stop when the validation Recall@10 "
-        "(mean of both directions) has not improved for this many "
-        "validations, and keep and export the best model (0: no early "
-        "stopping).")
+        2, "With validate_data_pattern: stop when the validation Recall@10 "
+        "(mean of both directions) has not improved for at least this many "
+        "validations and early_stopping_fraction, and keep and export the "
+        "best model (0: no early stopping).")
+    early_stopping_fraction: float = _field(
+        0.25, "With early stopping: also wait at least this fraction of the "
+        "best model's step count past it before stopping, so the wait grows "
+        "with the run (0: validations alone decide).")
     validate_every_steps: int = _field(
         50, "With early stopping: validate at the end of each epoch that "
         "ends at least this many steps after the last validation, and at "
@@ -557,6 +561,7 @@ class TrainConfig:
         _check_at_least(self, ("num_epochs", "max_steps",
                                "early_stopping_patience"), 0)
         _check_at_least(self, ("validate_every_steps", "auto_train_steps"), 1)
+        _check_at_least(self, ("early_stopping_fraction",), 0)
         if self.base_learning_rate <= 0:
             raise ConfigError("{base_learning_rate} must be > 0",
                               base_learning_rate=self.base_learning_rate)

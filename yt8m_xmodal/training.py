@@ -85,6 +85,20 @@ def epoch_cap(cfg, early_stopping):
     return config_lib.AUTO_MAX_EPOCHS if early_stopping else None
 
 
+def patience_exhausted(cfg, step, best_step, bad_validations):
+    """The early-stopping rule: whether a run at `step`, whose best
+    validation was at `best_step` and `bad_validations` validations ago, ends.
+
+    It waits for both: `early_stopping_patience` validations without
+    improvement (a floor, so a short run does not stop on one noisy
+    validation) and `early_stopping_fraction` of the best step's count past
+    it (so the wait grows with the run rather than costing a fixed number of
+    validations, which on a short run is most of the run).
+    """
+    return (bad_validations >= cfg.early_stopping_patience
+            and step - best_step >= cfg.early_stopping_fraction * best_step)
+
+
 class NonFiniteStepError(RuntimeError):
     """The loss or gradient went non-finite and skipping was not enabled."""
 
@@ -494,12 +508,15 @@ class Trainer:
                      "and exported (%s)", step, score, export_dir)
         else:
             self.bad_validations.assign_add(1)
+            best_step = int(self.best_step.numpy())
+            bad = int(self.bad_validations.numpy())
             log.info("step %d: validation R@10 %.4f, not above the best %.4f "
-                     "of step %d (%d of %d validations without improvement)",
-                     step, score, best, int(self.best_step.numpy()),
-                     int(self.bad_validations.numpy()),
-                     self.cfg.early_stopping_patience)
-            if int(self.bad_validations.numpy()) >= self.cfg.early_stopping_patience:
+                     "of step %d (%d validations without improvement; "
+                     "stopping after at least %d and step %d)",
+                     step, score, best, best_step, bad,
+                     self.cfg.early_stopping_patience,
+                     self.patience_end(best_step))
+            if patience_exhausted(self.cfg, step, best_step, bad):
                 self.stopped.assign(1)
         return export_dir, result
 
@@ -670,21 +687,32 @@ class Trainer:
         finally:
             self.early_stopping = early_stopping
 
+    def patience_end(self, best_step):
+        """The first step early stopping may stop at after `best_step`."""
+        return best_step + int(np.ceil(
+            self.cfg.early_stopping_fraction * best_step))
+
     def _patience_reason(self):
         return (f"validation R@10 did not improve for "
-                f"{self.cfg.early_stopping_patience} validations "
-                f"(early_stopping_patience)")
+                f"{int(self.bad_validations.numpy())} validations "
+                f"(early_stopping_patience={self.cfg.early_stopping_patience})"
+                f" and {int(self.step.numpy()) - int(self.best_step.numpy())} "
+                f"steps past the best step {int(self.best_step.numpy())} "
+                f"(early_stopping_fraction="
+                f"{self.cfg.early_stopping_fraction:g})")
 
     def _log_schedule(self, max_epochs):
         cfg = self.cfg
         if self.early_stopping:
             log.info("early stopping: validation every epoch end at least %d "
                      "steps after the last one (validate_every_steps) and at "
-                     "every export; stop after %d validations without "
-                     "improvement (early_stopping_patience), at most %d "
-                     "epochs; the best model is kept and exported",
+                     "every export; stop after at least %d validations "
+                     "without improvement (early_stopping_patience) and %g "
+                     "times the best step's count past it "
+                     "(early_stopping_fraction), at most %d epochs; the best "
+                     "model is kept and exported",
                      cfg.validate_every_steps, cfg.early_stopping_patience,
-                     max_epochs)
+                     cfg.early_stopping_fraction, max_epochs)
         elif max_epochs is None:
             log.info("no validation data and num_epochs=0: training whole "
                      "epochs until at least %d steps (auto_train_steps)",

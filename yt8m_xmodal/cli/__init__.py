@@ -82,6 +82,15 @@ def _import_tensorflow_quietly():
             os.close(saved)
 
 
+# TensorFlow's CPU tensors come from malloc, and glibc maps every block of
+# more than 32 MB (its largest mmap threshold; a frame-level batch is 300 MB)
+# fresh from the kernel and unmaps it when freed, so each step page-faults
+# gigabytes back in: a third of train.py's CPU went to the kernel
+# (BENCHMARKS.md, "Demo command"). TensorFlow's BFC allocator keeps the
+# blocks and reuses them. Read when TensorFlow creates its CPU allocator, so
+# set before the import; a value the user set wins.
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+
 QUIET = _quiet_console_wanted()
 if QUIET:
     # 3: only FATAL. TensorFlow's C++ errors on a working run are noise

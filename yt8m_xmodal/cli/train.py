@@ -80,6 +80,8 @@ def config_from_flags():
                                                     "train-*.tfrecord")
         values.setdefault("validate_data_pattern",
                           os.path.join(demo_dir, "validate-*.tfrecord"))
+        for name, value in synthetic.DEMO_TRAINING.items():
+            values.setdefault(name, value)
     return dataclasses.replace(base, data=data, model_config=model_config,
                                loss_config=loss_config, **values)
 
@@ -121,7 +123,8 @@ def plan_text(cfg):
     ends += [plural(cfg.max_steps, "step")] if cfg.max_steps > 0 else []
     if cfg.validate_data_pattern and cfg.early_stopping_patience > 0:
         until = ("until validation Recall@10 stops improving "
-                 f"(--early_stopping_patience={cfg.early_stopping_patience})"
+                 f"(--early_stopping_patience={cfg.early_stopping_patience},"
+                 f" --early_stopping_fraction={cfg.early_stopping_fraction:g})"
                  + (f" or {' or '.join(ends)}" if ends else
                     f" or {config_lib.AUTO_MAX_EPOCHS} epochs"))
     elif ends:
