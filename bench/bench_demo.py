@@ -138,9 +138,9 @@ def main():
     rows = [bench_tree(tree, args.work_dir, sys.executable, flags)
             for tree in trees]
     printed = fragments.capture_stdout()
-    print(f"\n| tree | wall s | user s | sys s | sys % | minor faults | "
-          f"steps | best step | test R@10 a→v | test R@10 v→a | gallery | "
-          f"load before/after |")
+    print("\n| tree | wall s | user s | sys s | sys % | minor faults | "
+          "steps | best step | test R@10 a→v | test R@10 v→a | gallery | "
+          "load before/after |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         print(f"| {r['tree']} | {r['wall_s']:.0f} | {r['user_s']:.0f} | "

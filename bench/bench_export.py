@@ -80,11 +80,7 @@ def main(argv):
     del argv
     cfg = RECIPE
     if FLAGS.quick:
-        cfg = cfg.replace(data=config_lib.DataConfig(max_frames=40,
-                                                     feature_sizes=(32, 16)),
-                          model_config={"chunk_size": 10, "embedding_dim": 8,
-                                        "rnn_units": 16},
-                          subspace_dim=4)
+        cfg = fragments.quick_recipe(cfg)
         FLAGS.batch_size, FLAGS.steps = 32, 1
     model, subspace = modeling.build_model(cfg)
     loss = losses.build_loss(cfg.loss, cfg.loss_config)

@@ -167,11 +167,7 @@ def main(argv):
     logging.getLogger("httpx").setLevel(logging.WARNING)
     cfg = config_lib.recipe(True)
     if FLAGS.quick:
-        cfg = cfg.replace(data=config_lib.DataConfig(max_frames=40,
-                                                     feature_sizes=(32, 16)),
-                          model_config={"chunk_size": 10, "embedding_dim": 8,
-                                        "rnn_units": 16},
-                          subspace_dim=4)
+        cfg = fragments.quick_recipe(cfg)
         FLAGS.gallery, FLAGS.songs, FLAGS.requests_per_client = 2000, 32, 4
     clients = [int(c) for c in FLAGS.clients.split(",")]
     load_start = os.getloadavg()[0]

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 from bench import fragments  # noqa: E402
 from yt8m_xmodal import cli  # noqa: E402,F401  (the commands' TF settings)
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf  # noqa: E402,F401
 
 from yt8m_xmodal import config as config_lib  # noqa: E402
 from yt8m_xmodal import losses as losses_lib  # noqa: E402

@@ -191,3 +191,14 @@ def write(output_dir, name, markdown, figures, quick):
         f.write("\n")
     print(f"wrote {md_path} and {json_path}")
     return md_path, json_path
+
+
+def quick_recipe(cfg):
+    """The frame-level recipe `cfg` shrunk for a --quick smoke run (tiny
+    features, chunks and towers); only the code path is exercised."""
+    from yt8m_xmodal import config as config_lib  # noqa: PLC0415
+    return cfg.replace(data=config_lib.DataConfig(max_frames=40,
+                                                  feature_sizes=(32, 16)),
+                       model_config={"chunk_size": 10, "embedding_dim": 8,
+                                     "rnn_units": 16},
+                       subspace_dim=4)
