@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from yt8m_xmodal import readers
 from yt8m_xmodal import records as records_lib
+from yt8m_xmodal import tfrecord
 from yt8m_xmodal.errors import DataError
 
 TFRECORD = "tfrecord"
@@ -38,28 +39,6 @@ _RIFF_FORMS = {b"WAVE": "WAV", b"AVI ": "AVI"}
 _AIFF_FORMS = (b"AIFF", b"AIFC")
 
 
-def _crc32c_table():
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-        table.append(crc)
-    return table
-
-
-_CRC32C = _crc32c_table()
-
-
-def masked_crc32c(data):
-    """TFRecord's checksum: CRC-32C, rotated right by 15, plus a constant."""
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    crc ^= 0xFFFFFFFF
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
 def media_container(head):
     """The container named by a file's first bytes, or None."""
     for offset, magic, name in _MEDIA_MAGIC:
@@ -78,10 +57,11 @@ def media_container(head):
 def tfrecord_length(head):
     """The first record's length when `head` starts with a TFRecord header
     (a length and its checksum), else None."""
-    if len(head) < readers.TFRECORD_HEADER_BYTES:
+    if len(head) < tfrecord.HEADER_BYTES:
         return None
-    length, checksum = struct.unpack("<QI", head[:12])
-    return length if checksum == masked_crc32c(head[:8]) else None
+    length, checksum = struct.unpack("<QI", head[:tfrecord.HEADER_BYTES])
+    return (length if checksum == tfrecord.masked_crc32c(
+        head[:tfrecord.LENGTH_BYTES]) else None)
 
 
 def kind_of(data, name="the upload"):
@@ -94,7 +74,7 @@ def kind_of(data, name="the upload"):
         raise DataError(f"{name} is empty")
     length = tfrecord_length(data[:16])
     if length is not None:
-        if length + readers.TFRECORD_FRAMING_BYTES > len(data):
+        if length + tfrecord.FRAMING_BYTES > len(data):
             raise DataError(f"{name} is a truncated TFRecord: its first "
                             f"record has {length} bytes, the file "
                             f"{len(data)}")
