@@ -8,17 +8,7 @@ fields by `yt8m_xmodal.cli`) and the tests.
 
 Two named recipes exist:
 
-    FRAME_LEVEL_RECIPE  TrainConfig(): chunk attention, slot pooling, InfoNCE
-    VIDEO_LEVEL_RECIPE  VideoLevelMlpModel with deep CCA, for mean_rgb /
-                        mean_audio records (train.py --noframe_features)
-
-`train_dir/model_flags.json`, as in the YouTube-8M starter code, is the
-serialized `TrainConfig` of a run; eval.py and inference.py rebuild the model
-from it without repeating flags.
-
-Validation lives in `__post_init__` and raises `ConfigError` naming the field,
-so a library user reads field names and a command-line user reads flag names
-(the CLI renders the same error with its flags).
+More: docs/design.md, "Configuration".
 """
 
 import dataclasses

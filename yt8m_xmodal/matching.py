@@ -11,14 +11,7 @@ are needed. Everything streams:
 
 CSV format (one row per query):
 
-    QueryId,QueryModality,MatchScorePairs
-    abcd,audio,"wxyz 0.931200 efgh 0.910700 ..."
-
-with gallery ids of the other modality and their scores, best first: cosine, or
-CSLS's cos - r(g) / 2 when the model ranks by CSLS (its `csls_k`).
-`--embeddings_file` writes an embeddings file (see embeddings.py);
-`--explain_file` an HTML page of the chunk attention behind each query's top
-matches (see explain.py).
+More: docs/design.md, "Inference".
 """
 
 import csv

@@ -7,24 +7,7 @@ silent when imported by other code; the commands (`yt8m_xmodal.cli`) call
 
     train  42% [=========>            ] 252/600 steps  3.1 steps/s  ETA 1:52  loss 2.31
 
-on stderr when stderr is a terminal, and otherwise (CI, a file) logs one line
-through the "yt8m_xmodal" logger every `log_interval` seconds and one when it
-finishes. The rate and ETA count from the first update, so the time spent
-tracing a `tf.function` before the first step does not skew them.
-
-Progress objects nest (a validation pass inside training): the innermost one
-owns the terminal line until it closes. `LogHandler` is a logging handler
-that clears the bar before a log line and draws it again after, so messages
-and the bar do not overwrite each other.
-
-Example:
-
-    from yt8m_xmodal import progress
-    progress.enable()
-    with progress.Progress("embed", total=1000, unit="video") as bar:
-        for batch in batches:
-            ...
-            bar.advance(len(batch["id"]))
+More: docs/design.md, "Progress reports".
 """
 
 import logging

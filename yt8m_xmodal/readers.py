@@ -1,89 +1,15 @@
 """Reads YouTube-8M TFRecords into batches of model input, at both levels.
 
-`YT8MFrameFeatureReader` reads frame-level `tf.train.SequenceExample`s (uint8
-frames, one per second) and `YT8MAggregatedFeatureReader` video-level
-`tf.train.Example`s (float means), named as in the YT8M starter code. Both turn
-a file pattern into a `tf.data.Dataset` of batch dictionaries:
-
-    frame level: id [B] string, video [B,T,Dv], audio [B,T,Da] float32,
-                 num_frames [B] int32, mask [B,T] bool, labels
-    video level: id [B] string, video [B,Dv], audio [B,Da] float32, labels
-
-`labels` is a float32 multi-hot [B, num_classes] or, with `ragged_labels=True`,
-an int64 `tf.RaggedTensor` [B, None] of class indices.
-
-The pipeline, and why it is shaped this way:
-
-    file names (shuffled per epoch when training)
-      -> parallel interleave of one TFRecordDataset per shard, read in chunks
-         of 16 records tagged with (file, record index) so errors can name
-         them, and checked whole (see corrupt_shard below)
-      -> training: unbatch, seeded record shuffle, batch
-         evaluation: rebatch the chunks in order
-      -> one vectorized parse per batch (`tf.io.parse_example` at video
-         level; at frame level the fast path below, else
-         `tf.io.parse_sequence_example` and one `decode_raw` over all
-         frames; the dequantization fused by XLA into one pass)
-      -> prefetch
-
-Parsing a whole batch in one op saves the per-record op overhead, which
-dominates for small video-level records. A 300-frame record is ~350 KB, and
-there the cost is per byte. The frame-level fast path avoids making a string
-of every frame: in a serialized SequenceExample every frame of a feature list
-is the same few header bytes and then its data, so a few varints per record
-locate each list (`_locate_lists`); one `substr` and one `decode_raw` cut each
-list out as bytes with a fixed stride, and XLA checks the frame headers and
-reads the frames with a strided slice, dequantizing in the same pass. A batch
-with any record of another layout goes through the general parse; both give
-the same bytes (tests/test_fast_parse.py). bench/bench_reader.py has the
-figures.
-
-Records, chunks and batches are large short-lived allocations, which glibc
-malloc by default hands back to the system and page-faults back in, at a
-cost as high as the read itself; `dataset()` therefore calls
-`tune_allocator()` first (process-wide; see its docstring).
-Evaluation order is deterministic; training order is deterministic too when a
-seed is given.
-
-Bad input and how it surfaces
------------------------------
-The batch parse uses lenient specs (missing lists parse as empty, float
-vectors as ragged), so one bad record cannot make the parse op fail for the
-whole batch. Each record is then checked in the graph and given a reason:
-
-    corrupt_shard          a shard is truncated or fails its CRC: the bytes its
-                           readable records cover fall short of the file size
-    zero_frames            a frame-level record with no frames in either view
-    missing_feature_list   one view has no frames although the other has some
-                           (the list is absent or empty; both leave the view
-                           without data)
-    bad_frame_size         a frame's byte length is not the feature size
-    bad_feature_size       a video-level vector has the wrong number of floats
-                           (or is missing)
-    non_finite             NaN or inf in a video-level vector
-    bad_label              a label outside [0, num_classes)
-
-With `skip_corrupt=False` (the default) the first bad record raises a
-`DataError` naming the file, the record index in it and the video id. With
-`skip_corrupt=True` bad records are dropped (a bad shard keeps the records
-before the damage), the batch is refilled to `batch_size`, and every skip is
-counted in `reader.skip_counts` (a dict reason -> count; `reader.skipped`
-keeps the first descriptions, and each skip is logged). The checks run on every
-record; only a batch that has a bad record calls back into Python.
-
-Errors raised inside tf.data reach Python as `tf.errors.OpError` from the
-iterator. `iterate(dataset)` (and `reader.batches(...)`) wraps any iterable of
-batches (a plain dataset or a `strategy.experimental_distribute_dataset`) and
-re-raises those as `DataError` with the file and record named, without the
-tf.data stack trace. A record whose protobuf cannot be parsed at all (not a
-format TFRecord CRCs let through in practice) fails its batch's parse; the
-resulting `DataError` names the record TF reports, in either mode.
-
-Example:
-
->>> reader = YT8MFrameFeatureReader(max_frames=300)
->>> for batch in reader.batches("/data/train*.tfrecord", batch_size=64):
-...     step(batch)
+`YT8MFrameFeatureReader` (frame-level SequenceExamples: uint8 frames, one
+per second) and `YT8MAggregatedFeatureReader` (video-level Examples: float
+means), named as in the YT8M starter code, turn a file pattern into a
+`tf.data.Dataset` of batch dictionaries (`id`, `video`, `audio`, and at frame
+level `num_frames` and `mask`, plus `labels`). Each batch is parsed in one
+op (a wire-format fast path at frame level); every record is checked in the
+graph and a bad one raises a `DataError` naming the file, record and id, or
+with `skip_corrupt=True` is skipped and counted. `iterate` turns tf.data's
+errors into those `DataError`s. The pipeline's shape, the fast path and the
+checks: docs/design.md, "Readers".
 """
 
 import ctypes

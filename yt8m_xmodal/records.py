@@ -9,20 +9,7 @@ from either release:
     2018  id        3,862 classes  (the default)
     2017  video_id  4,716 classes  (--id_feature=video_id --num_classes=4716)
 
-with frame-level `tf.train.SequenceExample`s (one bytes value of uint8 codes
-per frame in each feature list) or video-level `tf.train.Example`s (float
-lists). So every entry point looks at one record before it builds a
-pipeline:
-
-    fmt = records.detect_format(data_pattern)   # RecordFormat, or None
-    records.check_format(data_config, fmt)      # DataError: one line
-
-`check_records` does both. The error names the file, what it holds and the
-flags that would read it; for a trained model (`model_dir`) it says which
-records the model was trained on instead.
-
-Only the first record of the first non-empty file is read: a pattern mixing
-formats, or a bad record further on, is the reader's to report.
+More: docs/design.md, "Format detection".
 """
 
 import dataclasses

@@ -7,18 +7,7 @@ which a hand-written loop states directly.
 
 One step is two replica functions under the active `tf.distribute` strategy:
 
-1. `compute_gradients`: forward pass, loss (CCA losses all-reduce their
-   sufficient statistics so every replica sees the global-batch loss),
-   gradients all-reduced to the global gradient, its norm, clipping, and a
-   finiteness flag agreed by all replicas.
-2. `apply_gradients`: runs only when the flag says the step is finite, so a
-   non-finite update never reaches the weights or the optimizer's moments.
-
-Checkpoints (`tf.train.CheckpointManager`) hold the model, optimizer, loss
-variables (InfoNCE's temperature), the fitted CCA subspace, the global step
-and the data position (epoch, batch within epoch). The data order of every
-epoch is a pure function of `--seed` and the epoch, so resuming rebuilds the
-epoch's order and skips the batches already consumed.
+More: docs/design.md, "Training loop".
 """
 
 import dataclasses

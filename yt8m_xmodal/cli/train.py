@@ -7,19 +7,7 @@ r"""train.py: trains the audio and video towers on YT8M records.
 With no --train_data_pattern it trains on the built-in synthetic demo data
 (generated once into a cache directory) and validates on its validate split.
 
-The flags are the fields of `config.TrainConfig` and of the model and loss
-configs, with the shipped recipe's values as defaults. A flag left unset
-takes the recipe of the records' level (`config.recipe`): with
---noframe_features the video-level recipe, and for --model / --loss other than
-the recipe's, that model's or loss's own defaults.
-
-The data flags not given are read from the first training record (and
-logged): the level (frame-level SequenceExamples or video-level Examples), so
-the YT8M starter code's habit (video level unless --frame_features) and this
-package's default (frame level) both work, and for records of the 2017
-release (`video_id`) --id_feature=video_id --num_classes=4716. A flag given is
-kept, and records it cannot read stop with one line saying what they hold and
-what to pass.
+More: docs/design.md, "train.py".
 """
 
 import dataclasses

@@ -6,25 +6,7 @@ r"""Batch embedding of YouTube-8M records with Beam's RunInference.
         --runner=DataflowRunner --project=P --region=R \
         --temp_location=gs://bucket/tmp
 
-writes `test-00000-of-00016.npz` ...: each an .npz with `ids` (str),
-`audio` [n, k] and `video` [n, k] float32: embeddings files as inference.py's
---embeddings_file writes (see embeddings.py); `embeddings.read_embeddings`
-loads a comma list or glob of them as one set. The model is the exported
-SavedModel (`modeling.latest_export(train_dir)` or --export_dir), run through
-RunInference's TensorFlow model handler on its `serving_default` signature,
-which takes serialized records and returns id, audio and video: the same
-function inference.py calls, so the embeddings are inference.py's.
-
-    input files -> Read (one file per element, tf.data; a corrupt file is an
-                   error naming it) -> RunInference (batches of up to
-                   --batch_size records, one model per worker process)
-      -> (id, audio, video) -> group by shard (SHA-256 of the id, as the
-                   subset's split key, mod the number of shards)
-      -> one .npz per shard, rows sorted by id
-
-Without --num_shards the shard count is ceil(records / --records_per_shard).
-Each shard file is written whole by one worker; a retried bundle rewrites it
-with the same bytes.
+More: docs/design.md, "Beam embedding pipeline".
 """
 
 import dataclasses

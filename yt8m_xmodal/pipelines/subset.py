@@ -2,57 +2,15 @@ r"""The music subset of YouTube-8M as an Apache Beam pipeline.
 
     python -m yt8m_xmodal.pipelines.subset \
         --input_data_pattern='gs://bucket/yt8m/frame/train*.tfrecord' \
-        --output_dir=gs://bucket/yt8m_music --target_shard_mb=256 \
-        --runner=DataflowRunner --project=P --region=R \
-        --temp_location=gs://bucket/tmp
+        --output_dir=gs://bucket/yt8m_music --runner=DataflowRunner ...
 
 The same rules, splits and output records as the single-process tool
-(`yt8m_xmodal.tools.subset`, whose docstring states them): the rules are that
-module's functions, called here per file, per id and per audio vector.
-Arguments are named as there; Beam's own flags (--runner,
---direct_num_workers, --direct_running_mode, --project, ...) pick and
-configure the runner. Input and output go through tf.io.gfile, so local
-paths and gs:// work alike.
-
-The pipeline, and why it is shaped this way:
-
-    input files -> Scan (one file per element; `scan_or_skip`: the tool's
-                   first pass over the file): per-record drop
-                   counts, and per surviving record its id, key, digest,
-                   audio hash, file, byte offset, length and labels (never
-                   its features), emitted as one list per (file, key bucket)
-      audio pairs (video level), one block per (file, audio-hash bucket)
-                   -> group by bucket -> `repeated_audio` on the bucket's
-                   pairs -> the silent vectors, a small side input
-      candidates -> group by key bucket -> per id `resolve_copies`, the
-                   kept copies in (key, id) order, one list per (split,
-                   bucket)
-      kept -> rank within the split, from the (split, bucket) counts (a
-                   side input) -> one list per (split, bucket, shard)
-                   -> group by (split, shard) -> write the shard in rank
-                   order, reading each record back by its offset
-                   (`RecordFetcher`, which checks its digest)
-      counts, shards, skipped files -> manifest.json (last)
-
-Only the small per-record metadata is shuffled, in lists rather than one
-element per record (a shuffled element costs about as much as scanning a
-video-level record); record bytes are read twice from the input, as in the
-tool. Buckets are ranges of the uniform hashes, so they are balanced, and
-all copies of an id (all pairs of an audio vector) share one, so the rules
-that look across files see all they need within a bucket. The rank makes
-shard s of a split hold that split's records s, s + n, s + 2n, ... in (key,
-id) order, exactly as `writers.ShardedRecordWriter` deals them in the tool:
-with the same --num_shards the shards are byte-identical to the tool's.
-Without --num_shards each split gets ceil(its bytes / --target_shard_mb)
-shards (the manifest's "num_shards" is then a dict split -> count).
-
-Every transform is deterministic and idempotent (a retried bundle rewrites
-the same shard file with the same bytes), which is what runners that retry
-failed bundles (Dataflow, Flink, Spark) need.
-
-Bad input: an unreadable file stops the run with one line naming it (the
-tool's message), or with --skip_corrupt is skipped whole and listed in the
-manifest's "skipped_files".
+(`yt8m_xmodal.tools.subset`, whose functions it calls) and the same flags
+(`SubsetConfig`); Beam's own flags pick the runner. Only small per-record
+metadata is shuffled, in hash-bucket lists; with the same --num_shards the
+shards are byte-identical to the tool's, and every transform is
+deterministic, so retried bundles rewrite the same bytes. The pipeline's
+shape: docs/design.md, "Beam subset pipeline".
 """
 
 import collections

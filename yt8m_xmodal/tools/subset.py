@@ -4,74 +4,13 @@ r"""Cuts a reproducible music subset out of YouTube-8M shards.
         --input_data_pattern=/data/yt8m/video/train*.tfrecord \
         --output_dir=/data/yt8m_music --vocabulary_file=/data/yt8m/vocabulary.csv
 
-writes `train-00000-of-00008.tfrecord` ... `test-00007-of-00008.tfrecord` in
-the input's own YT8M format (each kept record's original bytes, unchanged) and
-a `manifest.json` that says what was kept, what was dropped and why.
-
-Rules, applied to every record in this order; a record dropped by one rule is
-counted under that reason only (`manifest.json`, "dropped"). Each is a pure
-function of plain values below (`selected_labels`, `frame_drop_reason`,
-`video_drop_reason`, `repeated_audio`, `kept_copy`, `resolve_copies`,
-`split_of`), so another pipeline that cuts the same subset
-(`yt8m_xmodal.pipelines.subset`, on Apache Beam) calls these rather than
-restating them.
-
-1. `not_selected`: the record carries none of the selected labels. By default
-   the 17 music labels of `vocabulary.MUSIC_LABELS`; `label_indices`,
-   `label_names` and `verticals` replace them by the union of what they
-   name (`verticals` matches Vertical1, Vertical2 or Vertical3).
-2. Frame level only:
-   `too_short`: fewer than `min_frames` frames in the video view.
-   `no_audio_signal`: the audio view has no frames, or every audio frame is
-   byte-identical to the first one (YT8M stores one constant vector per second
-   for a silent or missing track; a 1-frame video counts as constant).
-   `frame_count_mismatch`: the audio and video views have different numbers of
-   frames (the starter code's reader asserts they are equal).
-   NaN or out-of-range values cannot occur: frames are uint8 codes. A frame
-   with the wrong number of bytes contradicts `feature_sizes` and is an error.
-3. Video level only:
-   `bad_values`: a NaN or infinite value, or a value outside the range the
-   8-bit codes can dequantize to, [FEATURE_MIN, FEATURE_MAX] widened by
-   RANGE_TOLERANCE, in either view.
-   `no_audio_signal`: the exact audio vector (its float32 bytes) is shared by
-   at least `repeated_audio_min_videos` distinct ids over all readable
-   input files (counted in the first pass, before selection). Real audio
-   never averages to the same 128 floats twice; the features of a silent or
-   missing track do (435 of the 28,792 videos of the 100 video-level
-   validate shards of the 2018 release share one vector).
-4. `duplicate_id`: of the records left with the same id, the one whose
-   serialized bytes have the smallest SHA-256 (compared on its first 8 bytes)
-   is kept, so the choice does not depend on file names or order; the others
-   are counted here. Records dropped by rules 1-3 never displace a good copy.
-
-Splits: key(id) = the first 8 bytes of SHA-256(id bytes) as a big-endian
-unsigned integer, u = key / 2**64. With fractions (f_train, f_validate,
-f_test) from `split_fractions`, taken exactly as decimals, a video goes to
-train if key < floor(f_train * 2**64), else to validate if
-key < floor((f_train + f_validate) * 2**64), else to test. Within a split,
-records are ordered by (key, id) and dealt round-robin to `num_shards`
-shards by `writers.ShardedRecordWriter` (`split_of` is the rule). So the
-output depends only on the set of input records, not on their files, file
-order, machine or Python's hash seed; two runs give byte-identical shards
-(and manifest, for the same input paths).
-
-Two passes over the input. The first streams every file, parses batches of
-records with the parse specs of `features.py` and keeps, per record that
-passes rules 1-3, only (id, key, digest, labels, file, byte offset), plus one
-(audio hash, id hash) pair per record at video level: memory is O(number of
-videos) small hashes, never features. The second pass reads each kept record
-back by its byte offset (the TFRecord framing of `readers`), checks its
-digest and writes it. Inputs must therefore be uncompressed TFRecords, as
-YT8M is.
-
-A file that cannot be read or parsed is a DataError naming it; with
-`skip_corrupt` it is skipped as a whole (also records read from it before
-the error), and listed with the error in the manifest's "skipped_files".
-`manifest.json` is written last: its presence marks a finished run.
-
-Bad arguments raise `ConfigError` naming the argument; the command line
-(`yt8m_xmodal/cli/subset.py`, whose flags are named as the arguments here)
-shows them as flags.
+writes train/validate/test shards in the input's own format (each kept
+record's bytes unchanged) and a `manifest.json` of what was kept, dropped and
+why. The rules (not_selected, too_short, no_audio_signal,
+frame_count_mismatch, bad_values, duplicate_id) and the id-hash split are
+pure functions here that the Beam pipeline calls too; the output depends only
+on the set of input records. Options: `SubsetConfig`. The rules, the split
+and the two passes in full: docs/design.md, "Music subset".
 """
 
 import array

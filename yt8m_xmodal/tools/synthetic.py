@@ -2,81 +2,13 @@ r"""Built-in demo data: a music-like audio-video dataset in the YT8M format.
 
     python -m yt8m_xmodal.cli.synthetic --output_dir=/tmp/demo --num_videos=2000
 
-writes `train-*`, `validate-*` and `test-*` shards (80/10/10) of frame-level
-`tf.train.SequenceExample`s (`rgb`, `audio`, 8-bit quantized exactly like the
-real YT8M release), or video-level `mean_rgb`/`mean_audio` Examples with
-`--noframe_features`, plus `dataset.json` describing them.
-
-The generative model (one hidden latent per video, two modalities)
-------------------------------------------------------------------
-Each video has
-  * a *style* s ~ N(0, I_8): constant over the video, it lives in the mean;
-    the genre labels are a function of it (argmax of a random projection,
-    plus a second label when the runner-up genre is close);
-  * a *song structure*: sections of SECTION_FRAMES frames starting at frame 0
-    (songs start on a phrase), each with a content vector u_j ~ N(0, I_8).
-    Independent sections average out, so the mean over frames keeps only
-    about 1/sqrt(#sections) of it: this part is in *time*;
-  * a length T, the same for both streams: max_frames for half the videos
-    (as YT8M videos longer than 300 s are cut there), else one of
-    NUM_SHORTER_LENGTHS lengths evenly spaced from min_frames.
-
-Each modality m (audio, video) sees its own noisy view of the shared latent,
-    s^m = s + STYLE_VIEW_NOISE * e,   u^m_j = u_j + SECTION_VIEW_NOISE * e_j,
-and adds things the other modality does not know: a private style q^m, and
-*interludes* (each section is, independently per modality with probability
-INTERLUDE_PROB, replaced by private content r^m_j - b-roll and credits in the
-video, spoken intros in the audio - with an in-modality marker, so a model can
-learn to ignore those chunks). The video stream lags the audio by 0..2 frames.
-Per frame, the latent [s^m, content_t + jitter, marker_t, q^m] goes through a
-random two-layer tanh network that differs per modality, then strong white
-modality-specific noise is added; values stay mostly inside the quantizer's
-[-2, 2].
-
-So a mean-pooled model sees the style and a shrunken average of the sections,
-while a model that reads chunks of ~SECTION_FRAMES frames (in order, or as a
-set, and better if it learns to skip interludes) can recover each section.
-
-The oracle (dataset.json "oracle")
-----------------------------------
-The ceiling of what any model can get from the *content* both streams carry.
-The oracle is given, for every audio and every video, exactly the latent views
-that stream carries - s^m, and u^m_j for each section j the stream shows
-(frame < T and not an interlude) - with no quantization, no frame noise and no
-nonlinear map to invert, and the true generative parameters. It scores a
-(audio a, video v) pair by the exact log Bayes factor
-
-    log p(latents_a, latents_v | same video) - log p(latents_a) p(latents_v),
-
-a sum of per-dimension bivariate-Gaussian terms over the style and over the
-sections shown in both streams. With one true match among independent
-candidates this score orders the candidates by their posterior probability of
-being the match, which maximizes the expected Recall@K for every K and the
-expected MRR: no model reading the same streams can do better in expectation
-(everything else in a stream - private content, interlude pattern, lag,
-jitter, noise - is independent of the other stream). Reported per split (the
-gallery is the whole split) in both directions: Recall@1/5/10/20, median rank
-and MRR.
-
-The oracle ignores the frame count: both streams of a video always have the
-same number of frames (as in real YT8M), a side channel a model could exploit
-by counting frames. Half the videos share the full length and the rest take
-one of only NUM_SHORTER_LENGTHS lengths, which keeps it weak (at the demo's
-gallery of 200 it gives about the R@10 of mean-pooled linear CCA), and
-dataset.json reports it separately:
-"frame_count_only" (expected retrieval when ranking only by equal length, ties
-in random order) and "oracle_with_frame_count" (the oracle ranking among
-equal-length candidates), the ceiling for a model that also counts frames.
-
-Every retrieval figure here is a rank computed by `metrics`
-(`true_pair_ranks_of_scores`, `rank_metrics`), so ties and medians follow
-eval.py's conventions. Baselines are models: `--model=LinearCcaModel` is
-linear CCA on the mean features.
-
-The default demo set (`ensure_demo_data`) is 2,000 videos (1,600 / 200 / 200)
-of 60-300 frames at the real 1024/128 feature sizes: about 0.4 GB, enough for
-a CPU training run of a few minutes to separate the models, small enough to
-generate in well under a minute.
+writes train/validate/test shards (80/10/10) of frame-level SequenceExamples
+(8-bit quantized exactly like the release), or video-level Examples with
+`--noframe_features`, and `dataset.json`. Each video has a style latent and a
+song structure of sections, seen by both modalities through different noisy
+nonlinear views with private interludes, so reading chunks in time pays off.
+`dataset.json` reports the Bayes-optimal oracle's retrieval on each split.
+The generative model and the oracle: docs/design.md, "Demo data".
 """
 
 import dataclasses
