@@ -183,7 +183,7 @@ def evaluate_checkpoint(train_dir, eval_data_pattern, top_k, checkpoint_path=Non
         result = metrics.fixed_gallery_metrics(
             emb.audio, emb.video, gallery_size, gallery_draws,
             labels=emb.labels if with_map else None, top_k=top_k,
-            csls_k=csls_k)
+            csls_k=csls_k, ids=emb.ids)
     else:
         result = score(emb, top_k, with_map, csls_k)
     return {"step": step, "csls_k": csls_k, **result}

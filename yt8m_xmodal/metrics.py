@@ -630,13 +630,16 @@ def gallery_draw(num_videos, gallery_size, seed):
 
 
 def fixed_gallery_metrics(audio, video, gallery_size, draws, labels=None,
-                          top_k=DEFAULT_TOP_K, cosine=True, csls_k=0):
+                          top_k=DEFAULT_TOP_K, cosine=True, csls_k=0,
+                          ids=None):
     """Metrics over seeded draws of `gallery_size`-video galleries, the
     protocol most papers report Recall@K with.
 
     Draw d (seed d, for d < `draws`) picks `gallery_size` videos; their audio
     queries search their videos and back (CSLS, with csls_k > 0, within the
-    draw). A size covering the whole set is one draw: the set itself.
+    draw). A size covering the whole set is one draw: the set itself. With
+    `ids` the draws are taken over the videos sorted by id, so a draw depends
+    only on the set of videos, not on the order of files or records.
 
     Returns:
       The `cross_modal_metrics` layout holding the mean over the draws, with
@@ -650,9 +653,11 @@ def fixed_gallery_metrics(audio, video, gallery_size, draws, labels=None,
     if draws < 1:
         raise ConfigError("{gallery_draws} must be >= 1", gallery_draws=draws)
     seeds = range(draws) if gallery_size < num_videos else (0,)
+    order = (np.arange(num_videos) if ids is None
+             else np.argsort(np.asarray(ids).astype(str), kind="stable"))
     results = []
     for seed in seeds:
-        rows = gallery_draw(num_videos, gallery_size, seed)
+        rows = order[gallery_draw(num_videos, gallery_size, seed)]
         results.append(cross_modal_metrics(
             audio[rows], video[rows],
             labels=None if labels is None else [labels[i] for i in rows],
