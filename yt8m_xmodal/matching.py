@@ -25,10 +25,10 @@ import tensorflow as tf
 
 from yt8m_xmodal import embeddings as embeddings_lib
 from yt8m_xmodal import explain
+from yt8m_xmodal import formats
 from yt8m_xmodal import metrics
 from yt8m_xmodal import progress
 from yt8m_xmodal import readers
-from yt8m_xmodal import records
 from yt8m_xmodal.errors import DataError
 
 log = logging.getLogger("yt8m_xmodal")
@@ -251,7 +251,7 @@ def run_inference(signatures, input_data_pattern, output_file="",
     if data_config is not None and query_modality == "both":
         for pattern in (input_data_pattern, gallery_data_pattern):
             if pattern:
-                records.check_records(data_config, pattern,
+                formats.check_records(data_config, pattern,
                                       model_dir=model_dir)
     if query_modality == "both":
         query_views = gallery_views = MODALITIES

@@ -22,11 +22,11 @@ import tensorflow as tf
 
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
+from yt8m_xmodal import formats
 from yt8m_xmodal import losses as losses_lib
 from yt8m_xmodal import modeling
 from yt8m_xmodal import progress
 from yt8m_xmodal import readers
-from yt8m_xmodal import records
 from yt8m_xmodal import rundir
 from yt8m_xmodal import subspace as subspace_lib
 from yt8m_xmodal import summaries
@@ -182,10 +182,10 @@ class Trainer:
                                          skip_corrupt=cfg.skip_corrupt)
         # One record of each pattern tells a level, feature or release the
         # flags do not read, before the pipeline fails on it.
-        records.check_records(cfg.data, cfg.train_data_pattern,
+        formats.check_records(cfg.data, cfg.train_data_pattern,
                               skip_corrupt=cfg.skip_corrupt)
         if cfg.validate_data_pattern:
-            records.check_records(cfg.data, cfg.validate_data_pattern,
+            formats.check_records(cfg.data, cfg.validate_data_pattern,
                                   field="validate_data_pattern",
                                   skip_corrupt=cfg.skip_corrupt)
         if self.chief:

@@ -32,9 +32,9 @@ import tensorflow as tf
 
 from yt8m_xmodal import config
 from yt8m_xmodal import features
+from yt8m_xmodal import formats
 from yt8m_xmodal import progress as progress_lib
 from yt8m_xmodal import readers
-from yt8m_xmodal import records
 from yt8m_xmodal import tfrecord
 from yt8m_xmodal import vocabulary
 from yt8m_xmodal import writers
@@ -757,7 +757,7 @@ class Arguments:
     repeated_audio_min_videos: int
     split_fractions: tuple
     skip_corrupt: bool
-    id_feature: str = records.ID_FEATURE
+    id_feature: str = formats.ID_FEATURE
 
     @property
     def level(self):
@@ -816,7 +816,7 @@ def check_arguments(input_data_pattern, frame_features=True,
     try:
         # Sorted over all globs, so the output does not depend on their order.
         paths = sorted(readers.resolve_files(input_data_pattern))
-        detected = records.detect_format(input_data_pattern)
+        detected = formats.detect_format(input_data_pattern)
     except DataError as e:
         raise InputError(f"{{input_data_pattern}}: {e}",
                          input_data_pattern=input_data_pattern) from None
@@ -827,7 +827,7 @@ def check_arguments(input_data_pattern, frame_features=True,
                       f": reading {detected.level} records")
     if id_feature is None:
         id_feature = (detected.id_feature if detected and detected.id_feature
-                      else records.ID_FEATURE)
+                      else formats.ID_FEATURE)
     if not feature_names:
         feature_names = features.default_feature_names(frame_features)
     feature_names, feature_sizes = features.parse_feature_lists(
@@ -1093,8 +1093,8 @@ def _check_input(detected, frame_features, feature_names, feature_sizes,
         frame_features=frame_features, feature_names=feature_names,
         feature_sizes=feature_sizes, id_feature=id_feature,
         # Labels are selected here, not checked against a vocabulary size.
-        num_classes=max(records.NUM_CLASSES_2017, *detected.labels, 0) + 1)
-    flags, problem = records.reading_flags(data, detected)
+        num_classes=max(formats.NUM_CLASSES_2017, *detected.labels, 0) + 1)
+    flags, problem = formats.reading_flags(data, detected)
     if flags or problem:
         raise InputError(
             f"cannot read {detected.path} as {level}-level YouTube-8M "
@@ -1105,14 +1105,14 @@ def _check_input(detected, frame_features, feature_names, feature_sizes,
             feature_sizes=",".join(map(str, feature_sizes)))
     if detected.release_2017 and (
             selection.builtin
-            or selection.vocabulary_size not in (0, records.NUM_CLASSES_2017)):
+            or selection.vocabulary_size not in (0, formats.NUM_CLASSES_2017)):
         chosen = ("the built-in music labels are indices of the 2018 "
                   "vocabulary" if selection.builtin else
                   f"the labels were looked up in {selection.vocabulary_file}, "
                   f"a vocabulary of {selection.vocabulary_size} classes")
         raise DataError(
             f"{detected.path} holds {detected.describe()}, whose labels index "
-            f"the 2017 vocabulary of {records.NUM_CLASSES_2017} classes, but "
+            f"the 2017 vocabulary of {formats.NUM_CLASSES_2017} classes, but "
             f"{chosen}; give the 2017 vocabulary.csv (--vocabulary_file) with "
             "--label_names or --verticals, or select by --label_indices of "
             "the 2017 vocabulary")
