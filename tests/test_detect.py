@@ -19,7 +19,7 @@ from yt8m_xmodal import cli
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
 from yt8m_xmodal import formats
-from yt8m_xmodal import matching
+from yt8m_xmodal import inference
 from yt8m_xmodal import modeling
 from yt8m_xmodal import rundir
 from yt8m_xmodal import training
@@ -208,7 +208,7 @@ def test_inference_checks_the_gallery_too(trained_dir, tiny_frame_data,
     data = rundir.read_model_flags(export).data
     with pytest.raises(DataError, match=r"^\S*/train-\S+ holds video-level "
                                         r"records .*but the model in "):
-        matching.run_inference(
+        inference.run_inference(
             None, f"{tiny_frame_data}/validate-*",
             gallery_data_pattern=f"{tiny_video_data}/train-*",
             output_file=str(tmp_path / "m.csv"), data_config=data,
@@ -340,7 +340,7 @@ def test_2017_shard_trains_and_evaluates(tmp_path):
     # And the export serves them with the same ids.
     signatures = modeling.load_signatures(
         modeling.latest_export(str(tmp_path / "run")))
-    out = matching.run_inference(signatures, path, embeddings_file=str(
+    out = inference.run_inference(signatures, path, embeddings_file=str(
         tmp_path / "e.npz"), data_config=config.data)
     assert out["num_queries"] == len(ids)
     assert sorted(np.load(tmp_path / "e.npz")["ids"].tolist()) == sorted(ids)

@@ -62,7 +62,7 @@ _API = {
     "score": "evaluation",
     "evaluate_checkpoint": "evaluation",
     "format_table": "evaluation",
-    "run_inference": "matching",
+    "run_inference": "inference",
     # Data tools.
     "generate_dataset": "tools.synthetic",
     "ensure_demo_data": "tools.synthetic",
