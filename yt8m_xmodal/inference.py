@@ -9,9 +9,7 @@ are needed. Everything streams:
   chunks (`numpy.memmap`), so a gallery larger than memory works;
 - matches are written to the CSV query chunk by query chunk.
 
-CSV format (one row per query):
-
-More: docs/design.md, "Inference".
+The CSV format and the other outputs: docs/design.md, "Inference".
 """
 
 import csv
