@@ -40,7 +40,7 @@ def embed_dataset(model, batches, subspace=None, with_attention=False,
 
     Args:
       model: a `models.CrossModalModel`.
-      batches: an iterable of batch dictionaries (see readers.py).
+      batches: an iterable of batch dictionaries (see `readers`).
       subspace: an optional fitted `subspace.LinearCCA`; when given, the
         embeddings are projected into the CCA subspace.
       with_attention: also average the chunk-attention weights over the set
