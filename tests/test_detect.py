@@ -22,10 +22,10 @@ from yt8m_xmodal import formats
 from yt8m_xmodal import inference
 from yt8m_xmodal import modeling
 from yt8m_xmodal import rundir
+from yt8m_xmodal import subset
 from yt8m_xmodal import training
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import DataError
-from yt8m_xmodal.tools import subset
 
 TINY = ",".join(map(str, TINY_FEATURE_SIZES))
 # Text from inside TF that must never reach the user.

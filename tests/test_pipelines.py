@@ -1,6 +1,6 @@
 """Tests of the Apache Beam pipelines (yt8m_xmodal/pipelines/) against the
 single-process implementations they scale out: the subset tool
-(tools/subset.py) and inference's embeddings (inference.py)."""
+(yt8m_xmodal/subset/) and inference's embeddings (inference.py)."""
 
 import collections
 import glob
@@ -18,9 +18,9 @@ from yt8m_xmodal import embeddings
 from yt8m_xmodal import inference
 from yt8m_xmodal import modeling
 from yt8m_xmodal import pipelines
+from yt8m_xmodal import subset
 from yt8m_xmodal.pipelines import embed as embed_pipeline
 from yt8m_xmodal.pipelines import subset as subset_pipeline
-from yt8m_xmodal.tools import subset
 
 REAL_NUM_SHARDS = 4
 # The run's own records are compared; keys naming the command differ.

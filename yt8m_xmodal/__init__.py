@@ -66,7 +66,7 @@ _API = {
     # Data tools.
     "generate_dataset": "tools.synthetic",
     "ensure_demo_data": "tools.synthetic",
-    "extract_subset": "tools.subset",
+    "extract_subset": "subset",
 }
 
 __all__ = sorted(_API) + ["__version__"]
