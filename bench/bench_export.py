@@ -2,7 +2,7 @@
 
 An export fits the CCA subspace on training-set embeddings, saves a
 checkpoint and writes the SavedModel. Fitting on the whole training set
-(the old behaviour) grows with it; training.py now fits periodic exports on
+(the old behaviour) grows with it; the trainer now fits periodic exports on
 at most --subspace_fit_examples videos and only the final export on all.
 
 Measured side by side in one run with the shipped recipe (train.py's

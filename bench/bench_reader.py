@@ -167,7 +167,7 @@ def _stage_datasets(reader, files, batch_size):
     """(name, make dataset) for each stage of our reader, cumulative: each
     pipeline stops after its stage (see the module docstring)."""
     import tensorflow as tf
-    from yt8m_xmodal import readers
+    from yt8m_xmodal.readers import wire
 
     sizes = tf.constant([os.path.getsize(f) for f in files], tf.int64)
 
@@ -186,8 +186,8 @@ def _stage_datasets(reader, files, batch_size):
         return make
 
     def locate(serialized):
-        return readers._locate_lists(serialized, reader.feature_names,
-                                     reader._layout)
+        return wire.locate_lists(serialized, reader.feature_names,
+                                 reader._layout)
 
     def slice_frames(serialized):
         fast, located, blocks = reader._fast_path(serialized)
@@ -195,7 +195,7 @@ def _stage_datasets(reader, files, batch_size):
             [located["video_frames"], located["audio_frames"]])
         out = {"fast": fast, "num_frames": num_frames}
         for view in ("video", "audio"):
-            out[view] = readers._regular_frames(
+            out[view] = wire.regular_frames(
                 blocks[view], mask, *reader._layout[view], dequantize=False)
         return out
 

@@ -2,7 +2,7 @@
 
 Side by side in one run:
 
-  inference   the embedding loop inference.py runs (`matching.embed_records`
+  inference   the embedding loop inference.py runs (`inference.embed_records`
               over the export's embed_audio signature, batches of 256):
               songs/s, in this process, before the service starts;
   service     the real command (`python -m yt8m_xmodal.cli.serve`) in its
@@ -40,7 +40,7 @@ import tensorflow as tf  # noqa: E402
 
 from yt8m_xmodal import config as config_lib  # noqa: E402
 from yt8m_xmodal import index as index_lib  # noqa: E402
-from yt8m_xmodal import matching  # noqa: E402
+from yt8m_xmodal import inference  # noqa: E402
 from yt8m_xmodal import modeling  # noqa: E402
 from yt8m_xmodal.tools import synthetic  # noqa: E402
 
@@ -186,11 +186,11 @@ def main(argv):
 
         # The baseline: inference's embedding loop, as inference.py runs it.
         signature = modeling.load_export(export_dir).signatures["embed_audio"]
-        for _ in matching.embed_records(signature, songs_file,
-                                        modalities=("audio",)):
+        for _ in inference.embed_records(signature, songs_file,
+                                         modalities=("audio",)):
             pass  # warm-up (traces the signature)
         start = time.perf_counter()
-        embedded = sum(len(ids) for ids, _ in matching.embed_records(
+        embedded = sum(len(ids) for ids, _ in inference.embed_records(
             signature, songs_file, modalities=("audio",)))
         inference_rate = embedded / (time.perf_counter() - start)
 

@@ -339,7 +339,7 @@ def check_reader(job, good, skip_corrupt):
 def check_subset(job, good, skip_corrupt, out_dir):
     """Runs the subset tool on the mutant and the good shard."""
     import tensorflow as tf
-    from yt8m_xmodal.tools import subset
+    from yt8m_xmodal import subset
     from yt8m_xmodal.errors import DataError
     originals = set()
     for path in (job["source"], good):

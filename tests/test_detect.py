@@ -18,14 +18,14 @@ from test_training import _parse_train_flags
 from yt8m_xmodal import cli
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
-from yt8m_xmodal import matching
+from yt8m_xmodal import formats
+from yt8m_xmodal import inference
 from yt8m_xmodal import modeling
-from yt8m_xmodal import records
 from yt8m_xmodal import rundir
+from yt8m_xmodal import subset
 from yt8m_xmodal import training
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import DataError
-from yt8m_xmodal.tools import subset
 
 TINY = ",".join(map(str, TINY_FEATURE_SIZES))
 # Text from inside TF that must never reach the user.
@@ -83,7 +83,7 @@ def _write_2017(path, num_records=40, frame_features=False, seed=0,
 
 
 def test_detects_each_level(shared_video_dir, tiny_frame_data):
-    video = records.detect_format(f"{shared_video_dir}/validate000*.tfrecord")
+    video = formats.detect_format(f"{shared_video_dir}/validate000*.tfrecord")
     assert video.path == str(shared_video_dir / "validate0000.tfrecord")
     assert not video.frame_features
     assert video.feature_sizes == {"mean_rgb": 1024, "mean_audio": 128}
@@ -92,23 +92,23 @@ def test_detects_each_level(shared_video_dir, tiny_frame_data):
     assert video.describe() == (
         "video-level records (mean_rgb 1024, mean_audio 128 floats)")
 
-    frame = records.detect_format(f"{tiny_frame_data}/train-*")
+    frame = formats.detect_format(f"{tiny_frame_data}/train-*")
     assert frame.frame_features
     assert frame.feature_sizes == {"rgb": 16, "audio": 8}
     assert frame.describe() == (
         "frame-level records (rgb 16, audio 8 bytes per frame)")
     # Records the config reads pass.
-    records.check_format(config_lib.DataConfig(feature_sizes=TINY_FEATURE_SIZES,
+    formats.check_format(config_lib.DataConfig(feature_sizes=TINY_FEATURE_SIZES,
                                                num_classes=4), frame)
-    records.check_format(config_lib.DataConfig(frame_features=False), video)
+    formats.check_format(config_lib.DataConfig(frame_features=False), video)
 
 
 def test_detects_the_2017_release(tmp_path):
     path, ids = _write_2017(tmp_path)
-    fmt = records.detect_format(path)
+    fmt = formats.detect_format(path)
     assert fmt.release_2017 and fmt.id_feature == "video_id"
     assert fmt.video_id == ids[0] and fmt.labels == (4000,)
-    assert records.detected_data_values(fmt) == {
+    assert formats.detected_data_values(fmt) == {
         "frame_features": False, "id_feature": "video_id",
         "num_classes": 4716}
 
@@ -123,9 +123,9 @@ def test_detects_the_2017_release(tmp_path):
           id_feature="video_id", num_classes=4), "--id_feature=id"),
 ])
 def test_flags_that_would_read_the_records(tiny_video_data, data, flags):
-    fmt = records.detect_format(f"{tiny_video_data}/train-*")
+    fmt = formats.detect_format(f"{tiny_video_data}/train-*")
     with pytest.raises(DataError) as error:
-        records.check_format(config_lib.DataConfig(**data), fmt)
+        formats.check_format(config_lib.DataConfig(**data), fmt)
     message = str(error.value)
     assert "\n" not in message
     assert message == (f"{fmt.path} holds video-level records (mean_rgb 16, "
@@ -134,11 +134,11 @@ def test_flags_that_would_read_the_records(tiny_video_data, data, flags):
 
 def test_empty_or_unreadable_first_file_detects_nothing(tmp_path):
     (tmp_path / "a.tfrecord").write_bytes(b"")
-    assert records.detect_format(str(tmp_path / "a.tfrecord")) is None
+    assert formats.detect_format(str(tmp_path / "a.tfrecord")) is None
     (tmp_path / "b.tfrecord").write_bytes(b"not a tfrecord")
-    assert records.detect_format(str(tmp_path / "b.tfrecord")) is None
+    assert formats.detect_format(str(tmp_path / "b.tfrecord")) is None
     with pytest.raises(DataError, match="matches no files"):
-        records.detect_format(str(tmp_path / "none*.tfrecord"))
+        formats.detect_format(str(tmp_path / "none*.tfrecord"))
 
 
 # -- one line per mistake, at each entry point ---------------------------------
@@ -208,7 +208,7 @@ def test_inference_checks_the_gallery_too(trained_dir, tiny_frame_data,
     data = rundir.read_model_flags(export).data
     with pytest.raises(DataError, match=r"^\S*/train-\S+ holds video-level "
                                         r"records .*but the model in "):
-        matching.run_inference(
+        inference.run_inference(
             None, f"{tiny_frame_data}/validate-*",
             gallery_data_pattern=f"{tiny_video_data}/train-*",
             output_file=str(tmp_path / "m.csv"), data_config=data,
@@ -340,7 +340,7 @@ def test_2017_shard_trains_and_evaluates(tmp_path):
     # And the export serves them with the same ids.
     signatures = modeling.load_signatures(
         modeling.latest_export(str(tmp_path / "run")))
-    out = matching.run_inference(signatures, path, embeddings_file=str(
+    out = inference.run_inference(signatures, path, embeddings_file=str(
         tmp_path / "e.npz"), data_config=config.data)
     assert out["num_queries"] == len(ids)
     assert sorted(np.load(tmp_path / "e.npz")["ids"].tolist()) == sorted(ids)
@@ -370,7 +370,7 @@ def test_subset_takes_the_level_and_id_from_the_records(tmp_path):
         min_frames=1, num_shards=1, progress=None)
     assert manifest["level"] == "frame"
     assert manifest["kept"]["total"] == len(ids) // 2
-    kept = records.detect_format(str(tmp_path / "out" / "*.tfrecord"))
+    kept = formats.detect_format(str(tmp_path / "out" / "*.tfrecord"))
     assert kept.id_feature == "video_id"
 
 
@@ -417,6 +417,6 @@ def test_subset_command_takes_the_level_from_the_records(tiny_video_data,
         f"cannot read {tiny_video_data}/train-00000-of-00002.tfrecord as "
         "frame-level YouTube-8M records (read with --feature_names=rgb,audio, "
         "--feature_sizes=16,8): its first record, id "
-        f"{records.detect_format(args[0].split('=')[1]).video_id!r}, holds "
+        f"{formats.detect_format(args[0].split('=')[1]).video_id!r}, holds "
         "video-level records (mean_rgb 16, mean_audio 8 floats); pass "
         "--noframe_features")

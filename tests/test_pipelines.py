@@ -1,6 +1,6 @@
 """Tests of the Apache Beam pipelines (yt8m_xmodal/pipelines/) against the
 single-process implementations they scale out: the subset tool
-(tools/subset.py) and inference's embeddings (matching.py)."""
+(yt8m_xmodal/subset/) and inference's embeddings (inference.py)."""
 
 import collections
 import glob
@@ -15,12 +15,12 @@ import tensorflow as tf
 
 from conftest import DATA_DIR, REPO_ROOT, TINY_FEATURE_SIZES
 from yt8m_xmodal import embeddings
-from yt8m_xmodal import matching
+from yt8m_xmodal import inference
 from yt8m_xmodal import modeling
 from yt8m_xmodal import pipelines
+from yt8m_xmodal import subset
 from yt8m_xmodal.pipelines import embed as embed_pipeline
 from yt8m_xmodal.pipelines import subset as subset_pipeline
-from yt8m_xmodal.tools import subset
 
 REAL_NUM_SHARDS = 4
 # The run's own records are compared; keys naming the command differ.
@@ -245,8 +245,8 @@ def test_subset_pipeline_frame_level_with_sized_shards(tiny_frame_data,
 
 def _inference_embeddings(export_dir, pattern, path):
     signatures = modeling.load_signatures(export_dir)
-    matching.run_inference(signatures, pattern, embeddings_file=path,
-                           batch_size=64)
+    inference.run_inference(signatures, pattern, embeddings_file=path,
+                            batch_size=64)
     return embeddings.read_embeddings(path)
 
 

@@ -27,9 +27,9 @@ from conftest import REPO_ROOT, TINY_FEATURE_SIZES
 from test_training import _parse_train_flags
 from yt8m_xmodal import evaluation
 from yt8m_xmodal import modeling
+from yt8m_xmodal import subset
 from yt8m_xmodal import training
 from yt8m_xmodal.errors import DataError
-from yt8m_xmodal.tools import subset
 
 # A read that takes longer than this is a hang: the watchdog ends the test
 # process with the stack of every thread rather than letting it wait forever.

@@ -27,7 +27,7 @@ pytest.importorskip("fastapi", reason="the service needs the serve extra")
 httpx = pytest.importorskip("httpx")
 
 from yt8m_xmodal import index as index_lib  # noqa: E402
-from yt8m_xmodal import matching  # noqa: E402
+from yt8m_xmodal import inference  # noqa: E402
 from yt8m_xmodal import modeling  # noqa: E402
 from yt8m_xmodal import readers  # noqa: E402
 from yt8m_xmodal.service import app as app_lib  # noqa: E402
@@ -73,10 +73,10 @@ def setup(chunk_export, tiny_frame_data, tmp_path_factory):
     songs = _write(out / "songs.tfrecord", song_records)
     exported = modeling.load_export(chunk_export)
     fingerprint = index_lib.model_fingerprint(chunk_export)
-    matching.run_inference(exported.signatures, str(videos),
-                           query_modality="video",
-                           embeddings_file=str(out / "gallery.npz"),
-                           model_fingerprint=fingerprint)
+    inference.run_inference(exported.signatures, str(videos),
+                            query_modality="video",
+                            embeddings_file=str(out / "gallery.npz"),
+                            model_fingerprint=fingerprint)
     gallery = np.load(out / "gallery.npz")
     index_lib.build_index(gallery["ids"], gallery["video"], str(out / "index"),
                           fingerprint, kind="exact", modality="video")

@@ -1,4 +1,4 @@
-"""Tests of the subset tool (yt8m_xmodal/tools/subset.py) and its command,
+"""Tests of the subset tool (yt8m_xmodal/subset/) and its command,
 `python -m yt8m_xmodal.cli.subset`, on shards where the answer is known."""
 
 import collections
@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from yt8m_xmodal import cli
 from yt8m_xmodal.cli import subset as subset_cli
-from yt8m_xmodal.tools import subset
+from yt8m_xmodal import subset
 from yt8m_xmodal import vocabulary
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import ConfigError, DataError

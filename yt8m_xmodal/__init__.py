@@ -62,11 +62,11 @@ _API = {
     "score": "evaluation",
     "evaluate_checkpoint": "evaluation",
     "format_table": "evaluation",
-    "run_inference": "matching",
+    "run_inference": "inference",
     # Data tools.
     "generate_dataset": "tools.synthetic",
     "ensure_demo_data": "tools.synthetic",
-    "extract_subset": "tools.subset",
+    "extract_subset": "subset",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -15,11 +15,11 @@ import numpy as np
 import tensorflow as tf
 
 from yt8m_xmodal import embeddings as embeddings_lib
+from yt8m_xmodal import formats
 from yt8m_xmodal import metrics
 from yt8m_xmodal import modeling
 from yt8m_xmodal import progress
 from yt8m_xmodal import readers
-from yt8m_xmodal import records
 from yt8m_xmodal import rundir
 from yt8m_xmodal import summaries
 from yt8m_xmodal.errors import DataError
@@ -40,7 +40,7 @@ def embed_dataset(model, batches, subspace=None, with_attention=False,
 
     Args:
       model: a `models.CrossModalModel`.
-      batches: an iterable of batch dictionaries (see readers.py).
+      batches: an iterable of batch dictionaries (see `readers`).
       subspace: an optional fitted `subspace.LinearCCA`; when given, the
         embeddings are projected into the CCA subspace.
       with_attention: also average the chunk-attention weights over the set
@@ -169,7 +169,7 @@ def evaluate_checkpoint(train_dir, eval_data_pattern, top_k, checkpoint_path=Non
     config, model, subspace, step = modeling.restore(train_dir,
                                                      checkpoint_path)
     data = config.data if data is None else data
-    records.check_records(data, eval_data_pattern, model_dir=train_dir,
+    formats.check_records(data, eval_data_pattern, model_dir=train_dir,
                           skip_corrupt=skip_corrupt)
     reader = readers.reader_for(data, skip_corrupt=skip_corrupt)
     dataset = reader.dataset(eval_data_pattern, batch_size=batch_size,

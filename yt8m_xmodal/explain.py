@@ -52,12 +52,12 @@ _COLOURS = {"audio": "#d95f02", "video": "#1b9e77"}
 
 
 def write_html(path, matches, queries, gallery, chunk_seconds):
-    """Writes the page for `matching.top_matches` rows.
+    """Writes the page for `inference.top_matches` rows.
 
     Args:
       path: the .html file to write.
       matches: (query row, query modality, gallery rows, scores) tuples.
-      queries, gallery: `matching.SpooledEmbeddings` with attention arrays.
+      queries, gallery: `inference.SpooledEmbeddings` with attention arrays.
       chunk_seconds: seconds per chunk (the model's chunk_size).
 
     Raises:

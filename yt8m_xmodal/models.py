@@ -1,6 +1,6 @@
 """Two-tower audio-video models, picked by name with `--model`.
 
-Every model takes the reader's batch dictionary (see readers.py) and returns
+Every model takes the reader's batch dictionary (see `readers`) and returns
 `{"video": [B, E], "audio": [B, E]}` linear, unnormalized embeddings (deep CCA
 whitens them itself; InfoNCE normalizes inside the loss).
 

@@ -1,4 +1,4 @@
-"""Writes YouTube-8M TFRecords: the inverse of `readers.py`, at both levels.
+"""Writes YouTube-8M TFRecords: the inverse of `readers`, at both levels.
 
 Frame level is a `tf.train.SequenceExample` with context `id` (bytes) and
 `labels` (int64 list) and one feature list per view holding one bytes value of

@@ -109,8 +109,8 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from yt8m_xmodal import config as config_lib  # noqa: E402
+from yt8m_xmodal import formats  # noqa: E402
 from yt8m_xmodal import progress  # noqa: E402
-from yt8m_xmodal import records  # noqa: E402
 from yt8m_xmodal import rundir
 from yt8m_xmodal.errors import ConfigError, DataError  # noqa: E402
 
@@ -246,17 +246,17 @@ def detected_data_values(data_pattern, flag_name, flag_values=flags.FLAGS,
     its first record says nothing (the reader then reports it)."""
     set_data = set_flags(config_lib.DataConfig, flag_values)
     try:
-        fmt = records.detect_format(data_pattern)
+        fmt = formats.detect_format(data_pattern)
     except DataError:
         return {}  # the reader names the pattern that matches nothing
     if fmt is None:
         return {}
-    values = {k: v for k, v in records.detected_data_values(fmt).items()
+    values = {k: v for k, v in formats.detected_data_values(fmt).items()
               if k not in set_data and (fields is None or k in fields)}
     if values:
         log.info("%s (--%s) holds %s, so it is read with %s (flags not "
                  "given)", fmt.path, flag_name, fmt.describe(),
-                 " ".join(records.flag_text(k, v) for k, v in values.items()))
+                 " ".join(formats.flag_text(k, v) for k, v in values.items()))
     return values
 
 
@@ -277,9 +277,9 @@ def data_config_for_model(model_data, model_dir, data_pattern, flag_name,
         if name in set_data and getattr(given, name) != getattr(model_data,
                                                                 name):
             raise FlagError(
-                f"{records.flag_text(name, getattr(given, name))} disagrees "
+                f"{formats.flag_text(name, getattr(given, name))} disagrees "
                 f"with the model in {model_dir}, trained with "
-                f"{records.flag_text(name, getattr(model_data, name))} (its "
+                f"{formats.flag_text(name, getattr(model_data, name))} (its "
                 f"{rundir.MODEL_FLAGS_FILE}); drop the flag or give "
                 "records like the model's")
     described = {k: v for k, v in set_data.items()

@@ -27,7 +27,7 @@ from absl import flags
 from yt8m_xmodal import cli
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import index as index_lib
-from yt8m_xmodal import matching
+from yt8m_xmodal import inference
 from yt8m_xmodal import metrics
 from yt8m_xmodal import modeling
 from yt8m_xmodal.errors import DataError
@@ -91,7 +91,7 @@ def main(argv):
         gallery_index = None
         if cfg.index_dir:
             gallery_index = _load_index(cfg, export_dir, query_modality)
-        result = matching.run_inference(
+        result = inference.run_inference(
             exported.signatures, input_data_pattern,
             output_file=output_file,
             gallery_data_pattern=cfg.gallery_data_pattern,

@@ -9,7 +9,7 @@ the input's own YT8M format and a `manifest.json` that says what was kept,
 what was dropped and why. Without --frame_features / --noframe_features the
 level is that of the first input record (as for train.py), and so is the id
 key (--id_feature: id, or video_id in the 2017 release). The rules, the split
-and the manifest are described in yt8m_xmodal/tools/subset.py; the flags are
+and the manifest are described in yt8m_xmodal/subset/; the flags are
 the fields of `subset.SubsetConfig`, which the Beam pipeline
 (`python -m yt8m_xmodal.pipelines.subset`) takes too.
 """
@@ -19,8 +19,8 @@ import sys
 from absl import flags
 
 from yt8m_xmodal import cli
+from yt8m_xmodal import subset
 from yt8m_xmodal.cli import FlagError
-from yt8m_xmodal.tools import subset
 
 
 def define_flags(flag_values=flags.FLAGS):

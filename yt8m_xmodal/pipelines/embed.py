@@ -27,9 +27,9 @@ from yt8m_xmodal import embeddings
 from yt8m_xmodal import modeling
 from yt8m_xmodal import pipelines
 from yt8m_xmodal import readers
+from yt8m_xmodal import subset
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import ConfigError, DataError
-from yt8m_xmodal.tools import subset
 
 COMMAND = "python -m yt8m_xmodal.pipelines.embed"
 DEFAULT_BATCH_SIZE = 256

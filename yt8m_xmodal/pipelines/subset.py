@@ -5,7 +5,7 @@ r"""The music subset of YouTube-8M as an Apache Beam pipeline.
         --output_dir=gs://bucket/yt8m_music --runner=DataflowRunner ...
 
 The same rules, splits and output records as the single-process tool
-(`yt8m_xmodal.tools.subset`, whose functions it calls) and the same flags
+(`yt8m_xmodal.subset`, whose functions it calls) and the same flags
 (`SubsetConfig`); Beam's own flags pick the runner. Only small per-record
 metadata is shuffled, in hash-bucket lists; with the same --num_shards the
 shards are byte-identical to the tool's, and every transform is
@@ -26,9 +26,9 @@ import numpy as np
 import tensorflow as tf
 
 from yt8m_xmodal import pipelines
+from yt8m_xmodal import subset
 from yt8m_xmodal import writers
 from yt8m_xmodal.errors import ConfigError, DataError
-from yt8m_xmodal.tools import subset
 
 COMMAND = "python -m yt8m_xmodal.pipelines.subset"
 # Buckets of the id key (and of the audio hash) that the shuffles group by:

@@ -2,7 +2,7 @@
 
 Concurrent uploads are answered by one worker thread, in passes: a pass
 takes every upload waiting in the queue (up to `MAX_ROWS_PER_STEP`
-records). The embedding is `matching.embed_batch` over the export's
+records). The embedding is `inference.embed_batch` over the export's
 one-modality signature and the search is the index's `search_rows`, the
 calls `inference.py --index_dir` makes, so the ids and scores are
 inference's.
@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from yt8m_xmodal import explain
 from yt8m_xmodal import index as index_lib
-from yt8m_xmodal import matching
+from yt8m_xmodal import inference
 from yt8m_xmodal import modeling
 from yt8m_xmodal.errors import DataError
 
@@ -90,7 +90,7 @@ class SearchEngine:
     def _load_gallery_attention(self, signature, pattern):
         name = f"attention_{self.gallery_modality}"
         unknown = 0
-        for ids, arrays in matching.embed_records(
+        for ids, arrays in inference.embed_records(
                 signature, pattern, modalities=(self.gallery_modality,)):
             if name not in arrays:
                 raise DataError(
@@ -220,8 +220,8 @@ class SearchEngine:
         return answers
 
     def _embed(self, records):
-        """matching.embed_batch of one upload's records."""
-        parts = [matching.embed_batch(
+        """inference.embed_batch of one upload's records."""
+        parts = [inference.embed_batch(
             self._signature,
             tf.constant(records[start:start + MAX_ROWS_PER_STEP], tf.string),
             (self.query_modality,), where="the upload")

@@ -12,8 +12,8 @@ import tempfile
 
 import tensorflow as tf
 
+from yt8m_xmodal import formats
 from yt8m_xmodal import readers
-from yt8m_xmodal import records as records_lib
 from yt8m_xmodal import tfrecord
 from yt8m_xmodal.errors import DataError
 
@@ -114,7 +114,7 @@ def check_query_records(serialized, data_config, query, gallery,
     """Raises DataError, naming `name`, unless the first record is a YT8M
     record holding the query modality's features (`query`, "audio" or
     "video") at the model's level; the signature checks every record."""
-    fmt = records_lib.format_of(name, serialized[0])
+    fmt = formats.format_of(name, serialized[0])
     if fmt is None:
         raise DataError(f"{name}: its records are not YT8M records (no "
                         "features)")

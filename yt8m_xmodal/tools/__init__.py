@@ -1,2 +1,2 @@
-"""Tools beside the data path: the music-subset tool and the demo data
-generator."""
+"""Tools beside the data path: the demo data generator and the stand-in
+media and weights for the extraction tests."""

@@ -1,13 +1,13 @@
-"""The training loop behind train.py.
-
-A plain `tf.function` loop rather than `keras.Model.fit`: deep CCA needs the
-whole global batch inside one loss, the step must be withheld when the loss or
-gradient is not finite, and the data position must be checkpointed, all of
-which a hand-written loop states directly.
+"""The training loop: `Trainer` owns the model, optimizer, checkpoints and
+loop of one run, and `train(cfg)` runs one.
 
 One step is two replica functions under the active `tf.distribute` strategy:
-
-More: docs/design.md, "Training loop".
+`_compute_gradients` (forward pass, global-batch loss, the all-reduced
+gradient, its norm and clipping, and a finiteness flag every replica agrees
+on) and `_apply_gradients`, which runs only when that flag says the step is
+finite. Checkpoints hold the data position too (epoch, batch within epoch),
+so a resumed run skips the batches already consumed. More: docs/design.md,
+"Training loop".
 """
 
 import dataclasses
@@ -22,17 +22,22 @@ import tensorflow as tf
 
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
+from yt8m_xmodal import formats
 from yt8m_xmodal import losses as losses_lib
 from yt8m_xmodal import modeling
 from yt8m_xmodal import progress
 from yt8m_xmodal import readers
-from yt8m_xmodal import records
 from yt8m_xmodal import rundir
 from yt8m_xmodal import subspace as subspace_lib
 from yt8m_xmodal import summaries
 from yt8m_xmodal.errors import ConfigError
+from yt8m_xmodal.training.early_stopping import (
+    BEST_DIR, patience_end, patience_exhausted, patience_reason,
+    selection_score)
+from yt8m_xmodal.training.final_export import export_best, export_last
 
 log = logging.getLogger("yt8m_xmodal")
+
 
 @dataclasses.dataclass
 class TrainResult:
@@ -57,35 +62,11 @@ class TrainResult:
         return self.examples / self.step_seconds if self.step_seconds else 0.0
 
 
-# train_dir/best/: the checkpoint of the best validation so far.
-BEST_DIR = "best"
-
-
-def selection_score(result):
-    """What early stopping maximizes: Recall@10, mean of both directions."""
-    return float(np.mean([result[d]["recall@10"]
-                          for d in ("audio_to_video", "video_to_audio")]))
-
-
 def epoch_cap(cfg, early_stopping):
     """The most epochs a run trains (None: the step budget decides)."""
     if cfg.num_epochs > 0:
         return cfg.num_epochs
     return config_lib.AUTO_MAX_EPOCHS if early_stopping else None
-
-
-def patience_exhausted(cfg, step, best_step, bad_validations):
-    """The early-stopping rule: whether a run at `step`, whose best
-    validation was at `best_step` and `bad_validations` validations ago, ends.
-
-    It waits for both: `early_stopping_patience` validations without
-    improvement (a floor, so a short run does not stop on one noisy
-    validation) and `early_stopping_fraction` of the best step's count past
-    it (so the wait grows with the run rather than costing a fixed number of
-    validations, which on a short run is most of the run).
-    """
-    return (bad_validations >= cfg.early_stopping_patience
-            and step - best_step >= cfg.early_stopping_fraction * best_step)
 
 
 class NonFiniteStepError(RuntimeError):
@@ -170,6 +151,25 @@ def prepare_train_dir(cfg):
     rundir.write_model_flags(cfg.train_dir, cfg)
 
 
+@dataclasses.dataclass
+class _RunState:
+    """What the steps of `Trainer.run` share."""
+    max_steps: int | None
+    max_epochs: int | None
+    # The step of the run's last checkpoint (-1: none yet).
+    last_saved: int
+    stop_reason: str = ""
+    # The last export and validation (None: none yet).
+    export_dir: str | None = None
+    validation: dict | None = None
+    examples: int = 0
+    # Checkpoints, exports and validations, left out of the training rate.
+    export_seconds: float = 0.0
+    # The logged rate is over the examples since the last log line.
+    window_start: float = dataclasses.field(default_factory=time.time)
+    window_examples: int = 0
+
+
 class Trainer:
     """Owns the model, optimizer, checkpoints and loop of one training run."""
 
@@ -182,10 +182,10 @@ class Trainer:
                                          skip_corrupt=cfg.skip_corrupt)
         # One record of each pattern tells a level, feature or release the
         # flags do not read, before the pipeline fails on it.
-        records.check_records(cfg.data, cfg.train_data_pattern,
+        formats.check_records(cfg.data, cfg.train_data_pattern,
                               skip_corrupt=cfg.skip_corrupt)
         if cfg.validate_data_pattern:
-            records.check_records(cfg.data, cfg.validate_data_pattern,
+            formats.check_records(cfg.data, cfg.validate_data_pattern,
                                   field="validate_data_pattern",
                                   skip_corrupt=cfg.skip_corrupt)
         if self.chief:
@@ -431,23 +431,29 @@ class Trainer:
                                self.cfg.vocabulary_file)
         return result
 
-    def checkpoint_and_export(self, final=False):
+    def checkpoint_and_export(self):
         """Fits the subspace, saves a checkpoint, exports, validates.
 
         Only the chief fits the subspace (it alone exports; the other
         workers' checkpoints are scratch). A periodic export fits it on at
         most `subspace_fit_examples` training videos, so its cost does not
-        grow with the training set; the final export fits it on all.
+        grow with the training set; the final export fits it on all
+        (final_export.py).
 
         With early stopping only an improvement on validation is exported,
         so the newest export is always the best model.
         """
-        limit = 0 if final else self.cfg.subspace_fit_examples
-        self._fit_finite_subspace(limit)
+        self.fit_finite_subspace(self.cfg.subspace_fit_examples)
         if self.early_stopping:
             path = self.manager.save(checkpoint_number=self.step)
             log.info("step %d: checkpoint %s", int(self.step.numpy()), path)
             return self.validate_and_keep_best()
+        return self.save_and_export()
+
+    def save_and_export(self):
+        """Saves a checkpoint and exports the model as it is (the subspace
+        already fitted), then validates it; returns (export_dir or None,
+        validation result)."""
         path = self.manager.save(checkpoint_number=self.step)
         export_dir = None
         if self.chief:
@@ -476,7 +482,7 @@ class Trainer:
           (export_dir of the best model or None, this validation's result).
         """
         if fit:
-            self._fit_finite_subspace(self.cfg.subspace_fit_examples)
+            self.fit_finite_subspace(self.cfg.subspace_fit_examples)
         step = int(self.step.numpy())
         result = self.validate()
         score = self._agreed(selection_score(result))
@@ -504,7 +510,7 @@ class Trainer:
                      "stopping after at least %d and step %d)",
                      step, score, best, best_step, bad,
                      self.cfg.early_stopping_patience,
-                     self.patience_end(best_step))
+                     patience_end(self.cfg, best_step))
             if patience_exhausted(self.cfg, step, best_step, bad):
                 self.stopped.assign(1)
         return export_dir, result
@@ -516,7 +522,9 @@ class Trainer:
             return
         self.best_checkpoint.read(path).expect_partial()
 
-    def _fit_finite_subspace(self, max_examples=0):
+    def fit_finite_subspace(self, max_examples=0):
+        """`fit_subspace`, checked: only the chief fits, and a model
+        whose embeddings are not finite stops the run."""
         if self.chief and not np.all(np.isfinite(
                 self.fit_subspace(max_examples))):
             # A finite but huge update can still make the embeddings overflow;
@@ -531,164 +539,154 @@ class Trainer:
     # -- loop ---------------------------------------------------------------------
 
     def run(self):
+        """Trains until a stopping condition, then leaves the final checkpoint
+        and export in train_dir (final_export.py); returns a `TrainResult`."""
         cfg = self.cfg
         start = time.time()
-        max_steps = cfg.max_steps if cfg.max_steps > 0 else None
-        max_epochs = epoch_cap(cfg, self.early_stopping)
-        validation, export_dir = None, None
-        last_saved = int(self.step.numpy()) if self.manager.latest_checkpoint else -1
-        window_start, window_examples = time.time(), 0
-        examples, export_seconds = 0, 0.0
+        run = _RunState(
+            max_steps=cfg.max_steps if cfg.max_steps > 0 else None,
+            max_epochs=epoch_cap(cfg, self.early_stopping),
+            last_saved=(int(self.step.numpy())
+                        if self.manager.latest_checkpoint else -1))
         bar = progress.Progress("train", self.planned_steps(), "step",
                                 initial=int(self.step.numpy()))
-        stop_reason = ""
         untrained = cfg.model in config_lib.UNTRAINED_MODELS
-        if not untrained:
-            self._log_schedule(max_epochs)
-        else:
-            stop_reason = f"{cfg.model} has nothing to train"
+        if untrained:
+            run.stop_reason = f"{cfg.model} has nothing to train"
             log.info("%s: fitting the linear CCA subspace on the training "
                      "set; nothing to train", cfg.model)
-        if (self.early_stopping and not untrained
-                and int(self.validated_step.numpy()) < 0):
-            # The untrained model is the first candidate: a recipe that starts
-            # from a good linear solution can then never end worse on
-            # validation than where it began.
-            export_start = time.time()
-            export_dir, validation = self.validate_and_keep_best(fit=True)
-            export_seconds += time.time() - export_start
-        while not untrained:
-            epoch = int(self.epoch.numpy())
-            step = int(self.step.numpy())
-            if self.stopped.numpy():
-                stop_reason = stop_reason or self._patience_reason()
-                break
-            # As in YT8M, whichever of --num_epochs and --max_steps comes
-            # first ends training.
-            if max_epochs is not None and epoch >= max_epochs:
-                stop_reason = f"reached {max_epochs} epochs"
-                break
-            if max_steps is not None and step >= max_steps:
-                stop_reason = f"reached max_steps={max_steps}"
-                break
-            if (max_epochs is None and epoch > 0
-                    and step >= cfg.auto_train_steps):
-                stop_reason = (f"no validation data: {epoch} whole epochs "
-                               f"reach auto_train_steps={cfg.auto_train_steps}")
-                break
-            got_batch = False
-            batches = self.epoch_dataset(epoch, int(self.batch_in_epoch.numpy()))
-            for batch in readers.iterate(batches, cfg.train_data_pattern):
-                got_batch = True
-                next_step = int(self.step.numpy()) + 1
-                report, applied = self.train_step(
-                    batch, monitor=(next_step % cfg.log_every_steps == 0
-                                    or next_step == 1))
-                self.batch_in_epoch.assign_add(1)
-                if not applied:
-                    self._handle_nonfinite(report)
-                    continue
-                step = int(self.step.assign_add(1).numpy())
-                bar.update(step, epoch=epoch + 1, loss=float(report["loss"]))
-                window_examples += cfg.batch_size
-                examples += cfg.batch_size
-                if step % cfg.log_every_steps == 0 or step == 1:
-                    rate = window_examples / max(time.time() - window_start, 1e-9)
-                    lr = float(np.asarray(self.optimizer.learning_rate))
-                    log.info("step %d: loss %.4f, total correlation %.3f, "
-                             "%.0f examples/s", step, report["loss"],
-                             report["total_correlation"], rate)
-                    self.writer.train_step(step, report, lr, rate)
-                    window_start, window_examples = time.time(), 0
-                if step % cfg.export_model_steps == 0:
-                    export_start = time.time()
-                    export_dir, validation = self.checkpoint_and_export()
-                    export_seconds += time.time() - export_start
-                    last_saved = step
-                if self.stopped.numpy():
-                    break
-                if max_steps is not None and step >= max_steps:
-                    break
-            else:
-                if not got_batch and int(self.batch_in_epoch.numpy()) == 0:
-                    raise ConfigError(
-                        "{train_data_pattern} yields no full batch of "
-                        "{batch_size}",
-                        train_data_pattern=cfg.train_data_pattern,
-                        batch_size=cfg.batch_size)
-                self.epoch.assign_add(1)
-                self.batch_in_epoch.assign(0)
-                step = int(self.step.numpy())
-                if self.early_stopping and (
-                        step - int(self.validated_step.numpy())
-                        >= cfg.validate_every_steps):
-                    export_start = time.time()
-                    export_dir, validation = self.checkpoint_and_export()
-                    export_seconds += time.time() - export_start
-                    last_saved = step
+        else:
+            self._log_schedule(run.max_epochs)
+            if self.early_stopping and int(self.validated_step.numpy()) < 0:
+                # The untrained model is the first candidate: a recipe that
+                # starts from a good linear solution can then never end
+                # worse on validation than where it began.
+                self._timed_export(
+                    run, lambda: self.validate_and_keep_best(fit=True))
+            self._train_epochs(run, bar)
         bar.close()
         step = int(self.step.numpy())
-        step_seconds = time.time() - start - export_seconds
+        step_seconds = time.time() - start - run.export_seconds
         best_step = None
         if self.early_stopping and not untrained:
-            if int(self.validated_step.numpy()) != step:
-                self.validate_and_keep_best(fit=True)
-            best_step = int(self.best_step.numpy())
-            self.restore_best()
-            # The kept model's subspace, fitted on the whole training set
-            # (a periodic fit may have seen part of it).
-            self._fit_finite_subspace(0)
-            # The final checkpoint holds the best model, so eval.py on the
-            # train_dir scores what the export holds.
-            self.manager.save(checkpoint_number=self.step)
-            export_dir = modeling.latest_export(cfg.train_dir)
-            if self.chief:
-                export_dir = modeling.export_model(
-                    cfg.train_dir, best_step, cfg, self.model, self.subspace)
-            validation = self.validate()
-            log.info("training ended at step %d (%s); the final checkpoint "
-                     "and the export %s hold the best model, of step %d "
-                     "(validation R@10 %.4f)", step, stop_reason, export_dir,
-                     best_step, float(self.best_score.numpy()))
+            export_dir, validation, best_step = export_best(
+                self, run.stop_reason)
         else:
-            # The last export must hold the subspace of the whole training
-            # set, also when a periodic one fell on the last step.
-            if step != last_saved or not self.subspace_complete:
-                export_dir, validation = self._final_export()
-            elif validation is None:
-                validation = self.validate()
-            export_dir = export_dir or modeling.latest_export(cfg.train_dir)
-            log.info("training ended at step %d (%s)", step, stop_reason)
+            export_dir, validation = export_last(
+                self, run.stop_reason, run.last_saved, run.export_dir,
+                run.validation)
         self.writer.flush()
         result = TrainResult(cfg.train_dir, step, time.time() - start,
                              self.skipped_nonfinite, validation, export_dir,
-                             examples, step_seconds, best_step, stop_reason,
-                             list(self.validations))
+                             run.examples, step_seconds, best_step,
+                             run.stop_reason, list(self.validations))
         if self.chief:
             rundir.write_train_result(result)
         return result
 
-    def _final_export(self):
-        """The plain (not early-stopping) final checkpoint and export."""
-        early_stopping, self.early_stopping = self.early_stopping, False
-        try:
-            return self.checkpoint_and_export(final=True)
-        finally:
-            self.early_stopping = early_stopping
+    def _train_epochs(self, run, bar):
+        """Trains epoch after epoch until `_stop_reason` gives one."""
+        while True:
+            run.stop_reason = self._stop_reason(run)
+            if run.stop_reason:
+                return
+            self._train_epoch(run, bar)
 
-    def patience_end(self, best_step):
-        """The first step early stopping may stop at after `best_step`."""
-        return best_step + int(np.ceil(
-            self.cfg.early_stopping_fraction * best_step))
+    def _stop_reason(self, run):
+        """Why training ends here, or "" while it goes on."""
+        cfg = self.cfg
+        epoch = int(self.epoch.numpy())
+        step = int(self.step.numpy())
+        if self.stopped.numpy():
+            return patience_reason(cfg, step, int(self.best_step.numpy()),
+                                   int(self.bad_validations.numpy()))
+        # As in YT8M, whichever of --num_epochs and --max_steps comes
+        # first ends training.
+        if run.max_epochs is not None and epoch >= run.max_epochs:
+            return f"reached {run.max_epochs} epochs"
+        if run.max_steps is not None and step >= run.max_steps:
+            return f"reached max_steps={run.max_steps}"
+        if (run.max_epochs is None and epoch > 0
+                and step >= cfg.auto_train_steps):
+            return (f"no validation data: {epoch} whole epochs "
+                    f"reach auto_train_steps={cfg.auto_train_steps}")
+        return ""
 
-    def _patience_reason(self):
-        return (f"validation R@10 did not improve for "
-                f"{int(self.bad_validations.numpy())} validations "
-                f"(early_stopping_patience={self.cfg.early_stopping_patience})"
-                f" and {int(self.step.numpy()) - int(self.best_step.numpy())} "
-                f"steps past the best step {int(self.best_step.numpy())} "
-                f"(early_stopping_fraction="
-                f"{self.cfg.early_stopping_fraction:g})")
+    def _train_epoch(self, run, bar):
+        """Trains on the rest of the current epoch, from the data position;
+        leaves it unfinished when early stopping or max_steps ends training."""
+        cfg = self.cfg
+        epoch = int(self.epoch.numpy())
+        got_batch = False
+        batches = self.epoch_dataset(epoch, int(self.batch_in_epoch.numpy()))
+        for batch in readers.iterate(batches, cfg.train_data_pattern):
+            got_batch = True
+            step = self._train_on(batch, run, bar, epoch)
+            if step is None:
+                continue
+            if step % cfg.export_model_steps == 0:
+                self._timed_export(run, self.checkpoint_and_export)
+                run.last_saved = step
+            if self.stopped.numpy():
+                return
+            if run.max_steps is not None and step >= run.max_steps:
+                return
+        self._end_epoch(run, got_batch)
+
+    def _train_on(self, batch, run, bar, epoch):
+        """One step on `batch`, counted and logged; returns the new step, or
+        None when the update was withheld (not finite)."""
+        cfg = self.cfg
+        next_step = int(self.step.numpy()) + 1
+        report, applied = self.train_step(
+            batch, monitor=(next_step % cfg.log_every_steps == 0
+                            or next_step == 1))
+        self.batch_in_epoch.assign_add(1)
+        if not applied:
+            self._handle_nonfinite(report)
+            return None
+        step = int(self.step.assign_add(1).numpy())
+        bar.update(step, epoch=epoch + 1, loss=float(report["loss"]))
+        run.window_examples += cfg.batch_size
+        run.examples += cfg.batch_size
+        if step % cfg.log_every_steps == 0 or step == 1:
+            self._log_step(step, report, run)
+        return step
+
+    def _log_step(self, step, report, run):
+        rate = run.window_examples / max(time.time() - run.window_start, 1e-9)
+        lr = float(np.asarray(self.optimizer.learning_rate))
+        log.info("step %d: loss %.4f, total correlation %.3f, "
+                 "%.0f examples/s", step, report["loss"],
+                 report["total_correlation"], rate)
+        self.writer.train_step(step, report, lr, rate)
+        run.window_start, run.window_examples = time.time(), 0
+
+    def _end_epoch(self, run, got_batch):
+        """Moves the data position to the next epoch; with early stopping,
+        validates once `validate_every_steps` have passed since the last."""
+        cfg = self.cfg
+        if not got_batch and int(self.batch_in_epoch.numpy()) == 0:
+            raise ConfigError(
+                "{train_data_pattern} yields no full batch of "
+                "{batch_size}",
+                train_data_pattern=cfg.train_data_pattern,
+                batch_size=cfg.batch_size)
+        self.epoch.assign_add(1)
+        self.batch_in_epoch.assign(0)
+        step = int(self.step.numpy())
+        if self.early_stopping and (
+                step - int(self.validated_step.numpy())
+                >= cfg.validate_every_steps):
+            self._timed_export(run, self.checkpoint_and_export)
+            run.last_saved = step
+
+    def _timed_export(self, run, export):
+        """Runs `export` (() -> (export_dir, validation)) and keeps what it
+        returns; its time is left out of the training rate."""
+        started = time.time()
+        run.export_dir, run.validation = export()
+        run.export_seconds += time.time() - started
 
     def _log_schedule(self, max_epochs):
         cfg = self.cfg

@@ -9,9 +9,7 @@ are needed. Everything streams:
   chunks (`numpy.memmap`), so a gallery larger than memory works;
 - matches are written to the CSV query chunk by query chunk.
 
-CSV format (one row per query):
-
-More: docs/design.md, "Inference".
+The CSV format and the other outputs: docs/design.md, "Inference".
 """
 
 import csv
@@ -25,10 +23,10 @@ import tensorflow as tf
 
 from yt8m_xmodal import embeddings as embeddings_lib
 from yt8m_xmodal import explain
+from yt8m_xmodal import formats
 from yt8m_xmodal import metrics
 from yt8m_xmodal import progress
 from yt8m_xmodal import readers
-from yt8m_xmodal import records
 from yt8m_xmodal.errors import DataError
 
 log = logging.getLogger("yt8m_xmodal")
@@ -251,7 +249,7 @@ def run_inference(signatures, input_data_pattern, output_file="",
     if data_config is not None and query_modality == "both":
         for pattern in (input_data_pattern, gallery_data_pattern):
             if pattern:
-                records.check_records(data_config, pattern,
+                formats.check_records(data_config, pattern,
                                       model_dir=model_dir)
     if query_modality == "both":
         query_views = gallery_views = MODALITIES
