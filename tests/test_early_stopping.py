@@ -121,6 +121,41 @@ def test_num_epochs_caps_early_stopping(tiny_video_data, tmp_path):
     assert [s for s, _ in result.validations] == [0, 4, 8]
 
 
+def test_final_export_refits_only_when_the_best_fit_saw_part_of_the_set(
+        tiny_video_data, tmp_path, monkeypatch):
+    fits = []
+    fit_subspace = training.Trainer.fit_subspace
+
+    def counted(trainer, max_examples=0):
+        fits.append((max_examples, int(trainer.step.numpy())))
+        return fit_subspace(trainer, max_examples)
+    monkeypatch.setattr(training.Trainer, "fit_subspace", counted)
+    results = {}
+    # 0: every periodic fit sees all 128 training videos; 64: half of them.
+    for limit in (0, 64):
+        fits.clear()
+        cfg = video_config(tiny_video_data, tmp_path / f"run{limit}",
+                           num_epochs=2, early_stopping_patience=50,
+                           validate_every_steps=1,
+                           subspace_fit_examples=limit)
+        result = training.train(cfg)
+        results[limit] = (result, list(fits))
+        scores = [v for _, v in result.validations]
+        best = result.validations[int(np.argmax(scores))][0]
+        assert result.best_step == best
+        assert result.export_dir.endswith(f"step_{best:08d}")
+        evaluated = evaluation.evaluate_checkpoint(
+            cfg.train_dir, cfg.validate_data_pattern, cfg.top_k)
+        assert training.selection_score(result.validation) == pytest.approx(
+            training.selection_score(evaluated), abs=1e-6)
+    # One fit per validation (steps 0, 4, 8); the best model's export is
+    # already final, so the end fits nothing again.
+    assert results[0][1] == [(0, 0), (0, 4), (0, 8)]
+    # A partial fit is redone on the whole set for the kept model.
+    assert results[64][1] == [(64, 0), (64, 4), (64, 8),
+                              (0, results[64][0].step)]
+
+
 def test_weighted_labels_repeat_those_videos_each_epoch(tiny_video_data,
                                                         tmp_path):
     cfg = video_config(tiny_video_data, tmp_path / "run", batch_size=16,

@@ -14,8 +14,10 @@ log = logging.getLogger("yt8m_xmodal")
 
 def export_best(trainer, stop_reason):
     """Ends an early-stopping run: validates the last step unless it was,
-    puts the best validated model back, fits its subspace on the whole
-    training set, then checkpoints, exports and validates it.
+    puts the best validated model back and checkpoints it. Its export and
+    validation are those of its step when that step's subspace was fitted
+    on the whole training set; otherwise the subspace is refitted on all of
+    it, and the model exported and validated again.
 
     Returns:
       (export_dir, validation result, the best step).
@@ -26,17 +28,26 @@ def export_best(trainer, stop_reason):
         trainer.validate_and_keep_best(fit=True)
     best_step = int(trainer.best_step.numpy())
     trainer.restore_best()
-    # The kept model's subspace, fitted on the whole training set
-    # (a periodic fit may have seen part of it).
-    trainer.fit_finite_subspace(0)
+    kept = trainer.best_result
+    if kept is None:
+        # The kept model's subspace, fitted on the whole training set
+        # (a periodic fit may have seen part of it).
+        trainer.fit_finite_subspace(0)
     # The final checkpoint holds the best model, so eval.py on the
     # train_dir scores what the export holds.
     trainer.manager.save(checkpoint_number=trainer.step)
     export_dir = modeling.latest_export(cfg.train_dir)
-    if trainer.chief:
-        export_dir = modeling.export_model(
-            cfg.train_dir, best_step, cfg, trainer.model, trainer.subspace)
-    validation = trainer.validate()
+    if kept is not None:
+        # Its subspace already saw every training video: the export and
+        # validation of its step are the final ones, so refitting,
+        # re-exporting and validating again would only repeat them.
+        validation = kept
+    else:
+        if trainer.chief:
+            export_dir = modeling.export_model(
+                cfg.train_dir, best_step, cfg, trainer.model,
+                trainer.subspace)
+        validation = trainer.validate()
     log.info("training ended at step %d (%s); the final checkpoint "
              "and the export %s hold the best model, of step %d "
              "(validation R@10 %.4f)", step, stop_reason, export_dir,

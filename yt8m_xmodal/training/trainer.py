@@ -238,6 +238,10 @@ class Trainer:
         self.early_stopping = bool(cfg.validate_data_pattern
                                    and cfg.early_stopping_patience > 0)
         self.validations = []
+        # The best validation's result while its model's subspace was fitted
+        # on the whole training set: its export is then the final one
+        # (final_export.export_best). Not checkpointed: a resumed run refits.
+        self.best_result = None
         if not self.manager.latest_checkpoint and self.input_projections():
             self.fit_input_projection()
         if self.manager.latest_checkpoint:
@@ -495,6 +499,7 @@ class Trainer:
             self.best_step.assign(step)
             self.bad_validations.assign(0)
             self.best_manager.save(checkpoint_number=step)
+            self.best_result = result if self.subspace_complete else None
             if self.chief:
                 export_dir = modeling.export_model(
                     self.cfg.train_dir, step, self.cfg, self.model,
