@@ -6,7 +6,9 @@ Each benchmark script writes, under its `--output_dir` (default
 run is flagged in both files, so that its tiny-size figures can never pass
 for real ones.
 
-No TensorFlow import here: the runner uses this module too.
+Also what the scripts share: their flag parsing (`parse_flags`) and the
+quick recipe. TensorFlow is imported only inside those helpers: the runner
+uses this module too.
 """
 
 import importlib.metadata
@@ -202,3 +204,18 @@ def quick_recipe(cfg):
                        model_config={"chunk_size": 10, "embedding_dim": 8,
                                      "rnn_units": 16},
                        subspace_dim=4)
+
+
+def parse_flags(config_class, doc, argv=None):
+    """A benchmark's config from its command line, parsed by the package's
+    flag generator (`cli.parse_command_line`); a bad flag ends the script
+    with exit status 2 and one line naming it, as the commands do."""
+    from yt8m_xmodal import cli  # noqa: PLC0415
+    from yt8m_xmodal.errors import ConfigError  # noqa: PLC0415
+    try:
+        return cli.parse_command_line(config_class, argv, doc)[0]
+    except ConfigError as e:
+        print(f"{os.path.basename(sys.argv[0])}: error: "
+              f"{cli.flag_message(e)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
