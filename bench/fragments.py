@@ -6,9 +6,9 @@ Each benchmark script writes, under its `--output_dir` (default
 run is flagged in both files, so that its tiny-size figures can never pass
 for real ones.
 
-Also what the scripts share: their flag parsing (`parse_flags`) and the
-quick recipe. TensorFlow is imported only inside those helpers: the runner
-uses this module too.
+Also what the scripts share: their flag parsing (`parse_flags`), the quick
+recipe, and the product's trainer for timing its train step. TensorFlow is
+imported only inside those helpers: the runner uses this module too.
 """
 
 import importlib.metadata
@@ -219,3 +219,23 @@ def parse_flags(config_class, doc, argv=None):
               f"{cli.flag_message(e)}", file=sys.stderr)
         raise SystemExit(2) from None
 
+
+def product_trainer(cfg, work_dir):
+    """`training.Trainer` of `cfg`, the object train.py's loop steps, for
+    timing its train step on batches of the bench's own.
+
+    The trainer checks the first record of its training data before it
+    builds anything, so one frame-level record of `cfg.data`'s shape is
+    written under `work_dir`, which also holds the train_dir.
+    """
+    import numpy as np  # noqa: PLC0415
+    from yt8m_xmodal import training, writers  # noqa: PLC0415
+    data = cfg.data
+    frames = np.zeros((data.max_frames, data.video_size), np.uint8)
+    audio = np.zeros((data.max_frames, data.audio_size), np.uint8)
+    with writers.ShardedRecordWriter(work_dir, "train", 1) as writer:
+        writer.write(writers.make_frame_example(
+            "bench", [0], frames, audio, data.feature_names, data.id_feature))
+    return training.Trainer(cfg.replace(
+        train_data_pattern=writer.paths[0],
+        train_dir=os.path.join(work_dir, "train_dir"), start_new_model=True))
