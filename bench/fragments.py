@@ -8,7 +8,8 @@ for real ones.
 
 Also what the scripts share: their flag parsing (`parse_flags`), the quick
 recipe, and the product's trainer for timing its train step. TensorFlow is
-imported only inside those helpers: the runner uses this module too.
+imported only inside those helpers, so writing and reading fragments stays
+light.
 """
 
 import importlib.metadata
@@ -206,17 +207,17 @@ def quick_recipe(cfg):
                        subspace_dim=4)
 
 
-def parse_flags(config_class, doc, argv=None):
+def parse_flags(config_class, doc, argv=None, program=None):
     """A benchmark's config from its command line, parsed by the package's
     flag generator (`cli.parse_command_line`); a bad flag ends the script
     with exit status 2 and one line naming it, as the commands do."""
     from yt8m_xmodal import cli  # noqa: PLC0415
     from yt8m_xmodal.errors import ConfigError  # noqa: PLC0415
+    program = program or os.path.basename(sys.argv[0])
     try:
-        return cli.parse_command_line(config_class, argv, doc)[0]
+        return cli.parse_command_line(config_class, argv, doc, program)[0]
     except ConfigError as e:
-        print(f"{os.path.basename(sys.argv[0])}: error: "
-              f"{cli.flag_message(e)}", file=sys.stderr)
+        print(f"{program}: error: {cli.flag_message(e)}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
