@@ -49,3 +49,39 @@ def test_missing_train_result_names_the_file(tmp_path):
     (tmp_path / "train_result.json").write_text('{"step": 3}')
     with pytest.raises(RuntimeError, match="lacks wall_seconds"):
         flr.read_train_result(str(tmp_path))
+
+
+def _result(r10_a2v, r10_v2a):
+    return {"audio_to_video": {"recall@10": r10_a2v},
+            "video_to_audio": {"recall@10": r10_v2a}}
+
+
+def test_linear_cca_baseline_is_chosen_on_validation():
+    validations = {"a": _result(0.2, 0.4), "b": _result(0.5, 0.2),
+                   "c": _result(0.4, 0.1)}
+    assert flr.best_on_validation(validations) == "b"  # 0.35 > 0.3 > 0.25
+    # Of equal scores the first tried wins, so a rerun picks the same run.
+    validations["d"] = _result(0.2, 0.5)
+    assert flr.best_on_validation(validations) == "b"
+
+
+def test_linear_cca_candidates_are_valid_linear_cca_model_runs():
+    # Each candidate is a train.py command line of the product's baseline
+    # that the frame-level data (the default feature sizes) accepts.
+    from yt8m_xmodal import config as config_lib
+    candidates = flr.linear_cca_candidates()
+    assert len(set(candidates)) == (len(flr.LINEAR_CCA_RIDGES)
+                                    * len(flr.LINEAR_CCA_DIMS))
+    for flags in candidates:
+        values = dict(f[2:].split("=") for f in flags)
+        assert values["model"] == "LinearCcaModel"
+        cfg = config_lib.TrainConfig(
+            model="LinearCcaModel",
+            model_config={"linear_cca_ridge": float(values[
+                "linear_cca_ridge"])},
+            subspace_dim=int(values["subspace_dim"]))
+        assert cfg.model_config.linear_cca_ridge in flr.LINEAR_CCA_RIDGES
+        assert cfg.subspace_dim in flr.LINEAR_CCA_DIMS
+    # A smoke run still chooses between candidates of the full sweep.
+    quick = flr.linear_cca_candidates(quick=True)
+    assert len(set(quick)) >= 2 and set(quick) <= set(candidates)
