@@ -95,17 +95,23 @@ TRAIN_RESULT_KEYS = ("step", "wall_seconds", "examples", "step_seconds",
 
 
 def ensure_data(data_dir, num_videos, quick):
+    """The data set's dataset.json, generated unless `data_dir` holds one
+    made with the same options."""
+    # Short videos in quick mode keep the smoke run small.
+    frames = ({"max_frames": 90, "min_frames": 30} if quick else
+              {"max_frames": synthetic.DEFAULT_MAX_FRAMES,
+               "min_frames": synthetic.DEFAULT_MIN_FRAMES})
     info_path = os.path.join(data_dir, "dataset.json")
     if os.path.exists(info_path):
         with open(info_path) as f:
             info = json.load(f)
-        if (info["num_videos"] == num_videos and info["generator_version"]
-                == synthetic.GENERATOR_VERSION):
+        # dataset.json counts the videos per split.
+        wanted = dict(frames, num_videos=synthetic.split_sizes(num_videos),
+                      generator_version=synthetic.GENERATOR_VERSION)
+        if all(info.get(k) == v for k, v in wanted.items()):
             return info
-    # Short videos in quick mode keep the smoke run small.
-    extra = ({"max_frames": 90, "min_frames": 30} if quick else {})
     return synthetic.generate_dataset(data_dir, num_videos=num_videos,
-                                      num_shards=8, **extra)
+                                      num_shards=8, **frames)
 
 
 def linear_cca_candidates(quick=False):

@@ -1,6 +1,8 @@
-"""bench/frame_level_results.py: --reuse_runs bookkeeping, and the training
+"""bench/frame_level_results.py: --reuse_runs bookkeeping, the reuse of the
+generated data, the linear-CCA baseline's runs and choice, and the training
 figures read from the file train.py writes."""
 
+import json
 import os
 import sys
 
@@ -85,3 +87,27 @@ def test_linear_cca_candidates_are_valid_linear_cca_model_runs():
     # A smoke run still chooses between candidates of the full sweep.
     quick = flr.linear_cca_candidates(quick=True)
     assert len(set(quick)) >= 2 and set(quick) <= set(candidates)
+
+
+def test_data_is_reused_only_when_made_with_the_same_options(tmp_path,
+                                                             monkeypatch):
+    made = []
+
+    def generate_dataset(data_dir, num_videos, num_shards, **frames):
+        # What the generator writes to dataset.json, of the keys compared.
+        made.append((num_videos, frames["max_frames"]))
+        info = dict(frames, num_videos=flr.synthetic.split_sizes(num_videos),
+                    generator_version=flr.synthetic.GENERATOR_VERSION)
+        with open(os.path.join(data_dir, "dataset.json"), "w") as f:
+            json.dump(info, f)
+        return info
+
+    monkeypatch.setattr(flr.synthetic, "generate_dataset", generate_dataset)
+    data_dir = str(tmp_path)
+    flr.ensure_data(data_dir, 400, quick=True)
+    flr.ensure_data(data_dir, 400, quick=True)
+    assert made == [(400, 90)]  # reused
+    flr.ensure_data(data_dir, 400, quick=False)  # full-length videos
+    flr.ensure_data(data_dir, 500, quick=False)
+    assert made == [(400, 90), (400, flr.synthetic.DEFAULT_MAX_FRAMES),
+                    (500, flr.synthetic.DEFAULT_MAX_FRAMES)]
