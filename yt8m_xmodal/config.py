@@ -68,17 +68,25 @@ def _check_at_least(config, names, minimum):
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Which records to read and how: YT8M's reader flags."""
+class FeaturesConfig:
+    """The two views' features in YT8M records: the flags of every command
+    that reads or writes records (train.py, the subset tool, the demo
+    generator)."""
 
-    frame_features: bool = _field(
-        True, "Read frame-level SequenceExamples (rgb/audio per frame); "
-        "otherwise video-level Examples (mean_rgb/mean_audio).")
     feature_names: tuple[str, ...] = _field(
         (), "The video view's feature name, then the audio view's. Empty: "
         "rgb,audio at frame level, mean_rgb,mean_audio at video level.")
     feature_sizes: tuple[int, ...] = _field(
         features.FEATURE_SIZES, "Sizes of the features in feature_names.")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(FeaturesConfig):
+    """Which records to read and how: YT8M's reader flags."""
+
+    frame_features: bool = _field(
+        True, "Read frame-level SequenceExamples (rgb/audio per frame); "
+        "otherwise video-level Examples (mean_rgb/mean_audio).")
     max_frames: int = _field(
         features.MAX_FRAMES, "Frames per video kept; longer videos are "
         "truncated.")
