@@ -64,6 +64,14 @@ def _check_at_least(config, names, minimum):
                               **{name: getattr(config, name)})
 
 
+def _check_top_k(config):
+    """Stores `top_k` as a tuple; its cut-offs must be positive."""
+    object.__setattr__(config, "top_k", tuple(config.top_k))
+    if not config.top_k or any(k < 1 for k in config.top_k):
+        raise ConfigError("{top_k} must be positive integers",
+                          top_k=",".join(map(str, config.top_k)))
+
+
 # -- data ------------------------------------------------------------------------
 
 
@@ -533,7 +541,7 @@ class TrainConfig:
                            model_config(self.model, self.model_config))
         object.__setattr__(self, "loss_config",
                            loss_config(self.loss, self.loss_config))
-        object.__setattr__(self, "top_k", tuple(self.top_k))
+        _check_top_k(self)
         weighted = self.weighted_labels
         if isinstance(weighted, str):
             weighted = [x for x in weighted.split(",") if x.strip()]
@@ -569,9 +577,6 @@ class TrainConfig:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("distribution_strategy", self.distribution_strategy,
                       STRATEGIES)
-        if any(k < 1 for k in self.top_k) or not self.top_k:
-            raise ConfigError("{top_k} must be positive integers",
-                              top_k=",".join(map(str, self.top_k)))
         if isinstance(self.model_config, VideoLevelMlpConfig) and (
                 self.model_config.cca_input_dim > min(data.feature_sizes)):
             raise ConfigError(
@@ -662,39 +667,50 @@ def recipe(frame_features):
 # What eval.py and inference.py do with a trained model. A field left None
 # takes the model's own value (its model_flags.json).
 
-_TRAIN_DIR_HELP = "The directory train.py wrote."
-_BATCH_HELP = "Videos embedded per batch."
-_CSLS_HELP = ("Rank by CSLS over this many neighbours (0: plain cosine). "
-              "Unset: the model's own csls_k (model_flags.json).")
+
+@dataclasses.dataclass(frozen=True)
+class _TrainedModelConfig:
+    """What eval.py and inference.py share: the trained model they use, how
+    many videos they embed at a time, and the ranking."""
+
+    train_dir: str = _field(
+        "/tmp/yt8m_xmodal_model/", "The directory train.py wrote: eval.py "
+        "scores its checkpoints, inference.py uses its newest export.")
+    batch_size: int = _field(256, "Videos embedded per batch.")
+    csls_k: int | None = _field(
+        None, "Rank by CSLS over this many neighbours (0: plain cosine). "
+        "Unset: the model's own csls_k (model_flags.json).")
+
+    def __post_init__(self):
+        _check_at_least(self, ("batch_size",), 1)
+        if self.csls_k is not None:
+            _check_at_least(self, ("csls_k",), 0)
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(_TrainedModelConfig):
     """eval.py: retrieval metrics of a train_dir's checkpoints."""
 
-    train_dir: str = _field("/tmp/yt8m_xmodal_model/", _TRAIN_DIR_HELP)
+    # What is evaluated, and when: once, or each new checkpoint.
     eval_data_pattern: str = _field(
         "", "File glob(s), comma-separated, of the evaluation records. "
         "Empty: the test split of the built-in demo data.")
-    top_k: tuple[int, ...] = _field(
-        (1, 5, 10, 20), "Comma-separated cut-offs K: Recall@K is reported "
-        "for each.")
-    batch_size: int = _field(256, _BATCH_HELP)
+    skip_corrupt: bool = _field(
+        False, "Skip corrupt records (counted) instead of stopping.")
     run_once: bool = _field(
         False, "Evaluate the latest checkpoint once instead of watching.")
+    poll_seconds: float = _field(
+        30.0, "Watcher: seconds between looks for a new checkpoint.")
+    # What is scored, and where the scores go.
     use_subspace: bool = _field(
         True, "Cosine similarity in the fitted CCA subspace; otherwise in "
         "the raw tower embeddings.")
-    output_json: str = _field(
-        "", "Where to write metrics.json (default train_dir/eval/).")
-    poll_seconds: float = _field(
-        30.0, "Watcher: seconds between looks for a new checkpoint.")
-    csls_k: int | None = _field(None, _CSLS_HELP)
+    top_k: tuple[int, ...] = _field(
+        (1, 5, 10, 20), "Comma-separated cut-offs K: Recall@K is reported "
+        "for each.")
     compute_map: bool = _field(
         False, "Also compute exact label mAP: it sorts every query's whole "
         "gallery, O(N^2 log N) in the number of videos.")
-    skip_corrupt: bool = _field(
-        False, "Skip corrupt records (counted) instead of stopping.")
     gallery_size: int = _field(
         0, "Score galleries of this many videos drawn from the evaluation "
         "set (the protocol most papers report R@K with) and report the mean "
@@ -702,31 +718,26 @@ class EvalConfig:
         "one gallery.")
     gallery_draws: int = _field(
         5, "Seeded draws of --gallery_size videos (seeds 0, 1, ...).")
+    output_json: str = _field(
+        "", "Where to write metrics.json (default train_dir/eval/).")
 
     def __post_init__(self):
-        object.__setattr__(self, "top_k", tuple(self.top_k))
-        if not self.top_k or any(k < 1 for k in self.top_k):
-            raise ConfigError("{top_k} must be positive integers",
-                              top_k=",".join(map(str, self.top_k)))
-        _check_at_least(self, ("batch_size", "gallery_draws"), 1)
+        super().__post_init__()
+        _check_top_k(self)
+        _check_at_least(self, ("gallery_draws",), 1)
         _check_at_least(self, ("gallery_size",), 0)
         if self.gallery_size == 1:
             raise ConfigError("{gallery_size} must be 0 (the whole set) or "
                               ">= 2", gallery_size=1)
-        if self.csls_k is not None:
-            _check_at_least(self, ("csls_k",), 0)
 
 
 QUERY_MODALITIES = ("audio", "video", "both")
 
 
 @dataclasses.dataclass(frozen=True)
-class InferenceConfig:
+class InferenceConfig(_TrainedModelConfig):
     """inference.py: embeds records and writes top-K cross-modal matches."""
 
-    train_dir: str = _field(
-        "/tmp/yt8m_xmodal_model/",
-        "The directory train.py wrote (its newest export is used).")
     input_model_tgz: str = _field(
         "", "A bundle made by --output_model_tgz; overrides --train_dir.")
     output_model_tgz: str = _field(
@@ -745,8 +756,6 @@ class InferenceConfig:
         "comma-separated list (1,5,10,20 writes 20).")
     embeddings_file: str = _field(
         "", "Write subspace embeddings (ids, audio, video) to this .npz.")
-    batch_size: int = _field(256, _BATCH_HELP)
-    csls_k: int | None = _field(None, _CSLS_HELP)
     index_dir: str = _field(
         "", "Search this index (built by yt8m-xmodal-index from this "
         "model's embeddings) instead of embedding gallery records; the "
@@ -764,10 +773,5 @@ class InferenceConfig:
 
     def __post_init__(self):
         _check_choice("query_modality", self.query_modality, QUERY_MODALITIES)
-        object.__setattr__(self, "top_k", tuple(self.top_k))
-        if not self.top_k or any(k < 1 for k in self.top_k):
-            raise ConfigError("{top_k} must be positive integers",
-                              top_k=",".join(map(str, self.top_k)))
-        _check_at_least(self, ("batch_size",), 1)
-        if self.csls_k is not None:
-            _check_at_least(self, ("csls_k",), 0)
+        super().__post_init__()
+        _check_top_k(self)
