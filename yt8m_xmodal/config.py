@@ -6,7 +6,8 @@ Model Garden's task configs do. Everything else takes its defaults from here:
 the model and tower classes, the losses, train.py's flags (generated from these
 fields by `yt8m_xmodal.cli`) and the tests.
 
-Two named recipes exist:
+Two named recipes exist: FRAME_LEVEL_RECIPE and VIDEO_LEVEL_RECIPE
+(`recipe(frame_features)` picks one).
 
 More: docs/design.md, "Configuration".
 """
@@ -351,7 +352,14 @@ class ClusterCcaConfig(DeepCcaConfig):
 
 @dataclasses.dataclass(frozen=True)
 class SoftCcaConfig:
-    """Soft CCA (Chang et al. 2018): L2 distance plus a decorrelation term."""
+    """Soft CCA (Chang et al. 2018): L2 distance plus a decorrelation term.
+
+    No options: the decorrelation weight and variance epsilon stay at
+    `losses.SoftCCALoss`'s values, since soft CCA is measured only for speed
+    (BENCHMARKS.md, "Losses") and no other setting has been compared. The
+    empty config keeps the loss's entry in LOSS_CONFIGS, and its
+    `loss_config` in model_flags.json, the same as every other loss's.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
