@@ -37,13 +37,12 @@ FULL_TRAIN_VIDEOS = 3_888_919
 
 
 @dataclasses.dataclass(frozen=True)
-class LearningCurveConfig:
+class LearningCurveConfig(flow.FlowConfig):
     """learning_curve.py's flags."""
 
-    video_dir: str = option(flow.SHARED_VIDEO_DIR, "The real YT8M "
-                            "video-level shards (validate0000..0099).")
+    # Its own: its subsets of 8 to 80 shards are not video_level's.
     work_dir: str = option("/tmp/yt8m_learning_curve", "Subsets, runs and "
-                           "embeddings go here.")
+                           "embeddings go here (reused when present).")
     output_dir: str = option(os.path.join(flow.REPO_ROOT, "bench", "results"),
                              "Writes learning_curve.md and .json here.")
     reuse_runs: bool = option(False, "Reuse finished train_dirs in "

@@ -31,13 +31,10 @@ from yt8m_xmodal.config import option  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
-class StoppingRuleConfig:
-    """stopping_rule.py's flags."""
+class StoppingRuleConfig(flow.FlowConfig):
+    """stopping_rule.py's flags; --work_dir is video_level_results.py's, so
+    the subsets are shared."""
 
-    video_dir: str = option(flow.SHARED_VIDEO_DIR, "The real YT8M "
-                            "video-level shards (validate0000..0099).")
-    work_dir: str = option("/tmp/yt8m_video_level", "Subsets and the run go "
-                           "here (shared with video_level_results.py).")
     train_result: str = option("", "Replay this train_result.json instead "
                                "of training (it must have run under the old "
                                "rule).")

@@ -64,13 +64,20 @@ def shard_pattern(video_dir, first, last):
 
 
 @dataclasses.dataclass(frozen=True)
-class VideoLevelBenchConfig:
-    """video_level_results.py's flags."""
+class FlowConfig:
+    """Where the flow reads and works: the flags of every script that runs
+    it (this one, learning_curve.py, stopping_rule.py)."""
 
     video_dir: str = option(SHARED_VIDEO_DIR, "The real YT8M video-level "
                             "shards (validate0000..0099).")
     work_dir: str = option("/tmp/yt8m_video_level", "Subsets, runs and "
-                           "embeddings go here.")
+                           "embeddings go here (reused when present).")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoLevelBenchConfig(FlowConfig):
+    """video_level_results.py's flags."""
+
     output_dir: str = option(os.path.join(REPO_ROOT, "bench", "results"),
                              "Writes video_level.md and .json here.")
     reuse_runs: bool = option(False, "Reuse finished train_dirs in "
