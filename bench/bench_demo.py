@@ -8,17 +8,17 @@ share of the CPU, minor page faults, context switches, the steps trained,
 the best step, and the test Recall@10 in both directions.
 
     python bench/bench_demo.py --tree=. --baseline_ref=7f721e2
-    python bench/bench_demo.py --tree=. --train_flags=--max_steps=6
+    python bench/bench_demo.py --tree=.,../other --train_flags=--max_steps=6
 
-Each --tree is a checkout of the package (its train.py and eval.py run with
-PYTHONPATH set to it); --baseline_ref adds a checkout of that git commit
-(`git archive`), run first. The machine's load average is printed before and
+Each --tree (a comma-separated list) is a checkout of the package (its
+train.py and eval.py run with PYTHONPATH set to it); --baseline_ref adds a
+checkout of that git commit (`git archive`), run first. The machine's load average is printed before and
 after each run: the figures are only comparable between trees of the same
 call. --train_flags (comma-separated) go to every train.py, e.g. a step cap
 for a quick look at where the CPU goes; the README figure uses none.
 """
 
-import argparse
+import dataclasses
 import json
 import os
 import re
@@ -32,6 +32,26 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 ".."))
 from bench import fragments  # noqa: E402
+from yt8m_xmodal.config import option  # noqa: E402
+
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoBenchConfig:
+    """bench_demo.py's flags."""
+
+    tree: tuple[str, ...] = option((), "Package checkouts, comma-separated, "
+                                   "run one after the other to compare.")
+    work_dir: str = option("/tmp/bench_demo", "Run directories and demo "
+                           "caches go here.")
+    baseline_ref: str = option("", "A git commit to run first, as the "
+                               "baseline.")
+    train_flags: tuple[str, ...] = option((), "Comma-separated extra "
+                                          "train.py flags.")
+    output_dir: str = option(fragments.DEFAULT_OUTPUT_DIR, "Where the "
+                             "demo.md / demo.json fragment goes.")
+    keep: bool = option(False, "Keep the run directories (caches, logs).")
+
 
 _RECALL_ROW = re.compile(r"^(audio_to_video|video_to_audio)\s+(.*)$", re.M)
 
@@ -104,27 +124,12 @@ def bench_tree(tree, work_dir, python, train_flags=()):
     return row
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tree", action="append", default=[],
-                        help="a package checkout; repeat to compare")
-    parser.add_argument("--work_dir", default="/tmp/bench_demo",
-                        help="run directories and demo caches go here")
-    parser.add_argument("--baseline_ref", default="",
-                        help="a git commit to run first, as the baseline")
-    parser.add_argument("--train_flags", default="",
-                        help="comma-separated extra train.py flags")
-    parser.add_argument("--output_dir",
-                        default=fragments.DEFAULT_OUTPUT_DIR,
-                        help="where the demo.md / demo.json fragment "
-                        "goes")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the run directories (caches, logs)")
-    args = parser.parse_args()
-    os.makedirs(args.work_dir, exist_ok=True)
+def main(argv=None):
+    args = fragments.parse_flags(DemoBenchConfig, __doc__, argv)
     trees = list(args.tree)
     if not trees:
-        parser.error("give at least one --tree")
+        raise SystemExit("bench_demo.py: error: give at least one --tree")
+    os.makedirs(args.work_dir, exist_ok=True)
     if args.baseline_ref:
         base = os.path.join(args.work_dir, f"ref-{args.baseline_ref}")
         shutil.rmtree(base, ignore_errors=True)
@@ -134,8 +139,7 @@ def main():
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", base], input=archive, check=True)
         trees.insert(0, base)
-    flags = [f for f in args.train_flags.split(",") if f]
-    rows = [bench_tree(tree, args.work_dir, sys.executable, flags)
+    rows = [bench_tree(tree, args.work_dir, sys.executable, args.train_flags)
             for tree in trees]
     printed = fragments.capture_stdout()
     print("\n| tree | wall s | user s | sys s | sys % | minor faults | "

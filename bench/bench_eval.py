@@ -32,7 +32,7 @@ Usage:
   python bench/bench_eval.py --n 20000 --small_n 2000   # quick
 """
 
-import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -47,9 +47,32 @@ try:
     from bench import fragments
 except ImportError:  # run as `python bench/bench_eval.py`
     import fragments
+from yt8m_xmodal.config import option
 
 TOP_K = (1, 5, 10, 20)
 NUM_CLASSES = 3862  # YT8M 2018 vocabulary size, as in yt8m_xmodal.features
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalBenchConfig:
+    """bench_eval.py's flags."""
+
+    n: int = option(100_000, "Queries and gallery videos of the large runs.")
+    small_n: int = option(10_000, "N of the runs a full matrix fits in "
+                          "(naive numpy among them).")
+    map_n: int = option(100_000, "N for the full-size mAP run (0: skip it); "
+                        "about 5 CPU-minutes at 100k.")
+    dim: int = option(128, "Embedding size.")
+    seed: int = option(0, "Seed of the random embeddings and labels.")
+    part: str = option("", "Internal: run this one measured part in this "
+                       "process and print its figures as JSON.")
+    ranks_out: str = option("", "Internal: with --part, save the ranks to "
+                            "this .npy.")
+    output_dir: str = option(fragments.DEFAULT_OUTPUT_DIR, "Writes eval.md "
+                             "(the printed table) and eval.json here.")
+    quick: bool = option(False, "Tiny sizes for smoke tests (N = map_n = "
+                         "2,000, small N = 500); the outputs are marked as "
+                         "quick.")
 
 
 def peak_rss_mb():
@@ -164,26 +187,10 @@ WHAT = {
 }
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--small_n", type=int, default=10_000)
-    parser.add_argument("--map_n", type=int, default=100_000,
-                        help="N for the full-size mAP run (0: skip it); "
-                        "about 5 CPU-minutes at 100k")
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--part", default="")
-    parser.add_argument("--ranks_out", default="")
-    parser.add_argument("--output_dir", default=fragments.DEFAULT_OUTPUT_DIR,
-                        help="writes eval.md (the printed table) and "
-                        "eval.json here")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes for smoke tests (N = map_n = 2,000, "
-                        "small N = 500); the outputs are marked as quick")
-    args = parser.parse_args()
+def main(argv=None):
+    args = fragments.parse_flags(EvalBenchConfig, __doc__, argv)
     if args.quick and not args.part:
-        args.n, args.small_n, args.map_n = 2000, 500, 2000
+        args = dataclasses.replace(args, n=2000, small_n=500, map_n=2000)
     if args.part:
         print(json.dumps(run_part(args.part, args.n, args.dim, args.seed,
                                   args.ranks_out)))

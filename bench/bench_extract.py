@@ -19,6 +19,7 @@ as an estimate.
 Writes bench/results/extract.md and extract.json (see bench/fragments.py).
 """
 
+import dataclasses
 import os
 import platform
 import statistics
@@ -27,9 +28,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 
+from yt8m_xmodal.config import option  # noqa: E402
 from yt8m_xmodal.extraction import extractor  # noqa: E402
 from yt8m_xmodal.extraction import media  # noqa: E402
 from yt8m_xmodal.tools import standin_media  # noqa: E402
@@ -39,16 +40,21 @@ try:
 except ImportError:  # run as `python bench/bench_extract.py`
     import fragments  # noqa: E402
 
-FLAGS = flags.FLAGS
-flags.DEFINE_integer("seconds", 60, "Length of the generated song and video.")
-flags.DEFINE_integer("repeats", 3, "Timed runs of each; the median is shown.")
-flags.DEFINE_boolean("inception_proxy", True,
-                     "Also time Keras' InceptionV3 per frame (a proxy for the "
-                     "real 2015 graph's cost).")
-flags.DEFINE_string("output_dir", fragments.DEFAULT_OUTPUT_DIR,
-                    "Writes extract.md and extract.json here.")
-flags.DEFINE_boolean("quick", False, "5 s of media and one run, for smoke "
-                     "tests; the outputs are marked as quick.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractBenchConfig:
+    """bench_extract.py's flags."""
+
+    seconds: int = option(60, "Length of the generated song and video.")
+    repeats: int = option(3, "Timed runs of each; the median is shown.")
+    inception_proxy: bool = option(
+        True, "Also time Keras' InceptionV3 per frame (a proxy for the real "
+        "2015 graph's cost).")
+    output_dir: str = option(fragments.DEFAULT_OUTPUT_DIR,
+                             "Writes extract.md and extract.json here.")
+    quick: bool = option(False, "5 s of media and one run, for smoke tests; "
+                         "the outputs are marked as quick.")
 
 
 def median_seconds(fn, repeats):
@@ -73,10 +79,10 @@ def proxy_inception_seconds_per_frame(repeats):
     return median_seconds(lambda: call(frame).numpy(), repeats * 3)
 
 
-def main(argv):
-    del argv
-    seconds = 5 if FLAGS.quick else FLAGS.seconds
-    repeats = 1 if FLAGS.quick else FLAGS.repeats
+def main(argv=None):
+    flags = fragments.parse_flags(ExtractBenchConfig, __doc__, argv)
+    seconds = 5 if flags.quick else flags.seconds
+    repeats = 1 if flags.quick else flags.repeats
     with tempfile.TemporaryDirectory(prefix="bench_extract_") as tmp:
         weights_dir = os.path.join(tmp, "weights")
         standin_media.write_standin_weights(weights_dir)
@@ -98,7 +104,7 @@ def main(argv):
                                        repeats)
             rows.append((label, decode_s, extract_s))
         proxy = (proxy_inception_seconds_per_frame(repeats)
-                 if FLAGS.inception_proxy else None)
+                 if flags.inception_proxy else None)
         # The stand-in graph's own cost per frame, to swap for the proxy's.
         frames, _ = media.decode_frames(video)
         standin = median_seconds(lambda: features.inception.embed(frames),
@@ -133,7 +139,7 @@ def main(argv):
                        estimated_video_media_s_per_s=seconds / estimate)
     text = "\n".join(lines)
     print(text)
-    fragments.write(FLAGS.output_dir, "extract", text, figures, FLAGS.quick)
+    fragments.write(flags.output_dir, "extract", text, figures, flags.quick)
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

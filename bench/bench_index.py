@@ -36,8 +36,8 @@ Usage:
   python bench/bench_index.py --quick             # N = 20,000, smoke test
 """
 
-import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -55,12 +55,46 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from bench import fragments  # noqa: E402
+from yt8m_xmodal.config import option  # noqa: E402
+
 K = 10
 CLUSTERS = 2048
 CHUNK = 262_144
 WITHIN = 0.35  # cluster spread relative to the spread of the centres
 QUERY_NOISE = 0.5  # query noise relative to its cluster's spread
 GOALS = {"recall@10": 0.95, "qps_at_1m": 1000, "memory_x": 1.5}
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexBenchConfig:
+    """bench_index.py's flags."""
+
+    sizes: tuple[int, ...] = option((1_000_000, 10_000_000),
+                                    "Comma-separated gallery sizes.")
+    kinds: tuple[str, ...] = option(("ivf_flat", "ivf_sq8", "hnsw"),
+                                    "Approximate kinds at sizes up to 1M.")
+    large_kinds: tuple[str, ...] = option(
+        ("ivf_flat", "ivf_sq8"), "Approximate kinds above 1M (HNSW's build "
+        "there takes too long on 2 cores).")
+    dim: int = option(96, "Embedding size (the default --subspace_dim).")
+    queries: int = option(5000, "Queries searched per method (one batch).")
+    exact_queries: int = option(500, "Above 1M, exact search (and recall) on "
+                                "this many of the queries.")
+    seed: int = option(0, "Seed of the gallery and the queries.")
+    work_dir: str = option(tempfile.gettempdir(), "Where the generated "
+                           "gallery (N x dim x 4 B) and indexes go while they "
+                           "are measured.")
+    part: str = option("", "Internal: run this one part (generate, build, "
+                       "search, faiss_flat) in this process.")
+    work: str = option("", "Internal: the part's directory.")
+    n: int = option(0, "Internal: the part's gallery size.")
+    kind: str = option("", "Internal: the part's index kind.")
+    output_dir: str = option(fragments.DEFAULT_OUTPUT_DIR,
+                             "Writes index.md and index.json here.")
+    quick: bool = option(False, "N = 20,000 and 500 queries; outputs marked "
+                         "quick.")
+
+
 METHODS = {
     "exact": "exact index: metrics.top_k_matches (ground truth)",
     "faiss_flat": "faiss IndexFlatIP, normalized (exact baseline)",
@@ -253,15 +287,16 @@ def recall(work, kind, truth):
     return index.recall_at_k(rows, truth)
 
 
-def bench_size(args, n, tmp_root, report):
-    """Measures every method at one size; calls report() after each row."""
+def bench_size(args, n, tmp_root, report, kinds):
+    """Measures exact search, faiss_flat and the index `kinds` at one size;
+    calls report() after each row."""
     work = tempfile.mkdtemp(dir=tmp_root, prefix=f"n{n}_")
     exact_q = min(args.queries, args.exact_queries if n > 1_000_000
                   else args.queries)
     print(f"# N = {n:,}: generating", flush=True)
     spawn("generate", args, work, n)
     rows, raw = [], n * args.dim * 4
-    for method in ["exact", "faiss_flat", *args.kinds]:
+    for method in ["exact", "faiss_flat", *kinds]:
         if method == "faiss_flat":
             row = spawn("faiss_flat", args, work, n, exact_queries=exact_q)
         else:
@@ -291,42 +326,14 @@ def breadth(row):
     return "-"
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000000,10000000",
-                        help="comma-separated gallery sizes")
-    parser.add_argument("--kinds", default="ivf_flat,ivf_sq8,hnsw",
-                        help="approximate kinds at sizes up to 1M")
-    parser.add_argument("--large_kinds", default="ivf_flat,ivf_sq8",
-                        help="approximate kinds above 1M (HNSW's build "
-                        "there takes too long on 2 cores)")
-    parser.add_argument("--dim", type=int, default=96)
-    parser.add_argument("--queries", type=int, default=5000,
-                        help="queries searched per method (one batch)")
-    parser.add_argument("--exact_queries", type=int, default=500,
-                        help="above 1M, exact search (and recall) on this "
-                        "many of the queries")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work_dir", default=tempfile.gettempdir(),
-                        help="where the generated gallery (N x dim x 4 B) "
-                        "and indexes go while they are measured")
-    parser.add_argument("--part", default="")
-    parser.add_argument("--work", default="")
-    parser.add_argument("--n", type=int, default=0)
-    parser.add_argument("--kind", default="")
-    parser.add_argument("--output_dir", default=fragments.DEFAULT_OUTPUT_DIR,
-                        help="writes index.md and index.json here")
-    parser.add_argument("--quick", action="store_true",
-                        help="N = 20,000 and 500 queries; outputs marked quick")
-    args = parser.parse_args()
+def main(argv=None):
+    args = fragments.parse_flags(IndexBenchConfig, __doc__, argv)
     if args.part:
         print(json.dumps(run_part(args), default=float))
         return
     if args.quick:
-        args.sizes, args.queries = "20000", 500
-    sizes = [int(s) for s in args.sizes.split(",") if s]
-    small_kinds = [k for k in args.kinds.split(",") if k]
-    large_kinds = [k for k in args.large_kinds.split(",") if k]
+        args = dataclasses.replace(args, sizes=(20000,), queries=500)
+    sizes = list(args.sizes)
 
     load_start = os.getloadavg()
     print(f"# bench_index: sizes {sizes}, d={args.dim}, {args.queries} "
@@ -341,8 +348,8 @@ def main():
     with tempfile.TemporaryDirectory(dir=args.work_dir,
                                      prefix="bench_index_") as tmp:
         for n in sizes:
-            args.kinds = small_kinds if n <= 1_000_000 else large_kinds
-            bench_size(args, n, tmp, report)
+            bench_size(args, n, tmp, report,
+                       args.kinds if n <= 1_000_000 else args.large_kinds)
     write_fragment(args, sizes, rows, load_start, final=True)
 
 

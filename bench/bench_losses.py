@@ -8,17 +8,18 @@ global-batch all-reduce. Prints a markdown table.
     python bench/bench_losses.py [--batch_size=1024 --dim=128 --repeats=20]
 """
 
+import dataclasses
 import os
 import platform
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from yt8m_xmodal import losses  # noqa: E402
+from yt8m_xmodal.config import option  # noqa: E402
 
 try:
     from bench import fragments  # noqa: E402
@@ -28,16 +29,22 @@ except ImportError:  # run as `python bench/bench_losses.py`
 # Each row is its own tf.function; its retracing warning is expected.
 tf.get_logger().setLevel("ERROR")
 
-FLAGS = flags.FLAGS
-flags.DEFINE_integer("batch_size", 1024, "Examples per batch.")
-flags.DEFINE_integer("dim", 128, "Embedding size of each view.")
-flags.DEFINE_integer("num_classes", 3862, "Label vocabulary (cluster_cca).")
-flags.DEFINE_integer("repeats", 20, "Timed forward+backward runs per loss.")
-flags.DEFINE_boolean("xla", False, "Also time DCCA with jit_compile=True (slow on CPU).")
-flags.DEFINE_string("output_dir", fragments.DEFAULT_OUTPUT_DIR,
-                    "Writes losses.md (the printed table) and losses.json here.")
-flags.DEFINE_boolean("quick", False, "Tiny sizes for smoke tests (batch 128, "
-                     "16-d, 2 repeats); the outputs are marked as quick.")
+
+@dataclasses.dataclass(frozen=True)
+class LossesBenchConfig:
+    """bench_losses.py's flags."""
+
+    batch_size: int = option(1024, "Examples per batch.")
+    dim: int = option(128, "Embedding size of each view.")
+    num_classes: int = option(3862, "Label vocabulary (cluster_cca).")
+    repeats: int = option(20, "Timed forward+backward runs per loss.")
+    xla: bool = option(False, "Also time DCCA with jit_compile=True (slow on "
+                       "CPU).")
+    output_dir: str = option(fragments.DEFAULT_OUTPUT_DIR,
+                             "Writes losses.md (the printed table) and "
+                             "losses.json here.")
+    quick: bool = option(False, "Tiny sizes for smoke tests (batch 128, "
+                         "16-d, 2 repeats); the outputs are marked as quick.")
 
 
 def naive_dcca_float32(video, audio, ridge=losses.DEFAULT_RIDGE):
@@ -104,11 +111,11 @@ def _training_step(loss, monitor):
     return step
 
 
-def main(argv):
-    del argv
-    if FLAGS.quick:
-        FLAGS.batch_size, FLAGS.dim, FLAGS.repeats = 128, 16, 2
-    batch, dim = FLAGS.batch_size, FLAGS.dim
+def main(argv=None):
+    flags = fragments.parse_flags(LossesBenchConfig, __doc__, argv)
+    if flags.quick:
+        flags = dataclasses.replace(flags, batch_size=128, dim=16, repeats=2)
+    batch, dim = flags.batch_size, flags.dim
     rng = np.random.default_rng(0)
     latent = rng.normal(size=(batch, dim // 2))
     video = tf.constant(
@@ -118,7 +125,7 @@ def main(argv):
         (latent @ rng.normal(size=(dim // 2, dim))
          + rng.normal(size=(batch, dim))).astype(np.float32))
     labels = tf.constant(
-        (rng.random((batch, FLAGS.num_classes)) < 3.0 / FLAGS.num_classes)
+        (rng.random((batch, flags.num_classes)) < 3.0 / flags.num_classes)
         .astype(np.float32))
 
     rows = [("baseline: naive float32 DCCA (stock eigh grad)",
@@ -136,7 +143,7 @@ def main(argv):
                               (False, "unlogged steps now")):
             rows.append((f"{name} training step, monitor={monitor} ({when})",
                          _training_step(loss, monitor)))
-    if FLAGS.xla:
+    if flags.xla:
         dcca = losses.get_loss("dcca")
         rows.append(("dcca, jit_compile=True", _forward_backward(
             lambda v, a, l: dcca(v, a, l), jit_compile=True)))
@@ -146,25 +153,25 @@ def main(argv):
               or tf.config.list_logical_devices())[0].name
     printed = fragments.capture_stdout()
     print(f"\nforward+backward, batch {batch}, {dim}-d float32 embeddings, "
-          f"{FLAGS.repeats} runs, device {device}, {platform.processor() or platform.machine()}, "
+          f"{flags.repeats} runs, device {device}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, TF {tf.__version__}\n")
     print("| loss | median ms | min ms | vs baseline | finite |")
     print("|---|---:|---:|---:|---|")
     timings = _time_side_by_side([step for _, step in rows],
-                                 (video, audio, labels), FLAGS.repeats)
+                                 (video, audio, labels), flags.repeats)
     baseline = timings[0][0]
     for (name, _), (median, fastest, finite) in zip(rows, timings):
         print(f"| {name} | {median:.1f} | {fastest:.1f} | "
               f"{median / baseline:.2f}x | {finite} |")
-    fragments.write(FLAGS.output_dir, "losses", printed.stop(), {
-        "batch_size": batch, "dim": dim, "repeats": FLAGS.repeats,
+    fragments.write(flags.output_dir, "losses", printed.stop(), {
+        "batch_size": batch, "dim": dim, "repeats": flags.repeats,
         "device": device, "rows": [
             {"loss": name, "baseline": i == 0, "median_ms": median,
              "min_ms": fastest, "vs_baseline": median / baseline,
              "finite": bool(finite)}
             for i, ((name, _), (median, fastest, finite))
-            in enumerate(zip(rows, timings))]}, FLAGS.quick)
+            in enumerate(zip(rows, timings))]}, flags.quick)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

@@ -32,7 +32,7 @@ Usage:
   python bench/bench_pipelines.py --quick    # 10 shards, smoke test
 """
 
-import argparse
+import dataclasses
 import glob
 import hashlib
 import json
@@ -48,6 +48,7 @@ try:
     from bench import fragments
 except ImportError:  # run as `python bench/bench_pipelines.py`
     import fragments
+from yt8m_xmodal.config import option
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = fragments.DATA_DIR
@@ -322,19 +323,22 @@ def estimate(marginal, embed_rows, kept_fraction):
     return lines
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shards", type=int, default=100,
-                        help="Real video-level shards to read.")
-    parser.add_argument("--frame_videos", type=int, default=320,
-                        help="Synthetic frame-level videos.")
-    parser.add_argument("--no_embed", action="store_true")
-    parser.add_argument("--output_dir", default=fragments.DEFAULT_OUTPUT_DIR)
-    parser.add_argument("--quick", action="store_true",
-                        help="10 shards, 40 frame-level videos.")
-    args = parser.parse_args()
+@dataclasses.dataclass(frozen=True)
+class PipelinesBenchConfig:
+    """bench_pipelines.py's flags."""
+
+    shards: int = option(100, "Real video-level shards to read.")
+    frame_videos: int = option(320, "Synthetic frame-level videos.")
+    no_embed: bool = option(False, "Skip the embedding pipeline.")
+    output_dir: str = option(fragments.DEFAULT_OUTPUT_DIR, "Writes "
+                             "pipelines.md and pipelines.json here.")
+    quick: bool = option(False, "10 shards, 40 frame-level videos.")
+
+
+def main(argv=None):
+    args = fragments.parse_flags(PipelinesBenchConfig, __doc__, argv)
     if args.quick:
-        args.shards, args.frame_videos = 10, 40
+        args = dataclasses.replace(args, shards=10, frame_videos=40)
     files = sorted(glob.glob(os.path.join(SHARED, "video",
                                           "validate*.tfrecord")))[:args.shards]
     if not files:

@@ -37,6 +37,7 @@ markdown tables. Goals (frame level): (a) >= 1.5x (b) and (a) >= 50% of
     python bench/bench_reader.py --num_videos=2000 --cores=2
 """
 
+import dataclasses
 import glob
 import os
 import shutil
@@ -44,35 +45,44 @@ import tempfile
 import sys
 import time
 
-from absl import app
-from absl import flags
-
 if __package__ in (None, ""):
     # Run as `python bench/bench_reader.py`: time the package of this
     # checkout, not whichever one is installed.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
         __file__))))
 from bench import fragments  # noqa: E402
+from yt8m_xmodal.config import option  # noqa: E402
 
-FLAGS = flags.FLAGS
-flags.DEFINE_integer("num_videos", 2000, "Frame-level records to write.")
-flags.DEFINE_integer("num_frames", 300, "Frames per record.")
-flags.DEFINE_integer("num_shards", 16, "Shards to write.")
-flags.DEFINE_integer("batch_size", 64, "Records per batch for (a) and (b).")
-flags.DEFINE_integer("repeats", 5, "Timed passes per reader; the best counts.")
-flags.DEFINE_integer("cores", 2, "Threads TensorFlow may use (inter and "
-                     "intra op, and the tf.data private pool).")
-flags.DEFINE_integer("num_video_level", 20000,
-                     "Video-level records for the second table (0: skip it).")
-flags.DEFINE_integer("video_level_batch_size", 256,
-                     "Records per batch in the video-level table.")
-flags.DEFINE_string("output_dir", fragments.DEFAULT_OUTPUT_DIR,
-                    "Writes reader.md (the printed tables) and reader.json here.")
-flags.DEFINE_boolean("quick", False, "Tiny sizes for smoke tests (64 videos "
-                     "x 10 frames, 512 video-level records, 1 pass); the "
-                     "outputs are marked as quick.")
-flags.DEFINE_string("work_dir", None, "Where to write the shards (default: a "
-                    "temporary directory, removed afterwards).")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReaderBenchConfig:
+    """bench_reader.py's flags."""
+
+    num_videos: int = option(2000, "Frame-level records to write.")
+    num_frames: int = option(300, "Frames per record.")
+    num_shards: int = option(16, "Shards to write.")
+    batch_size: int = option(64, "Records per batch for (a) and (b).")
+    repeats: int = option(5, "Timed passes per reader; the best counts.")
+    cores: int = option(2, "Threads TensorFlow may use (inter and intra op, "
+                        "and the tf.data private pool).")
+    num_video_level: int = option(20000, "Video-level records for the "
+                                  "second table (0: skip it).")
+    video_level_batch_size: int = option(256, "Records per batch in the "
+                                         "video-level table.")
+    output_dir: str = option(fragments.DEFAULT_OUTPUT_DIR,
+                             "Writes reader.md (the printed tables) and "
+                             "reader.json here.")
+    quick: bool = option(False, "Tiny sizes for smoke tests (64 videos x 10 "
+                         "frames, 512 video-level records, 1 pass); the "
+                         "outputs are marked as quick.")
+    work_dir: str = option("", "Where to write the shards (default: a "
+                           "temporary directory, removed afterwards).")
+
+
+QUICK_SIZES = {"num_videos": 64, "num_frames": 10, "num_shards": 4,
+               "batch_size": 16, "repeats": 1, "num_video_level": 512,
+               "video_level_batch_size": 64}
 
 
 def _write_shards(out_dir, num_videos, num_frames, num_shards):
@@ -268,7 +278,7 @@ def _count(element):
     return int(first.shape[0]) if first.shape.rank else 1
 
 
-def _time_readers(makers, repeats):
+def _time_readers(makers, flags):
     """{name: (records/s of the best pass, CPU ms per record of that pass,
     records)} for each (name, make dataset).
 
@@ -279,10 +289,10 @@ def _time_readers(makers, repeats):
     """
     datasets, records = {}, {}
     for name, make in makers:
-        datasets[name] = _with_cores(make(), FLAGS.cores)
+        datasets[name] = _with_cores(make(), flags.cores)
         records[name] = sum(_count(e) for e in datasets[name])  # warm-up
     best = {name: (float("inf"), None) for name in datasets}
-    for _ in range(repeats):
+    for _ in range(flags.repeats):
         for name, dataset in datasets.items():
             start, start_cpu = time.perf_counter(), time.process_time()
             n = sum(_count(e) for e in dataset)
@@ -296,27 +306,25 @@ def _time_readers(makers, repeats):
             for name, (wall, cpu) in best.items()}
 
 
-def main(argv):
-    del argv
-    if FLAGS.quick:
-        FLAGS.num_videos, FLAGS.num_frames, FLAGS.num_shards = 64, 10, 4
-        FLAGS.batch_size, FLAGS.repeats = 16, 1
-        FLAGS.num_video_level, FLAGS.video_level_batch_size = 512, 64
+def main(argv=None):
+    flags = fragments.parse_flags(ReaderBenchConfig, __doc__, argv)
+    if flags.quick:
+        flags = dataclasses.replace(flags, **QUICK_SIZES)
     import tensorflow as tf
 
-    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.cores)
-    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.cores)
+    tf.config.threading.set_inter_op_parallelism_threads(flags.cores)
+    tf.config.threading.set_intra_op_parallelism_threads(flags.cores)
     from yt8m_xmodal import readers
 
-    work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="bench_reader_")
+    work_dir = flags.work_dir or tempfile.mkdtemp(prefix="bench_reader_")
     try:
         start = time.perf_counter()
         files = sorted(glob.glob(os.path.join(work_dir, "bench-*.tfrecord")))
-        if len(files) != FLAGS.num_shards:  # else reuse --work_dir's shards
-            files = _write_shards(work_dir, FLAGS.num_videos, FLAGS.num_frames,
-                                  FLAGS.num_shards)
+        if len(files) != flags.num_shards:  # else reuse --work_dir's shards
+            files = _write_shards(work_dir, flags.num_videos, flags.num_frames,
+                                  flags.num_shards)
         megabytes = sum(os.path.getsize(f) for f in files) / 1e6
-        print(f"shards of {FLAGS.num_videos} videos x {FLAGS.num_frames} frames "
+        print(f"shards of {flags.num_videos} videos x {flags.num_frames} frames "
               f"({megabytes:.0f} MB, {len(files)} shards) ready in "
               f"{time.perf_counter() - start:.1f} s")
         pattern = os.path.join(work_dir, "bench-*.tfrecord")
@@ -333,36 +341,36 @@ def main(argv):
         general._layout = None
         contenders = [
             ("(a) ours: YT8MFrameFeatureReader", "ours",
-             lambda: reader.dataset(pattern, FLAGS.batch_size)),
+             lambda: reader.dataset(pattern, flags.batch_size)),
             ("(a') ours, fast path off (general parse only)", "ours_general",
-             lambda: general.dataset(pattern, FLAGS.batch_size)),
+             lambda: general.dataset(pattern, flags.batch_size)),
             ("(b1) starter-style, tuned: per-record parse and dequantize",
              "starter", lambda: _starter_style_dataset(
-                 files, FLAGS.batch_size, dequantize_per_batch=False)),
+                 files, flags.batch_size, dequantize_per_batch=False)),
             ("(b2) starter-style, tuned: per-record parse, dequantize per "
              "batch", "starter", lambda: _starter_style_dataset(
-                 files, FLAGS.batch_size, dequantize_per_batch=True)),
+                 files, flags.batch_size, dequantize_per_batch=True)),
             ("(c) raw TFRecordDataset, no parsing", "raw",
              lambda: _raw_dataset(files)),
             ("(c') raw TFRecordDataset, batched, no parsing", "raw_batched",
-             lambda: _raw_dataset(files, FLAGS.batch_size)),
+             lambda: _raw_dataset(files, flags.batch_size)),
         ]
-        title = (f"Frame-level reading, {FLAGS.num_videos} videos x "
-                 f"{FLAGS.num_frames} frames, batch {FLAGS.batch_size}")
-        figures["frame_level"] = _compare(contenders, FLAGS.num_videos, title,
-                                          starter_goal=1.5)
+        title = (f"Frame-level reading, {flags.num_videos} videos x "
+                 f"{flags.num_frames} frames, batch {flags.batch_size}")
+        figures["frame_level"] = _compare(contenders, flags.num_videos, title,
+                                          flags, starter_goal=1.5)
         figures["frame_level_stages"] = _stages(
-            _stage_datasets(reader, files, FLAGS.batch_size),
-            figures["frame_level"], FLAGS.num_videos)
-        if FLAGS.num_video_level:
+            _stage_datasets(reader, files, flags.batch_size),
+            figures["frame_level"], flags.num_videos, flags)
+        if flags.num_video_level:
             files = sorted(glob.glob(os.path.join(work_dir,
                                                   "bench_video-*.tfrecord")))
-            if len(files) != FLAGS.num_shards:
+            if len(files) != flags.num_shards:
                 files = _write_video_level_shards(
-                    work_dir, FLAGS.num_video_level, FLAGS.num_shards)
+                    work_dir, flags.num_video_level, flags.num_shards)
             pattern = os.path.join(work_dir, "bench_video-*.tfrecord")
             video_reader = readers.YT8MAggregatedFeatureReader()
-            batch = FLAGS.video_level_batch_size
+            batch = flags.video_level_batch_size
             figures["video_level"] = _compare([
                 ("(a) ours: YT8MAggregatedFeatureReader (batch parse)",
                  "ours", lambda: video_reader.dataset(pattern, batch)),
@@ -373,24 +381,24 @@ def main(argv):
                  lambda: _raw_dataset(files)),
                 ("(c') raw TFRecordDataset, batched, no parsing",
                  "raw_batched", lambda: _raw_dataset(files, batch)),
-            ], FLAGS.num_video_level,
-                f"Video-level reading, {FLAGS.num_video_level} records of "
-                f"1024 + 128 floats, batch {batch}")
-        fragments.write(FLAGS.output_dir, "reader", printed.stop(), dict(
-            figures, cores=FLAGS.cores, repeats=FLAGS.repeats,
+            ], flags.num_video_level,
+                f"Video-level reading, {flags.num_video_level} records of "
+                f"1024 + 128 floats, batch {batch}", flags)
+        fragments.write(flags.output_dir, "reader", printed.stop(), dict(
+            figures, cores=flags.cores, repeats=flags.repeats,
             allocator_tuned=tuned,
-            num_shards=FLAGS.num_shards), FLAGS.quick)
+            num_shards=flags.num_shards), flags.quick)
     finally:
-        if FLAGS.work_dir is None:
+        if not flags.work_dir:
             shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def _compare(contenders, num_records, title, starter_goal=None):
+def _compare(contenders, num_records, title, flags, starter_goal=None):
     """Times the (name, role, make) contenders and prints the markdown table
     and the goals. Of several starter-style rows the fastest is (b), the
     baseline; the others get the role "starter_variant"."""
     timed = _time_readers([(name, make) for name, _, make in contenders],
-                          FLAGS.repeats)
+                          flags)
     rates = {name: timed[name][0] for name in timed}
     roles = {name: role for name, role, _ in contenders}
     starters = [name for name in rates if roles[name] == "starter"]
@@ -402,7 +410,7 @@ def _compare(contenders, num_records, title, starter_goal=None):
     ours, starter = by_role["ours"], by_role["starter"]
     raw, raw_batched = by_role["raw"], by_role["raw_batched"]
     print()
-    print(f"{title}, {FLAGS.cores} cores, best of {FLAGS.repeats} passes "
+    print(f"{title}, {flags.cores} cores, best of {flags.repeats} passes "
           "(round-robin)")
     print()
     print("| reader | examples/s | vs (b) | vs (c) | vs (c') "
@@ -432,15 +440,15 @@ def _compare(contenders, num_records, title, starter_goal=None):
                 for name in rates]}
 
 
-def _stages(stages, table, num_records):
+def _stages(stages, table, num_records, flags):
     """Times the cumulative stage pipelines of (a) and prints the CPU ms per
     example each stage adds."""
-    timed = _time_readers(stages, FLAGS.repeats)
+    timed = _time_readers(stages, flags)
     for name, (_, _, records) in timed.items():
         assert records == num_records, (name, records)
     rows = {row["role"]: row for row in table["rows"]}
     print()
-    print(f"Where (a)'s CPU time goes, frame level, best of {FLAGS.repeats} "
+    print(f"Where (a)'s CPU time goes, frame level, best of {flags.repeats} "
           "passes; each stage is a pipeline that stops after it")
     print()
     print("| stage | CPU ms/example, cumulative | added by the stage |")
@@ -466,4 +474,4 @@ def _stages(stages, table, num_records):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

@@ -22,6 +22,7 @@ The songs are synthetic audio-only records of 60 to 300 frames.
 """
 
 import concurrent.futures
+import dataclasses
 import logging
 import os
 import platform
@@ -33,7 +34,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -42,6 +42,7 @@ from yt8m_xmodal import config as config_lib  # noqa: E402
 from yt8m_xmodal import index as index_lib  # noqa: E402
 from yt8m_xmodal import inference  # noqa: E402
 from yt8m_xmodal import modeling  # noqa: E402
+from yt8m_xmodal.config import option  # noqa: E402
 from yt8m_xmodal.tools import synthetic  # noqa: E402
 
 try:
@@ -50,16 +51,23 @@ except ImportError:  # run as `python bench/bench_serve.py`
     import fragments  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FLAGS = flags.FLAGS
-flags.DEFINE_integer("gallery", 100_000, "Vectors in the index.")
-flags.DEFINE_integer("songs", 128, "Distinct songs the clients send.")
-flags.DEFINE_integer("requests_per_client", 8,
-                     "Requests each client sends (16 clients: 16x).")
-flags.DEFINE_string("clients", "1,16", "Concurrent clients to measure.")
-flags.DEFINE_string("output_dir", fragments.DEFAULT_OUTPUT_DIR,
-                    "Writes serve.md and serve.json here.")
-flags.DEFINE_boolean("quick", False, "Tiny sizes for smoke tests; the outputs "
-                     "are marked as quick.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeBenchConfig:
+    """bench_serve.py's flags."""
+
+    gallery: int = option(100_000, "Vectors in the index.")
+    songs: int = option(128, "Distinct songs the clients send.")
+    requests_per_client: int = option(8, "Requests each client sends (16 "
+                                      "clients: 16x).")
+    clients: tuple[int, ...] = option((1, 16), "Concurrent clients to "
+                                      "measure.")
+    output_dir: str = option(fragments.DEFAULT_OUTPUT_DIR,
+                             "Writes serve.md and serve.json here.")
+    quick: bool = option(False, "Tiny sizes for smoke tests; the outputs are "
+                         "marked as quick.")
+
 
 TOP_K = 10
 
@@ -162,26 +170,27 @@ def load(url, uploads, clients, per_client):
     return len(latencies) / (time.perf_counter() - start), latencies
 
 
-def main(argv):
-    del argv
+def main(argv=None):
+    flags = fragments.parse_flags(ServeBenchConfig, __doc__, argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     cfg = config_lib.recipe(True)
-    if FLAGS.quick:
+    if flags.quick:
         cfg = fragments.quick_recipe(cfg)
-        FLAGS.gallery, FLAGS.songs, FLAGS.requests_per_client = 2000, 32, 4
-    clients = [int(c) for c in FLAGS.clients.split(",")]
+        flags = dataclasses.replace(flags, gallery=2000, songs=32,
+                                    requests_per_client=4)
+    clients = list(flags.clients)
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench_serve_") as work:
         export_dir = export_recipe(work, cfg)
-        songs = song_records(work, cfg, FLAGS.songs)
+        songs = song_records(work, cfg, flags.songs)
         songs_file = write_records(os.path.join(work, "songs.tfrecord"),
                                    songs)
         rng = np.random.default_rng(1)
-        gallery = rng.normal(size=(FLAGS.gallery, cfg.subspace_dim)).astype(
+        gallery = rng.normal(size=(flags.gallery, cfg.subspace_dim)).astype(
             np.float32)
         index_dir = os.path.join(work, "index")
         manifest = index_lib.build_index(
-            [f"v{i:06d}" for i in range(FLAGS.gallery)], gallery, index_dir,
+            [f"v{i:06d}" for i in range(flags.gallery)], gallery, index_dir,
             index_lib.model_fingerprint(export_dir), kind="auto")
 
         # The baseline: inference's embedding loop, as inference.py runs it.
@@ -204,7 +213,7 @@ def main(argv):
             try:
                 for n in clients:
                     qps, latencies = load(url, uploads, n,
-                                          FLAGS.requests_per_client)
+                                          flags.requests_per_client)
                     rows.append((n, qps, np.percentile(latencies, 50),
                                  np.percentile(latencies, 95),
                                  len(latencies)))
@@ -217,7 +226,7 @@ def main(argv):
     kind = manifest["kind"] + "".join(f", {k}={v}" for k, v in params.items())
     print(f"\n{cfg.model} (the frame-level recipe, {cfg.data.max_frames} "
           f"frames, {cfg.subspace_dim}-d subspace), untrained export; index "
-          f"of {FLAGS.gallery:,} synthetic {cfg.subspace_dim}-d video vectors "
+          f"of {flags.gallery:,} synthetic {cfg.subspace_dim}-d video vectors "
           f"({kind}); one song ({min(60, cfg.data.max_frames)} to "
           f"{cfg.data.max_frames} frames) per "
           f"request, top {TOP_K}; {platform.processor() or platform.machine()}"
@@ -236,13 +245,13 @@ def main(argv):
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs shared with "
           "other jobs: compare rows within this run.")
     figures = {"inference_songs_per_s": inference_rate,
-               "gallery": FLAGS.gallery, "index_kind": manifest["kind"],
+               "gallery": flags.gallery, "index_kind": manifest["kind"],
                "service": [{"clients": n, "queries_per_s": qps,
                             "p50_s": p50, "p95_s": p95, "requests": count}
                            for n, qps, p50, p95, count in rows]}
-    fragments.write(FLAGS.output_dir, "serve", printed.stop(), figures,
-                    FLAGS.quick)
+    fragments.write(flags.output_dir, "serve", printed.stop(), figures,
+                    flags.quick)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

@@ -15,7 +15,7 @@ machine hits both alike; the first step of each (tracing) is not timed.
     python bench/bench_train_rate.py --steps=12 --rounds=2
 """
 
-import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -33,7 +33,23 @@ from yt8m_xmodal import losses as losses_lib  # noqa: E402
 from yt8m_xmodal import modeling  # noqa: E402
 from yt8m_xmodal import readers  # noqa: E402
 from yt8m_xmodal import training  # noqa: E402
+from yt8m_xmodal.config import option  # noqa: E402
 from yt8m_xmodal.tools import synthetic  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRateBenchConfig:
+    """bench_train_rate.py's flags."""
+
+    steps: int = option(12, "Timed training steps per round and loop.")
+    rounds: int = option(2, "Rounds, alternating the two loops; the best "
+                         "round counts.")
+    num_videos: int = option(800, "Synthetic frame-level videos to train "
+                             "on.")
+    work_dir: str = option("", "Data and train_dirs (default: a new "
+                           "temporary directory).")
+    output_dir: str = option(fragments.DEFAULT_OUTPUT_DIR, "Where the "
+                             "train_rate.md / train_rate.json fragment goes.")
 
 
 class PlainFit(keras.Model):
@@ -79,17 +95,8 @@ def trainer_rate(cfg, steps, train_dir):
     return result.examples_per_second
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--num_videos", type=int, default=800)
-    parser.add_argument("--work_dir", default="")
-    parser.add_argument("--output_dir",
-                        default=fragments.DEFAULT_OUTPUT_DIR,
-                        help="where the train_rate.md / train_rate.json fragment "
-                        "goes")
-    args = parser.parse_args()
+def main(argv=None):
+    args = fragments.parse_flags(TrainRateBenchConfig, __doc__, argv)
     work = args.work_dir or tempfile.mkdtemp(prefix="bench_train_rate-")
     data_dir = os.path.join(work, "data")
     if not os.path.exists(os.path.join(data_dir, "dataset.json")):

@@ -6,7 +6,10 @@ Each benchmark script writes, under its `--output_dir` (default
 run is flagged in both files, so that its tiny-size figures can never pass
 for real ones.
 
-No TensorFlow import here: the runner uses this module too.
+Also what the scripts share: their flag parsing (`parse_flags`), the quick
+recipe, and the product's trainer for timing its train step. TensorFlow is
+imported only inside those helpers, so writing and reading fragments stays
+light.
 """
 
 import importlib.metadata
@@ -202,3 +205,38 @@ def quick_recipe(cfg):
                        model_config={"chunk_size": 10, "embedding_dim": 8,
                                      "rnn_units": 16},
                        subspace_dim=4)
+
+
+def parse_flags(config_class, doc, argv=None, program=None):
+    """A benchmark's config from its command line, parsed by the package's
+    flag generator (`cli.parse_command_line`); a bad flag ends the script
+    with exit status 2 and one line naming it, as the commands do."""
+    from yt8m_xmodal import cli  # noqa: PLC0415
+    from yt8m_xmodal.errors import ConfigError  # noqa: PLC0415
+    program = program or os.path.basename(sys.argv[0])
+    try:
+        return cli.parse_command_line(config_class, argv, doc, program)[0]
+    except ConfigError as e:
+        print(f"{program}: error: {cli.flag_message(e)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def product_trainer(cfg, work_dir):
+    """`training.Trainer` of `cfg`, the object train.py's loop steps, for
+    timing its train step on batches of the bench's own.
+
+    The trainer checks the first record of its training data before it
+    builds anything, so one frame-level record of `cfg.data`'s shape is
+    written under `work_dir`, which also holds the train_dir.
+    """
+    import numpy as np  # noqa: PLC0415
+    from yt8m_xmodal import training, writers  # noqa: PLC0415
+    data = cfg.data
+    frames = np.zeros((data.max_frames, data.video_size), np.uint8)
+    audio = np.zeros((data.max_frames, data.audio_size), np.uint8)
+    with writers.ShardedRecordWriter(work_dir, "train", 1) as writer:
+        writer.write(writers.make_frame_example(
+            "bench", [0], frames, audio, data.feature_names, data.id_feature))
+    return training.Trainer(cfg.replace(
+        train_data_pattern=writer.paths[0],
+        train_dir=os.path.join(work_dir, "train_dir"), start_new_model=True))

@@ -13,7 +13,7 @@ bench/video_level_results.py); the plot needs matplotlib (the bench extra).
     python bench/learning_curve.py --work_dir=/tmp/yt8m_learning_curve
 """
 
-import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 from bench import video_level_results as flow  # noqa: E402
 from bench import fragments  # noqa: E402
 from bench.retrieval_report import selection_score  # noqa: E402
+from yt8m_xmodal.config import option  # noqa: E402
 
 log = logging.getLogger("bench")
 
@@ -35,6 +36,19 @@ LAST_SHARDS = (7, 19, 39, 79)
 FULL_TRAIN_VIDEOS = 3_888_919
 
 
+@dataclasses.dataclass(frozen=True)
+class LearningCurveConfig(flow.FlowConfig):
+    """learning_curve.py's flags."""
+
+    # Its own: its subsets of 8 to 80 shards are not video_level's.
+    work_dir: str = option("/tmp/yt8m_learning_curve", "Subsets, runs and "
+                           "embeddings go here (reused when present).")
+    output_dir: str = option(os.path.join(flow.REPO_ROOT, "bench", "results"),
+                             "Writes learning_curve.md and .json here.")
+    reuse_runs: bool = option(False, "Reuse finished train_dirs in "
+                              "--work_dir.")
+
+
 def log_linear_fit(sizes, values):
     """(a, b) of value = a + b * log10(size), least squares."""
     b, a = np.polyfit(np.log10(sizes), values, 1)
@@ -42,13 +56,7 @@ def log_linear_fit(sizes, values):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--video_dir", default=flow.SHARED_VIDEO_DIR)
-    parser.add_argument("--work_dir", default="/tmp/yt8m_learning_curve")
-    parser.add_argument("--output_dir", default=os.path.join(
-        flow.REPO_ROOT, "bench", "results"))
-    parser.add_argument("--reuse_runs", action="store_true")
-    args = parser.parse_args(argv)
+    args = fragments.parse_flags(LearningCurveConfig, __doc__, argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     points = []
     systems = {"README flow": flow.README_FLOW, "linear CCA":

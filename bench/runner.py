@@ -22,7 +22,6 @@ train step and the losses run a second time with it, into
 RELIABILITY.md.
 """
 
-import argparse
 import dataclasses
 import glob
 import json
@@ -37,6 +36,8 @@ try:
     from bench import fragments
 except ImportError:  # run from inside bench/
     import fragments
+from yt8m_xmodal.config import option
+from yt8m_xmodal.errors import ConfigError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUTPUT_DIR = os.path.join(REPO_ROOT, "bench", "results")
@@ -642,63 +643,76 @@ def _gpu_section(benchmarks, cpu, gpu, machine, header_day, md_dir,
 # Command line
 
 
+GPU_MODES = ("auto", "yes", "no", "only")
+PROGRAM = "python -m bench"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunnerConfig:
+    """`python -m bench`'s flags."""
+
+    only: tuple[str, ...] = option(
+        (), "Comma-separated subset of " + ",".join(b.name for b in BENCHMARKS)
+        + " (default: all).")
+    quick: bool = option(
+        False, "Tiny sizes (each script's --quick; smoke runs only); "
+        "benchmarks without a quick mode are skipped; writes under "
+        f"{QUICK_ROOT} unless --output_dir / --benchmarks_md say otherwise, "
+        "never into the repo.")
+    assemble_only: bool = option(
+        False, "No reruns: rebuild the benchmarks file from the fragments in "
+        "--output_dir.")
+    output_dir: str = option("", "Where the fragments are written and read "
+                             "(default: bench/results).")
+    benchmarks_md: str = option("", "The file to rewrite (default: "
+                                "BENCHMARKS.md).")
+    notes_dir: str = option(DEFAULT_NOTES_DIR, "Static prose per benchmark "
+                            "(default: bench/notes).")
+    gpu: str = option(
+        "auto", "Also run models and losses on a GPU: auto (where TensorFlow "
+        "sees one), yes (fail if none), no, or only (just the GPU runs, fail "
+        "if none; the CPU fragments already in --output_dir are kept).")
+
+    def __post_init__(self):
+        if self.gpu not in GPU_MODES:
+            raise ConfigError(f"{{gpu}} must be one of {', '.join(GPU_MODES)}",
+                              gpu=self.gpu)
+
+
+def _usage_error(message):
+    return BenchmarkError(f"{PROGRAM}: error: {message}")
+
+
 def parse_args(argv, benchmarks):
+    """The RunnerConfig of `argv`, with --only checked against `benchmarks`
+    (all of them when not given) and the output paths made absolute."""
     names = [b.name for b in benchmarks]
-    parser = argparse.ArgumentParser(
-        prog="python -m bench",
-        description="Reruns the benchmarks and rewrites BENCHMARKS.md.")
-    parser.add_argument("--only", default=",".join(names),
-                        help=f"comma-separated subset of {','.join(names)} "
-                        "(default: all)")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes (each script's --quick; smoke runs "
-                        "only); benchmarks without a quick mode are skipped; "
-                        f"writes under {QUICK_ROOT} unless --output_dir / "
-                        "--benchmarks_md say otherwise, never into the repo")
-    parser.add_argument("--assemble_only", action="store_true",
-                        help="no reruns: rebuild the benchmarks file from "
-                        "the fragments in --output_dir")
-    parser.add_argument("--output_dir", default=None,
-                        help="where the fragments are written and read "
-                        "(default: bench/results)")
-    parser.add_argument("--benchmarks_md", default=None,
-                        help="the file to rewrite (default: BENCHMARKS.md)")
-    parser.add_argument("--notes_dir", default=DEFAULT_NOTES_DIR,
-                        help="static prose per benchmark (default: "
-                        "bench/notes)")
-    parser.add_argument("--gpu", choices=("auto", "yes", "no", "only"),
-                        default="auto",
-                        help="also run models and losses on a GPU: auto "
-                        "(where TensorFlow sees one), yes (fail if none), "
-                        "no, or only (just the GPU runs, fail if none; the "
-                        "CPU fragments already in --output_dir are kept)")
-    args = parser.parse_args(argv)
-    only = [n.strip() for n in args.only.split(",") if n.strip()]
+    args = fragments.parse_flags(RunnerConfig, __doc__, argv, PROGRAM)
+    only = args.only or tuple(names)
     unknown = [n for n in only if n not in names]
-    if unknown or not only:
-        parser.error(f"--only: unknown benchmark(s) {', '.join(unknown)}; "
-                     f"known: {', '.join(names)}")
-    args.only = only
+    if unknown:
+        raise _usage_error(f"--only: unknown benchmark(s) "
+                           f"{', '.join(unknown)}; known: {', '.join(names)}")
     if args.gpu == "only":
         gpu_ones = [b.name for b in benchmarks if b.gpu]
         if not set(only) & set(gpu_ones):
-            parser.error(f"--gpu=only: none of {', '.join(only)} runs on a "
-                         f"GPU; those that do: {', '.join(gpu_ones)}")
+            raise _usage_error(f"--gpu=only: none of {', '.join(only)} runs "
+                               f"on a GPU; those that do: "
+                               f"{', '.join(gpu_ones)}")
+    output_dir, benchmarks_md = args.output_dir, args.benchmarks_md
     if args.quick:
-        args.output_dir = args.output_dir or os.path.join(QUICK_ROOT,
-                                                          "results")
-        args.benchmarks_md = args.benchmarks_md or os.path.join(
-            QUICK_ROOT, "BENCHMARKS.md")
-        if (os.path.abspath(args.output_dir) == DEFAULT_OUTPUT_DIR
-                or os.path.abspath(args.benchmarks_md)
-                == DEFAULT_BENCHMARKS_MD):
-            parser.error("--quick never writes into bench/results or "
-                         "BENCHMARKS.md; give other --output_dir / "
-                         "--benchmarks_md")
-    args.output_dir = os.path.abspath(args.output_dir or DEFAULT_OUTPUT_DIR)
-    args.benchmarks_md = os.path.abspath(args.benchmarks_md
-                                         or DEFAULT_BENCHMARKS_MD)
-    return args
+        output_dir = output_dir or os.path.join(QUICK_ROOT, "results")
+        benchmarks_md = benchmarks_md or os.path.join(QUICK_ROOT,
+                                                      "BENCHMARKS.md")
+        if (os.path.abspath(output_dir) == DEFAULT_OUTPUT_DIR
+                or os.path.abspath(benchmarks_md) == DEFAULT_BENCHMARKS_MD):
+            raise _usage_error("--quick never writes into bench/results or "
+                               "BENCHMARKS.md; give other --output_dir / "
+                               "--benchmarks_md")
+    return dataclasses.replace(
+        args, only=only,
+        output_dir=os.path.abspath(output_dir or DEFAULT_OUTPUT_DIR),
+        benchmarks_md=os.path.abspath(benchmarks_md or DEFAULT_BENCHMARKS_MD))
 
 
 def main(argv=None, benchmarks=BENCHMARKS, root=REPO_ROOT):

@@ -16,16 +16,29 @@ the validation split).
     python bench/stopping_rule.py --train_result=run/train_result.json
 """
 
-import argparse
+import dataclasses
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 ".."))
+from bench import fragments  # noqa: E402
 from bench import video_level_results as flow  # noqa: E402
 from yt8m_xmodal import config as config_lib  # noqa: E402
 from yt8m_xmodal import training  # noqa: E402
+from yt8m_xmodal.config import option  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class StoppingRuleConfig(flow.FlowConfig):
+    """stopping_rule.py's flags; --work_dir is video_level_results.py's, so
+    the subsets are shared."""
+
+    train_result: str = option("", "Replay this train_result.json instead "
+                               "of training (it must have run under the old "
+                               "rule).")
+
 
 OLD_RULE = {"early_stopping_patience": 5, "early_stopping_fraction": 0.0}
 
@@ -45,13 +58,7 @@ def replay(validations, cfg):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--video_dir", default=flow.SHARED_VIDEO_DIR)
-    parser.add_argument("--work_dir", default="/tmp/yt8m_video_level")
-    parser.add_argument("--train_result", default="",
-                        help="replay this train_result.json instead of "
-                        "training (it must have run under the old rule)")
-    args = parser.parse_args(argv)
+    args = fragments.parse_flags(StoppingRuleConfig, __doc__, argv)
     if args.train_result:
         result = json.load(open(args.train_result))
     else:

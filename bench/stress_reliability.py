@@ -4,7 +4,7 @@ Prints one summary table (the one in RELIABILITY.md) and exits non-zero when
 any row fails.
 
     python bench/stress_reliability.py                 # everything, ~6 min on 2 cores
-    python bench/stress_reliability.py --only fuzz --mutants 120
+    python bench/stress_reliability.py --only=fuzz --mutants=120
 
 Scenarios:
 
@@ -37,8 +37,8 @@ end with is read, since that line is what is under test. The fast sample of
 the fuzz checks is tests/test_reliability.py.
 """
 
-import argparse
 import collections
+import dataclasses
 import glob
 import io
 import json
@@ -58,7 +58,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # than whichever copy is installed.
 sys.path.insert(0, REPO_ROOT)
 
+from bench import fragments  # noqa: E402
 from yt8m_xmodal import tfrecord  # noqa: E402
+from yt8m_xmodal.config import option  # noqa: E402
+from yt8m_xmodal.errors import ConfigError  # noqa: E402
 
 # Small records: a mutant reads in milliseconds, and the tiny model this
 # sweep trains (16-d video, 8-d audio, 40 frames, 4 classes) reads them.
@@ -948,25 +951,38 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--only", default="fuzz,kill,nonfinite,concurrent,flags")
-    parser.add_argument("--mutants", type=int, default=120,
-                        help="mutants per level (frame, video)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds a mutant may take before it is a hang")
-    parser.add_argument("--work_dir", default="")
-    args = parser.parse_args()
+SCENARIOS = ("fuzz", "kill", "nonfinite", "concurrent", "flags")
+
+
+@dataclasses.dataclass(frozen=True)
+class StressConfig:
+    """stress_reliability.py's flags."""
+
+    worker: bool = option(False, "Internal: serve fuzz checks to the parent "
+                          "process (one JSON job a line on stdin).")
+    only: tuple[str, ...] = option(SCENARIOS, "Comma-separated scenarios "
+                                   "to run.")
+    mutants: int = option(120, "Mutants per level (frame, video).")
+    seed: int = option(0, "Seed of the mutants and the kill moments.")
+    timeout: float = option(60.0, "Seconds a mutant may take before it is a "
+                            "hang.")
+    work_dir: str = option("", "Where the runs go (default: a new temporary "
+                           "directory).")
+
+    def __post_init__(self):
+        unknown = set(self.only) - set(SCENARIOS)
+        if not self.only or unknown:
+            raise ConfigError(f"{{only}}: names among {','.join(SCENARIOS)}",
+                              only=",".join(self.only))
+
+
+def main(argv=None):
+    args = fragments.parse_flags(StressConfig, __doc__, argv)
     if args.worker:
         return worker_main()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     work = args.work_dir or tempfile.mkdtemp(prefix="stress_reliability_")
-    only = args.only.split(",")
-    known = ("fuzz", "kill", "nonfinite", "concurrent", "flags")
-    if not only or set(only) - set(known):
-        parser.error(f"--only={args.only}: names among {','.join(known)}")
+    only = args.only
     rows, notes = [], []
     started = time.time()
     scenarios = [("fuzz", lambda: fuzz(work, args.mutants, args.seed,

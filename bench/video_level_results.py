@@ -26,7 +26,7 @@ gallery, or plain cosine).
     python bench/video_level_results.py --work_dir=/tmp/yt8m_video_level
 """
 
-import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -44,6 +44,7 @@ from bench.retrieval_report import (DIRECTIONS, GALLERY_DRAWS,  # noqa: E402
                                     selection_score, write_report)
 from yt8m_xmodal import features  # noqa: E402
 from yt8m_xmodal import rundir  # noqa: E402
+from yt8m_xmodal.config import option  # noqa: E402
 
 log = logging.getLogger("bench")
 
@@ -60,6 +61,29 @@ def shard_pattern(video_dir, first, last):
     """Comma-separated paths of validate{first..last} (inclusive)."""
     return ",".join(os.path.join(video_dir, f"validate{i:04d}.tfrecord")
                     for i in range(first, last + 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowConfig:
+    """Where the flow reads and works: the flags of every script that runs
+    it (this one, learning_curve.py, stopping_rule.py)."""
+
+    video_dir: str = option(SHARED_VIDEO_DIR, "The real YT8M video-level "
+                            "shards (validate0000..0099).")
+    work_dir: str = option("/tmp/yt8m_video_level", "Subsets, runs and "
+                           "embeddings go here (reused when present).")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoLevelBenchConfig(FlowConfig):
+    """video_level_results.py's flags."""
+
+    output_dir: str = option(os.path.join(REPO_ROOT, "bench", "results"),
+                             "Writes video_level.md and .json here.")
+    reuse_runs: bool = option(False, "Reuse finished train_dirs in "
+                              "--work_dir.")
+    ablations: bool = option(True, "Also train the ablations, each one part "
+                             "of the recipe off (--noablations: not).")
 
 
 def run(argv, log_path):
@@ -213,16 +237,7 @@ def run_system(name, flags, validated, data, work_dir, key, reuse=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--video_dir", default=SHARED_VIDEO_DIR)
-    parser.add_argument("--work_dir", default="/tmp/yt8m_video_level")
-    parser.add_argument("--output_dir", default=os.path.join(
-        REPO_ROOT, "bench", "results"))
-    parser.add_argument("--reuse_runs", action="store_true",
-                        help="reuse finished train_dirs in --work_dir")
-    parser.add_argument("--noablations", dest="ablations",
-                        action="store_false")
-    args = parser.parse_args(argv)
+    args = fragments.parse_flags(VideoLevelBenchConfig, __doc__, argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     data = build_subsets(args.video_dir, args.work_dir)
     systems = [README_FLOW, LINEAR_CCA, LINEAR_CCA_PLAIN]

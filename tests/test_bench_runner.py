@@ -338,10 +338,10 @@ def test_quick_never_targets_the_repository():
     with pytest.raises(SystemExit):
         runner.parse_args(["--quick", "--benchmarks_md=BENCHMARKS.md"],
                           runner.BENCHMARKS)
-    assert runner.parse_args([], runner.BENCHMARKS).only == [
+    assert runner.parse_args([], runner.BENCHMARKS).only == (
         "reader", "models", "losses", "eval", "export", "index", "serve",
         "pipelines", "extract", "train_rate", "demo", "frame_level",
-        "video_level", "learning_curve"]
+        "video_level", "learning_curve")
 
 
 def test_fragment_writer_marks_quick_runs(tmp_path, capsys):

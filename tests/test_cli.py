@@ -2,6 +2,7 @@
 per flag, --help however a command is run."""
 
 import csv
+import dataclasses
 import io
 import logging
 import os
@@ -15,7 +16,9 @@ from absl import flags
 
 from conftest import REPO_ROOT
 from yt8m_xmodal import cli
+from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import progress
+from yt8m_xmodal.errors import ConfigError
 
 # A line of TensorFlow's C++ logger ("I0000 00:00:1795983572.625290 2629
 # port.cc:153] ...", "E1129 20:19:37.79 ... cuda_platform.cc:52] ..."), its
@@ -164,6 +167,55 @@ def test_help_lists_the_command_flags_however_it_runs(how, flag):
     assert flag in out.stdout, out.stdout[-3000:]
     # Starter-code flags are in --helpfull only.
     assert "--num_readers" not in out.stdout
+
+
+# -- programs outside cli.run: the pipelines and benchmarks -------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _ToolConfig:
+    rounds: int = config_lib.option(3, "Timed rounds.")
+    sizes: tuple[int, ...] = config_lib.option((1, 2), "Gallery sizes.")
+    quick: bool = config_lib.option(False, "Tiny sizes.")
+
+
+def _parse(argv, **kwargs):
+    return cli.parse_command_line(_ToolConfig, argv, "Tool: times things."
+                                  "\n\nDetails.", program="tool", **kwargs)
+
+
+def test_parse_command_line_types_a_configs_flags():
+    assert _parse([]) == (_ToolConfig(), [])
+    config, rest = _parse(["--rounds=5", "--sizes", "4,8", "--quick"])
+    assert config == _ToolConfig(rounds=5, sizes=(4, 8), quick=True)
+    assert rest == []
+    assert _parse(["--noquick"])[0].quick is False
+
+
+def test_parse_command_line_refuses_what_is_not_a_flag_of_the_config():
+    with pytest.raises(ConfigError, match="bogus"):
+        _parse(["--bogus=1"])
+    with pytest.raises(ConfigError, match="rounds"):
+        _parse(["--rounds=many"])
+    with pytest.raises(ConfigError, match="^sizes=4,x must be a comma"):
+        _parse(["--sizes=4,x"])
+    with pytest.raises(ConfigError, match="unexpected argument 'extra'"):
+        _parse(["extra"])
+    # A pipeline passes the others on (to Beam), its own flags parsed.
+    config, rest = _parse(["--rounds=2", "--runner=DirectRunner"],
+                          others="Beam's own flags pass through.")
+    assert config.rounds == 2 and rest == ["--runner=DirectRunner"]
+
+
+def test_parse_command_line_help_shows_the_summary_and_flags(capsys):
+    with pytest.raises(SystemExit) as done:
+        _parse(["--help"], others="Beam's own flags pass through.")
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("tool: Tool: times things.\n")
+    assert "Details." not in out
+    assert "--rounds: Timed rounds." in out and "--[no]quick" in out
+    assert out.rstrip().endswith("Beam's own flags pass through.")
 
 
 # -- progress -------------------------------------------------------------------

@@ -22,7 +22,6 @@ import scipy.stats
 import tensorflow as tf
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from bench import frame_level_results as flr  # noqa: E402
 from yt8m_xmodal import cli  # noqa: E402
 from yt8m_xmodal import features  # noqa: E402
 from yt8m_xmodal import metrics  # noqa: E402
@@ -427,58 +426,6 @@ def test_time_carries_pairing_that_the_mean_misses(small_set):
     # ...and the oracle stays the ceiling.
     assert chunk["mrr"] < oracle["mrr"]
     assert chunk["recall@10"] < oracle["recall@10"]
-
-
-def test_bench_mean_cca_matches_an_independent_cca(small_set):
-    """bench/frame_level_results.py's baseline (the package's linear CCA on
-    the mean features, chosen on validate) retrieves as a float64 CCA does."""
-    _, _, splits = small_set
-    means = {split: _mean_features(splits[split])
-             for split in ("train", "validate", "test")}
-    ridge, k, model = flr.select_mean_linear_cca(means)
-    reference = _fit_cca(*means["train"], ridge)
-    for split in ("validate", "test"):
-        result = _retrieval(*flr.linear_cca_embeddings(model, *means[split],
-                                                       k))
-        expected = _retrieval(*_embed_means(reference, k, means[split]))
-        # Solvers differ in round-off, so a near-tie may swap.
-        for key in ("recall@1", "recall@10", "mrr"):
-            assert result[key] == pytest.approx(expected[key], abs=0.02), key
-
-
-def _reference_correlations(audio, video, ridge):
-    """The generalized eigenvalues of `_fit_cca`'s problem, largest first:
-    the regularized canonical correlations."""
-    off, block = _cca_problem(audio, video, ridge)
-    return np.sort(scipy.linalg.eigh(off, block, eigvals_only=True))[::-1]
-
-
-def test_linear_cca_matches_the_reference_cca():
-    # Two views of a shared 6-d latent, with view noise and offsets.
-    rng = np.random.default_rng(4)
-    latent = rng.standard_normal((400, 6))
-    audio = (latent @ rng.standard_normal((6, 12)) * 0.1 + 0.5
-             + 0.1 * rng.standard_normal((400, 12)))
-    video = (latent @ rng.standard_normal((6, 20)) * 0.2 - 1.0
-             + 0.3 * rng.standard_normal((400, 20)))
-    means = {"train": (audio[:300], video[:300]),
-             "validate": (audio[300:], video[300:])}
-    ridge, k, model = flr.select_mean_linear_cca(
-        means, ridges=(1e-2, 1e-1), components=(4, 8))
-    assert (ridge, k) in {(r, c) for r in (1e-2, 1e-1) for c in (4, 8)}
-    np.testing.assert_allclose(
-        model.correlations.numpy()[:k],
-        _reference_correlations(*means["train"], ridge)[:k], atol=1e-10)
-    reference = _embed_means(_fit_cca(*means["train"], ridge), k,
-                             means["validate"])
-    reference = [e / np.linalg.norm(e, axis=1, keepdims=True)
-                 for e in reference]
-    a, v = flr.linear_cca_embeddings(model, *means["validate"], k)
-    # Cosine scores do not depend on the sign or scale of each component.
-    np.testing.assert_allclose(a @ v.T, reference[0] @ reference[1].T,
-                               atol=1e-9)
-    np.testing.assert_allclose(a @ a.T, reference[0] @ reference[0].T,
-                               atol=1e-9)
 
 
 def test_bad_options_name_the_argument(tmp_path):

@@ -6,7 +6,8 @@ Model Garden's task configs do. Everything else takes its defaults from here:
 the model and tower classes, the losses, train.py's flags (generated from these
 fields by `yt8m_xmodal.cli`) and the tests.
 
-Two named recipes exist:
+Two named recipes exist: FRAME_LEVEL_RECIPE and VIDEO_LEVEL_RECIPE
+(`recipe(frame_features)` picks one).
 
 More: docs/design.md, "Configuration".
 """
@@ -64,21 +65,37 @@ def _check_at_least(config, names, minimum):
                               **{name: getattr(config, name)})
 
 
+def _check_top_k(config):
+    """Stores `top_k` as a tuple; its cut-offs must be positive."""
+    object.__setattr__(config, "top_k", tuple(config.top_k))
+    if not config.top_k or any(k < 1 for k in config.top_k):
+        raise ConfigError("{top_k} must be positive integers",
+                          top_k=",".join(map(str, config.top_k)))
+
+
 # -- data ------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Which records to read and how: YT8M's reader flags."""
+class FeaturesConfig:
+    """The two views' features in YT8M records: the flags of every command
+    that reads or writes records (train.py, the subset tool, the demo
+    generator)."""
 
-    frame_features: bool = _field(
-        True, "Read frame-level SequenceExamples (rgb/audio per frame); "
-        "otherwise video-level Examples (mean_rgb/mean_audio).")
     feature_names: tuple[str, ...] = _field(
         (), "The video view's feature name, then the audio view's. Empty: "
         "rgb,audio at frame level, mean_rgb,mean_audio at video level.")
     feature_sizes: tuple[int, ...] = _field(
         features.FEATURE_SIZES, "Sizes of the features in feature_names.")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(FeaturesConfig):
+    """Which records to read and how: YT8M's reader flags."""
+
+    frame_features: bool = _field(
+        True, "Read frame-level SequenceExamples (rgb/audio per frame); "
+        "otherwise video-level Examples (mean_rgb/mean_audio).")
     max_frames: int = _field(
         features.MAX_FRAMES, "Frames per video kept; longer videos are "
         "truncated.")
@@ -335,7 +352,14 @@ class ClusterCcaConfig(DeepCcaConfig):
 
 @dataclasses.dataclass(frozen=True)
 class SoftCcaConfig:
-    """Soft CCA (Chang et al. 2018): L2 distance plus a decorrelation term."""
+    """Soft CCA (Chang et al. 2018): L2 distance plus a decorrelation term.
+
+    No options: the decorrelation weight and variance epsilon stay at
+    `losses.SoftCCALoss`'s values, since soft CCA is measured only for speed
+    (BENCHMARKS.md, "Losses") and no other setting has been compared. The
+    empty config keeps the loss's entry in LOSS_CONFIGS, and its
+    `loss_config` in model_flags.json, the same as every other loss's.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -525,7 +549,7 @@ class TrainConfig:
                            model_config(self.model, self.model_config))
         object.__setattr__(self, "loss_config",
                            loss_config(self.loss, self.loss_config))
-        object.__setattr__(self, "top_k", tuple(self.top_k))
+        _check_top_k(self)
         weighted = self.weighted_labels
         if isinstance(weighted, str):
             weighted = [x for x in weighted.split(",") if x.strip()]
@@ -561,9 +585,6 @@ class TrainConfig:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("distribution_strategy", self.distribution_strategy,
                       STRATEGIES)
-        if any(k < 1 for k in self.top_k) or not self.top_k:
-            raise ConfigError("{top_k} must be positive integers",
-                              top_k=",".join(map(str, self.top_k)))
         if isinstance(self.model_config, VideoLevelMlpConfig) and (
                 self.model_config.cca_input_dim > min(data.feature_sizes)):
             raise ConfigError(
@@ -654,39 +675,50 @@ def recipe(frame_features):
 # What eval.py and inference.py do with a trained model. A field left None
 # takes the model's own value (its model_flags.json).
 
-_TRAIN_DIR_HELP = "The directory train.py wrote."
-_BATCH_HELP = "Videos embedded per batch."
-_CSLS_HELP = ("Rank by CSLS over this many neighbours (0: plain cosine). "
-              "Unset: the model's own csls_k (model_flags.json).")
+
+@dataclasses.dataclass(frozen=True)
+class _TrainedModelConfig:
+    """What eval.py and inference.py share: the trained model they use, how
+    many videos they embed at a time, and the ranking."""
+
+    train_dir: str = _field(
+        "/tmp/yt8m_xmodal_model/", "The directory train.py wrote: eval.py "
+        "scores its checkpoints, inference.py uses its newest export.")
+    batch_size: int = _field(256, "Videos embedded per batch.")
+    csls_k: int | None = _field(
+        None, "Rank by CSLS over this many neighbours (0: plain cosine). "
+        "Unset: the model's own csls_k (model_flags.json).")
+
+    def __post_init__(self):
+        _check_at_least(self, ("batch_size",), 1)
+        if self.csls_k is not None:
+            _check_at_least(self, ("csls_k",), 0)
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(_TrainedModelConfig):
     """eval.py: retrieval metrics of a train_dir's checkpoints."""
 
-    train_dir: str = _field("/tmp/yt8m_xmodal_model/", _TRAIN_DIR_HELP)
+    # What is evaluated, and when: once, or each new checkpoint.
     eval_data_pattern: str = _field(
         "", "File glob(s), comma-separated, of the evaluation records. "
         "Empty: the test split of the built-in demo data.")
-    top_k: tuple[int, ...] = _field(
-        (1, 5, 10, 20), "Comma-separated cut-offs K: Recall@K is reported "
-        "for each.")
-    batch_size: int = _field(256, _BATCH_HELP)
+    skip_corrupt: bool = _field(
+        False, "Skip corrupt records (counted) instead of stopping.")
     run_once: bool = _field(
         False, "Evaluate the latest checkpoint once instead of watching.")
+    poll_seconds: float = _field(
+        30.0, "Watcher: seconds between looks for a new checkpoint.")
+    # What is scored, and where the scores go.
     use_subspace: bool = _field(
         True, "Cosine similarity in the fitted CCA subspace; otherwise in "
         "the raw tower embeddings.")
-    output_json: str = _field(
-        "", "Where to write metrics.json (default train_dir/eval/).")
-    poll_seconds: float = _field(
-        30.0, "Watcher: seconds between looks for a new checkpoint.")
-    csls_k: int | None = _field(None, _CSLS_HELP)
+    top_k: tuple[int, ...] = _field(
+        (1, 5, 10, 20), "Comma-separated cut-offs K: Recall@K is reported "
+        "for each.")
     compute_map: bool = _field(
         False, "Also compute exact label mAP: it sorts every query's whole "
         "gallery, O(N^2 log N) in the number of videos.")
-    skip_corrupt: bool = _field(
-        False, "Skip corrupt records (counted) instead of stopping.")
     gallery_size: int = _field(
         0, "Score galleries of this many videos drawn from the evaluation "
         "set (the protocol most papers report R@K with) and report the mean "
@@ -694,31 +726,26 @@ class EvalConfig:
         "one gallery.")
     gallery_draws: int = _field(
         5, "Seeded draws of --gallery_size videos (seeds 0, 1, ...).")
+    output_json: str = _field(
+        "", "Where to write metrics.json (default train_dir/eval/).")
 
     def __post_init__(self):
-        object.__setattr__(self, "top_k", tuple(self.top_k))
-        if not self.top_k or any(k < 1 for k in self.top_k):
-            raise ConfigError("{top_k} must be positive integers",
-                              top_k=",".join(map(str, self.top_k)))
-        _check_at_least(self, ("batch_size", "gallery_draws"), 1)
+        super().__post_init__()
+        _check_top_k(self)
+        _check_at_least(self, ("gallery_draws",), 1)
         _check_at_least(self, ("gallery_size",), 0)
         if self.gallery_size == 1:
             raise ConfigError("{gallery_size} must be 0 (the whole set) or "
                               ">= 2", gallery_size=1)
-        if self.csls_k is not None:
-            _check_at_least(self, ("csls_k",), 0)
 
 
 QUERY_MODALITIES = ("audio", "video", "both")
 
 
 @dataclasses.dataclass(frozen=True)
-class InferenceConfig:
+class InferenceConfig(_TrainedModelConfig):
     """inference.py: embeds records and writes top-K cross-modal matches."""
 
-    train_dir: str = _field(
-        "/tmp/yt8m_xmodal_model/",
-        "The directory train.py wrote (its newest export is used).")
     input_model_tgz: str = _field(
         "", "A bundle made by --output_model_tgz; overrides --train_dir.")
     output_model_tgz: str = _field(
@@ -737,8 +764,6 @@ class InferenceConfig:
         "comma-separated list (1,5,10,20 writes 20).")
     embeddings_file: str = _field(
         "", "Write subspace embeddings (ids, audio, video) to this .npz.")
-    batch_size: int = _field(256, _BATCH_HELP)
-    csls_k: int | None = _field(None, _CSLS_HELP)
     index_dir: str = _field(
         "", "Search this index (built by yt8m-xmodal-index from this "
         "model's embeddings) instead of embedding gallery records; the "
@@ -756,10 +781,5 @@ class InferenceConfig:
 
     def __post_init__(self):
         _check_choice("query_modality", self.query_modality, QUERY_MODALITIES)
-        object.__setattr__(self, "top_k", tuple(self.top_k))
-        if not self.top_k or any(k < 1 for k in self.top_k):
-            raise ConfigError("{top_k} must be positive integers",
-                              top_k=",".join(map(str, self.top_k)))
-        _check_at_least(self, ("batch_size",), 1)
-        if self.csls_k is not None:
-            _check_at_least(self, ("csls_k",), 0)
+        super().__post_init__()
+        _check_top_k(self)

@@ -62,22 +62,28 @@ CHUNK_ROWS = 65536
 class IndexConfig:
     """`yt8m-xmodal-index build`: an index over one modality's embeddings."""
 
+    # What is indexed: the embeddings, the model they came from, which of
+    # their modalities.
     embeddings_file: tuple[str, ...] = config_lib.option(
         (), "Comma-separated .npz files written by inference.py "
         "--embeddings_file (ids and the gallery's embeddings); rows "
         "concatenated in this order.")
-    index_dir: str = config_lib.option("", "The index directory to write.")
-    modality: str = config_lib.option(
-        "video", "The gallery: video (songs query videos) or audio.")
-    kind: str = config_lib.option(
-        "auto", "auto (exact below 100,000 vectors, else ivf_flat), exact, "
-        "ivf_flat, ivf_sq8 or hnsw.")
     export_dir: str = config_lib.option(
         "", "The model export the embeddings came from; its hash is the "
         "index's model fingerprint.")
     model_fingerprint: str = config_lib.option(
         "", "The model fingerprint to record, when the files carry none and "
         "--export_dir is not given.")
+    modality: str = config_lib.option(
+        "video", "The gallery: video (songs query videos) or audio.")
+    # Where it goes.
+    index_dir: str = config_lib.option("", "The index directory to write.")
+    overwrite: bool = config_lib.option(
+        False, "Replace an existing --index_dir.")
+    # How: the kind and its search parameters.
+    kind: str = config_lib.option(
+        "auto", "auto (exact below 100,000 vectors, else ivf_flat), exact, "
+        "ivf_flat, ivf_sq8 or hnsw.")
     nlist: int = config_lib.option(
         0, "IVF kinds: inverted lists (0: the power of two nearest "
         "sqrt(N)).")
@@ -87,8 +93,6 @@ class IndexConfig:
     target_recall: float = config_lib.option(
         TARGET_RECALL, "Recall@10 against exact search that tuning aims "
         "for.")
-    overwrite: bool = config_lib.option(
-        False, "Replace an existing --index_dir.")
     seed: int = config_lib.option(0, "Seed of the training and tuning "
                                      "samples.")
 

@@ -4,8 +4,9 @@ The library takes typed configs (`yt8m_xmodal.config`) and raises
 `ConfigError` naming config fields, or `DataError` naming files and records.
 The commands here (train, eval, inference, subset, synthetic) are the only
 code that knows about flags: their flags are generated from the config
-dataclasses (so each default and help text is written once), and `run`
-prints any library error with the flag names a command-line user passed.
+dataclasses (so each default and help text is written once; the pipelines
+and benchmarks parse theirs with `parse_command_line`), and `run` prints
+any library error with the flag names a command-line user passed.
 
 The console shows the project's own lines (plain messages of the
 "yt8m_xmodal" logger on stderr, results on stdout) and a progress bar, not
@@ -155,7 +156,8 @@ def _calling_command():
     return sys.argv[0] if module == "__main__" else module
 
 
-def define_config_flags(config_class, names=None, flag_values=flags.FLAGS):
+def define_config_flags(config_class, names=None, flag_values=flags.FLAGS,
+                        module_name=None):
     """Defines one absl flag per field of `config_class`: the one flag
     generator of every command.
 
@@ -167,8 +169,10 @@ def define_config_flags(config_class, names=None, flag_values=flags.FLAGS):
         field already defined as a flag (by an earlier config) is skipped.
       names: fields to define (default: all with help text).
       flag_values: where to define them (tests pass a fresh FlagValues).
+      module_name: the name --help lists them under (default: the module
+        of the command calling this).
     """
-    module = _calling_command()
+    module = module_name or _calling_command()
     for field in dataclasses.fields(config_class):
         if "help" not in field.metadata:
             continue
@@ -223,6 +227,58 @@ def config_from_flags(config_class, flag_values=flags.FLAGS, **values):
                                         flag_values[field.name].value)
     fields.update(values)
     return config_class(**fields)
+
+
+_HELP_FLAGS = ("--help", "-h", "--helpshort", "--helpfull")
+
+
+def parse_command_line(config_class, argv=None, doc="", program=None,
+                       others=""):
+    """(config, other arguments) of a command line whose flags are the fields
+    of `config_class`, for a program that does not run under `run` (the
+    Beam pipelines, the benchmarks).
+
+    The flags come from `define_config_flags` into a private FlagValues, so
+    they take the commands' forms (--quick, --noquick, comma lists) and
+    absl's global flags stay untouched. --help, -h, --helpshort or
+    --helpfull prints the first paragraph of `doc` and the flags, then exits.
+
+    Args:
+      config_class: the config dataclass.
+      argv: the arguments after the program's name (default sys.argv[1:]).
+      doc: the program's docstring.
+      program: its name in --help and errors (default: sys.argv[0]'s).
+      others: "" refuses any argument that is not a flag of `config_class`;
+        otherwise such arguments are returned, and `others` is what --help
+        says about them (e.g. that Beam's own flags pass through).
+
+    Returns:
+      (the config, the other arguments: [] when `others` is "").
+
+    Raises:
+      ConfigError: an unknown or malformed flag, or a value the config
+        refuses, named as the flag.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    program = program or os.path.basename(sys.argv[0])
+    flag_values = flags.FlagValues()
+    define_config_flags(config_class, flag_values=flag_values,
+                        module_name=program)
+    given = argv[:argv.index("--")] if "--" in argv else argv
+    if any(a in _HELP_FLAGS for a in given):
+        print(f"{program}: {doc.split(chr(10) * 2)[0].strip()}\n")
+        print(flag_values.get_help())
+        if others:
+            print(f"\n{others}")
+        raise SystemExit(0)
+    try:
+        rest = flag_values([program, *argv], known_only=bool(others))[1:]
+    except flags.Error as e:
+        raise ConfigError(str(e)) from None
+    if rest and not others:
+        raise ConfigError(f"unexpected argument {rest[0]!r}: {program} takes "
+                          "only --flags (--help lists them)")
+    return config_from_flags(config_class, flag_values), rest
 
 
 def define_data_flags(flag_values=flags.FLAGS):

@@ -24,32 +24,24 @@ class PipelineInputError(DataError):
     """Bad input met inside a transform; the message carries the marker."""
 
 
+# What a pipeline's --help says about the arguments that are not its flags.
+_BEAM_FLAGS = ("Beam's own flags (--runner, --direct_num_workers, "
+               "--direct_running_mode, --project, ...) pass through.")
+
+
 def parse_config(config_class, argv, command, doc):
     """(config, Beam's arguments) of a pipeline's command line.
 
     The pipeline's own flags are generated from `config_class` by the same
-    generator as the single-process commands' (`yt8m_xmodal.cli`), so a
-    pipeline and its tool take the same flags with the same defaults
+    generator as the single-process commands' (`cli.parse_command_line`),
+    so a pipeline and its tool take the same flags with the same defaults
     (--frame_features=false, --noframe_features, comma lists); the
     arguments left over are Beam's (--runner, --direct_num_workers, ...).
     --help prints the pipeline's flags.
     """
-    from absl import flags  # pylint: disable=g-import-not-at-top
     from yt8m_xmodal import cli  # pylint: disable=g-import-not-at-top
-    argv = list(sys.argv[1:] if argv is None else argv)
-    flag_values = flags.FlagValues()
-    cli.define_config_flags(config_class, flag_values=flag_values)
-    if any(a in ("--help", "-h", "--helpshort") for a in argv):
-        print(f"{command}: {doc.split(chr(10) * 2)[0].strip()}\n")
-        print(flag_values.get_help())
-        print("\nBeam's own flags (--runner, --direct_num_workers, "
-              "--direct_running_mode, --project, ...) pass through.")
-        raise SystemExit(0)
-    try:
-        beam_args = flag_values([command, *argv], known_only=True)[1:]
-    except flags.Error as e:
-        raise ConfigError(str(e)) from None
-    return cli.config_from_flags(config_class, flag_values), beam_args
+    return cli.parse_command_line(config_class, argv, doc, program=command,
+                                  others=_BEAM_FLAGS)
 
 
 def flag_text(error):

@@ -41,7 +41,7 @@ DEFAULT_TARGET_SHARD_MB = 256
 
 
 @dataclasses.dataclass(frozen=True)
-class SubsetConfig:
+class SubsetConfig(config.FeaturesConfig):
     """The subset's options: the tool (`yt8m-xmodal-subset`) and the Beam
     pipeline (`python -m yt8m_xmodal.pipelines.subset`) take these same
     flags with the same defaults. None: read from the first input record."""
@@ -56,11 +56,6 @@ class SubsetConfig:
     id_feature: str | None = config.option(
         None, "Context key of the video id: id (2018 release) or video_id "
         "(2017). Unset: the key of the first input record.")
-    feature_names: tuple[str, ...] = config.option(
-        (), "Video then audio feature name; default rgb,audio at frame "
-        "level, mean_rgb,mean_audio at video level.")
-    feature_sizes: tuple[int, ...] = config.option(
-        features.FEATURE_SIZES, "Sizes of the features in --feature_names.")
     label_names: tuple[str, ...] = config.option(
         (), "Comma list of vocabulary names to select (needs "
         "--vocabulary_file). Default: the 17 music labels.")

@@ -338,7 +338,7 @@ def _dequantized_mean(codes):
 
 
 @dataclasses.dataclass(frozen=True)
-class SyntheticConfig:
+class SyntheticConfig(config.FeaturesConfig):
     """`yt8m-xmodal-synthetic`: the arguments of `generate_dataset`."""
 
     output_dir: str = config.option(
@@ -356,11 +356,6 @@ class SyntheticConfig:
                                     "Shortest video, in frames.")
     max_frames: int = config.option(DEFAULT_MAX_FRAMES,
                                     "Longest video, in frames.")
-    feature_sizes: tuple[int, ...] = config.option(
-        features.FEATURE_SIZES, "Video and audio feature sizes.")
-    feature_names: tuple[str, ...] = config.option(
-        (), "Video and audio feature names; default rgb,audio (frame level) "
-        "or mean_rgb,mean_audio.")
     num_classes: int = config.option(DEFAULT_NUM_CLASSES,
                                      "Number of genre labels.")
 
