@@ -143,7 +143,9 @@ def _child(request):
         os.dup2(opened, fd)
         os.close(opened)
     # Fresh standard streams on the new descriptors, as a new interpreter
-    # opens them (stderr line-buffered).
+    # opens them (stderr line-buffered). A library that kept the helper's
+    # streams writes to the same descriptors; they are flushed at the end too.
+    inherited = (sys.stdout, sys.stderr)
     sys.stdin = sys.__stdin__ = open(0, closefd=False)
     sys.stdout = sys.__stdout__ = open(1, "w", closefd=False)
     sys.stderr = sys.__stderr__ = open(2, "w", buffering=1, closefd=False,
@@ -183,7 +185,7 @@ def _child(request):
         threading._shutdown()
         atexit._run_exitfuncs()
     finally:
-        for stream in (sys.stdout, sys.stderr):
+        for stream in (sys.stdout, sys.stderr, *inherited):
             try:
                 stream.flush()
             except Exception:
