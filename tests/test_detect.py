@@ -7,13 +7,13 @@ import json
 import logging
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, TINY_FEATURE_SIZES
+import prewarmed
 from test_training import _parse_train_flags
 from yt8m_xmodal import cli
 from yt8m_xmodal import config as config_lib
@@ -34,9 +34,8 @@ TF_INTERNALS = ("Traceback", "Reduction axis", "Graph execution",
 
 
 def _run(script, *args, timeout=300):
-    return subprocess.run([sys.executable, str(REPO_ROOT / script),
-                           *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO_ROOT)
+    return prewarmed.run([sys.executable, str(REPO_ROOT / script),
+                          *map(str, args)], timeout=timeout, cwd=REPO_ROOT)
 
 
 def _one_line_error(out, script):

@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO_ROOT, TINY_FEATURE_SIZES, checkpoint_embeddings
+import prewarmed
 from yt8m_xmodal import evaluation
 from yt8m_xmodal import modeling
 from yt8m_xmodal import readers
@@ -20,8 +20,7 @@ from yt8m_xmodal.errors import ConfigError, DataError
 
 
 def run_script(*args, timeout=180):
-    return subprocess.run([sys.executable, *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
+    return prewarmed.run([sys.executable, *map(str, args)], timeout=timeout)
 
 
 def brute_force_ranks(queries, gallery):

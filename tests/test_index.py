@@ -5,13 +5,13 @@ import importlib.util
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
+import prewarmed
 from yt8m_xmodal import embeddings
 from yt8m_xmodal import index
 from yt8m_xmodal import metrics
@@ -388,9 +388,9 @@ def test_read_gallery_errors_name_the_file(two_npz, tmp_path):
 
 
 def _cli(*args):
-    return subprocess.run(
+    return prewarmed.run(
         [sys.executable, "-m", "yt8m_xmodal.cli.index", *map(str, args)],
-        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+        timeout=300, cwd=REPO_ROOT)
 
 
 @needs_faiss

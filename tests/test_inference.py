@@ -1,20 +1,20 @@
 """inference.py: top-K CSV, embeddings npz, and model bundles."""
 
 import csv
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, checkpoint_embeddings
+import prewarmed
 from yt8m_xmodal import metrics
 
 
 def run_inference(*args):
-    out = subprocess.run(
+    out = prewarmed.run(
         [sys.executable, str(REPO_ROOT / "inference.py"), *map(str, args)],
-        capture_output=True, text=True, timeout=300)
+        timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return out
 

@@ -1,13 +1,13 @@
 """LinearCcaModel: the linear-CCA baseline reachable from train.py."""
 
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
+import prewarmed
 from test_training import tiny_config
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
@@ -82,14 +82,14 @@ def test_linear_cca_config_checks_the_subspace_against_the_feature_sizes():
 
 def test_train_py_model_linear_cca(tiny_video_data, tmp_path):
     train_dir = tmp_path / "run"
-    out = subprocess.run(
+    out = prewarmed.run(
         [sys.executable, str(REPO_ROOT / "train.py"), "--noframe_features",
          "--model=LinearCcaModel", "--feature_sizes=16,8", "--num_classes=4",
          "--subspace_dim=4",
          f"--train_data_pattern={tiny_video_data}/train-*",
          f"--validate_data_pattern={tiny_video_data}/validate-*",
          f"--train_dir={train_dir}", "--batch_size=32"],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+        cwd=REPO_ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "LinearCcaModel" in out.stdout
     assert modeling.latest_export(str(train_dir)) is not None

@@ -15,7 +15,6 @@ import dataclasses
 import faulthandler
 import glob
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -24,6 +23,7 @@ import tensorflow as tf
 
 import reliability_cases as cases
 from conftest import REPO_ROOT, TINY_FEATURE_SIZES
+import prewarmed
 from test_training import _parse_train_flags
 from yt8m_xmodal import evaluation
 from yt8m_xmodal import modeling
@@ -222,9 +222,8 @@ def test_evaluation_on_mutants(frame_shards, trained_dir):
 
 
 def _run(script, *args, timeout=300):
-    return subprocess.run([sys.executable, str(REPO_ROOT / script), *args],
-                          capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO_ROOT)
+    return prewarmed.run([sys.executable, str(REPO_ROOT / script), *args],
+                         timeout=timeout, cwd=REPO_ROOT)
 
 
 def _failed_with_one_line(out, script, named):

@@ -22,6 +22,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO_ROOT
+import prewarmed
 
 pytest.importorskip("fastapi", reason="the service needs the serve extra")
 httpx = pytest.importorskip("httpx")
@@ -90,14 +91,14 @@ def setup(chunk_export, tiny_frame_data, tmp_path_factory):
          "--max_upload_mb=1"],
         stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     try:
-        ran = subprocess.run(
+        ran = prewarmed.run(
             [sys.executable, str(REPO_ROOT / "inference.py"),
              f"--train_dir={chunk_export.split('/export/')[0]}",
              f"--input_data_pattern={songs}", f"--index_dir={out / 'index'}",
              "--query_modality=audio", f"--top_k={TOP_K}",
              f"--output_file={out / 'inference.csv'}",
              f"--embeddings_file={out / 'songs.npz'}"],
-            capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+            timeout=300, cwd=REPO_ROOT)
         assert ran.returncode == 0, ran.stderr[-3000:]
         with open(out / "inference.csv") as f:
             expected = {r["QueryId"]: r["MatchScorePairs"].split()

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import TINY_FEATURE_SIZES
+import prewarmed
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import modeling
 from yt8m_xmodal import readers
@@ -149,11 +150,10 @@ def _write(path, records):
 
 
 def _inference(*args):
-    import subprocess
     import sys
     from conftest import REPO_ROOT
-    out = subprocess.run([sys.executable, str(REPO_ROOT / "inference.py"),
-                          *args], capture_output=True, text=True, timeout=600)
+    out = prewarmed.run([sys.executable, str(REPO_ROOT / "inference.py"),
+                         *args], timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return out
 

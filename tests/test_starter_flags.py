@@ -14,13 +14,13 @@ below runs the three commands with them at both levels, as subprocesses.
 import csv
 import dataclasses
 import os
-import subprocess
 import sys
 
 from absl import flags
 import pytest
 
 from conftest import REPO_ROOT
+import prewarmed
 from yt8m_xmodal import cli
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import modeling
@@ -47,9 +47,8 @@ STARTER_TABLE = [
 
 
 def _run(script, *args):
-    out = subprocess.run([sys.executable, str(REPO_ROOT / script), *args],
-                         capture_output=True, text=True, timeout=600,
-                         cwd=REPO_ROOT)
+    out = prewarmed.run([sys.executable, str(REPO_ROOT / script), *args],
+                        timeout=600, cwd=REPO_ROOT)
     assert out.returncode == 0, f"{script} {args}:\n{out.stderr[-3000:]}"
     return out
 

@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO_ROOT, TINY_FEATURE_SIZES
+import prewarmed
 from yt8m_xmodal import config as config_lib
 from yt8m_xmodal import evaluation
 from yt8m_xmodal import modeling
@@ -326,18 +327,17 @@ def test_sigkill_during_training_then_rerun_resumes(tiny_frame_data, tmp_path):
     assert step_at_kill < 40
     json.loads((train_dir / "model_flags.json").read_text())
 
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    out = prewarmed.run(cmd, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"resumed from {killed_at}" in out.stderr
     assert tf.train.latest_checkpoint(str(train_dir)).endswith("ckpt-40")
 
 
 def test_train_script_reports_bad_flag_in_one_line(tmp_path):
-    out = subprocess.run(
+    out = prewarmed.run(
         [sys.executable, str(REPO_ROOT / "train.py"),
          "--train_data_pattern=/nonexistent/*.tfrecord",
-         f"--train_dir={tmp_path}/run", "--model=NoSuchModel"],
-        capture_output=True, text=True, timeout=120)
+         f"--train_dir={tmp_path}/run", "--model=NoSuchModel"], timeout=120)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert "--model=NoSuchModel" in out.stderr.strip().splitlines()[-1]
@@ -460,15 +460,14 @@ def test_default_run_trains_exports_and_reloads_the_shipped_recipe(
     model_flags.json whose model and loss are the shipped recipe's, and its
     export serves the embeddings of the restored checkpoint."""
     train_dir = tmp_path / "run"
-    out = subprocess.run(
+    out = prewarmed.run(
         [sys.executable, str(REPO_ROOT / "train.py"),
          f"--train_data_pattern={tiny_frame_data}/train-*",
          f"--validate_data_pattern={tiny_frame_data}/validate-*",
          f"--train_dir={train_dir}",
          f"--feature_sizes={','.join(map(str, TINY_FEATURE_SIZES))}",
          "--num_classes=4", "--batch_size=32", "--max_steps=2",
-         "--export_model_steps=2"],
-        capture_output=True, text=True, timeout=600)
+         "--export_model_steps=2"], timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     written = rundir.read_model_flags(str(train_dir))
     recipe = config_lib.TrainConfig()
